@@ -1,0 +1,34 @@
+// Generator: a seed plus an offset into the Philox stream. Each random fill reserves the
+// blocks it consumes, so consecutive draws never overlap and a (seed, offset) pair replays a
+// draw exactly, on CPU or GPU. The state is two integers, which checkpoints save for resume.
+#pragma once
+
+#include <cstdint>
+#include <mutex>
+
+namespace tg {
+
+class Generator {
+ public:
+  explicit Generator(uint64_t seed = kDefaultSeed) : seed_(seed) {}
+
+  uint64_t seed() const;
+  uint64_t offset() const;
+  void manual_seed(uint64_t seed);  // also rewinds the offset to 0
+  void set_offset(uint64_t offset);
+  // Reserves `blocks` Philox blocks and returns the index of the first.
+  uint64_t reserve(uint64_t blocks);
+
+  static constexpr uint64_t kDefaultSeed = 67280421310721ull;
+
+ private:
+  mutable std::mutex mutex_;
+  uint64_t seed_;
+  uint64_t offset_ = 0;
+};
+
+// The process-wide generator used when a factory is given none.
+Generator& default_generator();
+inline void manual_seed(uint64_t seed) { default_generator().manual_seed(seed); }
+
+}  // namespace tg

@@ -1,0 +1,75 @@
+// Tensor factories, copies and views on this executable's device (CPU suite: cpu; CUDA suite:
+// cuda:0), checked against host values; on CUDA also host<->device round trips.
+#include <doctest/doctest.h>
+
+#include <numeric>
+
+#include "core/allocator.h"
+#include "tests/support/test_support.h"
+
+using namespace tg;
+using tg::test::test_device;
+
+TEST_CASE("factories fill every element on the device") {
+  const Device dev = test_device();
+  CHECK(zeros({3, 5}, DType::f32, dev).to_vector<float>() == std::vector<float>(15, 0.0f));
+  CHECK(ones({7}, DType::i64, dev).to_vector<int64_t>() == std::vector<int64_t>(7, 1));
+  CHECK(full({2, 2}, 2.5, DType::f64, dev).to_vector<double>() == std::vector<double>(4, 2.5));
+  CHECK(full({3}, 1.0, DType::bf16, dev).to(DType::f32).to_vector<float>() == std::vector<float>(3, 1.0f));
+  CHECK(arange(0, 4, 1, DType::i32, dev).to_vector<int32_t>() == std::vector<int32_t>{0, 1, 2, 3});
+  const Tensor e = empty({0, 4}, DType::f32, dev);
+  CHECK(e.numel() == 0);
+  CHECK(e.to_vector<float>().empty());
+}
+
+TEST_CASE("host -> device -> host round trips are exact for every dtype") {
+  const Device dev = test_device();
+  std::vector<float> values(1000);
+  for (size_t i = 0; i < values.size(); ++i) values[i] = static_cast<float>(i) * 0.37f - 100.0f;
+  const Tensor host = from_vector(values, {10, 100});
+  const Tensor there = host.to(dev);
+  CHECK(there.device() == dev);
+  CHECK(there.to(Device::cpu()).to_vector<float>() == values);
+  for (DType dtype : {DType::f64, DType::bf16, DType::i32, DType::i64, DType::u8}) {
+    const Tensor converted_here = host.to(dtype);
+    const Tensor converted_there = there.to(dtype).to(Device::cpu());
+    CHECK(converted_there.dtype() == dtype);
+    CHECK(converted_there.to(DType::f64).to_vector<double>() == converted_here.to(DType::f64).to_vector<double>());
+  }
+}
+
+TEST_CASE("strided copies on the device match the host's") {
+  const Device dev = test_device();
+  std::vector<float> values(2 * 3 * 5);
+  std::iota(values.begin(), values.end(), 1.0f);
+  const Tensor host = from_vector(values, {2, 3, 5});
+  const Tensor there = host.to(dev);
+  const Tensor permuted = there.permute({2, 0, 1}).contiguous();
+  CHECK(permuted.is_contiguous());
+  CHECK(permuted.to_vector<float>() == host.permute({2, 0, 1}).contiguous().to_vector<float>());
+  const Tensor sliced = there.slice(2, 1, 5, 2).slice(1, 0, 3, 2);
+  CHECK(sliced.to_vector<float>() == host.slice(2, 1, 5, 2).slice(1, 0, 3, 2).to_vector<float>());
+  // Copy into a strided destination, with conversion.
+  const Tensor dst = zeros({5, 2, 3}, DType::f64, dev);
+  dst.permute({1, 2, 0}).copy_(there);
+  CHECK(dst.to_vector<double>() == host.permute({2, 0, 1}).to(DType::f64).contiguous().to_vector<double>());
+  // Broadcast copy (a stride-0 source) and a fill through a view.
+  const Tensor row = from_vector<float>({1, 2, 3, 4, 5}, {5}).to(dev);
+  const Tensor grid = empty({3, 5}, DType::f32, dev);
+  grid.copy_(row);
+  CHECK(grid.to_vector<float>() == std::vector<float>{1, 2, 3, 4, 5, 1, 2, 3, 4, 5, 1, 2, 3, 4, 5});
+  grid.slice(1, 0, 5, 2).fill_(-1);
+  CHECK(grid.select(0, 2).to_vector<float>() == std::vector<float>{-1, 2, -1, 4, -1});
+  CHECK(grid.select(0, 1).select(0, 3).item() == 4.0);
+}
+
+TEST_CASE("tensors on the device are counted by that device's allocator") {
+  const Device dev = test_device();
+  CachingAllocator& alloc = allocator_for(dev);
+  const int64_t before = alloc.stats().allocated_bytes[0].current;
+  {
+    const Tensor t = empty({256, 1024}, DType::f32, dev);  // exactly 1 MiB
+    CHECK(alloc.stats().allocated_bytes[0].current == before + 1024 * 1024);
+  }
+  CHECK(alloc.stats().allocated_bytes[0].current == before);
+}

@@ -1,0 +1,33 @@
+// Helpers shared by the tests: which device a test executable targets, and numeric comparison.
+#pragma once
+
+#include <cmath>
+#include <vector>
+
+#include "core/tensor.h"
+
+#ifndef TG_TEST_CUDA
+#define TG_TEST_CUDA 0
+#endif
+
+namespace tg::test {
+
+// True in executables that hold CUDA tests (built with TG_TEST_CUDA=1).
+inline bool cuda_tests_requested() { return TG_TEST_CUDA != 0; }
+
+// The device the current executable's device-generic tests run on.
+inline Device test_device() { return cuda_tests_requested() ? Device::cuda(0) : Device::cpu(); }
+
+// ||a - b|| / ||b|| over two equally long sequences (b must not be all zero).
+template <class A, class B>
+double relative_error(const std::vector<A>& a, const std::vector<B>& b) {
+  double diff = 0, ref = 0;
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
+    const double d = static_cast<double>(a[i]) - static_cast<double>(b[i]);
+    diff += d * d;
+    ref += static_cast<double>(b[i]) * static_cast<double>(b[i]);
+  }
+  return a.size() == b.size() ? std::sqrt(diff / ref) : INFINITY;
+}
+
+}  // namespace tg::test
