@@ -33,6 +33,7 @@ class HostBacking final : public MemoryBacking {
     if (capacity_ == SIZE_MAX) return std::nullopt;
     return Info{capacity_, capacity_ - used_};
   }
+  void fill(void* ptr, size_t nbytes, uint8_t byte) override { std::memset(ptr, byte, nbytes); }
   std::string device_name() const override { return "cpu"; }
 
  private:

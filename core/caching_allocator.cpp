@@ -159,6 +159,7 @@ void* CachingAllocator::activate(Block* block, size_t size, size_t requested) {
   }
   block->allocated = true;
   block->requested = requested;
+  if (poison_) backing_->fill(block->ptr, block->size, 0xFF);
   active_blocks_.emplace(block->ptr, block);
   for_stat_types(block->small, [&](size_t t) {
     stats_.allocation[t].update(1);
@@ -244,6 +245,11 @@ void CachingAllocator::throw_oom(size_t requested, size_t segment_bytes) {
            segment_bytes, " bytes). The device has ", capacity, ". Of the memory in use, ",
            format_bytes(allocated), " is allocated by tapegrad and ", format_bytes(reserved - allocated),
            " is reserved by tapegrad but unallocated.");
+}
+
+void CachingAllocator::set_poison(bool poison) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  poison_ = poison;
 }
 
 MemoryStats CachingAllocator::stats() const {

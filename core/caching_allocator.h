@@ -31,6 +31,8 @@ class MemoryBacking {
   virtual void* allocate(size_t nbytes) = 0;
   virtual void release(void* ptr, size_t nbytes) = 0;
   virtual std::optional<Info> info() const = 0;
+  // Sets `nbytes` at `ptr` to `byte` (ordered with the device's work; used for poisoning).
+  virtual void fill(void* ptr, size_t nbytes, uint8_t byte) = 0;
   virtual std::string device_name() const = 0;
 };
 
@@ -67,6 +69,9 @@ class CachingAllocator {
   std::string memory_summary() const;
   std::string device_name() const { return backing_->device_name(); }
   bool caching() const { return caching_; }
+  // Test aid: while on, every block handed out is first filled with 0xFF bytes (NaN in every
+  // floating dtype), so a kernel that leaves an output element unwritten is caught.
+  void set_poison(bool poison);
 
   static size_t round_size(size_t nbytes);
   static size_t segment_size(size_t rounded);  // what a new segment for this request holds
@@ -96,6 +101,7 @@ class CachingAllocator {
 
   std::unique_ptr<MemoryBacking> backing_;
   const bool caching_;
+  bool poison_ = false;
   mutable std::mutex mutex_;
   BlockPool small_pool_, large_pool_;
   std::unordered_map<void*, Block*> active_blocks_;

@@ -69,6 +69,14 @@ template <> struct dtype_of<int64_t> { static constexpr DType value = DType::i64
 template <> struct dtype_of<uint8_t> { static constexpr DType value = DType::u8; };
 template <class T> inline constexpr DType dtype_v = dtype_of<T>::value;
 
+// Arithmetic type for a storage type: bf16 and f32 compute in float, f64 in double.
+template <class T> struct acc_type_of { using type = float; };
+template <> struct acc_type_of<double> { using type = double; };
+template <> struct acc_type_of<int32_t> { using type = int32_t; };
+template <> struct acc_type_of<int64_t> { using type = int64_t; };
+template <> struct acc_type_of<uint8_t> { using type = int64_t; };
+template <class T> using acc_t = typename acc_type_of<T>::type;
+
 }  // namespace tg
 
 // Runs the trailing lambda-like body with `scalar_t` bound to the C++ type of `dtype`.

@@ -14,6 +14,8 @@ enum class Distribution { uniform, normal };
 // dst[i] = convert(src[i]); same shape (src strides may be 0 for broadcast), same device.
 void copy_cpu(const Tensor& dst, const Tensor& src);
 void fill_cpu(const Tensor& dst, double value);
+// dst[i] += src[i]; same shape and dtype (floating).
+void accumulate_cpu(const Tensor& dst, const Tensor& src);
 // Contiguous dst; element i draws from Philox block first_block + i/4 (uniform, lane i%4) or
 // first_block + i/2 (normal, Box-Muller lane i%2). (a, b) = (low, high) or (mean, std).
 void random_cpu(const Tensor& dst, Distribution distribution, uint64_t seed, uint64_t first_block,
@@ -22,6 +24,7 @@ void random_cpu(const Tensor& dst, Distribution distribution, uint64_t seed, uin
 #if TG_WITH_CUDA
 void copy_cuda(const Tensor& dst, const Tensor& src);
 void fill_cuda(const Tensor& dst, double value);
+void accumulate_cuda(const Tensor& dst, const Tensor& src);
 void random_cuda(const Tensor& dst, Distribution distribution, uint64_t seed, uint64_t first_block,
                  double a, double b);
 // Contiguous copies between host and device memory (synchronous for the host side).

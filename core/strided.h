@@ -1,11 +1,14 @@
-// Helpers shared by the CPU and CUDA memory kernels: element conversion between dtypes and an
-// N-d strided geometry (with adjacent dims coalesced) that maps a linear index to offsets.
+// Helpers shared by CPU and CUDA elementwise kernels: element conversion between dtypes, and an
+// N-d strided geometry over several operands (adjacent dims coalesced, size-1 dims dropped)
+// that maps a linear index of the iteration shape to each operand's element offset.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <type_traits>
 
 #include "core/dtype.h"
+#include "core/error.h"
 #include "core/shape.h"
 
 namespace tg {
@@ -26,30 +29,82 @@ TG_HOST_DEVICE inline To convert(From value) {
   }
 }
 
-inline constexpr int kMaxCopyDims = 12;
+inline constexpr int kMaxGeometryDims = 12;
 
-// Geometry of an elementwise pass over `shape` with two operands (dst, src) of given strides.
-struct CopyGeometry {
+// Iteration over `sizes` (row-major) for N operands with their own element strides.
+template <int N>
+struct StridedGeometry {
   int ndim = 0;
-  int64_t sizes[kMaxCopyDims];
-  int64_t dst_strides[kMaxCopyDims];
-  int64_t src_strides[kMaxCopyDims];
+  int64_t sizes[kMaxGeometryDims];
+  int64_t strides[N][kMaxGeometryDims];
 
-  // Offsets (in elements) of linear element `index` (row-major over sizes).
-  TG_HOST_DEVICE void offsets(int64_t index, int64_t& dst, int64_t& src) const {
-    dst = 0;
-    src = 0;
+  // Element offsets of linear index `index` in each operand.
+  TG_HOST_DEVICE void offsets(int64_t index, int64_t (&out)[N]) const {
+    for (int k = 0; k < N; ++k) out[k] = 0;
     for (int d = ndim - 1; d >= 0; --d) {
       const int64_t i = index % sizes[d];
       index /= sizes[d];
-      dst += i * dst_strides[d];
-      src += i * src_strides[d];
+      for (int k = 0; k < N; ++k) out[k] += i * strides[k][d];
     }
   }
 };
 
-// Builds the geometry, dropping size-1 dims and merging dims that are contiguous in both.
-CopyGeometry make_copy_geometry(const Shape& shape, const Strides& dst_strides,
-                                const Strides& src_strides);
+// Builds the geometry of `shape` for operands with the given strides (each as long as shape).
+template <int N>
+StridedGeometry<N> make_geometry(const Shape& shape, const std::array<const Strides*, N>& operand_strides) {
+  StridedGeometry<N> g;
+  for (int64_t d = 0; d < shape.ndim(); ++d) {
+    const size_t i = static_cast<size_t>(d);
+    if (shape[d] == 1) continue;
+    if (g.ndim > 0) {
+      const int last = g.ndim - 1;
+      bool mergeable = true;
+      for (int k = 0; k < N; ++k) mergeable &= g.strides[k][last] == (*operand_strides[k])[i] * shape[d];
+      if (mergeable) {
+        g.sizes[last] *= shape[d];
+        for (int k = 0; k < N; ++k) g.strides[k][last] = (*operand_strides[k])[i];
+        continue;
+      }
+    }
+    TG_CHECK(g.ndim < kMaxGeometryDims, NotImplementedError, "elementwise pass over more than ",
+             kMaxGeometryDims, " non-mergeable dims (shape ", shape.str(), ")");
+    g.sizes[g.ndim] = shape[d];
+    for (int k = 0; k < N; ++k) g.strides[k][g.ndim] = (*operand_strides[k])[i];
+    ++g.ndim;
+  }
+  return g;
+}
+
+}  // namespace tg
+
+namespace tg {
+
+// Host-side walk over every element of the geometry in row-major order, calling
+// f(const int64_t (&offsets)[N]); offsets advance incrementally (no division per element).
+template <int N, class F>
+void for_each_offset(const StridedGeometry<N>& g, F&& f) {
+  int64_t base[N] = {};
+  if (g.ndim == 0) {
+    f(base);
+    return;
+  }
+  int64_t index[kMaxGeometryDims] = {};
+  const int last = g.ndim - 1;
+  int64_t total = 1;
+  for (int d = 0; d < g.ndim; ++d) total *= g.sizes[d];
+  for (int64_t done = 0; done < total; done += g.sizes[last]) {
+    int64_t current[N];
+    for (int64_t i = 0; i < g.sizes[last]; ++i) {
+      for (int k = 0; k < N; ++k) current[k] = base[k] + i * g.strides[k][last];
+      f(current);
+    }
+    for (int d = last - 1; d >= 0; --d) {
+      for (int k = 0; k < N; ++k) base[k] += g.strides[k][d];
+      if (++index[d] < g.sizes[d]) break;
+      for (int k = 0; k < N; ++k) base[k] -= g.strides[k][d] * g.sizes[d];
+      index[d] = 0;
+    }
+  }
+}
 
 }  // namespace tg

@@ -274,6 +274,20 @@ void Tensor::fill_(double value) const {
 #endif
 }
 
+void Tensor::accumulate_(const Tensor& other) const {
+  TG_CHECK(other.shape() == shape() && other.dtype() == dtype() && other.device() == device(), ShapeError,
+           "accumulate_: expected a tensor of shape ", shape().str(), ", dtype ", dtype_name(dtype()), " on ",
+           device().str(), ", got shape ", other.shape().str(), ", dtype ", dtype_name(other.dtype()), " on ",
+           other.device().str());
+  if (device().is_cpu()) {
+    kernels::accumulate_cpu(*this, other);
+    return;
+  }
+#if TG_WITH_CUDA
+  kernels::accumulate_cuda(*this, other);
+#endif
+}
+
 double Tensor::item() const {
   TG_CHECK(numel() == 1, ValueError, "item(): expected a tensor with one element, got shape ", shape().str(),
            " (", numel(), " elements)");

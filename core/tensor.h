@@ -18,7 +18,8 @@
 
 namespace tg {
 
-struct AutogradMeta;  // defined by autograd/; core only stores it
+struct AutogradMeta;  // core/autograd_meta.h
+class Node;          // autograd/node.h
 
 struct TensorImpl {
   std::shared_ptr<Storage> storage;
@@ -84,6 +85,8 @@ class Tensor {
   Tensor to(DType dtype) const;    // *this when already that dtype
   void copy_(const Tensor& src) const;  // same shape (src may broadcast), any dtype/device
   void fill_(double value) const;
+  // *this += other (same shape, dtype and device): gradient accumulation, not recorded.
+  void accumulate_(const Tensor& other) const;
 
   double item() const;  // one element, any dtype, synchronizes with the device
   template <class T>
@@ -92,6 +95,19 @@ class Tensor {
   std::string str(int64_t edge_items = 3) const;  // header line plus (summarized) values
 
   void check_dtype(DType expected, const char* what) const;
+
+  // Autograd state. Tensor's own methods above never record operations: differentiable
+  // versions of the views and copies are the free functions in ops/ (tg::reshape, ...).
+  bool requires_grad() const;
+  // Marks a leaf (floating dtype) as a parameter whose gradient backward() accumulates.
+  const Tensor& set_requires_grad(bool requires_grad) const;
+  bool is_leaf() const;                 // not produced by a recorded op
+  Tensor grad() const;                  // undefined until a backward reaches this leaf
+  void set_grad(const Tensor& grad) const;  // undefined clears it (zero_grad)
+  std::shared_ptr<Node> grad_fn() const;
+  uint32_t output_nr() const;
+  Tensor detach() const;                // same storage and view, outside autograd
+  AutogradMeta& autograd_meta() const;  // created on first use
 
  private:
   const TensorImpl& checked() const;

@@ -4,6 +4,7 @@
 #include "core/allocator.h"
 #include "core/cuda/cuda_check.h"
 #include "core/cuda/device_guard.h"
+#include "core/cuda/launch.h"
 
 namespace tg {
 
@@ -33,6 +34,10 @@ class CudaBacking final : public MemoryBacking {
     size_t free = 0, total = 0;
     TG_CUDA_CHECK(cudaMemGetInfo(&free, &total));
     return Info{total, free};
+  }
+  void fill(void* ptr, size_t nbytes, uint8_t byte) override {
+    DeviceGuard guard(index_);
+    TG_CUDA_CHECK(cudaMemsetAsync(ptr, byte, nbytes, current_stream()));
   }
   std::string device_name() const override { return "cuda:" + std::to_string(index_); }
 

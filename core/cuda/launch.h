@@ -23,3 +23,8 @@ inline unsigned grid_for(int64_t numel, int block_size = kBlockSize) {
 }
 
 }  // namespace tg
+
+// for (int64_t i ...) over [0, n) in a grid-stride loop.
+#define TG_GRID_STRIDE_LOOP(i, n)                                                          \
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (n); \
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)

@@ -14,37 +14,43 @@ namespace tg::kernels {
 namespace {
 
 template <class Dst, class Src>
-__global__ void copy_strided_kernel(CopyGeometry g, Dst* dst, const Src* src, int64_t numel) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < numel;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    int64_t dst_offset, src_offset;
-    g.offsets(i, dst_offset, src_offset);
-    dst[dst_offset] = convert<Dst>(src[src_offset]);
+__global__ void copy_strided_kernel(StridedGeometry<2> g, Dst* dst, const Src* src, int64_t numel) {
+  TG_GRID_STRIDE_LOOP(i, numel) {
+    int64_t o[2];
+    g.offsets(i, o);
+    dst[o[0]] = convert<Dst>(src[o[1]]);
   }
 }
 
 template <class Dst, class Src>
 __global__ void copy_contiguous_kernel(Dst* dst, const Src* src, int64_t numel) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < numel;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+  TG_GRID_STRIDE_LOOP(i, numel)
     dst[i] = convert<Dst>(src[i]);
 }
 
 template <class T>
-__global__ void fill_kernel(CopyGeometry g, T* dst, T value, int64_t numel) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < numel;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    int64_t dst_offset, unused;
-    g.offsets(i, dst_offset, unused);
-    dst[dst_offset] = value;
+__global__ void fill_kernel(StridedGeometry<1> g, T* dst, T value, int64_t numel) {
+  TG_GRID_STRIDE_LOOP(i, numel) {
+    int64_t o[1];
+    g.offsets(i, o);
+    dst[o[0]] = value;
+  }
+}
+
+template <class T>
+__global__ void accumulate_kernel(StridedGeometry<2> g, T* dst, const T* src, int64_t numel) {
+  using acc = acc_t<T>;
+  TG_GRID_STRIDE_LOOP(i, numel) {
+    int64_t o[2];
+    g.offsets(i, o);
+    dst[o[0]] = convert<T>(convert<acc>(dst[o[0]]) + convert<acc>(src[o[1]]));
   }
 }
 
 template <class T>
 __global__ void random_kernel(T* out, int64_t numel, bool normal, uint64_t seed,
                               uint64_t first_block, double a, double b) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < numel;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  TG_GRID_STRIDE_LOOP(i, numel) {
     const uint64_t index = static_cast<uint64_t>(i);
     const double value =
         normal ? a + b * static_cast<double>(philox::normal_element(seed, first_block, index))
@@ -66,7 +72,7 @@ void copy_cuda(const Tensor& dst, const Tensor& src) {
                                   cudaMemcpyDeviceToDevice, stream));
     return;
   }
-  const CopyGeometry g = make_copy_geometry(dst.shape(), dst.strides(), src.strides());
+  const auto g = make_geometry<2>(dst.shape(), {&dst.strides(), &src.strides()});
   TG_DISPATCH_ALL(dst.dtype(), "copy", [&] {
     using dst_t = scalar_t;
     TG_DISPATCH_ALL(src.dtype(), "copy", [&] {
@@ -85,10 +91,22 @@ void fill_cuda(const Tensor& dst, double value) {
   const int64_t numel = dst.numel();
   if (numel == 0) return;
   DeviceGuard guard(dst.device().index);
-  const CopyGeometry g = make_copy_geometry(dst.shape(), dst.strides(), dst.strides());
+  const auto g = make_geometry<1>(dst.shape(), {&dst.strides()});
   TG_DISPATCH_ALL(dst.dtype(), "fill", [&] {
     fill_kernel<<<grid_for(numel), kBlockSize, 0, current_stream()>>>(
         g, static_cast<scalar_t*>(dst.raw_data()), convert<scalar_t>(value), numel);
+    TG_CUDA_CHECK_LAUNCH();
+  });
+}
+
+void accumulate_cuda(const Tensor& dst, const Tensor& src) {
+  const int64_t numel = dst.numel();
+  if (numel == 0) return;
+  DeviceGuard guard(dst.device().index);
+  const auto g = make_geometry<2>(dst.shape(), {&dst.strides(), &src.strides()});
+  TG_DISPATCH_FLOATING(dst.dtype(), "accumulate", [&] {
+    accumulate_kernel<<<grid_for(numel), kBlockSize, 0, current_stream()>>>(
+        g, static_cast<scalar_t*>(dst.raw_data()), static_cast<const scalar_t*>(src.raw_data()), numel);
     TG_CUDA_CHECK_LAUNCH();
   });
 }

@@ -40,13 +40,18 @@ TEST_CASE("devices parse and print") {
 }
 
 TEST_CASE("copy geometry merges contiguous dims and drops size-1 dims") {
-  const CopyGeometry g = make_copy_geometry({2, 1, 3, 4}, {12, 12, 4, 1}, {12, 12, 4, 1});
+  const Strides contiguous{12, 12, 4, 1};
+  const auto g = make_geometry<2>({2, 1, 3, 4}, {&contiguous, &contiguous});
   CHECK(g.ndim == 1);
   CHECK(g.sizes[0] == 24);
-  const CopyGeometry t = make_copy_geometry({3, 4}, {4, 1}, {1, 3});  // transposed source
+  const Strides rows{4, 1}, columns{1, 3};
+  const auto t = make_geometry<2>({3, 4}, {&rows, &columns});  // transposed source
   CHECK(t.ndim == 2);
-  int64_t dst = 0, src = 0;
-  t.offsets(5, dst, src);  // element (1, 1)
-  CHECK(dst == 5);
-  CHECK(src == 4);
+  int64_t o[2];
+  t.offsets(5, o);  // element (1, 1)
+  CHECK(o[0] == 5);
+  CHECK(o[1] == 4);
+  std::vector<int64_t> walked;
+  for_each_offset(t, [&](const int64_t (&offsets)[2]) { walked.push_back(offsets[1]); });
+  CHECK(walked == std::vector<int64_t>{0, 3, 6, 9, 1, 4, 7, 10, 2, 5, 8, 11});
 }

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <vector>
 
+#include "core/allocator.h"
 #include "core/tensor.h"
 
 #ifndef TG_TEST_CUDA
@@ -17,6 +18,18 @@ inline bool cuda_tests_requested() { return TG_TEST_CUDA != 0; }
 
 // The device the current executable's device-generic tests run on.
 inline Device test_device() { return cuda_tests_requested() ? Device::cuda(0) : Device::cpu(); }
+
+// While alive, every allocation on `device` starts filled with NaN bytes.
+class PoisonGuard {
+ public:
+  explicit PoisonGuard(Device device) : device_(device) { allocator_for(device_).set_poison(true); }
+  ~PoisonGuard() { allocator_for(device_).set_poison(false); }
+  PoisonGuard(const PoisonGuard&) = delete;
+  PoisonGuard& operator=(const PoisonGuard&) = delete;
+
+ private:
+  Device device_;
+};
 
 // ||a - b|| / ||b|| over two equally long sequences (b must not be all zero).
 template <class A, class B>

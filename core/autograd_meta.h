@@ -1,0 +1,23 @@
+// Per-tensor autograd state, stored in TensorImpl::autograd. The Node type and everything that
+// builds or walks the graph live in autograd/; core only keeps these fields so that a Tensor
+// can answer requires_grad()/grad()/grad_fn().
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "core/tensor.h"
+
+namespace tg {
+
+class Node;  // autograd/node.h
+
+struct AutogradMeta {
+  bool requires_grad = false;             // leaves: set by the user; results: when recorded
+  Tensor grad;                            // accumulated gradient of a leaf (undefined: none yet)
+  std::shared_ptr<Node> grad_fn;          // node that produced this tensor (null for leaves)
+  uint32_t output_nr = 0;                 // which output of grad_fn this tensor is
+  std::weak_ptr<Node> grad_accumulator;   // a leaf's AccumulateGrad node, shared by all uses
+};
+
+}  // namespace tg

@@ -1,0 +1,109 @@
+// CUDA kernels of the elementwise family: one grid-stride pass per op; contiguous operands take
+// a path without index arithmetic, broadcast/strided ones decompose the linear index.
+#include "core/cuda/cuda_check.h"
+#include "core/cuda/device_guard.h"
+#include "core/cuda/launch.h"
+#include "core/strided.h"
+#include "ops/elementwise_kernels.h"
+
+namespace tg::cuda {
+
+namespace {
+
+template <int N>
+bool all_unit_stride(const StridedGeometry<N>& g) {
+  if (g.ndim > 1) return false;
+  for (int k = 0; k < N && g.ndim == 1; ++k)
+    if (g.strides[k][0] != 1) return false;
+  return true;
+}
+
+template <class T, bool kContiguous>
+__global__ void binary_kernel(StridedGeometry<3> g, BinaryOp op, T* out, const T* a, const T* b, int64_t n) {
+  using acc = acc_t<T>;
+  TG_GRID_STRIDE_LOOP(i, n) {
+    int64_t k[3] = {i, i, i};
+    if constexpr (!kContiguous) g.offsets(i, k);
+    out[k[0]] = convert<T>(binary_apply<acc>(op, convert<acc>(a[k[1]]), convert<acc>(b[k[2]])));
+  }
+}
+
+template <class T, bool kContiguous>
+__global__ void unary_kernel(StridedGeometry<2> g, UnaryOp op, T* out, const T* x, acc_t<T> p0, acc_t<T> p1,
+                             int64_t n) {
+  using acc = acc_t<T>;
+  TG_GRID_STRIDE_LOOP(i, n) {
+    int64_t k[2] = {i, i};
+    if constexpr (!kContiguous) g.offsets(i, k);
+    out[k[0]] = convert<T>(unary_apply<acc>(op, convert<acc>(x[k[1]]), p0, p1));
+  }
+}
+
+template <class T, bool kContiguous>
+__global__ void unary_backward_kernel(StridedGeometry<3> g, UnaryOp op, T* grad_x, const T* grad_y,
+                                      const T* saved, acc_t<T> p0, int64_t n) {
+  using acc = acc_t<T>;
+  TG_GRID_STRIDE_LOOP(i, n) {
+    int64_t k[3] = {i, i, i};
+    if constexpr (!kContiguous) g.offsets(i, k);
+    grad_x[k[0]] = convert<T>(unary_backward<acc>(op, convert<acc>(grad_y[k[1]]), convert<acc>(saved[k[2]]), p0));
+  }
+}
+
+}  // namespace
+
+void binary(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& b) {
+  const int64_t n = out.numel();
+  if (n == 0) return;
+  DeviceGuard guard(out.device().index);
+  const auto g = make_geometry<3>(out.shape(), {&out.strides(), &a.strides(), &b.strides()});
+  TG_DISPATCH_FLOATING(out.dtype(), "binary", [&] {
+    auto* o = static_cast<scalar_t*>(out.raw_data());
+    const auto* x = static_cast<const scalar_t*>(a.raw_data());
+    const auto* y = static_cast<const scalar_t*>(b.raw_data());
+    if (all_unit_stride(g))
+      binary_kernel<scalar_t, true><<<grid_for(n), kBlockSize, 0, current_stream()>>>(g, op, o, x, y, n);
+    else
+      binary_kernel<scalar_t, false><<<grid_for(n), kBlockSize, 0, current_stream()>>>(g, op, o, x, y, n);
+    TG_CUDA_CHECK_LAUNCH();
+  });
+}
+
+void unary(UnaryOp op, const Tensor& out, const Tensor& x, double p0, double p1) {
+  const int64_t n = out.numel();
+  if (n == 0) return;
+  DeviceGuard guard(out.device().index);
+  const auto g = make_geometry<2>(out.shape(), {&out.strides(), &x.strides()});
+  TG_DISPATCH_FLOATING(out.dtype(), "unary", [&] {
+    using acc = acc_t<scalar_t>;
+    auto* o = static_cast<scalar_t*>(out.raw_data());
+    const auto* in = static_cast<const scalar_t*>(x.raw_data());
+    const acc a0 = static_cast<acc>(p0), a1 = static_cast<acc>(p1);
+    if (all_unit_stride(g))
+      unary_kernel<scalar_t, true><<<grid_for(n), kBlockSize, 0, current_stream()>>>(g, op, o, in, a0, a1, n);
+    else
+      unary_kernel<scalar_t, false><<<grid_for(n), kBlockSize, 0, current_stream()>>>(g, op, o, in, a0, a1, n);
+    TG_CUDA_CHECK_LAUNCH();
+  });
+}
+
+void unary_backward(UnaryOp op, const Tensor& grad_x, const Tensor& grad_y, const Tensor& saved, double p0) {
+  const int64_t n = grad_x.numel();
+  if (n == 0) return;
+  DeviceGuard guard(grad_x.device().index);
+  const auto g = make_geometry<3>(grad_x.shape(), {&grad_x.strides(), &grad_y.strides(), &saved.strides()});
+  TG_DISPATCH_FLOATING(grad_x.dtype(), "unary_backward", [&] {
+    using acc = acc_t<scalar_t>;
+    auto* gx = static_cast<scalar_t*>(grad_x.raw_data());
+    const auto* gy = static_cast<const scalar_t*>(grad_y.raw_data());
+    const auto* s = static_cast<const scalar_t*>(saved.raw_data());
+    const acc a0 = static_cast<acc>(p0);
+    if (all_unit_stride(g))
+      unary_backward_kernel<scalar_t, true><<<grid_for(n), kBlockSize, 0, current_stream()>>>(g, op, gx, gy, s, a0, n);
+    else
+      unary_backward_kernel<scalar_t, false><<<grid_for(n), kBlockSize, 0, current_stream()>>>(g, op, gx, gy, s, a0, n);
+    TG_CUDA_CHECK_LAUNCH();
+  });
+}
+
+}  // namespace tg::cuda

@@ -1,0 +1,123 @@
+// CUDA kernels of the reduction family. Rows (inner == 1) reduce with one block per row and a
+// shared-memory tree; columns (inner > 1) with one thread per output, split along the reduced
+// dim into a fixed number of chunks when there are too few outputs to fill the GPU (the partial
+// sums are added by a second pass in a fixed order: deterministic, no atomics).
+#include "core/allocator.h"
+#include "core/cuda/cuda_check.h"
+#include "core/cuda/device_guard.h"
+#include "core/cuda/launch.h"
+#include "core/strided.h"
+#include "ops/reduce_kernels.h"
+
+namespace tg::cuda {
+
+namespace {
+
+constexpr int kRowThreads = 256;
+
+template <class T>
+__global__ void sum_rows_kernel(T* out, const T* in, int64_t rows, int64_t length, acc_t<T> scale) {
+  using acc = acc_t<T>;
+  __shared__ acc partial[kRowThreads];
+  for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+    const T* x = in + row * length;
+    acc total = 0;
+    for (int64_t j = threadIdx.x; j < length; j += blockDim.x) total += convert<acc>(x[j]);
+    partial[threadIdx.x] = total;
+    __syncthreads();
+    for (int width = kRowThreads / 2; width > 0; width /= 2) {
+      if (threadIdx.x < width) partial[threadIdx.x] += partial[threadIdx.x + width];
+      __syncthreads();
+    }
+    if (threadIdx.x == 0) out[row] = convert<T>(partial[0] * scale);
+    __syncthreads();
+  }
+}
+
+// partial[c, o, i] = sum over r in chunk c of in[o, r, i] (chunks of `chunk` rows).
+template <class T, class Out>
+__global__ void sum_columns_kernel(Out* out, const T* in, ReduceShape s, int64_t chunk, int64_t chunks,
+                                   acc_t<T> scale) {
+  using acc = acc_t<T>;
+  const int64_t outputs = s.outer * s.inner;
+  TG_GRID_STRIDE_LOOP(k, outputs * chunks) {
+    const int64_t c = k / outputs, oi = k % outputs, o = oi / s.inner, i = oi % s.inner;
+    const int64_t begin = c * chunk, end = min(begin + chunk, s.reduce);
+    const T* x = in + o * s.reduce * s.inner + i;
+    acc total = 0;
+    for (int64_t r = begin; r < end; ++r) total += convert<acc>(x[r * s.inner]);
+    out[k] = convert<Out>(total * scale);
+  }
+}
+
+template <class T>
+__global__ void max_kernel(T* values, int64_t* indices, const T* in, ReduceShape s) {
+  using acc = acc_t<T>;
+  TG_GRID_STRIDE_LOOP(k, s.outer * s.inner) {
+    const int64_t o = k / s.inner, i = k % s.inner;
+    const T* x = in + o * s.reduce * s.inner + i;
+    int64_t best = 0;
+    acc best_value = convert<acc>(x[0]);
+    for (int64_t r = 1; r < s.reduce; ++r) {
+      const acc v = convert<acc>(x[r * s.inner]);
+      if (v > best_value) {
+        best_value = v;
+        best = r;
+      }
+    }
+    values[k] = x[best * s.inner];
+    if (indices) indices[k] = best;
+  }
+}
+
+}  // namespace
+
+void sum(const Tensor& out, const Tensor& in, ReduceShape s, double scale) {
+  if (out.numel() == 0) return;
+  DeviceGuard guard(in.device().index);
+  const cudaStream_t stream = current_stream();
+  TG_DISPATCH_FLOATING(in.dtype(), "sum", [&] {
+    using acc = acc_t<scalar_t>;
+    const auto* x = static_cast<const scalar_t*>(in.raw_data());
+    auto* y = static_cast<scalar_t*>(out.raw_data());
+    if (s.inner == 1) {
+      const auto blocks = static_cast<unsigned>(std::min<int64_t>(s.outer, 65535));
+      sum_rows_kernel<<<blocks, kRowThreads, 0, stream>>>(y, x, s.outer, s.reduce, static_cast<acc>(scale));
+      TG_CUDA_CHECK_LAUNCH();
+      return;
+    }
+    const int64_t outputs = s.outer * s.inner;
+    constexpr int64_t kTargetThreads = 132 * 2048;
+    const int64_t chunks = std::clamp<int64_t>(kTargetThreads / std::max<int64_t>(outputs, 1), 1,
+                                               std::max<int64_t>(s.reduce / 32, 1));
+    const int64_t chunk = (s.reduce + chunks - 1) / chunks;
+    if (chunks == 1) {
+      sum_columns_kernel<<<grid_for(outputs), kBlockSize, 0, stream>>>(y, x, s, chunk, 1, static_cast<acc>(scale));
+      TG_CUDA_CHECK_LAUNCH();
+      return;
+    }
+    // Two passes: chunk sums in the accumulation type, then their sum over chunks.
+    const Tensor partial = empty({chunks, s.outer, s.inner}, dtype_v<acc>, in.device());
+    sum_columns_kernel<<<grid_for(outputs * chunks), kBlockSize, 0, stream>>>(
+        partial.data<acc>(), x, s, chunk, chunks, static_cast<acc>(1));
+    TG_CUDA_CHECK_LAUNCH();
+    const ReduceShape second{1, chunks, outputs};
+    sum_columns_kernel<<<grid_for(outputs), kBlockSize, 0, stream>>>(y, partial.data<acc>(), second, chunks, 1,
+                                                                      static_cast<acc>(scale));
+    TG_CUDA_CHECK_LAUNCH();
+  });
+}
+
+void max(const Tensor& values, const Tensor& indices, const Tensor& in, ReduceShape s) {
+  const int64_t n = s.outer * s.inner;
+  if (n == 0) return;
+  DeviceGuard guard(in.device().index);
+  TG_DISPATCH_FLOATING(in.dtype(), "max", [&] {
+    max_kernel<<<grid_for(n), kBlockSize, 0, current_stream()>>>(
+        static_cast<scalar_t*>(values.raw_data()), indices.defined() ? indices.data<int64_t>() : nullptr,
+        static_cast<const scalar_t*>(in.raw_data()), s);
+    TG_CUDA_CHECK_LAUNCH();
+  });
+}
+
+}  // namespace tg::cuda

@@ -1,0 +1,117 @@
+// The backward engine: accumulation into leaves, graph shapes (diamonds, reuse), retain_graph,
+// grad mode, and the typed errors of misuse.
+#include <doctest/doctest.h>
+
+#include "ops/elementwise.h"
+#include "ops/reduce.h"
+#include "tests/support/op_checks.h"
+
+using namespace tg;
+
+namespace {
+Tensor leaf(std::vector<double> values, const Shape& shape) {
+  Tensor t = from_vector(values, shape);
+  t.set_requires_grad(true);
+  return t;
+}
+}  // namespace
+
+TEST_CASE("gradients flow to leaves and accumulate across uses and calls") {
+  const Tensor x = leaf({1, 2, 3}, {3});
+  const Tensor w = leaf({0.5, -1, 2}, {3});
+  // y = sum(x * w + x * x): dy/dx = w + 2x, dy/dw = x
+  const Tensor y = sum(x * w + x * x);
+  CHECK(y.item() == doctest::Approx(0.5 - 2 + 6 + 1 + 4 + 9));
+  backward(y);
+  CHECK(x.grad().to_vector<double>() == std::vector<double>{2.5, 3, 8});
+  CHECK(w.grad().to_vector<double>() == std::vector<double>{1, 2, 3});
+  // A second graph accumulates into the same .grad.
+  backward(sum(x * 2.0));
+  CHECK(x.grad().to_vector<double>() == std::vector<double>{4.5, 5, 10});
+  zero_grad({x, w});
+  CHECK_FALSE(x.grad().defined());
+}
+
+TEST_CASE("a diamond graph adds both paths; leaves never share a gradient buffer") {
+  const Tensor a = leaf({3}, {1});
+  const Tensor b = leaf({4}, {1});
+  const Tensor s = a + b;      // AddBackward hands the same gradient to a and b
+  const Tensor y = s * s;      // dy/ds = 2s = 14
+  backward(sum(y));
+  CHECK(a.grad().item() == 14);
+  CHECK(b.grad().item() == 14);
+  CHECK_FALSE(a.grad().shares_storage(b.grad()));
+  a.grad().fill_(0);
+  CHECK(b.grad().item() == 14);
+}
+
+TEST_CASE("results of recorded ops are not leaves; requires_grad propagates") {
+  const Tensor x = leaf({1}, {1});
+  const Tensor c = from_vector<double>({2}, {1});
+  const Tensor y = x * c;
+  CHECK(y.requires_grad());
+  CHECK_FALSE(y.is_leaf());
+  CHECK(y.grad_fn()->name() == "mulBackward");
+  CHECK_FALSE((c * c).requires_grad());
+  CHECK_THROWS_AS(y.set_requires_grad(false), ValueError);
+  {
+    NoGradGuard no_grad;
+    CHECK_FALSE((x * c).requires_grad());
+  }
+  CHECK((x * c).requires_grad());
+  CHECK_FALSE(x.detach().requires_grad());
+  CHECK_THROWS_WITH_AS(from_vector<int32_t>({1}, {1}).set_requires_grad(true),
+                       "set_requires_grad: only floating tensors can require gradients, got dtype i32", TypeError);
+}
+
+TEST_CASE("backward misuse gives typed errors with clear messages") {
+  const Tensor x = leaf({1, 2}, {2});
+  const Tensor y = x * x;
+  CHECK_THROWS_WITH_AS(backward(y),
+                       "backward: a gradient can be created implicitly only for a one-element output, got shape "
+                       "[2]; pass the gradient explicitly",
+                       ValueError);
+  CHECK_THROWS_WITH_AS(backward(y, ones({3}, DType::f64)),
+                       "backward: expected a gradient of shape [2], dtype f64 on cpu, got shape [3], dtype f64 on cpu",
+                       ShapeError);
+  CHECK_THROWS_WITH_AS(backward(from_vector<double>({1}, {1})),
+                       "backward: the tensor does not require grad (no recorded operation connects it to a "
+                       "tensor with requires_grad)",
+                       ValueError);
+  const Tensor loss = sum(y);
+  backward(loss);
+  CHECK_THROWS_WITH_AS(backward(loss),
+                       "backward through SumBackward a second time: its saved tensors were freed after the first "
+                       "backward; pass retain_graph=true to the first backward to keep them",
+                       ValueError);
+  CHECK_THROWS_WITH_AS(x + from_vector<double>({1, 2, 3}, {3}),
+                       "add: shapes [2] and [3] cannot broadcast (dim -1 has sizes 2 and 3)", ShapeError);
+  CHECK_THROWS_WITH_AS(x + from_vector<float>({1, 2}, {2}), "add: expected all tensors of dtype f64, got f32",
+                       TypeError);
+}
+
+TEST_CASE("retain_graph keeps saved tensors for a second backward") {
+  const Tensor x = leaf({3}, {1});
+  const Tensor loss = sum(x * x * x);  // d/dx = 3x^2 = 27
+  backward(loss, Tensor(), /*retain_graph=*/true);
+  backward(loss);
+  CHECK(x.grad().item() == 54);
+}
+
+namespace {
+// A node whose backward returns a gradient of the wrong shape.
+class BrokenNode final : public Node {
+ public:
+  BrokenNode() : Node("BrokenBackward") {}
+  std::vector<Tensor> apply(std::vector<Tensor>&&) override { return {zeros({5}, DType::f64)}; }
+};
+}  // namespace
+
+TEST_CASE("the engine validates each gradient and names the node") {
+  const Tensor x = leaf({1, 2}, {2});
+  Tensor out = zeros({1}, DType::f64);
+  record(std::make_shared<BrokenNode>(), {x}, {out});
+  CHECK_THROWS_WITH_AS(backward(out),
+                       "backward of BrokenBackward returned a gradient of shape [5] for input 0, expected shape [2]",
+                       ShapeError);
+}
