@@ -1,0 +1,49 @@
+// Backward strategies of the matmul nodes (DESIGN.md §5, WTACRS.md).
+//
+// Every weight/operand gradient of a matmul is a contraction over one dimension:
+//   linear  Y = X·Wᵀ        dW  = dYᵀ·X              (over the N rows of X and dY)
+//   bmm     R = A·B         dB  = Aᵀ·dR  = (dRᵀ·A)ᵀ  (over the m rows of A and dR)
+//                           dA  = dR·Bᵀ  = (dRᵀ)ᵀ·Bᵀ  (over the n columns of B and dR)
+// so each is  C = Gᵀ·X = Σ_k g_kᵀ x_k  for an operand X [batch, K, D] saved in forward and a
+// gradient G [batch, K, E] known in backward (C is [batch, E, D]). A strategy decides, in
+// forward, what of X to keep (all of it, or sampled rows with weights), and in backward forms
+// C from what it kept: exactly, or as an unbiased estimate.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "core/tensor.h"
+
+namespace tg {
+
+// What a strategy kept of one operand for one forward pass.
+class SavedOperand {
+ public:
+  virtual ~SavedOperand() = default;
+  // Gᵀ·X (or its estimate) for G [batch, K, E]; returns [batch, E, D] in X's dtype.
+  virtual Tensor contract(const Tensor& grad) = 0;
+  // Bytes this object keeps alive for backward (the report's "saved bytes").
+  virtual size_t saved_bytes() const = 0;
+};
+
+// Per-node strategy object: lives as long as the layer (it may keep state across steps, such
+// as the gradient-norm proxy of WTA-CRS) and produces a SavedOperand for every forward.
+class BackwardStrategy {
+ public:
+  virtual ~BackwardStrategy() = default;
+  virtual std::string name() const = 0;
+  // Called in forward (with grad recording on) for an operand X [batch, K, D] contracted over K.
+  virtual std::unique_ptr<SavedOperand> save(const Tensor& operand) = 0;
+};
+
+// Saves X as it is (no copy: the node shares the forward tensor) and contracts with one
+// batched GEMM.
+class ExactStrategy final : public BackwardStrategy {
+ public:
+  std::string name() const override { return "exact"; }
+  std::unique_ptr<SavedOperand> save(const Tensor& operand) override;
+};
+
+}  // namespace tg
