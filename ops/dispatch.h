@@ -1,4 +1,5 @@
 // Device dispatch for op families: TG_DEVICE_DISPATCH(device, fn, args...) calls cpu::fn(args...)
+// (looked up from the calling namespace, e.g. tg::cpu or tg::nn::cpu)
 // or cuda::fn(args...) (each family declares both in its *_kernels.h), and checks that all
 // tensor arguments of an op share one device.
 #pragma once
@@ -7,9 +8,9 @@
 
 #if TG_WITH_CUDA
 #define TG_DEVICE_DISPATCH(device, fn, ...) \
-  ((device).is_cpu() ? ::tg::cpu::fn(__VA_ARGS__) : ::tg::cuda::fn(__VA_ARGS__))
+  ((device).is_cpu() ? cpu::fn(__VA_ARGS__) : cuda::fn(__VA_ARGS__))
 #else
-#define TG_DEVICE_DISPATCH(device, fn, ...) ::tg::cpu::fn(__VA_ARGS__)
+#define TG_DEVICE_DISPATCH(device, fn, ...) cpu::fn(__VA_ARGS__)
 #endif
 
 namespace tg {

@@ -102,6 +102,7 @@ const char* unary_name(UnaryOp op) {
     case UnaryOp::affine: return "affine";
     case UnaryOp::exp: return "exp";
     case UnaryOp::log: return "log";
+    case UnaryOp::sqrt: return "sqrt";
     case UnaryOp::tanh: return "tanh";
     case UnaryOp::relu: return "relu";
     case UnaryOp::gelu_erf:
@@ -152,6 +153,7 @@ Tensor div(const Tensor& a, const Tensor& b) { return binary_op(BinaryOp::div, a
 Tensor affine(const Tensor& x, double scale, double shift) { return unary_op(UnaryOp::affine, x, scale, shift); }
 Tensor exp(const Tensor& x) { return unary_op(UnaryOp::exp, x); }
 Tensor log(const Tensor& x) { return unary_op(UnaryOp::log, x); }
+Tensor sqrt(const Tensor& x) { return unary_op(UnaryOp::sqrt, x); }
 Tensor tanh(const Tensor& x) { return unary_op(UnaryOp::tanh, x); }
 Tensor relu(const Tensor& x) { return unary_op(UnaryOp::relu, x); }
 Tensor gelu(const Tensor& x, GeluApproximation approximation) {

@@ -24,6 +24,7 @@ inline Tensor neg(const Tensor& a) { return affine(a, -1, 0); }
 
 Tensor exp(const Tensor& x);
 Tensor log(const Tensor& x);
+Tensor sqrt(const Tensor& x);
 Tensor tanh(const Tensor& x);
 Tensor relu(const Tensor& x);
 enum class GeluApproximation { none, tanh };  // none: the exact erf form (PyTorch's default)

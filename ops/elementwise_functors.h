@@ -10,7 +10,7 @@ namespace tg {
 
 enum class BinaryOp : int { add, sub, mul, div };
 // affine: y = p0 * x + p1 (scalar add/sub/mul/div and negation).
-enum class UnaryOp : int { affine, exp, log, tanh, relu, gelu_erf, gelu_tanh };
+enum class UnaryOp : int { affine, exp, log, sqrt, tanh, relu, gelu_erf, gelu_tanh };
 
 template <class T>
 TG_HOST_DEVICE inline T binary_apply(BinaryOp op, T a, T b) {
@@ -35,6 +35,7 @@ TG_HOST_DEVICE inline T unary_apply(UnaryOp op, T x, T p0, T p1) {
     case UnaryOp::affine: return p0 * x + p1;
     case UnaryOp::exp: return exp(x);
     case UnaryOp::log: return log(x);
+    case UnaryOp::sqrt: return sqrt(x);
     case UnaryOp::tanh: return tanh(x);
     case UnaryOp::relu: return x > T(0) ? x : T(0);
     case UnaryOp::gelu_erf: return static_cast<T>(0.5) * x * (T(1) + erf(x * static_cast<T>(0.7071067811865476)));
@@ -45,7 +46,7 @@ TG_HOST_DEVICE inline T unary_apply(UnaryOp op, T x, T p0, T p1) {
 
 // Whether backward of `op` needs the input x (true) or the output y (false).
 TG_HOST_DEVICE inline bool unary_backward_uses_input(UnaryOp op) {
-  return !(op == UnaryOp::exp || op == UnaryOp::tanh);
+  return !(op == UnaryOp::exp || op == UnaryOp::sqrt || op == UnaryOp::tanh);
 }
 
 // dL/dx given dL/dy = g and the saved value s (x or y, see unary_backward_uses_input).
@@ -55,6 +56,7 @@ TG_HOST_DEVICE inline T unary_backward(UnaryOp op, T g, T s, T p0) {
     case UnaryOp::affine: return g * p0;
     case UnaryOp::exp: return g * s;
     case UnaryOp::log: return g / s;
+    case UnaryOp::sqrt: return g / (T(2) * s);
     case UnaryOp::tanh: return g * (T(1) - s * s);
     case UnaryOp::relu: return s > T(0) ? g : T(0);
     case UnaryOp::gelu_erf: {

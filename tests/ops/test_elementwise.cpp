@@ -51,6 +51,7 @@ TEST_CASE("unary and scalar ops match f64 references") {
   };
   CHECK(test::relative_error(host_values(exp(x)), reference(x, [](double v) { return std::exp(v); })) < 1e-6);
   CHECK(test::relative_error(host_values(log(positive)), reference(positive, [](double v) { return std::log(v); })) < 1e-6);
+  CHECK(test::relative_error(host_values(sqrt(positive)), reference(positive, [](double v) { return std::sqrt(v); })) < 1e-6);
   CHECK(test::relative_error(host_values(tanh(x)), reference(x, [](double v) { return std::tanh(v); })) < 1e-6);
   CHECK(test::relative_error(host_values(relu(x)), reference(x, [](double v) { return v > 0 ? v : 0.0; })) < 1e-7);
   CHECK(test::relative_error(host_values(gelu(x)), reference(x, [](double v) {
@@ -111,6 +112,8 @@ TEST_CASE("gradcheck: unary and scalar ops") {
   }
   const auto log_result = gradcheck([](const std::vector<Tensor>& in) { return log(in[0]); }, {positive});
   CHECK_MESSAGE(log_result.ok, log_result.message);
+  const auto sqrt_result = gradcheck([](const std::vector<Tensor>& in) { return sqrt(in[0]); }, {positive});
+  CHECK_MESSAGE(sqrt_result.ok, sqrt_result.message);
 }
 
 TEST_CASE("elementwise errors name the op and both operands") {

@@ -36,6 +36,7 @@ TEST_CASE("unary ops: CUDA matches CPU, contiguous and strided") {
   const Tensor p = param({1, 1001}, 121, 0.1, 3);
   check_cuda_matches_cpu([](const std::vector<Tensor>& in) { return exp(in[0]); }, {x});
   check_cuda_matches_cpu([](const std::vector<Tensor>& in) { return log(in[0]); }, {p});
+  check_cuda_matches_cpu([](const std::vector<Tensor>& in) { return sqrt(in[0]); }, {p});
   check_cuda_matches_cpu([](const std::vector<Tensor>& in) { return tanh(in[0]); }, {x});
   check_cuda_matches_cpu([](const std::vector<Tensor>& in) { return relu(in[0]); }, {x});
   check_cuda_matches_cpu([](const std::vector<Tensor>& in) { return gelu(in[0]); }, {x});

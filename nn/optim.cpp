@@ -1,0 +1,144 @@
+// Optimizer bookkeeping, SGD/Adam dispatch, gradient clipping and the LR schedule.
+#include "nn/optim.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "autograd/grad_mode.h"
+#include "nn/optim_kernels.h"
+#include "ops/dispatch.h"
+#include "ops/elementwise.h"
+#include "ops/reduce.h"
+
+namespace tg::nn {
+
+std::vector<ParamSpec> decay_specs(const std::vector<std::pair<std::string, Tensor>>& named,
+                                   const std::vector<std::string>& no_decay) {
+  std::vector<ParamSpec> specs;
+  for (const auto& [name, tensor] : named) {
+    const bool listed = std::find(no_decay.begin(), no_decay.end(), name) != no_decay.end();
+    specs.push_back({name, tensor, tensor.dim() >= 2 && !listed});
+  }
+  return specs;
+}
+
+Optimizer::Optimizer(std::vector<ParamSpec> params, double lr) : params_(std::move(params)), lr_(lr) {
+  for (const ParamSpec& spec : params_) {
+    TG_CHECK(spec.param.defined() && spec.param.is_leaf() && spec.param.requires_grad(), ValueError,
+             "optimizer: parameter '", spec.name, "' must be a leaf tensor that requires grad");
+    TG_CHECK(spec.param.is_contiguous(), ValueError, "optimizer: parameter '", spec.name, "' must be contiguous");
+  }
+  buffers_.resize(params_.size());
+}
+
+Tensor& Optimizer::buffer(size_t index, size_t b) {
+  std::vector<Tensor>& buffers = buffers_[index];
+  if (buffers.size() <= b) buffers.resize(buffer_names().size());
+  if (!buffers[b].defined()) buffers[b] = zeros_like(params_[index].param);
+  return buffers[b];
+}
+
+void Optimizer::step() {
+  NoGradGuard no_grad;
+  ++steps_;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const Tensor& param = params_[i].param;
+    const Tensor grad = param.grad();
+    if (!grad.defined()) continue;
+    update(i, param, grad.is_contiguous() ? grad : grad.contiguous());
+  }
+}
+
+void Optimizer::zero_grad() {
+  for (const ParamSpec& spec : params_) spec.param.set_grad(Tensor());
+}
+
+std::map<std::string, Tensor> Optimizer::state_dict() const {
+  std::map<std::string, Tensor> state;
+  state["step"] = from_vector<int64_t>({steps_}, {1});
+  const auto names = buffer_names();
+  for (size_t i = 0; i < params_.size(); ++i)
+    for (size_t b = 0; b < buffers_[i].size(); ++b)
+      if (buffers_[i][b].defined()) state[params_[i].name + "." + names[b]] = buffers_[i][b];
+  return state;
+}
+
+void Optimizer::load_state_dict(const std::map<std::string, Tensor>& state) {
+  auto step = state.find("step");
+  TG_CHECK(step != state.end(), ValueError, "optimizer load_state_dict: missing key 'step'");
+  steps_ = static_cast<int64_t>(step->second.item());
+  const auto names = buffer_names();
+  for (size_t i = 0; i < params_.size(); ++i) {
+    for (size_t b = 0; b < names.size(); ++b) {
+      const std::string key = params_[i].name + "." + names[b];
+      auto it = state.find(key);
+      if (it == state.end()) continue;  // a parameter that never had a gradient has no state
+      TG_CHECK(it->second.shape() == params_[i].param.shape(), ShapeError, "optimizer load_state_dict: '", key,
+               "' has shape ", it->second.shape().str(), ", expected ", params_[i].param.shape().str());
+      buffer(i, b) = it->second.to(params_[i].param.device()).to(params_[i].param.dtype()).clone();
+    }
+  }
+}
+
+SGD::SGD(std::vector<ParamSpec> params, SgdOptions options) : Optimizer(std::move(params), options.lr), options_(options) {
+  TG_CHECK(options.momentum >= 0 && options.weight_decay >= 0, ValueError,
+           "SGD: momentum and weight decay must be non-negative, got ", options.momentum, " and ", options.weight_decay);
+  TG_CHECK(!options.nesterov || (options.momentum > 0 && options.dampening == 0), ValueError,
+           "SGD: Nesterov momentum requires momentum > 0 and zero dampening");
+}
+
+void SGD::update(size_t index, const Tensor& param, const Tensor& grad) {
+  const bool decay = params()[index].weight_decay;
+  const SgdScalars s{lr(), options_.momentum, options_.dampening, decay ? options_.weight_decay : 0.0,
+                     options_.nesterov, step_count() == 1};
+  TG_DEVICE_DISPATCH(param.device(), sgd_step, param, grad, buffer(index, 0), s);
+}
+
+Adam::Adam(std::vector<ParamSpec> params, AdamOptions options) : Optimizer(std::move(params), options.lr), options_(options) {
+  TG_CHECK(options.beta1 >= 0 && options.beta1 < 1 && options.beta2 >= 0 && options.beta2 < 1, ValueError,
+           "Adam: betas must be in [0, 1), got (", options.beta1, ", ", options.beta2, ")");
+  TG_CHECK(options.eps > 0 && options.weight_decay >= 0, ValueError,
+           "Adam: eps must be positive and weight decay non-negative, got ", options.eps, " and ", options.weight_decay);
+}
+
+void Adam::update(size_t index, const Tensor& param, const Tensor& grad) {
+  const double t = static_cast<double>(step_count());
+  const bool decay = params()[index].weight_decay;
+  const AdamScalars s{lr(), options_.beta1, options_.beta2, options_.eps, decay ? options_.weight_decay : 0.0,
+                      1 - std::pow(options_.beta1, t), std::sqrt(1 - std::pow(options_.beta2, t)),
+                      options_.decoupled_weight_decay};
+  TG_DEVICE_DISPATCH(param.device(), adam_step, param, grad, buffer(index, 0), buffer(index, 1), s);
+}
+
+Tensor clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
+  TG_CHECK(max_norm > 0, ValueError, "clip_grad_norm: max_norm must be positive, got ", max_norm);
+  NoGradGuard no_grad;
+  Tensor total_sq;
+  for (const Tensor& p : params) {
+    const Tensor g = p.grad();
+    if (!g.defined()) continue;
+    const Tensor g32 = g.to(DType::f32);
+    const Tensor sq = sum(g32 * g32);
+    total_sq = total_sq.defined() ? total_sq + sq : sq;
+  }
+  if (!total_sq.defined()) return Tensor();
+  const Tensor norm = sqrt(total_sq);
+  // coef = min(1, max_norm / (norm + 1e-6)) = 1 - relu(1 - ratio), kept on the device so that
+  // clipping never waits for the host.
+  const Tensor ratio = div(full({}, max_norm, DType::f32, norm.device()), norm + 1e-6);
+  const Tensor coef = 1.0 - relu(1.0 - ratio);
+  for (const Tensor& p : params) {
+    const Tensor g = p.grad();
+    if (g.defined()) p.set_grad(g * coef.to(g.dtype()));
+  }
+  return norm;
+}
+
+double cosine_lr(int64_t step, int64_t total_steps, int64_t warmup_steps, double base_lr, double min_lr) {
+  if (step < warmup_steps) return base_lr * static_cast<double>(step + 1) / static_cast<double>(warmup_steps);
+  const int64_t decay_steps = std::max<int64_t>(total_steps - warmup_steps, 1);
+  const double progress = std::min(1.0, static_cast<double>(step - warmup_steps) / static_cast<double>(decay_steps));
+  return min_lr + 0.5 * (base_lr - min_lr) * (1 + std::cos(M_PI * progress));
+}
+
+}  // namespace tg::nn

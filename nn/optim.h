@@ -1,0 +1,101 @@
+// Optimizers (SGD with momentum, Adam, AdamW) with PyTorch's update rules, one fused kernel per
+// parameter and step (on the GPU: one pass over param, grad and state, no host synchronisation);
+// global grad-norm clipping on the device; the cosine schedule with linear warm-up.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace tg::nn {
+
+struct ParamSpec {
+  std::string name;
+  Tensor param;
+  bool weight_decay = true;  // false for biases, norms and embeddings (see decay_specs)
+};
+
+// Pairs each named parameter with its decay flag: no decay for 1-D parameters (biases, norm
+// weights) and for names in `no_decay` (e.g. "cls_token", "pos_embed").
+std::vector<ParamSpec> decay_specs(const std::vector<std::pair<std::string, Tensor>>& named,
+                                   const std::vector<std::string>& no_decay = {});
+
+class Optimizer {
+ public:
+  explicit Optimizer(std::vector<ParamSpec> params, double lr);
+  virtual ~Optimizer() = default;
+  // One update from the current .grad() of each parameter (parameters without one are skipped).
+  void step();
+  void zero_grad();
+  void set_lr(double lr) { lr_ = lr; }
+  double lr() const { return lr_; }
+  int64_t step_count() const { return steps_; }
+  // Everything needed for an exact resume: "step" and per-parameter buffers ("<name>.<buffer>").
+  std::map<std::string, Tensor> state_dict() const;
+  void load_state_dict(const std::map<std::string, Tensor>& state);
+
+ protected:
+  virtual void update(size_t index, const Tensor& param, const Tensor& grad) = 0;
+  virtual std::vector<std::string> buffer_names() const = 0;
+  // The buffer `b` of parameter `index`, created as zeros like the parameter on first use.
+  Tensor& buffer(size_t index, size_t b);
+  const std::vector<ParamSpec>& params() const { return params_; }
+
+ private:
+  std::vector<ParamSpec> params_;
+  std::vector<std::vector<Tensor>> buffers_;
+  double lr_;
+  int64_t steps_ = 0;
+};
+
+struct SgdOptions {
+  double lr = 0.1, momentum = 0.9, weight_decay = 0, dampening = 0;
+  bool nesterov = false;
+};
+
+class SGD final : public Optimizer {
+ public:
+  SGD(std::vector<ParamSpec> params, SgdOptions options);
+
+ private:
+  void update(size_t index, const Tensor& param, const Tensor& grad) override;
+  std::vector<std::string> buffer_names() const override { return {"momentum_buffer"}; }
+  SgdOptions options_;
+};
+
+struct AdamOptions {
+  double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0;
+  bool decoupled_weight_decay = false;  // true: AdamW
+};
+
+class Adam final : public Optimizer {
+ public:
+  Adam(std::vector<ParamSpec> params, AdamOptions options);
+
+ private:
+  void update(size_t index, const Tensor& param, const Tensor& grad) override;
+  std::vector<std::string> buffer_names() const override { return {"exp_avg", "exp_avg_sq"}; }
+  AdamOptions options_;
+};
+
+// AdamW = Adam with decoupled weight decay (PyTorch's default weight_decay = 0.01).
+inline AdamOptions adamw_options(double lr, double weight_decay = 0.01) {
+  AdamOptions o;
+  o.lr = lr;
+  o.weight_decay = weight_decay;
+  o.decoupled_weight_decay = true;
+  return o;
+}
+
+// Scales all gradients so their global L2 norm is at most max_norm (PyTorch's
+// clip_grad_norm_); returns the norm before clipping as a one-element f32 tensor on the
+// parameters' device, computed without synchronising the host.
+Tensor clip_grad_norm(const std::vector<Tensor>& params, double max_norm);
+
+// Learning rate at `step` (0-based): linear warm-up to base_lr over warmup_steps, then a
+// cosine decay to min_lr at total_steps.
+double cosine_lr(int64_t step, int64_t total_steps, int64_t warmup_steps, double base_lr, double min_lr = 0);
+
+}  // namespace tg::nn

@@ -1,0 +1,31 @@
+// Fused optimizer updates (nn/cpu/optim.cpp, nn/cuda/optim.cu): one pass over a parameter,
+// its gradient and its state buffers (all contiguous, same dtype and device).
+#pragma once
+
+#include "core/tensor.h"
+
+namespace tg::nn {
+
+struct AdamScalars {
+  double lr, beta1, beta2, eps, weight_decay;
+  double bias_correction1, bias_correction2_sqrt;  // 1 - beta1^t and sqrt(1 - beta2^t)
+  bool decoupled;
+};
+
+struct SgdScalars {
+  double lr, momentum, dampening, weight_decay;
+  bool nesterov, first_step;
+};
+
+namespace cpu {
+void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq, const AdamScalars& s);
+void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& momentum_buffer, const SgdScalars& s);
+}  // namespace cpu
+#if TG_WITH_CUDA
+namespace cuda {
+void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq, const AdamScalars& s);
+void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& momentum_buffer, const SgdScalars& s);
+}  // namespace cuda
+#endif
+
+}  // namespace tg::nn

@@ -1,0 +1,144 @@
+// safetensors: exact format bytes, round trips of every dtype, malformed files, state dicts.
+#include <doctest/doctest.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "nn/module.h"
+#include "nn/safetensors.h"
+#include "tests/support/op_checks.h"
+
+using namespace tg;
+using namespace tg::nn;
+
+namespace {
+std::string temp_path(const std::string& name) {
+  return (std::filesystem::temp_directory_path() / detail::concat("tapegrad-", ::getpid(), "-", name)).string();
+}
+std::vector<char> read_all(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::vector<char>((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+void write_all(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+std::string with_header(const std::string& json, const std::string& data) {
+  std::string bytes(8, '\0');
+  for (int i = 0; i < 8; ++i) bytes[static_cast<size_t>(i)] = static_cast<char>((json.size() >> (8 * i)) & 0xff);
+  return bytes + json + data;
+}
+}  // namespace
+
+TEST_CASE("the file layout is the safetensors format byte for byte") {
+  const std::string path = temp_path("layout.safetensors");
+  save_safetensors(path, {{"b", from_vector<float>({1.0f}, {1})}, {"a", from_vector<int32_t>({7, 8}, {2})}}, {{"format", "pt"}});
+  const std::vector<char> bytes = read_all(path);
+  uint64_t n = 0;
+  for (int i = 0; i < 8; ++i) n |= static_cast<uint64_t>(static_cast<unsigned char>(bytes[static_cast<size_t>(i)])) << (8 * i);
+  const std::string header(bytes.begin() + 8, bytes.begin() + 8 + static_cast<std::ptrdiff_t>(n));
+  CHECK(n % 8 == 0);
+  CHECK(header.rfind(R"({"__metadata__":{"format":"pt"},"a":{"dtype":"I32","shape":[2],"data_offsets":[0,8]},)"
+                     R"("b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})", 0) == 0);
+  CHECK(bytes.size() == 8 + n + 12);
+  const int32_t* a = reinterpret_cast<const int32_t*>(bytes.data() + 8 + n);
+  CHECK(a[0] == 7);
+  CHECK(a[1] == 8);
+  std::remove(path.c_str());
+}
+
+TEST_CASE("every dtype round-trips, with metadata") {
+  const std::string path = temp_path("roundtrip.safetensors");
+  const Tensor f = test::random_tensor({3, 5}, 1);
+  std::map<std::string, Tensor> tensors = {
+      {"f32", f}, {"f64", f.to(DType::f64)}, {"bf16", f.to(DType::bf16)},
+      {"i64", arange(0, 6, 1, DType::i64).reshape({2, 3})}, {"u8", full({4}, 200, DType::u8)}, {"scalar", full({}, 2.5)}};
+  save_safetensors(path, tensors, {{"epoch", "3"}});
+  const SafetensorsFile file = load_safetensors(path);
+  CHECK(file.metadata.at("epoch") == "3");
+  REQUIRE(file.tensors.size() == tensors.size());
+  for (const auto& [name, t] : tensors) {
+    CAPTURE(name);
+    const Tensor& got = file.tensors.at(name);
+    CHECK(got.shape() == t.shape());
+    CHECK(got.dtype() == t.dtype());
+    CHECK(test::host_values(got) == test::host_values(t));
+  }
+  std::remove(path.c_str());
+}
+
+TEST_CASE("malformed files fail naming the file and the problem") {
+  const std::string path = temp_path("bad.safetensors");
+  auto message = [&] {
+    try {
+      load_safetensors(path);
+    } catch (const IoError& e) {
+      return std::string(e.what());
+    }
+    return std::string("(no error)");
+  };
+  write_all(path, "abc");
+  CHECK(message() == detail::concat("'", path, "' is too short for a safetensors file (3 bytes)"));
+  write_all(path, with_header("{not json", ""));
+  CHECK(message().find(detail::concat("'", path, "': the header is not valid JSON")) == 0);
+  write_all(path, with_header(R"({"w":{"dtype":"F32","shape":[2,2],"data_offsets":[0,12]}})", std::string(12, '\0')));
+  CHECK(message() == detail::concat("'", path, "': tensor 'w' of shape [2, 2] and dtype f32 needs 16 bytes, its offsets span 12"));
+  write_all(path, with_header(R"({"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})", std::string(8, '\0')));
+  CHECK(message() == detail::concat("'", path, "': tensor 'w' has data offsets outside the 8-byte data section"));
+  write_all(path, with_header(R"({"w":{"dtype":"F16","shape":[1],"data_offsets":[0,2]}})", std::string(2, '\0')));
+  CHECK(message() == detail::concat("'", path, "': tensor 'w' has dtype F16, which tapegrad does not support (F32, F64, BF16, I32, I64, U8)"));
+  std::remove(path.c_str());
+}
+
+namespace {
+struct Tiny : Module {
+  Tensor weight, bias;
+  Tiny() {
+    weight = register_parameter("weight", test::random_tensor({3, 2}, 5));
+    bias = register_parameter("bias", zeros({3}));
+  }
+};
+struct Outer : Module {
+  std::shared_ptr<Tiny> fc;
+  Tensor token;
+  Outer() {
+    token = register_parameter("cls_token", zeros({1, 1, 2}));
+    fc = register_module("fc", std::make_shared<Tiny>());
+  }
+};
+}  // namespace
+
+TEST_CASE("module names, state dicts and their mismatch errors") {
+  Outer model;
+  const auto named = model.named_parameters();
+  REQUIRE(named.size() == 3);
+  CHECK(named[0].first == "cls_token");
+  CHECK(named[1].first == "fc.weight");
+  CHECK(named[2].first == "fc.bias");
+  CHECK(model.num_parameters() == 2 + 6 + 3);
+  const std::string path = temp_path("model.safetensors");
+  save_safetensors(path, model.state_dict());
+  Outer other;
+  other.load_state_dict(load_safetensors(path).tensors);
+  CHECK(other.fc->weight.to_vector<float>() == model.fc->weight.to_vector<float>());
+  StateDict state = model.state_dict();
+  state["fc.weight"] = zeros({2, 3});
+  CHECK_THROWS_WITH_AS(other.load_state_dict(state),
+                       "load_state_dict: key 'fc.weight' has shape [2, 3] in the state dict, but the model expects [3, 2]",
+                       ShapeError);
+  state = model.state_dict();
+  state["fc.bias"] = zeros({3}, DType::f64);
+  CHECK_THROWS_WITH_AS(other.load_state_dict(state),
+                       "load_state_dict: key 'fc.bias' has dtype f64 in the state dict, but the model expects f32 (shape [3])",
+                       TypeError);
+  state = model.state_dict();
+  state.erase("cls_token");
+  CHECK_THROWS_WITH_AS(other.load_state_dict(state), "load_state_dict: missing key 'cls_token' (expected shape [1, 1, 2])",
+                       ValueError);
+  state = model.state_dict();
+  state["head.weight"] = zeros({4});
+  CHECK_THROWS_WITH_AS(other.load_state_dict(state),
+                       "load_state_dict: unexpected key 'head.weight' (shape [4]) is not a parameter of the model", ValueError);
+  std::remove(path.c_str());
+}
