@@ -97,7 +97,8 @@ void index_select_backward(const Tensor& grad_x, const Tensor& grad_out, const T
     TG_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, temp_bytes, keys_in, keys_out, positions.data<int64_t>(),
                                                   sorted_positions.data<int64_t>(), s.count, 0,
                                                   static_cast<int>(sizeof(Index) * 8), stream));
-    const Tensor temp = empty({static_cast<int64_t>(temp_bytes)}, DType::u8, device);
+    // Never empty: a null temporary pointer would make cub only report the size again.
+    const Tensor temp = empty({std::max<int64_t>(static_cast<int64_t>(temp_bytes), 1)}, DType::u8, device);
     TG_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp.raw_data(), temp_bytes, keys_in, keys_out,
                                                   positions.data<int64_t>(), sorted_positions.data<int64_t>(),
                                                   s.count, 0, static_cast<int>(sizeof(Index) * 8), stream));
