@@ -58,7 +58,8 @@ void layer_norm_backward(const Tensor& grad_x, const Tensor& grad_weight, const 
     using acc = acc_t<scalar_t>;
     const auto* w = data_or_null<scalar_t>(weight);
     auto* gx = mutable_data_or_null<scalar_t>(grad_x);
-    std::vector<acc> gw(static_cast<size_t>(cols), acc(0)), gb(static_cast<size_t>(cols), acc(0));
+    // Column sums over all rows in f64, like the CPU sum kernel: the reference the CUDA sums meet.
+    std::vector<double> gw(static_cast<size_t>(cols), 0.0), gb(static_cast<size_t>(cols), 0.0);
     std::vector<acc> xhat(static_cast<size_t>(cols)), gxhat(static_cast<size_t>(cols));
     for (int64_t r = 0; r < rows; ++r) {
       const auto* in = static_cast<const scalar_t*>(x.raw_data()) + r * cols;
@@ -72,8 +73,8 @@ void layer_norm_backward(const Tensor& grad_x, const Tensor& grad_weight, const 
         gxhat[k] = w ? gj * convert<acc>(w[j]) : gj;  // dL/dxhat
         sum_gxhat += gxhat[k];
         sum_gxhat_xhat += gxhat[k] * xhat[k];
-        gw[k] += gj * xhat[k];
-        gb[k] += gj;
+        gw[k] += static_cast<double>(gj * xhat[k]);
+        gb[k] += static_cast<double>(gj);
       }
       if (!gx) continue;
       const acc n = static_cast<acc>(cols);
