@@ -1,0 +1,44 @@
+// Dropout: forward dispatch and the backward node, which keeps only (p, seed, first_block).
+#include "ops/dropout.h"
+
+#include "autograd/engine.h"
+#include "core/memory_kernels.h"
+#include "ops/dispatch.h"
+#include "ops/dropout_kernels.h"
+
+namespace tg {
+
+namespace {
+
+class DropoutBackward final : public Node {
+ public:
+  DropoutBackward(double p, uint64_t seed, uint64_t first_block)
+      : Node("DropoutBackward"), p_(p), seed_(seed), first_block_(first_block) {}
+
+  std::vector<Tensor> apply(std::vector<Tensor>&& grads) override {
+    const Tensor g = grads[0].contiguous();
+    Tensor gx = empty(g.shape(), g.dtype(), g.device());
+    TG_DEVICE_DISPATCH(g.device(), dropout_mask_apply, gx, g, p_, seed_, first_block_);
+    return {gx};
+  }
+
+ private:
+  double p_;
+  uint64_t seed_, first_block_;
+};
+
+}  // namespace
+
+Tensor dropout(const Tensor& x, double p, bool training, Generator& generator) {
+  TG_CHECK(p >= 0 && p < 1, ValueError, "dropout: expected p in [0, 1), got ", p);
+  TG_CHECK(is_floating(x.dtype()), TypeError, "dropout: expected a floating dtype, got ", dtype_name(x.dtype()));
+  if (!training || p == 0) return x;
+  const uint64_t seed = generator.seed();
+  const uint64_t first_block = generator.reserve(kernels::random_blocks(kernels::Distribution::uniform, x.numel()));
+  Tensor out = empty(x.shape(), x.dtype(), x.device());
+  TG_DEVICE_DISPATCH(x.device(), dropout_mask_apply, out, x.contiguous(), p, seed, first_block);
+  if (should_record({&x})) record(std::make_shared<DropoutBackward>(p, seed, first_block), {x}, {out});
+  return out;
+}
+
+}  // namespace tg

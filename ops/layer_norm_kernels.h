@@ -1,0 +1,29 @@
+// Kernel entry points of the layer_norm family (ops/cpu/layer_norm.cpp, ops/cuda/layer_norm.cu).
+// x, y and their gradients are contiguous and viewed as [rows, cols]; mean and rstd are [rows]
+// in f32 (f64 for f64 inputs); weight and bias are [cols] and may be undefined, as may each
+// gradient output (then it is not computed). Outputs are allocated by the caller.
+#pragma once
+
+#include <cstdint>
+
+#include "core/tensor.h"
+
+namespace tg {
+namespace cpu {
+void layer_norm(const Tensor& y, const Tensor& mean, const Tensor& rstd, const Tensor& x, const Tensor& weight,
+                const Tensor& bias, int64_t cols, double eps);
+// grad_weight and grad_bias are sums over rows, in a fixed order.
+void layer_norm_backward(const Tensor& grad_x, const Tensor& grad_weight, const Tensor& grad_bias,
+                         const Tensor& grad_y, const Tensor& x, const Tensor& mean, const Tensor& rstd,
+                         const Tensor& weight, int64_t cols);
+}  // namespace cpu
+#if TG_WITH_CUDA
+namespace cuda {
+void layer_norm(const Tensor& y, const Tensor& mean, const Tensor& rstd, const Tensor& x, const Tensor& weight,
+                const Tensor& bias, int64_t cols, double eps);
+void layer_norm_backward(const Tensor& grad_x, const Tensor& grad_weight, const Tensor& grad_bias,
+                         const Tensor& grad_y, const Tensor& x, const Tensor& mean, const Tensor& rstd,
+                         const Tensor& weight, int64_t cols);
+}  // namespace cuda
+#endif
+}  // namespace tg
