@@ -7,6 +7,9 @@
 #include "core/allocator.h"
 #include "ops/matmul.h"
 #include "tests/support/op_checks.h"
+#if TG_WITH_CUDA
+#include "core/cuda/cublas_check.h"
+#endif
 
 using namespace tg;
 using test::host_values;
@@ -258,3 +261,19 @@ TEST_CASE("matmul errors name both operands") {
   CHECK_THROWS_WITH_AS(matmul(zeros({2, 3}, DType::i32), zeros({3, 2}, DType::i32)),
                        "matmul: expected a floating dtype, got i32", TypeError);
 }
+
+#if TG_WITH_CUDA
+// The check behind every cuBLAS call of the matmul kernels; it needs no GPU to run.
+TEST_CASE("TG_CUBLAS_CHECK throws BackendError naming the status, the call and file:line") {
+  std::string message;
+  const int line = __LINE__ + 2;
+  try {
+    TG_CUBLAS_CHECK(CUBLAS_STATUS_INVALID_VALUE);
+  } catch (const BackendError& error) {
+    message = error.what();
+  }
+  CHECK(message == std::string("cuBLAS error 7 (") + cublasGetStatusString(CUBLAS_STATUS_INVALID_VALUE) +
+                       ") in CUBLAS_STATUS_INVALID_VALUE at " + __FILE__ + ":" + std::to_string(line));
+  CHECK_NOTHROW(TG_CUBLAS_CHECK(CUBLAS_STATUS_SUCCESS));
+}
+#endif
