@@ -125,11 +125,13 @@ using Preference = std::unique_ptr<std::remove_pointer_t<cublasLtMatmulPreferenc
 // stride `ld` and batch stride `batch_stride`.
 MatrixLayout lt_layout(cudaDataType type, int64_t batch, int64_t rows, int64_t cols, int64_t ld, int64_t batch_stride) {
   cublasLtMatrixLayout_t layout = nullptr;
-  TG_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&layout, type, static_cast<uint64_t>(cols), static_cast<uint64_t>(rows), ld));
+  TG_CUBLAS_CHECK(
+      cublasLtMatrixLayoutCreate(&layout, type, static_cast<uint64_t>(cols), static_cast<uint64_t>(rows), ld));
   MatrixLayout owned(layout);
   if (batch > 1) {
     const auto count = static_cast<int32_t>(batch);
-    TG_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(layout, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count, sizeof(count)));
+    TG_CUBLAS_CHECK(
+        cublasLtMatrixLayoutSetAttribute(layout, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count, sizeof(count)));
     TG_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(layout, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET,
                                                      &batch_stride, sizeof(batch_stride)));
   }
@@ -205,8 +207,8 @@ bool lt_gemm_bias(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& 
 
   // Released when this call returns: the caching allocator hands the block out again only to
   // work enqueued later on the same stream, so the GEMM below is done with it by then.
-  const Tensor workspace =
-      heuristic.workspaceSize > 0 ? empty({static_cast<int64_t>(heuristic.workspaceSize)}, DType::u8, c.device()) : Tensor();
+  const auto workspace_bytes = static_cast<int64_t>(heuristic.workspaceSize);
+  const Tensor workspace = workspace_bytes > 0 ? empty({workspace_bytes}, DType::u8, c.device()) : Tensor();
   const Scalar one(1), zero(0);
   TG_CUBLAS_CHECK(cublasLtMatmul(lt, raw_desc, one.as(t.scale), b.raw_data(), first.get(), a.raw_data(), second.get(),
                                  zero.as(t.scale), c.raw_data(), out.get(), c.raw_data(), out.get(), &heuristic.algo,

@@ -62,7 +62,8 @@ struct RecordingStrategy final : BackwardStrategy {
 
 TEST_CASE("linear matches f64 references: 1-D to 3-D inputs, odd sizes, with and without bias") {
   const std::vector<std::pair<Shape, Shape>> cases = {
-      {{5, 4}, {3, 4}}, {{2, 3, 4}, {3, 4}}, {{4}, {3, 4}}, {{1, 1, 4}, {1, 4}}, {{33, 17}, {13, 17}}, {{2, 7, 1}, {5, 1}}};
+      {{5, 4}, {3, 4}},   {{2, 3, 4}, {3, 4}},   {{4}, {3, 4}},
+      {{1, 1, 4}, {1, 4}}, {{33, 17}, {13, 17}}, {{2, 7, 1}, {5, 1}}};
   uint64_t seed = 300;
   for (const auto& [sx, sw] : cases) {
     CAPTURE(sx.str());
@@ -78,7 +79,8 @@ TEST_CASE("linear matches f64 references: 1-D to 3-D inputs, odd sizes, with and
       CHECK(test::relative_error(host_values(y), reference) < 1e-6);
       const Tensor y64 = linear(x.to(DType::f64), w.to(DType::f64), bias.defined() ? bias.to(DType::f64) : Tensor());
       CHECK(test::relative_error(host_values(y64), reference) < 1e-13);
-      const Tensor xh = x.to(DType::bf16), wh = w.to(DType::bf16), bh = bias.defined() ? bias.to(DType::bf16) : Tensor();
+      const Tensor xh = x.to(DType::bf16), wh = w.to(DType::bf16);
+      const Tensor bh = bias.defined() ? bias.to(DType::bf16) : Tensor();
       CHECK(test::relative_error(host_values(linear(xh, wh, bh)), reference_linear(xh, wh, bh)) < 1e-2);
     }
   }
@@ -155,7 +157,8 @@ TEST_CASE("linear saves X only through the strategy and only when the weight nee
   for (int64_t i = 0; i < 40; ++i)
     for (int64_t o = 0; o < 6; ++o) {
       db[static_cast<size_t>(o)] += gv[static_cast<size_t>(i * 6 + o)];
-      for (int64_t k = 0; k < 8; ++k) dw[static_cast<size_t>(o * 8 + k)] += gv[static_cast<size_t>(i * 6 + o)] * xv[static_cast<size_t>(i * 8 + k)];
+      for (int64_t k = 0; k < 8; ++k)
+        dw[static_cast<size_t>(o * 8 + k)] += gv[static_cast<size_t>(i * 6 + o)] * xv[static_cast<size_t>(i * 8 + k)];
     }
   CHECK(test::relative_error(host_values(w.grad()), dw) < 1e-6);
   CHECK(test::relative_error(host_values(b.grad()), db) < 1e-6);
