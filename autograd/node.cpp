@@ -24,9 +24,13 @@ size_t Node::save(const Tensor& tensor) {
   return saved_.size() - 1;
 }
 
-const Tensor& Node::saved(size_t slot) const {
+void Node::check_not_released() const {
   TG_CHECK(!released_, ValueError, "backward through ", name_, " a second time: its saved tensors were "
            "freed after the first backward; pass retain_graph=true to the first backward to keep them");
+}
+
+const Tensor& Node::saved(size_t slot) const {
+  check_not_released();
   TG_INTERNAL_ASSERT(slot < saved_.size(), name_, ": saved slot ", slot, " of ", saved_.size());
   return saved_[slot];
 }

@@ -57,6 +57,9 @@ class Node {
   size_t save(const Tensor& tensor);
   // A saved tensor; throws the "backward a second time" error after release_saved().
   const Tensor& saved(size_t slot) const;
+  // Throws that error after release_saved(): for nodes that keep what they saved elsewhere
+  // (e.g. in a matmul strategy's SavedOperand).
+  void check_not_released() const;
   // True when input `i` needs a gradient (lets backward skip work).
   bool needs_input_grad(size_t i) const { return i < next_edges_.size() && next_edges_[i].node != nullptr; }
 

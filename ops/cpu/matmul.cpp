@@ -1,0 +1,82 @@
+// CPU kernels of the matmul family: Eigen GEMMs over strided maps of the operands (no copies
+// for f32/f64); bf16 operands are widened to f32 matrices first, so bf16 products accumulate
+// in f32 and are rounded once.
+#include <Eigen/Core>
+
+#include <type_traits>
+
+#include "ops/matmul_kernels.h"
+
+namespace tg::cpu {
+
+namespace {
+
+template <class T>
+using RowMatrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+template <class T>
+using ConstStridedMap = Eigen::Map<const RowMatrix<T>, Eigen::Unaligned, Eigen::OuterStride<>>;
+
+template <class T>
+const T* matrix_data(const Tensor& x, int64_t index) {
+  return static_cast<const T*>(x.raw_data()) + index * x.stride(0);
+}
+
+// Matrix `index` of an f32/f64 operand, mapped in place.
+template <class T>
+ConstStridedMap<T> map_matrix(const Tensor& x, int64_t index) {
+  return ConstStridedMap<T>(matrix_data<T>(x, index), x.size(1), x.size(2), Eigen::OuterStride<>(x.stride(1)));
+}
+
+// A bf16 matrix (rows with stride `ld`) widened to f32.
+RowMatrix<float> widen(const bf16* data, int64_t rows, int64_t cols, int64_t ld) {
+  RowMatrix<float> out(rows, cols);
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j) out(i, j) = static_cast<float>(data[i * ld + j]);
+  return out;
+}
+
+RowMatrix<float> widen_matrix(const Tensor& x, int64_t index) {
+  return widen(matrix_data<bf16>(x, index), x.size(1), x.size(2), x.stride(1));
+}
+
+// c = op(a)·op(b), or c += op(a)·op(b).
+template <class MC, class MA, class MB>
+void multiply(MC& c, const MA& a, bool trans_a, const MB& b, bool trans_b, bool accumulate) {
+  auto assign = [&](const auto& product) {
+    if (accumulate) c.noalias() += product;
+    else c.noalias() = product;
+  };
+  if (trans_a && trans_b) assign(a.transpose() * b.transpose());
+  else if (trans_a) assign(a.transpose() * b);
+  else if (trans_b) assign(a * b.transpose());
+  else assign(a * b);
+}
+
+template <class T>
+void gemm_typed(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, bool accumulate) {
+  const int64_t batch = c.size(0), m = c.size(1), n = c.size(2);
+  for (int64_t i = 0; i < batch; ++i) {
+    T* out = static_cast<T*>(c.raw_data()) + i * m * n;
+    if constexpr (std::is_same_v<T, bf16>) {
+      RowMatrix<float> result = accumulate ? widen(out, m, n, n) : RowMatrix<float>(m, n);
+      multiply(result, widen_matrix(a, i), trans_a, widen_matrix(b, i), trans_b, accumulate);
+      for (int64_t k = 0; k < m * n; ++k) out[k] = bf16(result.data()[k]);
+    } else {
+      Eigen::Map<RowMatrix<T>> result(out, m, n);
+      multiply(result, map_matrix<T>(a, i), trans_a, map_matrix<T>(b, i), trans_b, accumulate);
+    }
+  }
+}
+
+}  // namespace
+
+void gemm(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, bool accumulate) {
+  TG_DISPATCH_FLOATING(c.dtype(), "matmul", [&] { gemm_typed<scalar_t>(c, a, trans_a, b, trans_b, accumulate); });
+}
+
+void gemm_bias(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& bias) {
+  c.copy_(bias.expand(c.shape()));
+  gemm(c, a, trans_a, b, trans_b, /*accumulate=*/true);
+}
+
+}  // namespace tg::cpu

@@ -1,0 +1,241 @@
+// CUDA kernels of the matmul family. Row-major operands go to column-major cuBLAS by the usual
+// swap: row-major C = op(A)·op(B) is column-major Cᵀ = op(B)ᵀ·op(A)ᵀ, and a row-major matrix
+// with row stride ld is, to cuBLAS, its transpose with leading dimension ld; so B goes first
+// and each operand keeps its own transpose flag. Plain GEMMs use cublasGemmStridedBatchedEx;
+// GEMMs with a bias use cuBLASLt's bias epilogue (the bias costs no extra pass), or, where
+// cuBLASLt has no kernel for the case, write the bias into C and accumulate onto it.
+// One cuBLAS and one cuBLASLt handle per device, created on first use; all work is enqueued on
+// current_stream().
+#include <cublasLt.h>
+#include <cublas_v2.h>
+
+#include <climits>
+#include <memory>
+#include <mutex>
+#include <type_traits>
+#include <vector>
+
+#include "core/cuda/cublas_check.h"
+#include "core/cuda/device_guard.h"
+#include "core/cuda/launch.h"
+#include "ops/matmul.h"
+#include "ops/matmul_kernels.h"
+
+namespace tg::cuda {
+
+namespace {
+
+// Handles per device, created on first use. They live as long as the process: destroying them
+// from static destructors would run after the CUDA runtime may already have been torn down.
+template <class Handle>
+class HandleCache {
+ public:
+  template <class Create>
+  Handle get(int device, Create&& create) {
+    std::lock_guard lock(mutex_);
+    const auto index = static_cast<size_t>(device);
+    if (handles_.size() <= index) handles_.resize(index + 1, nullptr);
+    if (!handles_[index]) handles_[index] = create();
+    return handles_[index];
+  }
+
+ private:
+  std::mutex mutex_;
+  std::vector<Handle> handles_;  // by device index
+};
+
+// The caller has made `device` current.
+cublasHandle_t cublas_handle(int device) {
+  static HandleCache<cublasHandle_t> cache;
+  cublasHandle_t handle = cache.get(device, [] {
+    cublasHandle_t created = nullptr;
+    TG_CUBLAS_CHECK(cublasCreate(&created));
+    // bf16 GEMMs accumulate in f32, split-K partial sums included.
+    TG_CUBLAS_CHECK(cublasSetMathMode(created, CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION));
+    return created;
+  });
+  TG_CUBLAS_CHECK(cublasSetStream(handle, current_stream()));
+  return handle;
+}
+
+cublasLtHandle_t cublaslt_handle(int device) {
+  static HandleCache<cublasLtHandle_t> cache;
+  return cache.get(device, [] {
+    cublasLtHandle_t created = nullptr;
+    TG_CUBLAS_CHECK(cublasLtCreate(&created));
+    return created;
+  });
+}
+
+struct GemmTypes {
+  cudaDataType data;
+  cublasComputeType_t compute;
+  cudaDataType scale;  // of alpha and beta
+};
+
+GemmTypes gemm_types(DType dtype) {
+  switch (dtype) {
+    case DType::f32:
+      return {CUDA_R_32F, allow_tf32() ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F, CUDA_R_32F};
+    case DType::f64: return {CUDA_R_64F, CUBLAS_COMPUTE_64F, CUDA_R_64F};
+    case DType::bf16: return {CUDA_R_16BF, CUBLAS_COMPUTE_32F, CUDA_R_32F};
+    default: TG_THROW(TypeError, "matmul: expected a floating dtype (f32, f64, bf16), got ", dtype_name(dtype));
+  }
+}
+
+// alpha or beta in either scale type.
+struct Scalar {
+  float f;
+  double d;
+  explicit Scalar(double value) : f(static_cast<float>(value)), d(value) {}
+  const void* as(cudaDataType type) const { return type == CUDA_R_64F ? static_cast<const void*>(&d) : &f; }
+};
+
+int checked_int(int64_t value, const char* what) {
+  TG_CHECK(value <= INT_MAX, NotImplementedError, "matmul on CUDA: ", what, " = ", value,
+           " exceeds cuBLAS's 32-bit limit");
+  return static_cast<int>(value);
+}
+
+cublasOperation_t blas_op(bool trans) { return trans ? CUBLAS_OP_T : CUBLAS_OP_N; }
+
+// The column-major GEMM for row-major C [batch, M, N] = op(A)·op(B) (see the top of the file).
+struct ColumnMajorShape {
+  int64_t m, n, k;  // m = N, n = M
+};
+
+ColumnMajorShape column_major_shape(const Tensor& c, const Tensor& a, bool trans_a) {
+  return {c.size(2), c.size(1), trans_a ? a.size(1) : a.size(2)};
+}
+
+// cuBLASLt descriptors, destroyed when the call ends. Their destroy functions only fail for an
+// invalid descriptor, and a destructor must not throw, so that status is not checked.
+template <class Descriptor, cublasStatus_t (*Destroy)(Descriptor)>
+struct LtDeleter {
+  void operator()(Descriptor descriptor) const { (void)Destroy(descriptor); }
+};
+using MatmulDesc = std::unique_ptr<std::remove_pointer_t<cublasLtMatmulDesc_t>,
+                                   LtDeleter<cublasLtMatmulDesc_t, cublasLtMatmulDescDestroy>>;
+using MatrixLayout = std::unique_ptr<std::remove_pointer_t<cublasLtMatrixLayout_t>,
+                                     LtDeleter<cublasLtMatrixLayout_t, cublasLtMatrixLayoutDestroy>>;
+using Preference = std::unique_ptr<std::remove_pointer_t<cublasLtMatmulPreference_t>,
+                                   LtDeleter<cublasLtMatmulPreference_t, cublasLtMatmulPreferenceDestroy>>;
+
+// The column-major layout cuBLASLt sees for a [batch, rows, cols] row-major matrix with row
+// stride `ld` and batch stride `batch_stride`.
+MatrixLayout lt_layout(cudaDataType type, int64_t batch, int64_t rows, int64_t cols, int64_t ld, int64_t batch_stride) {
+  cublasLtMatrixLayout_t layout = nullptr;
+  TG_CUBLAS_CHECK(
+      cublasLtMatrixLayoutCreate(&layout, type, static_cast<uint64_t>(cols), static_cast<uint64_t>(rows), ld));
+  MatrixLayout owned(layout);
+  if (batch > 1) {
+    const auto count = static_cast<int32_t>(batch);
+    TG_CUBLAS_CHECK(
+        cublasLtMatrixLayoutSetAttribute(layout, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count, sizeof(count)));
+    TG_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(layout, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET,
+                                                     &batch_stride, sizeof(batch_stride)));
+  }
+  return owned;
+}
+
+MatrixLayout lt_layout(cudaDataType type, const Tensor& x) {
+  return lt_layout(type, x.size(0), x.size(1), x.size(2), x.stride(1), x.stride(0));
+}
+
+// Largest power of two, up to 256, that divides the address of every matrix of `x`: cuBLASLt's
+// heuristic otherwise assumes 256-byte aligned operands.
+uint32_t alignment(const Tensor& x) {
+  auto bits = reinterpret_cast<uintptr_t>(x.raw_data());
+  if (x.size(0) > 1) bits |= static_cast<uintptr_t>(x.stride(0)) * x.itemsize();
+  uint32_t align = 1;
+  while (align < 256 && bits % (2 * align) == 0) align *= 2;
+  return align;
+}
+
+// Upper bound on the cuBLASLt workspace the heuristic may ask for; the call allocates only what
+// the chosen algorithm needs, from the caching allocator.
+constexpr uint64_t kLtWorkspaceLimit = 32 << 20;
+
+// C = op(A)·op(B) + bias through cuBLASLt's bias epilogue; false when cuBLASLt has no algorithm
+// for the case (nothing was enqueued then).
+bool lt_gemm_bias(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& bias) {
+  const GemmTypes t = gemm_types(c.dtype());
+  if (t.data == CUDA_R_64F) return false;  // cuBLASLt's epilogues cover f32 and bf16
+  const int device = c.device().index;
+
+  cublasLtMatmulDesc_t raw_desc = nullptr;
+  TG_CUBLAS_CHECK(cublasLtMatmulDescCreate(&raw_desc, t.compute, t.scale));
+  const MatmulDesc desc(raw_desc);
+  const cublasOperation_t first_op = blas_op(trans_b), second_op = blas_op(trans_a);
+  const cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_BIAS;
+  const void* bias_data = bias.raw_data();
+  TG_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(raw_desc, CUBLASLT_MATMUL_DESC_TRANSA, &first_op, sizeof(first_op)));
+  TG_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(raw_desc, CUBLASLT_MATMUL_DESC_TRANSB, &second_op, sizeof(second_op)));
+  TG_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(raw_desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));
+  TG_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(raw_desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias_data,
+                                                 sizeof(bias_data)));
+
+  const MatrixLayout first = lt_layout(t.data, b), second = lt_layout(t.data, a);
+  const MatrixLayout out = lt_layout(t.data, c);
+
+  cublasLtMatmulPreference_t raw_pref = nullptr;
+  TG_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&raw_pref));
+  const Preference pref(raw_pref);
+  // Partial sums of split-K kernels stay in the compute type (f32 for bf16 outputs).
+  const uint32_t reduction = CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE;
+  const uint32_t align_first = alignment(b), align_second = alignment(a), align_out = alignment(c);
+  TG_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(raw_pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                       &kLtWorkspaceLimit, sizeof(kLtWorkspaceLimit)));
+  TG_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(raw_pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK,
+                                                       &reduction, sizeof(reduction)));
+  TG_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(raw_pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
+                                                       &align_first, sizeof(align_first)));
+  TG_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(raw_pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+                                                       &align_second, sizeof(align_second)));
+  TG_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(raw_pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
+                                                       &align_out, sizeof(align_out)));
+  TG_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(raw_pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES,
+                                                       &align_out, sizeof(align_out)));
+
+  const cublasLtHandle_t lt = cublaslt_handle(device);
+  cublasLtMatmulHeuristicResult_t heuristic{};
+  int found = 0;
+  const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(lt, raw_desc, first.get(), second.get(), out.get(),
+                                                               out.get(), raw_pref, 1, &heuristic, &found);
+  if (status == CUBLAS_STATUS_NOT_SUPPORTED || (status == CUBLAS_STATUS_SUCCESS && found == 0)) return false;
+  TG_CUBLAS_CHECK(status);
+
+  // Released when this call returns: the caching allocator hands the block out again only to
+  // work enqueued later on the same stream, so the GEMM below is done with it by then.
+  const auto workspace_bytes = static_cast<int64_t>(heuristic.workspaceSize);
+  const Tensor workspace = workspace_bytes > 0 ? empty({workspace_bytes}, DType::u8, c.device()) : Tensor();
+  const Scalar one(1), zero(0);
+  TG_CUBLAS_CHECK(cublasLtMatmul(lt, raw_desc, one.as(t.scale), b.raw_data(), first.get(), a.raw_data(), second.get(),
+                                 zero.as(t.scale), c.raw_data(), out.get(), c.raw_data(), out.get(), &heuristic.algo,
+                                 workspace.defined() ? workspace.raw_data() : nullptr, heuristic.workspaceSize,
+                                 current_stream()));
+  return true;
+}
+
+}  // namespace
+
+void gemm(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, bool accumulate) {
+  DeviceGuard guard(c.device().index);
+  const GemmTypes t = gemm_types(c.dtype());
+  const ColumnMajorShape s = column_major_shape(c, a, trans_a);
+  const Scalar one(1), beta(accumulate ? 1 : 0);
+  TG_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
+      cublas_handle(c.device().index), blas_op(trans_b), blas_op(trans_a), checked_int(s.m, "N"), checked_int(s.n, "M"),
+      checked_int(s.k, "K"), one.as(t.scale), b.raw_data(), t.data, checked_int(b.stride(1), "ldb"), b.stride(0),
+      a.raw_data(), t.data, checked_int(a.stride(1), "lda"), a.stride(0), beta.as(t.scale), c.raw_data(), t.data,
+      checked_int(c.stride(1), "ldc"), c.stride(0), checked_int(c.size(0), "batch"), t.compute, CUBLAS_GEMM_DEFAULT));
+}
+
+void gemm_bias(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& bias) {
+  DeviceGuard guard(c.device().index);
+  if (lt_gemm_bias(c, a, trans_a, b, trans_b, bias)) return;
+  c.copy_(bias.expand(c.shape()));
+  gemm(c, a, trans_a, b, trans_b, /*accumulate=*/true);
+}
+
+}  // namespace tg::cuda

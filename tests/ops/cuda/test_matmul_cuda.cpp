@@ -1,0 +1,152 @@
+// matmul and linear on CUDA against the CPU: ViT-like sizes, every transpose, odd and size-1
+// dims, strided inputs; f32 (TF32 off) and f64 within 1e-5, bf16 and TF32 within 1e-2.
+#include <doctest/doctest.h>
+
+#include "core/allocator.h"
+#include "ops/linear.h"
+#include "ops/matmul.h"
+#include "tests/support/op_checks.h"
+
+using namespace tg;
+using test::check_cuda_matches_cpu;
+using test::random_tensor;
+
+namespace {
+
+Tensor param(const Shape& shape, uint64_t seed, DType dtype = DType::f32) {
+  Tensor t = random_tensor(shape, seed, -1, 1, dtype);
+  t.set_requires_grad(true);
+  return t;
+}
+
+Shape operand_shape(std::vector<int64_t> batch, int64_t rows, int64_t cols, bool trans) {
+  batch.push_back(trans ? cols : rows);
+  batch.push_back(trans ? rows : cols);
+  return Shape(batch);
+}
+
+// TF32 on while alive; the previous setting comes back even when a check throws.
+class AllowTf32 {
+ public:
+  AllowTf32() : previous_(allow_tf32()) { set_allow_tf32(true); }
+  ~AllowTf32() { set_allow_tf32(previous_); }
+  AllowTf32(const AllowTf32&) = delete;
+  AllowTf32& operator=(const AllowTf32&) = delete;
+
+ private:
+  bool previous_;
+};
+
+const std::pair<bool, bool> kTransposes[] = {{false, false}, {true, false}, {false, true}, {true, true}};
+
+Tensor matmul_nn(const std::vector<Tensor>& in) { return matmul(in[0], in[1]); }
+Tensor matmul_nt(const std::vector<Tensor>& in) { return matmul(in[0], in[1], false, true); }
+Tensor linear_bias(const std::vector<Tensor>& in) { return linear(in[0], in[1], in[2]); }
+Tensor linear_no_bias(const std::vector<Tensor>& in) { return linear(in[0], in[1]); }
+
+}  // namespace
+
+TEST_CASE("matmul on attention sizes: CUDA matches CPU") {
+  REQUIRE_FALSE(allow_tf32());
+  const Tensor q = param({12, 65, 64}, 400), k = param({12, 65, 64}, 401), kt = param({12, 64, 65}, 402);
+  const Tensor p = param({12, 65, 65}, 403), v = param({12, 65, 64}, 404);
+  check_cuda_matches_cpu(matmul_nn, {q, kt});  // scores, K given as [12, 64, 65]
+  check_cuda_matches_cpu(matmul_nt, {q, k});   // scores Q·Kᵀ with K as [12, 65, 64]
+  check_cuda_matches_cpu(matmul_nn, {p, v});   // context P·V
+  check_cuda_matches_cpu(matmul_nn, {param({4, 3, 65, 64}, 405), param({4, 3, 64, 65}, 406)});  // [B, H, T, d]
+}
+
+TEST_CASE("matmul, every transpose, odd and size-1 dims: CUDA matches CPU in f32 and f64") {
+  struct Case {
+    std::vector<int64_t> batch;
+    int64_t m, k, n;
+  };
+  const std::vector<Case> cases = {
+      {{}, 1, 1, 1}, {{3}, 1, 7, 1}, {{}, 5, 1, 3}, {{2, 3}, 33, 17, 9}, {{}, 197, 192, 5}};
+  uint64_t seed = 410;
+  for (const Case& c : cases) {
+    for (const auto& [ta, tb] : kTransposes) {
+      const bool trans_a = ta, trans_b = tb;
+      const auto fn = [=](const std::vector<Tensor>& in) { return matmul(in[0], in[1], trans_a, trans_b); };
+      for (DType dtype : {DType::f32, DType::f64}) {
+        const Tensor a = param(operand_shape(c.batch, c.m, c.k, ta), seed++, dtype);
+        const Tensor b = param(operand_shape(c.batch, c.k, c.n, tb), seed++, dtype);
+        CAPTURE(a.shape().str());
+        CAPTURE(b.shape().str());
+        CAPTURE(trans_a);
+        CAPTURE(trans_b);
+        CAPTURE(dtype_name(dtype));
+        check_cuda_matches_cpu(fn, {a, b});
+      }
+    }
+  }
+}
+
+TEST_CASE("matmul on strided inputs: CUDA matches CPU, transposed views without a copy") {
+  const Tensor base = random_tensor({12, 64, 65}, 420), other = random_tensor({12, 64, 33}, 421);
+  const Tensor wide = random_tensor({12, 65, 70}, 422);
+  // Transposed view: a transpose flag, not a copy (one allocation: the output).
+  {
+    const Tensor a = base.to(Device::cuda(0)).transpose(1, 2), b = other.to(Device::cuda(0));
+    const int64_t before = memory_stats(Device::cuda(0)).allocation[0].allocated;
+    const Tensor r = matmul(a, b);
+    CHECK(memory_stats(Device::cuda(0)).allocation[0].allocated - before == 1);
+    CHECK(test::relative_error(test::host_values(r), test::host_values(matmul(base.transpose(1, 2), other))) < 1e-5);
+  }
+  check_cuda_matches_cpu([](const std::vector<Tensor>& in) { return matmul(in[0].transpose(1, 2), in[1]); },
+                         {base, other});
+  // Rows with a larger stride (column slice; also an odd element offset).
+  check_cuda_matches_cpu([](const std::vector<Tensor>& in) { return matmul(in[0].narrow(2, 3, 64), in[1]); },
+                         {wide, other});
+  // Column stride 2 (copied) and a batch broadcast by expand (batch stride 0).
+  check_cuda_matches_cpu(
+      [](const std::vector<Tensor>& in) { return matmul(in[0].slice(2, 0, 70, 2), in[1], false, true); },
+      {wide, random_tensor({12, 9, 35}, 423)});
+  check_cuda_matches_cpu(
+      [](const std::vector<Tensor>& in) { return matmul(in[0].expand({12, 65, 64}), in[1]); },
+      {random_tensor({1, 65, 64}, 424), other});
+}
+
+TEST_CASE("linear on ViT sizes, with and without bias: CUDA matches CPU") {
+  REQUIRE_FALSE(allow_tf32());
+  const Tensor x = param({4, 65, 192}, 430);
+  const Tensor qkv_w = param({576, 192}, 431), qkv_b = param({576}, 432);
+  check_cuda_matches_cpu(linear_bias, {x, qkv_w, qkv_b});
+  check_cuda_matches_cpu(linear_no_bias, {x, qkv_w});
+  const Tensor h = param({4, 65, 768}, 433), fc2_w = param({192, 768}, 434), fc2_b = param({192}, 435);
+  check_cuda_matches_cpu(linear_bias, {h, fc2_w, fc2_b});
+  // Odd sizes, a 1-D input, f64 (no cuBLASLt bias epilogue: the bias goes in through C).
+  check_cuda_matches_cpu(linear_bias, {param({3, 7, 5}, 436), param({9, 5}, 437), param({9}, 438)});
+  check_cuda_matches_cpu(linear_bias, {param({5}, 439), param({1, 5}, 440), param({1}, 441)});
+  const DType f64 = DType::f64;
+  check_cuda_matches_cpu(linear_bias, {param({2, 33, 17}, 442, f64), param({13, 17}, 443, f64), param({13}, 444, f64)});
+  // Input rows with a stride and an odd offset: cuBLASLt must pick a kernel for that alignment.
+  check_cuda_matches_cpu([](const std::vector<Tensor>& in) { return linear(in[0].narrow(1, 1, 191), in[1], in[2]); },
+                         {random_tensor({260, 193}, 445), param({576, 191}, 446), param({576}, 447)});
+}
+
+TEST_CASE("bf16 matmul and linear: CUDA matches CPU within 1e-2") {
+  const DType bf = DType::bf16;
+  check_cuda_matches_cpu(matmul_nt, {param({12, 65, 64}, 450, bf), param({12, 65, 64}, 451, bf)}, 1e-2);
+  check_cuda_matches_cpu(matmul_nn, {param({12, 65, 65}, 452, bf), param({12, 65, 64}, 453, bf)}, 1e-2);
+  check_cuda_matches_cpu(linear_bias, {param({4, 65, 192}, 454, bf), param({576, 192}, 455, bf), param({576}, 456, bf)},
+                         1e-2);
+  check_cuda_matches_cpu(linear_no_bias, {param({4, 65, 192}, 457, bf), param({192, 192}, 458, bf)}, 1e-2);
+}
+
+TEST_CASE("TF32 on: CUDA matches CPU within 1e-2, and the switch is restored") {
+  REQUIRE_FALSE(allow_tf32());
+  const Tensor x = param({4, 65, 192}, 460), w = param({576, 192}, 461), b = param({576}, 462);
+  const Tensor q = param({12, 65, 64}, 463), k = param({12, 65, 64}, 464);
+  {
+    AllowTf32 tf32;
+    check_cuda_matches_cpu(linear_bias, {x, w, b}, 1e-2);
+    check_cuda_matches_cpu(matmul_nt, {q, k}, 1e-2);
+    // TF32 rounds the inputs to 10 mantissa bits: the product should differ from f32 by more
+    // than f32 rounding. A warning only: cuBLAS is allowed, not obliged, to use TF32.
+    const Tensor y = matmul(q.detach().to(Device::cuda(0)), k.detach().to(Device::cuda(0)), false, true);
+    const Tensor y_cpu = matmul(q.detach(), k.detach(), false, true);
+    WARN(test::relative_error(test::host_values(y), test::host_values(y_cpu)) > 1e-6);
+  }
+  CHECK_FALSE(allow_tf32());
+}

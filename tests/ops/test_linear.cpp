@@ -1,0 +1,180 @@
+// linear on the CPU: forward against f64 loop references (1-D to 3-D inputs, odd sizes, strided
+// input, with and without bias, f32/f64/bf16), gradcheck, what the node saves and hands to its
+// strategy, and error messages.
+#include <doctest/doctest.h>
+
+#include "autograd/gradcheck.h"
+#include "ops/linear.h"
+#include "tests/support/op_checks.h"
+
+using namespace tg;
+using test::host_values;
+using test::random_tensor;
+
+namespace {
+
+// x·Wᵀ + b in f64 with plain loops.
+std::vector<double> reference_linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  const auto xv = host_values(x), wv = host_values(weight);
+  const auto bv = bias.defined() ? host_values(bias) : std::vector<double>(static_cast<size_t>(weight.size(0)), 0.0);
+  const int64_t d_in = weight.size(1), d_out = weight.size(0), rows = x.numel() / d_in;
+  std::vector<double> out(static_cast<size_t>(rows * d_out));
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t o = 0; o < d_out; ++o) {
+      double sum = bv[static_cast<size_t>(o)];
+      for (int64_t k = 0; k < d_in; ++k)
+        sum += xv[static_cast<size_t>(i * d_in + k)] * wv[static_cast<size_t>(o * d_in + k)];
+      out[static_cast<size_t>(i * d_out + o)] = sum;
+    }
+  return out;
+}
+
+Tensor leaf(const Shape& shape, uint64_t seed, DType dtype = DType::f32) {
+  Tensor t = random_tensor(shape, seed, -2, 2, dtype);
+  t.set_requires_grad(true);
+  return t;
+}
+
+// Passes through to ExactStrategy, recording the shapes it is given.
+struct RecordingStrategy final : BackwardStrategy {
+  struct Saved final : SavedOperand {
+    std::unique_ptr<SavedOperand> inner;
+    std::vector<Shape>* contracted;
+    Tensor contract(const Tensor& grad) override {
+      contracted->push_back(grad.shape());
+      return inner->contract(grad);
+    }
+    size_t saved_bytes() const override { return 1234; }
+  };
+  std::string name() const override { return "recording"; }
+  std::unique_ptr<SavedOperand> save(const Tensor& operand) override {
+    saved.push_back(operand.shape());
+    auto s = std::make_unique<Saved>();
+    s->inner = exact.save(operand);
+    s->contracted = &contracted;
+    return s;
+  }
+  ExactStrategy exact;
+  std::vector<Shape> saved, contracted;
+};
+
+}  // namespace
+
+TEST_CASE("linear matches f64 references: 1-D to 3-D inputs, odd sizes, with and without bias") {
+  const std::vector<std::pair<Shape, Shape>> cases = {
+      {{5, 4}, {3, 4}},   {{2, 3, 4}, {3, 4}},   {{4}, {3, 4}},
+      {{1, 1, 4}, {1, 4}}, {{33, 17}, {13, 17}}, {{2, 7, 1}, {5, 1}}};
+  uint64_t seed = 300;
+  for (const auto& [sx, sw] : cases) {
+    CAPTURE(sx.str());
+    CAPTURE(sw.str());
+    const Tensor x = random_tensor(sx, seed++), w = random_tensor(sw, seed++), b = random_tensor({sw[0]}, seed++);
+    Shape expected = sx;
+    expected[expected.ndim() - 1] = sw[0];
+    for (const Tensor& bias : {b, Tensor()}) {
+      CAPTURE(bias.defined());
+      const Tensor y = linear(x, w, bias);
+      REQUIRE(y.shape() == expected);
+      const auto reference = reference_linear(x, w, bias);
+      CHECK(test::relative_error(host_values(y), reference) < 1e-6);
+      const Tensor y64 = linear(x.to(DType::f64), w.to(DType::f64), bias.defined() ? bias.to(DType::f64) : Tensor());
+      CHECK(test::relative_error(host_values(y64), reference) < 1e-13);
+      const Tensor xh = x.to(DType::bf16), wh = w.to(DType::bf16);
+      const Tensor bh = bias.defined() ? bias.to(DType::bf16) : Tensor();
+      CHECK(test::relative_error(host_values(linear(xh, wh, bh)), reference_linear(xh, wh, bh)) < 1e-2);
+    }
+  }
+}
+
+TEST_CASE("linear on a strided input and with empty dims") {
+  const Tensor base = random_tensor({6, 5}, 320);
+  const Tensor x = base.transpose(0, 1);  // [5, 6], not contiguous
+  const Tensor w = random_tensor({3, 6}, 321), b = random_tensor({3}, 322);
+  CHECK(test::relative_error(host_values(linear(x, w, b)), reference_linear(x, w, b)) < 1e-6);
+  CHECK(linear(zeros({0, 6}), w, b).shape() == Shape{0, 3});
+  // No input features: the output is the bias on every row.
+  const auto y = host_values(linear(zeros({2, 0}), zeros({3, 0}), b));
+  const auto bv = host_values(b);
+  CHECK(y == std::vector<double>{bv[0], bv[1], bv[2], bv[0], bv[1], bv[2]});
+}
+
+TEST_CASE("gradcheck: linear with and without bias, 2-D and 3-D input") {
+  uint64_t seed = 330;
+  for (const Shape& sx : {Shape{5, 4}, Shape{2, 3, 4}, Shape{4}}) {
+    for (bool with_bias : {true, false}) {
+      CAPTURE(sx.str());
+      CAPTURE(with_bias);
+      const Tensor x = leaf(sx, seed++, DType::f64), w = leaf({3, 4}, seed++, DType::f64);
+      const Tensor b = with_bias ? leaf({3}, seed++, DType::f64) : Tensor();
+      std::vector<Tensor> inputs{x, w};
+      if (with_bias) inputs.push_back(b);
+      const auto fn = [&](const std::vector<Tensor>& in) { return linear(in[0], in[1], with_bias ? in[2] : Tensor()); };
+      const auto all = gradcheck(fn, inputs);
+      CHECK_MESSAGE(all.ok, all.message);
+      x.set_requires_grad(false);  // weight and bias only: dW through the strategy, db exact
+      const auto params = gradcheck(fn, inputs);
+      CHECK_MESSAGE(params.ok, params.message);
+      x.set_requires_grad(true);
+      w.set_requires_grad(false);  // input only: dX = dY·W
+      const auto input = gradcheck(fn, inputs);
+      CHECK_MESSAGE(input.ok, input.message);
+    }
+  }
+}
+
+TEST_CASE("linear saves X only through the strategy and only when the weight needs a gradient") {
+  Tensor x = random_tensor({4, 10, 8}, 340);
+  const Tensor w = leaf({6, 8}, 341), b = leaf({6}, 342);
+  const size_t x_bytes = x.storage()->nbytes();
+  Tensor y = linear(x, w, b);
+  CHECK(y.grad_fn()->name() == "LinearBackward");
+  CHECK(y.grad_fn()->saved_bytes() == x_bytes);  // exact: X itself, shared with the forward
+  x.set_requires_grad(true);
+  w.set_requires_grad(false);
+  y = linear(x, w, b);
+  CHECK(y.grad_fn()->saved_bytes() == 0);  // dX needs W only, which is a parameter
+  backward(y, ones(y.shape()));
+  CHECK(x.grad().defined());
+  CHECK(b.grad().defined());
+  CHECK_FALSE(w.grad().defined());
+
+  RecordingStrategy strategy;
+  w.set_requires_grad(true);
+  y = linear(x, w, b, &strategy);
+  REQUIRE(strategy.saved.size() == 1);
+  CHECK(strategy.saved[0] == Shape{1, 40, 8});  // X as [1, N, D_in]
+  CHECK(y.grad_fn()->saved_bytes() == 1234);    // whatever the strategy reports
+  const Tensor g = random_tensor(y.shape(), 343);
+  w.set_grad(Tensor());
+  b.set_grad(Tensor());
+  backward(y, g);
+  REQUIRE(strategy.contracted.size() == 1);
+  CHECK(strategy.contracted[0] == Shape{1, 40, 6});  // dY as [1, N, D_out]
+  CHECK(y.grad_fn()->saved_bytes() == 0);
+  // dW = dYᵀ·X and db = Σ dY against loops.
+  const auto gv = host_values(g), xv = host_values(x);
+  std::vector<double> dw(48, 0.0), db(6, 0.0);
+  for (int64_t i = 0; i < 40; ++i)
+    for (int64_t o = 0; o < 6; ++o) {
+      db[static_cast<size_t>(o)] += gv[static_cast<size_t>(i * 6 + o)];
+      for (int64_t k = 0; k < 8; ++k)
+        dw[static_cast<size_t>(o * 8 + k)] += gv[static_cast<size_t>(i * 6 + o)] * xv[static_cast<size_t>(i * 8 + k)];
+    }
+  CHECK(test::relative_error(host_values(w.grad()), dw) < 1e-6);
+  CHECK(test::relative_error(host_values(b.grad()), db) < 1e-6);
+}
+
+TEST_CASE("linear errors say what was expected") {
+  const Tensor w = zeros({3, 4});
+  CHECK_THROWS_WITH_AS(linear(zeros({2, 5}), w),
+                       "linear: input has 5 features (shape [2, 5]) but weight expects 4 (shape [3, 4])", ShapeError);
+  CHECK_THROWS_WITH_AS(linear(zeros({2, 4}), zeros({4})),
+                       "linear: weight must be 2-D [out_features, in_features], got shape [4]", ShapeError);
+  CHECK_THROWS_WITH_AS(linear(zeros({2, 4}), w, zeros({4})),
+                       "linear: bias must have shape [3] (out_features of weight [3, 4]), got [4]", ShapeError);
+  CHECK_THROWS_WITH_AS(linear(zeros({}), w), "linear: input must be [..., in_features], got a 0-d tensor", ShapeError);
+  CHECK_THROWS_WITH_AS(linear(zeros({2, 4}), zeros({3, 4}, DType::f64)),
+                       "linear: expected all tensors of dtype f32, got f64", TypeError);
+  CHECK_THROWS_WITH_AS(linear(zeros({2, 4}, DType::i64), zeros({3, 4}, DType::i64)),
+                       "linear: expected a floating dtype, got i64", TypeError);
+}
