@@ -1,0 +1,79 @@
+// VisionTransformer construction (timm initialization) and forward.
+#include "apps/train_vit/vit.h"
+
+#include "autograd/grad_mode.h"
+#include "ops/elementwise.h"
+#include "ops/linear.h"
+#include "ops/shape_ops.h"
+
+namespace tg::vit {
+
+VitConfig preset(const std::string& name) {
+  VitConfig c;
+  if (name == "vit-tiny") {
+    c.dim = 192; c.depth = 12; c.heads = 3;
+  } else if (name == "vit-small") {
+    c.dim = 384; c.depth = 12; c.heads = 6;
+  } else if (name == "vit-base") {
+    c.dim = 768; c.depth = 12; c.heads = 12;
+  } else {
+    TG_THROW(ValueError, "unknown model '", name, "': expected vit-tiny, vit-small or vit-base");
+  }
+  return c;
+}
+
+namespace {
+// A sub-module that only names parameters ("patch_embed.proj.weight"); the forward is ViT's.
+struct NamedParams : nn::Module {
+  Tensor add(const std::string& name, Tensor t) { return register_parameter(name, std::move(t)); }
+  template <class M>
+  void child(const std::string& name, std::shared_ptr<M> m) { register_module(name, std::move(m)); }
+};
+}  // namespace
+
+VisionTransformer::VisionTransformer(const VitConfig& config, Device device, uint64_t seed) : config_(config) {
+  const VitConfig& c = config_;
+  TG_CHECK(c.patch_size > 0 && c.image_size % c.patch_size == 0, ValueError, "ViT: patch size ", c.patch_size,
+           " does not divide the image size ", c.image_size);
+  TG_CHECK(c.heads > 0 && c.dim % c.heads == 0, ValueError, "ViT: dim ", c.dim, " is not divisible by ", c.heads, " heads");
+  Generator generator(seed);
+  auto patch_embed = std::make_shared<NamedParams>();
+  auto proj = std::make_shared<NamedParams>();
+  patch_weight = proj->add("weight", empty({c.dim, c.in_channels, c.patch_size, c.patch_size}, DType::f32, device));
+  nn::trunc_normal_(patch_weight, 0.02, generator);
+  patch_bias = proj->add("bias", zeros({c.dim}, DType::f32, device));
+  patch_embed->child("proj", proj);
+  cls_token = register_parameter("cls_token", empty({1, 1, c.dim}, DType::f32, device));
+  nn::trunc_normal_(cls_token, 1e-6, generator);
+  pos_embed = register_parameter("pos_embed", empty({1, c.tokens(), c.dim}, DType::f32, device));
+  nn::trunc_normal_(pos_embed, 0.02, generator);
+  register_module("patch_embed", patch_embed);
+  auto block_list = std::make_shared<NamedParams>();
+  for (int64_t i = 0; i < c.depth; ++i) {
+    blocks.push_back(std::make_shared<nn::Block>(c.dim, c.heads, c.mlp_ratio, c.dropout, device, generator));
+    block_list->child(std::to_string(i), blocks.back());
+  }
+  register_module("blocks", block_list);
+  norm = register_module("norm", std::make_shared<nn::LayerNorm>(c.dim, device));
+  head = register_module("head", std::make_shared<nn::Linear>(c.dim, c.num_classes, true, device, generator));
+}
+
+Tensor VisionTransformer::forward(const Tensor& images) const {
+  const VitConfig& c = config_;
+  TG_CHECK(images.dim() == 4 && images.size(1) == c.in_channels && images.size(2) == c.image_size &&
+               images.size(3) == c.image_size,
+           ShapeError, "ViT: expected images [B, ", c.in_channels, ", ", c.image_size, ", ", c.image_size, "], got ",
+           images.shape().str());
+  const int64_t batch = images.size(0), grid = c.image_size / c.patch_size, p = c.patch_size;
+  // [B, C, g, p, g, p] -> [B, g, g, C, p, p] -> [B, N, C*p*p]: each row is one patch flattened in
+  // the conv weight's (C, p, p) order.
+  const Tensor patches = reshape(permute(reshape(images, {batch, c.in_channels, grid, p, grid, p}), {0, 2, 4, 1, 3, 5}),
+                                 {batch, grid * grid, c.in_channels * p * p});
+  const Tensor embedded = linear(patches, reshape(patch_weight, {c.dim, c.in_channels * p * p}), patch_bias);
+  Tensor x = add(concat({expand(cls_token, {batch, 1, c.dim}), embedded}, 1), pos_embed);
+  for (const auto& block : blocks) x = block->forward(x);
+  // LayerNorm is per token, so normalizing only the class token equals timm's norm-then-pick.
+  return head->forward(norm->forward(select(x, 1, 0)));
+}
+
+}  // namespace tg::vit

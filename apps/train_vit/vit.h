@@ -1,0 +1,45 @@
+// The Vision Transformer of train_vit (timm's VisionTransformer: class token, learned position
+// embedding, pre-norm blocks, final norm, linear head on the class token), with timm's parameter
+// names and layouts so that checkpoints load in both directions. The patch embedding is a linear
+// map of flattened non-overlapping patches whose weight keeps the conv layout [D, C, p, p].
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "nn/layers.h"
+
+namespace tg::vit {
+
+struct VitConfig {
+  int64_t image_size = 32, patch_size = 4, in_channels = 3, num_classes = 10;
+  int64_t dim = 192, depth = 12, heads = 3;
+  double mlp_ratio = 4.0, dropout = 0.0;
+
+  int64_t num_patches() const { return (image_size / patch_size) * (image_size / patch_size); }
+  int64_t tokens() const { return num_patches() + 1; }
+};
+
+// vit-tiny (192, 12 layers, 3 heads), vit-small (384, 12, 6), vit-base (768, 12, 12).
+VitConfig preset(const std::string& name);
+
+class VisionTransformer : public nn::Module {
+ public:
+  VisionTransformer(const VitConfig& config, Device device, uint64_t seed);
+  // images [B, C, H, W] -> logits [B, num_classes]
+  Tensor forward(const Tensor& images) const;
+  const VitConfig& config() const { return config_; }
+  // Parameters that AdamW does not decay besides biases and norms (timm's no_weight_decay).
+  std::vector<std::string> no_weight_decay() const { return {"cls_token", "pos_embed"}; }
+
+  Tensor patch_weight, patch_bias, cls_token, pos_embed;  // patch_embed.proj.{weight,bias}
+  std::vector<std::shared_ptr<nn::Block>> blocks;
+  std::shared_ptr<nn::LayerNorm> norm;
+  std::shared_ptr<nn::Linear> head;
+
+ private:
+  VitConfig config_;
+};
+
+}  // namespace tg::vit

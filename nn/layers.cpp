@@ -1,0 +1,90 @@
+// Transformer layers built from tapegrad ops.
+#include "nn/layers.h"
+
+#include <cmath>
+
+#include "autograd/grad_mode.h"
+#include "ops/dropout.h"
+#include "ops/elementwise.h"
+#include "ops/layer_norm.h"
+#include "ops/linear.h"
+#include "ops/matmul.h"
+#include "ops/shape_ops.h"
+#include "ops/softmax.h"
+
+namespace tg::nn {
+
+void trunc_normal_(const Tensor& t, double std, Generator& generator, double low, double high) {
+  NoGradGuard no_grad;
+  const Tensor sample = randn(t.shape(), DType::f32, t.device(), generator, 0, std);
+  // clamp(x, low, high) = low + relu(x - low) - relu(x - high), on the device.
+  t.copy_(affine(relu(sample - low) - relu(sample - high), 1, low));
+}
+
+Generator& dropout_generator() {
+  static Generator generator(0x5eed);
+  return generator;
+}
+
+Linear::Linear(int64_t in_features, int64_t out_features, bool with_bias, Device device, Generator& generator)
+    : strategy_(std::make_shared<ExactStrategy>()) {
+  weight = register_parameter("weight", empty({out_features, in_features}, DType::f32, device));
+  trunc_normal_(weight, 0.02, generator);
+  if (with_bias) bias = register_parameter("bias", zeros({out_features}, DType::f32, device));
+}
+
+Tensor Linear::forward(const Tensor& x) const { return linear(x, weight, bias, strategy_.get()); }
+
+LayerNorm::LayerNorm(int64_t dim, Device device, double eps) : eps_(eps) {
+  weight = register_parameter("weight", ones({dim}, DType::f32, device));
+  bias = register_parameter("bias", zeros({dim}, DType::f32, device));
+}
+
+Tensor LayerNorm::forward(const Tensor& x) const { return layer_norm(x, weight, bias, eps_); }
+
+Mlp::Mlp(int64_t dim, int64_t hidden, double dropout, Device device, Generator& generator) : dropout_(dropout) {
+  fc1 = register_module("fc1", std::make_shared<Linear>(dim, hidden, true, device, generator));
+  fc2 = register_module("fc2", std::make_shared<Linear>(hidden, dim, true, device, generator));
+}
+
+Tensor Mlp::forward(const Tensor& x) const {
+  const Tensor h = dropout(gelu(fc1->forward(x)), dropout_, is_training(), dropout_generator());
+  return dropout(fc2->forward(h), dropout_, is_training(), dropout_generator());
+}
+
+Attention::Attention(int64_t dim, int64_t heads, double attn_dropout, double proj_dropout, Device device,
+                     Generator& generator)
+    : heads_(heads), head_dim_(dim / heads), attn_dropout_(attn_dropout), proj_dropout_(proj_dropout),
+      scores_strategy_(std::make_shared<ExactStrategy>()), context_strategy_(std::make_shared<ExactStrategy>()) {
+  TG_CHECK(heads > 0 && dim % heads == 0, ValueError, "Attention: dim ", dim, " is not divisible by ", heads, " heads");
+  qkv = register_module("qkv", std::make_shared<Linear>(dim, 3 * dim, true, device, generator));
+  proj = register_module("proj", std::make_shared<Linear>(dim, dim, true, device, generator));
+}
+
+Tensor Attention::forward(const Tensor& x) const {
+  const int64_t batch = x.size(0), tokens = x.size(1), dim = x.size(2);
+  // [B, T, 3D] -> [3, B, H, T, hd]: q, k, v share one qkv linear (and one sample of its input).
+  const Tensor qkv_heads = permute(reshape(qkv->forward(x), {batch, tokens, 3, heads_, head_dim_}), {2, 0, 3, 1, 4});
+  const Tensor q = select(qkv_heads, 0, 0), k = select(qkv_heads, 0, 1), v = select(qkv_heads, 0, 2);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
+  const Tensor scores = matmul(mul(q, scale), k, false, true, scores_strategy_.get());   // [B, H, T, T]
+  const Tensor attn = dropout(softmax(scores), attn_dropout_, is_training(), dropout_generator());
+  const Tensor context = matmul(attn, v, false, false, context_strategy_.get());        // [B, H, T, hd]
+  const Tensor merged = reshape(transpose(context, 1, 2), {batch, tokens, dim});
+  return dropout(proj->forward(merged), proj_dropout_, is_training(), dropout_generator());
+}
+
+Block::Block(int64_t dim, int64_t heads, double mlp_ratio, double dropout, Device device, Generator& generator) {
+  norm1 = register_module("norm1", std::make_shared<LayerNorm>(dim, device));
+  attn = register_module("attn", std::make_shared<Attention>(dim, heads, 0.0, dropout, device, generator));
+  norm2 = register_module("norm2", std::make_shared<LayerNorm>(dim, device));
+  mlp = register_module("mlp", std::make_shared<Mlp>(dim, static_cast<int64_t>(static_cast<double>(dim) * mlp_ratio),
+                                                     dropout, device, generator));
+}
+
+Tensor Block::forward(const Tensor& x) const {
+  const Tensor h = add(x, attn->forward(norm1->forward(x)));
+  return add(h, mlp->forward(norm2->forward(h)));
+}
+
+}  // namespace tg::nn

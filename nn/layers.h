@@ -1,0 +1,79 @@
+// Layers of a pre-norm transformer: Linear (backward strategy per layer), LayerNorm, Mlp
+// (fc1, GELU, fc2), multi-head self-attention (fused qkv linear, attention matmuls with their
+// own strategies, softmax, proj) and Block. Parameter names and layouts follow timm's ViT so
+// checkpoints interchange (Linear weight [out, in]; "attn.qkv.weight", "mlp.fc1.bias", ...).
+#pragma once
+
+#include <memory>
+
+#include "nn/module.h"
+#include "ops/matmul/strategy.h"
+
+namespace tg::nn {
+
+// Fills with N(0, std) truncated to [low, high] (timm's trunc_normal_; with std 0.02 and the
+// default bounds ±2 no draw is cut, as in timm).
+void trunc_normal_(const Tensor& t, double std, Generator& generator, double low = -2, double high = 2);
+
+class Linear : public Module {
+ public:
+  Linear(int64_t in_features, int64_t out_features, bool bias, Device device, Generator& generator);
+  Tensor forward(const Tensor& x) const;
+  // The strategy forming the weight gradient (ExactStrategy unless set).
+  void set_backward_strategy(std::shared_ptr<BackwardStrategy> strategy) { strategy_ = std::move(strategy); }
+  const std::shared_ptr<BackwardStrategy>& backward_strategy() const { return strategy_; }
+
+  Tensor weight, bias;  // [out, in], [out] (undefined without bias)
+
+ private:
+  std::shared_ptr<BackwardStrategy> strategy_;
+};
+
+class LayerNorm : public Module {
+ public:
+  LayerNorm(int64_t dim, Device device, double eps = 1e-6);
+  Tensor forward(const Tensor& x) const;
+  Tensor weight, bias;
+
+ private:
+  double eps_;
+};
+
+class Mlp : public Module {
+ public:
+  Mlp(int64_t dim, int64_t hidden, double dropout, Device device, Generator& generator);
+  Tensor forward(const Tensor& x) const;
+  std::shared_ptr<Linear> fc1, fc2;
+
+ private:
+  double dropout_;
+};
+
+class Attention : public Module {
+ public:
+  Attention(int64_t dim, int64_t heads, double attn_dropout, double proj_dropout, Device device, Generator& generator);
+  Tensor forward(const Tensor& x) const;  // x [B, T, D]
+  // Strategies of the two attention matmuls: scores Q·Kᵀ and context P·V.
+  void set_scores_strategy(std::shared_ptr<BackwardStrategy> s) { scores_strategy_ = std::move(s); }
+  void set_context_strategy(std::shared_ptr<BackwardStrategy> s) { context_strategy_ = std::move(s); }
+  std::shared_ptr<Linear> qkv, proj;
+
+ private:
+  int64_t heads_, head_dim_;
+  double attn_dropout_, proj_dropout_;
+  std::shared_ptr<BackwardStrategy> scores_strategy_, context_strategy_;
+};
+
+class Block : public Module {
+ public:
+  Block(int64_t dim, int64_t heads, double mlp_ratio, double dropout, Device device, Generator& generator);
+  Tensor forward(const Tensor& x) const;
+  std::shared_ptr<LayerNorm> norm1, norm2;
+  std::shared_ptr<Attention> attn;
+  std::shared_ptr<Mlp> mlp;
+};
+
+// The generator layers use for dropout masks (seeded by the application for reproducibility).
+Generator& dropout_generator();
+
+}  // namespace tg::nn
