@@ -1,0 +1,122 @@
+// CUDA kernels of the sampling family that work on rows of an operand: row norms (one warp per
+// row), the row gathers of the sampled matmul nodes (one thread per output element), and the
+// gradient-norm proxy's moving average (one block per position, fixed-order reduction).
+#include <cub/block/block_reduce.cuh>
+
+#include "core/cuda/cuda_check.h"
+#include "core/cuda/device_guard.h"
+#include "core/cuda/launch.h"
+#include "core/strided.h"
+#include "ops/matmul/sampling_kernels.h"
+
+namespace tg::cuda {
+
+namespace {
+
+constexpr int kWarp = 32;
+
+template <class T>
+__global__ void row_norms_kernel(float* out, const T* x, int64_t rows, int64_t length) {
+  using acc = acc_t<T>;
+  const int lane = threadIdx.x % kWarp;
+  const int64_t warps = static_cast<int64_t>(gridDim.x) * (blockDim.x / kWarp);
+  // `row` is the same for all lanes of a warp, so whole warps take the loop together.
+  for (int64_t row = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) / kWarp; row < rows;
+       row += warps) {
+    const T* values = x + row * length;
+    acc squares = 0;
+    for (int64_t i = lane; i < length; i += kWarp) {
+      const acc v = convert<acc>(values[i]);
+      squares += v * v;
+    }
+    for (int offset = kWarp / 2; offset > 0; offset /= 2) squares += __shfl_down_sync(0xffffffffu, squares, offset);
+    if (lane == 0) out[row] = static_cast<float>(sqrt(squares));
+  }
+}
+
+template <class T>
+__global__ void gather_rows_kernel(T* out, const T* x, const int32_t* indices, int64_t K, int64_t k, int64_t D,
+                                   int64_t n) {
+  TG_GRID_STRIDE_LOOP(i, n) {
+    const int64_t slot = i / D, b = slot / k;
+    out[i] = x[(b * K + indices[slot]) * D + i % D];
+  }
+}
+
+template <class T>
+__global__ void gather_scaled_rows_kernel(T* out, const T* g, const int32_t* indices, const float* weights, int64_t K,
+                                          int64_t k, int64_t E, int64_t n) {
+  using acc = acc_t<T>;
+  TG_GRID_STRIDE_LOOP(i, n) {
+    const int64_t slot = i / E, b = slot / k;
+    out[i] = convert<T>(static_cast<acc>(weights[slot]) * convert<acc>(g[(b * K + indices[slot]) * E + i % E]));
+  }
+}
+
+constexpr int kEmaThreads = 256;
+
+// Block t averages the norms of rows t, t + P, t + 2P, ... and updates ema[t].
+__global__ void __launch_bounds__(kEmaThreads)
+    ema_kernel(float* ema, const float* norms, int64_t rows, int64_t P, double beta) {
+  using BlockReduce = cub::BlockReduce<double, kEmaThreads>;
+  __shared__ typename BlockReduce::TempStorage temp;
+  const int64_t t = blockIdx.x;
+  double sum = 0;
+  for (int64_t r = t + threadIdx.x * P; r < rows; r += kEmaThreads * P) sum += static_cast<double>(norms[r]);
+  sum = BlockReduce(temp).Sum(sum);
+  if (threadIdx.x == 0) {
+    const int64_t count = (rows - t + P - 1) / P;
+    ema[t] = static_cast<float>(beta * static_cast<double>(ema[t]) + (1.0 - beta) * (sum / static_cast<double>(count)));
+  }
+}
+
+void launch_row_norms(float* out, const Tensor& x, int64_t rows, int64_t length) {
+  TG_DISPATCH_FLOATING(x.dtype(), "row_norms", [&] {
+    row_norms_kernel<<<grid_for(rows * kWarp), kBlockSize, 0, current_stream()>>>(
+        out, static_cast<const scalar_t*>(x.raw_data()), rows, length);
+    TG_CUDA_CHECK_LAUNCH();
+  });
+}
+
+}  // namespace
+
+void row_norms(const Tensor& out, const Tensor& x) {
+  DeviceGuard guard(x.device().index);
+  launch_row_norms(out.data<float>(), x, x.size(0) * x.size(1), x.size(2));
+}
+
+void gather_rows(const Tensor& out, const Tensor& x, const Tensor& indices) {
+  DeviceGuard guard(x.device().index);
+  const int64_t n = out.numel();
+  TG_DISPATCH_FLOATING(x.dtype(), "gather_rows", [&] {
+    gather_rows_kernel<<<grid_for(n), kBlockSize, 0, current_stream()>>>(
+        static_cast<scalar_t*>(out.raw_data()), static_cast<const scalar_t*>(x.raw_data()), indices.data<int32_t>(),
+        x.size(1), indices.size(1), x.size(2), n);
+    TG_CUDA_CHECK_LAUNCH();
+  });
+}
+
+void gather_scaled_rows(const Tensor& out, const Tensor& g, const Tensor& indices, const Tensor& weights) {
+  DeviceGuard guard(g.device().index);
+  const int64_t n = out.numel();
+  TG_DISPATCH_FLOATING(g.dtype(), "gather_scaled_rows", [&] {
+    gather_scaled_rows_kernel<<<grid_for(n), kBlockSize, 0, current_stream()>>>(
+        static_cast<scalar_t*>(out.raw_data()), static_cast<const scalar_t*>(g.raw_data()), indices.data<int32_t>(),
+        weights.data<float>(), g.size(1), indices.size(1), g.size(2), n);
+    TG_CUDA_CHECK_LAUNCH();
+  });
+}
+
+void update_row_norm_ema(const Tensor& ema, const Tensor& g, double beta) {
+  DeviceGuard guard(g.device().index);
+  const int64_t rows = g.size(0) * g.size(1), P = ema.size(0);
+  const Tensor norms = empty({rows}, DType::f32, g.device());
+  launch_row_norms(norms.data<float>(), g, rows, g.size(2));
+  // Positions beyond the last row (P > rows) have no rows and keep their value.
+  const int64_t positions = std::min(P, rows);
+  ema_kernel<<<static_cast<unsigned>(positions), kEmaThreads, 0, current_stream()>>>(ema.data<float>(),
+                                                                                    norms.data<float>(), rows, P, beta);
+  TG_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace tg::cuda
