@@ -26,6 +26,10 @@ class Node {
   Node& operator=(const Node&) = delete;
 
   const std::string& name() const { return name_; }
+  // A label set by the layer that ran the op (e.g. "qkv", "fc1"), used to group saved bytes in
+  // memory reports; empty when none was set.
+  const std::string& tag() const { return tag_; }
+  void set_tag(std::string tag) { tag_ = std::move(tag); }
   uint64_t sequence_nr() const { return sequence_nr_; }
   uint32_t num_outputs() const { return num_outputs_; }
 
@@ -65,6 +69,7 @@ class Node {
 
  private:
   std::string name_;
+  std::string tag_;
   uint64_t sequence_nr_;
   uint32_t num_outputs_ = 1;
   bool released_ = false;

@@ -39,7 +39,9 @@ class LinearBackward final : public Node {
     // dX needs only W, a parameter: keeping its handle costs no activation memory.
     if (x.requires_grad()) weight_slot_ = save(weight);
     // dW = dYᵀ·X is a contraction over the rows: the strategy decides what of X to keep.
-    if (weight.requires_grad()) saved_x_ = (strategy ? *strategy : exact_).save(x_rows.unsqueeze(0));
+    // Rows of a [B, T, D] input hold token positions t = row % T (the strategy's proxy is per position).
+    const int64_t period = x.dim() >= 3 ? x.size(-2) : 0;
+    if (weight.requires_grad()) saved_x_ = (strategy ? *strategy : exact_).save(x_rows.unsqueeze(0), period);
   }
 
   std::vector<Tensor> apply(std::vector<Tensor>&& grads) override {

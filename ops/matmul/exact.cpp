@@ -20,7 +20,7 @@ class ExactSavedOperand final : public SavedOperand {
 
 }  // namespace
 
-std::unique_ptr<SavedOperand> ExactStrategy::save(const Tensor& operand) {
+std::unique_ptr<SavedOperand> ExactStrategy::save(const Tensor& operand, int64_t) {
   TG_CHECK(operand.dim() == 3, ShapeError, "ExactStrategy: expected an operand [batch, K, D], got shape ",
            operand.shape().str());
   return std::make_unique<ExactSavedOperand>(operand.detach());

@@ -35,7 +35,9 @@ class BackwardStrategy {
   virtual ~BackwardStrategy() = default;
   virtual std::string name() const = 0;
   // Called in forward (with grad recording on) for an operand X [batch, K, D] contracted over K.
-  virtual std::unique_ptr<SavedOperand> save(const Tensor& operand) = 0;
+  // `period` > 0 says that row k holds token position k % period (a linear over [B, T, D]
+  // inputs sees its B·T rows as one contraction: period T); 0 means position k.
+  virtual std::unique_ptr<SavedOperand> save(const Tensor& operand, int64_t period = 0) = 0;
 };
 
 // Saves X as it is (no copy: the node shares the forward tensor) and contracts with one
@@ -43,7 +45,22 @@ class BackwardStrategy {
 class ExactStrategy final : public BackwardStrategy {
  public:
   std::string name() const override { return "exact"; }
-  std::unique_ptr<SavedOperand> save(const Tensor& operand) override;
+  std::unique_ptr<SavedOperand> save(const Tensor& operand, int64_t period = 0) override;
 };
+
+// Everything that selects and configures a strategy (the command line's --backward, --ratio, ...).
+struct StrategyConfig {
+  std::string name = "exact";  // exact | wta-crs | crs | topk
+  double ratio = 1.0;          // rho in (0, 1]: the budget k = min(max(floor(rho N), k_min), N)
+  int64_t k_min = 10;
+  double alpha = 0.05;         // share of the uniform term in the sampling probabilities
+  std::string proxy = "position-ema";  // gradient-norm proxy: position-ema | none
+  double ema_beta = 0.9;
+  uint64_t seed = 0;
+};
+
+// A new strategy object for one node; `node_id` keys its random stream (with the seed and the
+// step). ValueError for an unknown name, proxy or a ratio outside (0, 1].
+std::shared_ptr<BackwardStrategy> make_strategy(const StrategyConfig& config, uint64_t node_id);
 
 }  // namespace tg
