@@ -8,6 +8,7 @@
 #include "ops/elementwise.h"
 #include "ops/layer_norm.h"
 #include "ops/linear.h"
+#include "ops/linear_gelu.h"
 #include "ops/matmul.h"
 #include "ops/shape_ops.h"
 #include "ops/softmax.h"
@@ -48,7 +49,8 @@ Mlp::Mlp(int64_t dim, int64_t hidden, double dropout, Device device, Generator& 
 }
 
 Tensor Mlp::forward(const Tensor& x) const {
-  const Tensor h = dropout(gelu(fc1->forward(x)), dropout_, is_training(), dropout_generator());
+  const Tensor activated = recompute_gelu_ ? linear_gelu(x, fc1->weight, fc1->bias) : gelu(fc1->forward(x));
+  const Tensor h = dropout(activated, dropout_, is_training(), dropout_generator());
   return dropout(fc2->forward(h), dropout_, is_training(), dropout_generator());
 }
 
