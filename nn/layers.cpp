@@ -71,7 +71,9 @@ Tensor Attention::forward(const Tensor& x) const {
   const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
   const Tensor scores = matmul(mul(q, scale), k, false, true, scores_strategy_.get());   // [B, H, T, T]
   const Tensor attn = dropout(softmax(scores), attn_dropout_, is_training(), dropout_generator());
-  const Tensor context = matmul(attn, v, false, false, context_strategy_.get());        // [B, H, T, hd]
+  // dP samples V's columns; dV keeps P exact: softmax holds P for its own backward, so a
+  // sampled copy of P's rows would add memory instead of saving it.
+  const Tensor context = matmul(attn, v, false, false, context_strategy_.get(), nullptr);  // [B, H, T, hd]
   const Tensor merged = reshape(transpose(context, 1, 2), {batch, tokens, dim});
   return dropout(proj->forward(merged), proj_dropout_, is_training(), dropout_generator());
 }
