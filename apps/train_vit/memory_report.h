@@ -21,8 +21,7 @@ struct SavedBytes {
 
 // Every node reachable from root's grad_fn, grouped by kind; largest first. A storage saved by
 // several nodes counts in each, and a saved view counts its whole storage (Node::saved_bytes
-// dedups within a node only): e.g. the attention matmuls each count the whole qkv output that
-// k and v are views of.
+// dedups within a node only): e.g. softmax and the attention context matmul both count P.
 std::vector<SavedBytes> saved_bytes_by_kind(const Tensor& root);
 
 // A table of the groups with their share of the sum, and `allocated_bytes` (the allocator's

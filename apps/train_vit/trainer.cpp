@@ -100,7 +100,7 @@ void Trainer::setup() {
   model_ = build_model(o_, data_.train.channels(), data_.train.num_classes);
   optimizer_ = make_optimizer(o_, *model_);
   parameters_ = model_->parameters();
-  out_ << "model: " << o_.model << " with " << model_->config().depth << " blocks, dim " << model_->config().dim
+  out_ << "model: " << o_.model << ", depth " << model_->config().depth << ", dim " << model_->config().dim
        << ", " << model_->config().tokens() << " tokens, " << model_->num_parameters() << " parameters\n";
   if (!o_.resume.empty()) {
     position_ = load_checkpoint(o_.resume, *model_, *optimizer_, o_);
