@@ -9,6 +9,7 @@
 #include "ops/elementwise.h"
 #include "ops/layer_norm.h"
 #include "ops/linear.h"
+#include "ops/linear_gelu.h"
 #include "ops/matmul.h"
 #include "ops/shape_ops.h"
 #include "ops/softmax.h"
@@ -58,7 +59,11 @@ Mlp::Mlp(int64_t dim, int64_t hidden, double dropout, Device device, Generator& 
 }
 
 Tensor Mlp::forward(const Tensor& x) const {
-  const Tensor h = dropout(tag_node(gelu(fc1->forward(x)), "gelu"), dropout_, is_training(), dropout_generator());
+  // Tagged for memory reports: "gelu" keeps its input (fc1's output), the fused "fc1-gelu" node
+  // keeps fc1's input and recomputes the rest.
+  const Tensor activated = recompute_gelu_ ? tag_node(linear_gelu(x, fc1->weight, fc1->bias), "fc1-gelu")
+                                           : tag_node(gelu(fc1->forward(x)), "gelu");
+  const Tensor h = dropout(activated, dropout_, is_training(), dropout_generator());
   return dropout(fc2->forward(h), dropout_, is_training(), dropout_generator());
 }
 
@@ -82,7 +87,10 @@ Tensor Attention::forward(const Tensor& x) const {
   const Tensor scores =
       tag_node(matmul(mul(q, scale), k, false, true, scores_strategy_.get()), "attn-scores");  // [B, H, T, T]
   const Tensor attn = dropout(tag_node(softmax(scores), "softmax"), attn_dropout_, is_training(), dropout_generator());
-  const Tensor context = tag_node(matmul(attn, v, false, false, context_strategy_.get()), "attn-context");  // [B, H, T, hd]
+  // dP samples V's columns; dV keeps P exact: softmax holds P for its own backward, so a
+  // sampled copy of P's rows would add memory instead of saving it.
+  const Tensor context =
+      tag_node(matmul(attn, v, false, false, context_strategy_.get(), nullptr), "attn-context");  // [B, H, T, hd]
   const Tensor merged = reshape(transpose(context, 1, 2), {batch, tokens, dim});
   return dropout(proj->forward(merged), proj_dropout_, is_training(), dropout_generator());
 }

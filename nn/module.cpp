@@ -43,19 +43,20 @@ void Module::train(bool training) {
   for (auto& [_, child] : children_) child->train(training);
 }
 
-void Module::to(Device device) {
+void Module::to(Device device, DType dtype) {
   for (auto& [_, tensor] : parameters_) {
-    if (tensor.device() == device) continue;
-    // Rebind the registered handle: layers hold the same handle (shared TensorImpl), so the
-    // new storage is swapped into the existing impl rather than replacing the handle.
-    const Tensor moved = tensor.to(device);
+    if (tensor.device() == device && tensor.dtype() == dtype) continue;
+    // Layers hold the same handle (a shared TensorImpl): swap the new storage into that impl
+    // instead of replacing the handle.
+    const Tensor moved = tensor.to(dtype).to(device).contiguous();
     TensorImpl* impl = tensor.impl();
     impl->storage = moved.storage();
     impl->device = device;
+    impl->dtype = dtype;
     impl->offset = moved.offset();
     impl->strides = moved.strides();
   }
-  for (auto& [_, child] : children_) child->to(device);
+  for (auto& [_, child] : children_) child->to(device, dtype);
 }
 
 StateDict Module::state_dict() const {

@@ -28,8 +28,9 @@ class Module {
   void eval() { train(false); }
   bool is_training() const { return training_; }
 
-  // Moves every parameter (keeping requires_grad) to `device`.
-  void to(Device device);
+  // Moves every parameter (keeping requires_grad) to `device`, converting it to `dtype`; the
+  // parameter handles the layers hold stay valid.
+  void to(Device device, DType dtype = DType::f32);
 
   StateDict state_dict() const;
   // Copies values into the existing parameters (any device; shape and dtype must match).

@@ -69,11 +69,10 @@ GemmOperand gemm_operand(const Tensor& x, bool trans, int64_t batch) {
 class MatmulBackward final : public Node {
  public:
   MatmulBackward(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b, int64_t batch,
-                 BackwardStrategy* strategy)
+                 BackwardStrategy* for_grad_a, BackwardStrategy* for_grad_b)
       : Node("MatmulBackward"), trans_a_(trans_a), trans_b_(trans_b), batch_(batch) {
-    BackwardStrategy& s = strategy ? *strategy : exact_;
-    if (a.requires_grad()) saved_bt_ = s.save(batched(trans_b ? b : b.transpose(-2, -1)));
-    if (b.requires_grad()) saved_a_ = s.save(batched(trans_a ? a.transpose(-2, -1) : a));
+    if (a.requires_grad()) saved_bt_ = (for_grad_a ? *for_grad_a : exact_).save(batched(trans_b ? b : b.transpose(-2, -1)));
+    if (b.requires_grad()) saved_a_ = (for_grad_b ? *for_grad_b : exact_).save(batched(trans_a ? a.transpose(-2, -1) : a));
   }
 
   std::vector<Tensor> apply(std::vector<Tensor>&& grads) override {
@@ -140,10 +139,15 @@ Tensor gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const 
 }
 
 Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b, BackwardStrategy* strategy) {
+  return matmul(a, b, trans_a, trans_b, strategy, strategy);
+}
+
+Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b, BackwardStrategy* for_grad_a,
+              BackwardStrategy* for_grad_b) {
   Tensor out = gemm(a, trans_a, b, trans_b);
   if (should_record({&a, &b})) {
     const int64_t batch = leading_dims(a).numel();
-    record(std::make_shared<MatmulBackward>(a, b, trans_a, trans_b, batch, strategy), {a, b}, {out});
+    record(std::make_shared<MatmulBackward>(a, b, trans_a, trans_b, batch, for_grad_a, for_grad_b), {a, b}, {out});
   }
   return out;
 }

@@ -17,6 +17,11 @@ namespace tg {
 // gradient uses is saved: B for dA, A for dB.
 Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a = false, bool trans_b = false,
               BackwardStrategy* strategy = nullptr);
+// The same with one strategy per gradient: `for_grad_a` keeps B (for dA = dR·Bᵀ) and
+// `for_grad_b` keeps A (for dB = Aᵀ·dR). Sampling an operand only saves memory when this node
+// is its last holder: attention's P·V keeps P exact because softmax holds P anyway.
+Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b, BackwardStrategy* for_grad_a,
+              BackwardStrategy* for_grad_b);
 
 // op(a)·op(b) with matmul's shapes and checks, plus `bias` [N] on every row when defined (fused
 // into the GEMM). For backward functions and strategies: it records no node.

@@ -42,17 +42,17 @@ int64_t metadata_int(const nn::SafetensorsFile& file, const std::string& path, c
   TG_THROW(IoError, "'", path, "': metadata entry '", key, "' is '", text, "', expected an integer");
 }
 
-// Saves through a temporary name so that the previous file survives an interrupted write.
-void save_replacing(const fs::path& path, const std::map<std::string, Tensor>& tensors,
-                    const std::map<std::string, std::string>& meta) {
+// Writes `path` through a temporary name, so that the previous file survives an interrupted write.
+template <class Write>
+void save_replacing(const fs::path& path, Write&& write) {
   const fs::path partial = path.string() + ".partial";
-  nn::save_safetensors(partial.string(), tensors, meta);
+  write(partial.string());
   fs::rename(partial, path);
 }
 
 }  // namespace
 
-void save_checkpoint(const std::string& dir, const nn::Module& model, const nn::Optimizer& optimizer,
+void save_checkpoint(const std::string& dir, const vit::VisionTransformer& model, const nn::Optimizer& optimizer,
                      const TrainPosition& position, const Options& options) {
   std::error_code error;
   fs::create_directories(dir, error);
@@ -70,11 +70,12 @@ void save_checkpoint(const std::string& dir, const nn::Module& model, const nn::
     meta[std::string(g.name) + ".offset"] = std::to_string(g.generator.offset());
   }
   // The model first: a checkpoint whose train state is present always has matching weights.
-  save_replacing(fs::path(dir) / "model.safetensors", model.state_dict(), {{"format", "pt"}});
-  save_replacing(fs::path(dir) / "train_state.safetensors", optimizer.state_dict(), meta);
+  save_replacing(fs::path(dir) / "model.safetensors", [&](const std::string& path) { vit::save_weights(model, path); });
+  save_replacing(fs::path(dir) / "train_state.safetensors",
+                 [&](const std::string& path) { nn::save_safetensors(path, optimizer.state_dict(), meta); });
 }
 
-TrainPosition load_checkpoint(const std::string& dir, nn::Module& model, nn::Optimizer& optimizer,
+TrainPosition load_checkpoint(const std::string& dir, vit::VisionTransformer& model, nn::Optimizer& optimizer,
                               const Options& options) {
   const std::string state_path = (fs::path(dir) / "train_state.safetensors").string();
   const nn::SafetensorsFile state = nn::load_safetensors(state_path);
@@ -94,7 +95,7 @@ TrainPosition load_checkpoint(const std::string& dir, nn::Module& model, nn::Opt
              "same flags to continue it exactly:", list);
   }
 
-  load_weights((fs::path(dir) / "model.safetensors").string(), model);
+  vit::load_weights(model, (fs::path(dir) / "model.safetensors").string());
   optimizer.load_state_dict(state.tensors);
   for (const NamedGenerator& g : training_generators()) {
     g.generator.manual_seed(static_cast<uint64_t>(metadata_int(state, state_path, std::string(g.name) + ".seed")));
@@ -112,10 +113,6 @@ TrainPosition load_checkpoint(const std::string& dir, nn::Module& model, nn::Opt
   TG_CHECK(position.step == optimizer.step_count(), IoError, "'", state_path, "': metadata step ", position.step,
            " differs from the optimizer's step ", optimizer.step_count());
   return position;
-}
-
-void load_weights(const std::string& path, nn::Module& model) {
-  model.load_state_dict(nn::load_safetensors(path).tensors, /*strict=*/true);
 }
 
 }  // namespace tg::train

@@ -9,7 +9,7 @@
 #include <string>
 
 #include "apps/train_vit/options.h"
-#include "nn/module.h"
+#include "apps/train_vit/vit.h"
 #include "nn/optim.h"
 
 namespace tg::train {
@@ -27,17 +27,13 @@ struct TrainPosition {
 
 // Writes both files into `dir` (created if needed); each file is written under a temporary
 // name and renamed, so an interrupted save leaves the previous checkpoint intact.
-void save_checkpoint(const std::string& dir, const nn::Module& model, const nn::Optimizer& optimizer,
+void save_checkpoint(const std::string& dir, const vit::VisionTransformer& model, const nn::Optimizer& optimizer,
                      const TrainPosition& position, const Options& options);
 
 // Restores model, optimizer and the generators from `dir` and returns the position. IoError for
 // a file that is not a train_vit checkpoint; ValueError when the checkpoint's configuration
 // differs from `options` in anything that changes the trajectory (listing the differences).
-TrainPosition load_checkpoint(const std::string& dir, nn::Module& model, nn::Optimizer& optimizer,
+TrainPosition load_checkpoint(const std::string& dir, vit::VisionTransformer& model, nn::Optimizer& optimizer,
                               const Options& options);
-
-// Loads model weights only (--init-from), strictly: a missing, unexpected or differently shaped
-// key is an error naming the key (and both shapes).
-void load_weights(const std::string& path, nn::Module& model);
 
 }  // namespace tg::train

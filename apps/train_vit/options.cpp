@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <sstream>
 
+#include "apps/train_vit/strategies.h"
 #include "apps/train_vit/vit.h"
 #include "core/error.h"
 
@@ -40,9 +41,10 @@ void add_flags(CLI::App& app, Options& o) {
   app.add_option("--clip-grad", o.clip_grad, "clip the global gradient norm to this value (0: off)");
   app.add_option("--backward", o.backward, "exact | wta-crs | crs | topk: how the matmul weight gradients are formed");
   app.add_option("--ratio", o.ratio, "sampling budget rho in (0, 1] of the sampled backward");
-  app.add_option("--wta-targets", o.wta_targets, "comma list of qkv,proj,fc1,fc2,attn-scores,attn-context")
-      ->delimiter(',');
+  app.add_option("--wta-targets", o.wta_targets, "all, or a comma list of qkv,proj,fc1,fc2,attn-scores,attn-context");
   app.add_option("--wta-blocks", o.wta_blocks, "blocks using the strategy: all, or indices and ranges like 0-5,11");
+  app.add_flag("--recompute-gelu", o.recompute_gelu,
+               "fc1+GELU keeps fc1's input only and recomputes its output in backward (less activation memory)");
   app.add_option("--device", o.device, "auto | cpu | cuda | cuda:N (auto: CUDA when a GPU is usable)");
   app.add_option("--precision", o.precision, "fp32 | tf32 (TF32 tensor cores for f32 GEMMs on CUDA)");
   app.add_option("--seed", o.seed, "seed of initialization, shuffling, augmentation and sampling");
@@ -139,15 +141,8 @@ void validate(const Options& o, const std::set<std::string>& given) {
   TG_CHECK(o.clip_grad >= 0, ValueError, "--clip-grad must be >= 0 (0: off), got ", o.clip_grad);
 
   TG_CHECK(o.ratio > 0 && o.ratio <= 1, ValueError, "--ratio must be in (0, 1], got ", o.ratio);
-  for (const std::string& target : o.wta_targets) {
-    const auto& known = all_wta_targets();
-    TG_CHECK(std::find(known.begin(), known.end(), target) != known.end(), ValueError, "--wta-targets: unknown target '",
-             target, "' (expected a comma list of ", join(known, ","), ")");
-    TG_CHECK(std::count(o.wta_targets.begin(), o.wta_targets.end(), target) == 1, ValueError,
-             "--wta-targets: target '", target, "' is listed twice");
-  }
-  TG_CHECK(!o.wta_targets.empty(), ValueError, "--wta-targets: expected at least one target");
-  (void)strategy_blocks(o);  // throws for a malformed list or a block out of range
+  (void)strategy_targets(o);  // throws for an unknown target
+  (void)strategy_blocks(o);   // throws for a malformed list or a block out of range
   // Builds one strategy object, so that a strategy this build lacks fails before any work.
   (void)make_strategy(strategy_config(o), 0);
   if (o.backward == "exact") {
@@ -204,31 +199,24 @@ void resolve_options(Options& o, const std::set<std::string>& given) {
 
 int64_t model_depth(const Options& o) { return o.depth > 0 ? o.depth : vit::preset(o.model).depth; }
 
-std::vector<int64_t> strategy_blocks(const Options& o) {
-  const int64_t depth = model_depth(o);
-  std::vector<int64_t> blocks;
-  if (o.wta_blocks == "all") {
-    for (int64_t b = 0; b < depth; ++b) blocks.push_back(b);
-    return blocks;
+namespace {
+// vit::parse_targets / parse_blocks, with the flag named in the message.
+template <class Parse>
+auto parse_flag(const char* flag, Parse&& parse) {
+  try {
+    return parse();
+  } catch (const ValueError& e) {
+    TG_THROW(ValueError, flag, ": ", e.what());
   }
-  std::stringstream list(o.wta_blocks);
-  std::string item;
-  while (std::getline(list, item, ',')) {
-    int64_t first = -1, last = -1;
-    char dash = 0, rest = 0;
-    std::istringstream in(item);
-    const bool ok = (in >> first) && (in.eof() || ((in >> dash) && dash == '-' && (in >> last) && !(in >> rest)));
-    TG_CHECK(ok && first >= 0 && (last < 0 || last >= first), ValueError, "--wta-blocks: cannot read '", item,
-             "' in '", o.wta_blocks, "' (expected 'all' or a comma list of block indices and ranges such as 0-5,11)");
-    if (last < 0) last = first;
-    TG_CHECK(last < depth, ValueError, "--wta-blocks: block ", last, " is out of range for a model of ", depth,
-             " blocks (0-", depth - 1, ")");
-    for (int64_t b = first; b <= last; ++b) blocks.push_back(b);
-  }
-  std::sort(blocks.begin(), blocks.end());
-  blocks.erase(std::unique(blocks.begin(), blocks.end()), blocks.end());
-  TG_CHECK(!blocks.empty(), ValueError, "--wta-blocks: no block selected in '", o.wta_blocks, "'");
-  return blocks;
+}
+}  // namespace
+
+std::set<std::string> strategy_targets(const Options& o) {
+  return parse_flag("--wta-targets", [&] { return vit::parse_targets(o.wta_targets); });
+}
+
+std::set<int64_t> strategy_blocks(const Options& o) {
+  return parse_flag("--wta-blocks", [&] { return vit::parse_blocks(o.wta_blocks, model_depth(o)); });
 }
 
 StrategyConfig strategy_config(const Options& o) {
@@ -266,10 +254,15 @@ std::string describe(const Options& o) {
     std::string blocks;
     for (int64_t b : strategy_blocks(o)) blocks += (blocks.empty() ? "" : ",") + std::to_string(b);
     line("backward", o.backward + ", ratio " + num(o.ratio));
-    line("targets", join(o.wta_targets, ","));
+    const std::set<std::string> selected = strategy_targets(o);
+    std::vector<std::string> targets;
+    for (const std::string& t : vit::all_targets())
+      if (selected.count(t)) targets.push_back(t);
+    line("targets", join(targets, ","));
     line("blocks", o.wta_blocks == "all" ? "all (" + blocks + ")" : blocks);
   }
   line("device", o.resolved_device.str() + (o.device == "auto" ? " (auto)" : ""));
+  line("recompute gelu", o.recompute_gelu ? "on" : "off");
   line("precision", o.precision);
   line("seed", o.seed);
   line("max steps", o.max_steps > 0 ? std::to_string(o.max_steps) : "-");
@@ -290,7 +283,7 @@ nlohmann::json to_json(const Options& o) {
           {"epochs", o.epochs},         {"batch_size", o.batch_size},     {"lr", o.lr},
           {"optimizer", o.optimizer},   {"weight_decay", o.weight_decay}, {"warmup_epochs", o.warmup_epochs},
           {"label_smoothing", o.label_smoothing}, {"clip_grad", o.clip_grad}, {"backward", o.backward},
-          {"ratio", o.ratio},           {"wta_targets", o.wta_targets},   {"wta_blocks", o.wta_blocks},
+          {"ratio", o.ratio},           {"wta_targets", o.wta_targets},   {"wta_blocks", o.wta_blocks}, {"recompute_gelu", o.recompute_gelu},
           {"device", o.resolved_device.str()}, {"precision", o.precision}, {"seed", o.seed},
           {"max_steps", o.max_steps},   {"eval_every", o.eval_every},     {"log_every", o.log_every}};
 }
@@ -301,7 +294,7 @@ std::vector<std::string> trajectory_differences(const nlohmann::json& saved, con
                                         "img",      "depth",     "epochs",        "batch_size",   "lr",
                                         "optimizer", "weight_decay", "warmup_epochs", "label_smoothing",
                                         "clip_grad", "backward", "ratio",         "wta_targets",  "wta_blocks",
-                                        "precision", "seed"};
+                                        "recompute_gelu", "precision", "seed"};
   std::vector<std::string> differences;
   for (const char* field : kFields) {
     const nlohmann::json a = saved.value(field, nlohmann::json()), b = current.value(field, nlohmann::json());

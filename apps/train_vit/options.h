@@ -19,12 +19,6 @@
 
 namespace tg::train {
 
-// The strategy targets of one transformer block, in the order of their node ids.
-inline const std::vector<std::string>& all_wta_targets() {
-  static const std::vector<std::string> targets{"qkv", "proj", "fc1", "fc2", "attn-scores", "attn-context"};
-  return targets;
-}
-
 struct Options {
   // Data.
   std::string dataset = "fashion-mnist";  // fashion-mnist | cifar10 | cifar100 | cifar100-coarse | synthetic
@@ -47,8 +41,9 @@ struct Options {
   // Backward strategy.
   std::string backward = "exact";  // exact | wta-crs | crs | topk
   double ratio = 0.3;
-  std::vector<std::string> wta_targets = all_wta_targets();
+  std::string wta_targets = "all";  // comma list of vit::all_targets(), or all
   std::string wta_blocks = "all";
+  bool recompute_gelu = false;      // fc1+GELU recomputes fc1's output in backward
   // Execution.
   std::string device = "auto";     // auto | cpu | cuda | cuda:N
   std::string precision = "fp32";  // fp32 | tf32
@@ -76,9 +71,11 @@ std::optional<Options> parse_command_line(int argc, const char* const* argv, std
 // and validates the result; ValueError / NotImplementedError on the first problem.
 void resolve_options(Options& options, const std::set<std::string>& given);
 
-// The block count after --depth, and the blocks that use the strategy (ascending).
+// The block count after --depth; the targets and blocks that use the strategy (vit::parse_*
+// with the flag's name in the message).
 int64_t model_depth(const Options& options);
-std::vector<int64_t> strategy_blocks(const Options& options);
+std::set<std::string> strategy_targets(const Options& options);
+std::set<int64_t> strategy_blocks(const Options& options);
 
 // --backward, --ratio and --seed as the strategy factory's configuration.
 StrategyConfig strategy_config(const Options& options);

@@ -1,7 +1,7 @@
 // Datasets, model, backward strategies and optimizer of a train_vit run.
 #include "apps/train_vit/setup.h"
 
-#include <algorithm>
+#include "apps/train_vit/strategies.h"
 
 
 namespace tg::train {
@@ -87,27 +87,9 @@ std::unique_ptr<vit::VisionTransformer> build_model(const Options& o, int64_t ch
   config.num_classes = classes;
   config.depth = model_depth(o);
   auto model = std::make_unique<vit::VisionTransformer>(config, o.resolved_device, o.seed);
-  install_strategies(*model, o);
+  vit::install_strategies(*model, strategy_config(o), strategy_targets(o), strategy_blocks(o));
+  for (const auto& block : model->blocks) block->mlp->set_recompute_gelu(o.recompute_gelu);
   return model;
-}
-
-void install_strategies(vit::VisionTransformer& model, const Options& o) {
-  if (o.backward == "exact") return;  // every layer starts with the exact strategy
-  const StrategyConfig config = strategy_config(o);
-  const auto& targets = all_wta_targets();
-  for (int64_t b : strategy_blocks(o)) {
-    nn::Block& block = *model.blocks[static_cast<size_t>(b)];
-    for (const std::string& target : o.wta_targets) {
-      const auto index = static_cast<uint64_t>(std::find(targets.begin(), targets.end(), target) - targets.begin());
-      auto strategy = make_strategy(config, static_cast<uint64_t>(b) * targets.size() + index);
-      if (target == "qkv") block.attn->qkv->set_backward_strategy(strategy);
-      else if (target == "proj") block.attn->proj->set_backward_strategy(strategy);
-      else if (target == "fc1") block.mlp->fc1->set_backward_strategy(strategy);
-      else if (target == "fc2") block.mlp->fc2->set_backward_strategy(strategy);
-      else if (target == "attn-scores") block.attn->set_scores_strategy(strategy);
-      else block.attn->set_context_strategy(strategy);
-    }
-  }
 }
 
 std::unique_ptr<nn::Optimizer> make_optimizer(const Options& o, const vit::VisionTransformer& model) {

@@ -106,7 +106,7 @@ void Trainer::setup() {
     position_ = load_checkpoint(o_.resume, *model_, *optimizer_, o_);
     out_ << "resumed from " << o_.resume << " at epoch " << position_.epoch + 1 << ", step " << position_.step << "\n";
   } else if (!o_.init_from.empty()) {
-    load_weights(o_.init_from, *model_);
+    vit::load_weights(*model_, o_.init_from);
     out_ << "initialized the model from " << o_.init_from << "\n";
   }
   if (!o_.metrics_out.empty()) metrics_ = MetricsWriter(o_.metrics_out, /*append=*/!o_.resume.empty());

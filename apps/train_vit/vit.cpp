@@ -1,7 +1,8 @@
-// VisionTransformer construction (timm initialization) and forward.
+// VisionTransformer construction (timm initialization), forward, and timm-compatible weight files.
 #include "apps/train_vit/vit.h"
 
 #include "autograd/grad_mode.h"
+#include "nn/safetensors.h"
 #include "ops/elementwise.h"
 #include "ops/linear.h"
 #include "ops/shape_ops.h"
@@ -76,6 +77,15 @@ Tensor VisionTransformer::forward(const Tensor& images) const {
   for (const auto& block : blocks) x = block->forward(x);
   // LayerNorm is per token, so normalizing only the class token equals timm's norm-then-pick.
   return head->forward(norm->forward(select(x, 1, 0)));
+}
+
+void save_weights(const VisionTransformer& model, const std::string& path) {
+  // "format": "pt" is what safetensors.torch writes; some Hugging Face loaders require it.
+  nn::save_safetensors(path, model.state_dict(), {{"format", "pt"}});
+}
+
+void load_weights(VisionTransformer& model, const std::string& path) {
+  model.load_state_dict(nn::load_safetensors(path).tensors, /*strict=*/true);
 }
 
 }  // namespace tg::vit

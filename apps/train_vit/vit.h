@@ -24,6 +24,15 @@ struct VitConfig {
 // vit-tiny (192, 12 layers, 3 heads), vit-small (384, 12, 6), vit-base (768, 12, 12).
 VitConfig preset(const std::string& name);
 
+class VisionTransformer;
+
+// Writes the parameters under timm's names and layouts (f32) to a safetensors file that
+// safetensors.torch.load_file and timm's load_state_dict(strict=True) accept (docs/interop.md).
+void save_weights(const VisionTransformer& model, const std::string& path);
+// Loads a timm state dict saved with safetensors into `model`, strictly: a missing, unexpected,
+// mis-shaped or mis-typed key fails naming the key (and both shapes).
+void load_weights(VisionTransformer& model, const std::string& path);
+
 class VisionTransformer : public nn::Module {
  public:
   VisionTransformer(const VitConfig& config, Device device, uint64_t seed);

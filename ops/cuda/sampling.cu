@@ -1,11 +1,15 @@
-// CUDA kernels of the sampling family: the WTA-CRS row sampler. One segmented radix sort (CUB)
-// orders every item's rows by descending score; then one block per item computes the
+// CUDA kernels of the sampling family: the WTA-CRS row sampler. A sort orders every item's rows
+// by descending score (items of up to kBlockSortRows rows: one block each with a block radix
+// sort, a single launch; a single long item: CUB's device-wide radix sort; many long items:
+// CUB's segmented radix sort); then one block per item computes the
 // probabilities, the tail sums and the winner rule, draws by inverse CDF, merges duplicates and
 // writes the slots. No host synchronisation: sizes are known on the host, decisions are made on
 // the device. The double-precision sums follow the chunked order of ops/matmul/
 // sampling_kernels.h (thread t owns chunk t), which ops/cpu/sampling.cpp mirrors.
+#include <cub/block/block_radix_sort.cuh>
 #include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
+#include <cub/device/device_radix_sort.cuh>
 #include <cub/device/device_segmented_radix_sort.cuh>
 #include <thrust/iterator/counting_iterator.h>
 #include <thrust/iterator/transform_iterator.h>
@@ -24,6 +28,35 @@ constexpr int kThreads = sampling::kSampleChunks;  // thread t sums chunk t
 
 __global__ void row_iota_kernel(int32_t* rows, int64_t K, int64_t n) {
   TG_GRID_STRIDE_LOOP(i, n) rows[i] = static_cast<int32_t>(i % K);
+}
+
+// Items this short are sorted inside one block: attention's per-(batch, head) items are 65 or
+// 197 rows, where the segmented sort's passes of tiny launches would dominate the sampler.
+constexpr int kBlockSortThreads = 256, kBlockSortItems = 8;
+constexpr int64_t kBlockSortRows = kBlockSortThreads * kBlockSortItems;
+
+// The same order as the segmented sort below: descending score, stable (rows ascending among
+// equal scores). Padding keys are -inf and sort last.
+__global__ void __launch_bounds__(kBlockSortThreads)
+    block_sort_kernel(float* sorted_scores, int32_t* sorted_rows, const float* scores, int64_t K) {
+  using Sort = cub::BlockRadixSort<float, kBlockSortThreads, kBlockSortItems, int32_t>;
+  __shared__ typename Sort::TempStorage temp;
+  const int64_t item = blockIdx.x;
+  float keys[kBlockSortItems];
+  int32_t rows[kBlockSortItems];
+  for (int i = 0; i < kBlockSortItems; ++i) {
+    const int64_t r = static_cast<int64_t>(threadIdx.x) * kBlockSortItems + i;  // blocked arrangement
+    keys[i] = r < K ? scores[item * K + r] : -INFINITY;
+    rows[i] = static_cast<int32_t>(r);
+  }
+  Sort(temp).SortDescending(keys, rows);
+  for (int i = 0; i < kBlockSortItems; ++i) {
+    const int64_t r = static_cast<int64_t>(threadIdx.x) * kBlockSortItems + i;
+    if (r < K) {
+      sorted_scores[item * K + r] = keys[i];
+      sorted_rows[item * K + r] = rows[i];
+    }
+  }
 }
 
 // Segment b of the sort is [b * K, (b + 1) * K).
@@ -161,23 +194,43 @@ void sample_rows(const Tensor& indices, const Tensor& weights, const Tensor& sco
   const cudaStream_t stream = current_stream();
   const int batch = static_cast<int>(scores.size(0)), K = static_cast<int>(scores.size(1));
   const int n = batch * K;  // sample_rows checked that it fits
-  const Tensor rows = empty({n}, DType::i32, device), sorted_rows = empty({n}, DType::i32, device);
-  const Tensor sorted_scores = empty({n}, DType::f32, device);
+  const Tensor sorted_rows = empty({n}, DType::i32, device), sorted_scores = empty({n}, DType::f32, device);
   const Tensor tails = empty({n}, DType::f64, device), counts = empty({n}, DType::i32, device);
 
-  row_iota_kernel<<<grid_for(n), kBlockSize, 0, stream>>>(rows.data<int32_t>(), K, n);
-  TG_CUDA_CHECK_LAUNCH();
-  // Stable descending sort of every item's scores (CUB maps -0.0 to +0.0, like the CPU's
-  // comparison), carrying the row indices along.
-  const auto starts = thrust::make_transform_iterator(thrust::make_counting_iterator(0), SegmentStart{K});
-  size_t temp_bytes = 0;
-  TG_CUDA_CHECK(cub::DeviceSegmentedRadixSort::SortPairsDescending(
-      nullptr, temp_bytes, scores.data<float>(), sorted_scores.data<float>(), rows.data<int32_t>(),
-      sorted_rows.data<int32_t>(), n, batch, starts, starts + 1, 0, 32, stream));
-  const Tensor temp = empty({static_cast<int64_t>(temp_bytes)}, DType::u8, device);
-  TG_CUDA_CHECK(cub::DeviceSegmentedRadixSort::SortPairsDescending(
-      temp.raw_data(), temp_bytes, scores.data<float>(), sorted_scores.data<float>(), rows.data<int32_t>(),
-      sorted_rows.data<int32_t>(), n, batch, starts, starts + 1, 0, 32, stream));
+  if (K <= kBlockSortRows) {
+    block_sort_kernel<<<batch, kBlockSortThreads, 0, stream>>>(sorted_scores.data<float>(), sorted_rows.data<int32_t>(),
+                                                               scores.data<float>(), K);
+    TG_CUDA_CHECK_LAUNCH();
+  } else if (batch == 1) {
+    // One long item (a linear's N rows): the device-wide radix sort spreads each pass over the
+    // whole GPU, where the segmented sort would give the single segment one block.
+    const Tensor rows = empty({n}, DType::i32, device);
+    row_iota_kernel<<<grid_for(n), kBlockSize, 0, stream>>>(rows.data<int32_t>(), K, n);
+    TG_CUDA_CHECK_LAUNCH();
+    size_t temp_bytes = 0;
+    TG_CUDA_CHECK(cub::DeviceRadixSort::SortPairsDescending(nullptr, temp_bytes, scores.data<float>(),
+                                                            sorted_scores.data<float>(), rows.data<int32_t>(),
+                                                            sorted_rows.data<int32_t>(), n, 0, 32, stream));
+    const Tensor temp = empty({static_cast<int64_t>(temp_bytes)}, DType::u8, device);
+    TG_CUDA_CHECK(cub::DeviceRadixSort::SortPairsDescending(temp.raw_data(), temp_bytes, scores.data<float>(),
+                                                            sorted_scores.data<float>(), rows.data<int32_t>(),
+                                                            sorted_rows.data<int32_t>(), n, 0, 32, stream));
+  } else {
+    const Tensor rows = empty({n}, DType::i32, device);
+    row_iota_kernel<<<grid_for(n), kBlockSize, 0, stream>>>(rows.data<int32_t>(), K, n);
+    TG_CUDA_CHECK_LAUNCH();
+    // Stable descending sort of every item's scores (CUB maps -0.0 to +0.0, like the CPU's
+    // comparison), carrying the row indices along.
+    const auto starts = thrust::make_transform_iterator(thrust::make_counting_iterator(0), SegmentStart{K});
+    size_t temp_bytes = 0;
+    TG_CUDA_CHECK(cub::DeviceSegmentedRadixSort::SortPairsDescending(
+        nullptr, temp_bytes, scores.data<float>(), sorted_scores.data<float>(), rows.data<int32_t>(),
+        sorted_rows.data<int32_t>(), n, batch, starts, starts + 1, 0, 32, stream));
+    const Tensor temp = empty({static_cast<int64_t>(temp_bytes)}, DType::u8, device);
+    TG_CUDA_CHECK(cub::DeviceSegmentedRadixSort::SortPairsDescending(
+        temp.raw_data(), temp_bytes, scores.data<float>(), sorted_scores.data<float>(), rows.data<int32_t>(),
+        sorted_rows.data<int32_t>(), n, batch, starts, starts + 1, 0, 32, stream));
+  }
 
   select_kernel<<<batch, kThreads, 0, stream>>>(indices.data<int32_t>(), weights.data<float>(),
                                                 sorted_scores.data<float>(), sorted_rows.data<int32_t>(),

@@ -44,15 +44,14 @@ TEST_CASE("train_vit rejects bad flags and combinations with one clear message")
   CHECK(parse_error({"--backward", "wta-crs", "--ratio", "1.5"}) == "--ratio must be in (0, 1], got 1.5");
   CHECK(parse_error({"--backward", "wta-crs", "--ratio", "0"}) == "--ratio must be in (0, 1], got 0");
   CHECK(parse_error({"--backward", "wta-crs", "--wta-targets", "qkv,mlp"}) ==
-        "--wta-targets: unknown target 'mlp' (expected a comma list of qkv,proj,fc1,fc2,attn-scores,attn-context)");
-  CHECK(parse_error({"--backward", "crs", "--wta-targets", "qkv,qkv"}) == "--wta-targets: target 'qkv' is listed twice");
+        "--wta-targets: unknown target 'mlp': expected a comma list of qkv, proj, fc1, fc2, attn-scores, attn-context "
+        "(or all)");
   CHECK(parse_error({"--patch", "5", "--img", "32"}) ==
         "--patch 5 does not divide --img 32 (the image must split into whole patches)");
   CHECK(parse_error({"--backward", "topk", "--depth", "4", "--wta-blocks", "0-4"}) ==
-        "--wta-blocks: block 4 is out of range for a model of 4 blocks (0-3)");
+        "--wta-blocks: block range '0-4' is outside the model's blocks 0-3");
   CHECK(parse_error({"--backward", "topk", "--wta-blocks", "1-x"}) ==
-        "--wta-blocks: cannot read '1-x' in '1-x' (expected 'all' or a comma list of block indices and ranges such as "
-        "0-5,11)");
+        "--wta-blocks: bad block list '1-x': expected all or items like 3 and 0-5, comma separated");
   CHECK(parse_error({"--ratio", "0.5"}) ==
         "--ratio has no effect with --backward exact; choose a sampled backward (--backward wta-crs, crs or topk)");
   CHECK(parse_error({"--backward", "sampled"}) ==
@@ -103,7 +102,9 @@ TEST_CASE("--wta-blocks selects blocks by index and range") {
   train::Options o = parse_args({"--device", "cpu", "--depth", "12"});
   CHECK(train::strategy_blocks(o).size() == 12);
   o.wta_blocks = "0-2,5,11,1";
-  CHECK(train::strategy_blocks(o) == std::vector<int64_t>{0, 1, 2, 5, 11});
+  CHECK(train::strategy_blocks(o) == std::set<int64_t>{0, 1, 2, 5, 11});
+  o.wta_targets = "fc2,qkv";
+  CHECK(train::strategy_targets(o) == std::set<std::string>{"qkv", "fc2"});
 }
 
 TEST_CASE("train_vit writes JSON Lines records with the documented keys, and the memory report") {
@@ -200,7 +201,7 @@ TEST_CASE("N steps straight equal N/2 steps, save, resume and N/2 steps, bit for
   CHECK(message.find("--lr 0.001 (checkpoint) vs 0.002 (this run)") != std::string::npos);
 }
 
-TEST_CASE("--init-from loads weights strictly: a head of another class count names the key and both shapes") {
+TEST_CASE("--init-from's loader is strict: a head of another class count names the key and both shapes") {
   test::ScratchDir dir("train_vit_init");
   vit::VitConfig config = vit::preset("vit-tiny");
   config.depth = 1;
@@ -211,7 +212,7 @@ TEST_CASE("--init-from loads weights strictly: a head of another class count nam
   nn::save_safetensors(dir / "w.safetensors", vit::VisionTransformer(config, Device::cpu(), 3).state_dict());
   config.num_classes = 10;
   vit::VisionTransformer model(config, Device::cpu(), 4);
-  CHECK_THROWS_WITH_AS(train::load_weights(dir / "w.safetensors", model),
+  CHECK_THROWS_WITH_AS(vit::load_weights(model, dir / "w.safetensors"),
                        "load_state_dict: key 'head.weight' has shape [100, 192] in the state dict, but the model "
                        "expects [10, 192]",
                        ShapeError);

@@ -4,6 +4,7 @@
 
 #include "core/allocator.h"
 #include "ops/linear.h"
+#include "ops/linear_gelu.h"
 #include "ops/matmul.h"
 #include "tests/support/op_checks.h"
 
@@ -149,4 +150,11 @@ TEST_CASE("TF32 on: CUDA matches CPU within 1e-2, and the switch is restored") {
     WARN(test::relative_error(test::host_values(y), test::host_values(y_cpu)) > 1e-6);
   }
   CHECK_FALSE(allow_tf32());
+}
+
+TEST_CASE("linear_gelu: CUDA matches CPU") {
+  Tensor x = test::random_tensor({4, 65, 192}, 71), w = test::random_tensor({768, 192}, 72, -0.1, 0.1),
+         b = test::random_tensor({768}, 73);
+  for (Tensor* t : {&x, &w, &b}) t->set_requires_grad(true);
+  test::check_cuda_matches_cpu([](const std::vector<Tensor>& in) { return linear_gelu(in[0], in[1], in[2]); }, {x, w, b});
 }

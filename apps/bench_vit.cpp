@@ -1,0 +1,115 @@
+// bench_vit: tapegrad's counterpart of shared/bench/torch_vit_bench.py — Adam training steps of
+// a ViT on synthetic data, timed the same way (5 warm-up steps, then the median over chunks of 5
+// steps), printing one JSON line with ms per step, images/s and the allocator's peak allocated
+// and reserved memory. Run both in one device call and compare ratios.
+//
+//   bench_vit --preset vit-small --patch 4 --img 32 --batch 64 --precision fp32 --backward wta-crs --ratio 0.3
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "apps/train_vit/strategies.h"
+#include "autograd/engine.h"
+#include "core/allocator.h"
+#include "nn/optim.h"
+#include "ops/loss.h"
+#include "ops/matmul.h"
+#if TG_WITH_CUDA
+#include <cuda_runtime.h>
+#endif
+
+using namespace tg;
+
+int main(int argc, char** argv) {
+  std::string preset = "vit-small", precision = "fp32", backward_name = "exact", targets = "all", blocks = "all",
+              device_name = "cuda";
+  int64_t dim = 0, depth = 0, heads = 0, patch = 4, img = 32, channels = 3, classes = 10, batch = 64, warmup = 5,
+          steps = 30;
+  double ratio = 1.0;
+  bool recompute_gelu = false;
+  CLI::App app{"bench_vit: ViT training-step time and peak memory (tapegrad side of torch_vit_bench.py)"};
+  app.add_option("--preset", preset, "vit-tiny, vit-small or vit-base");
+  app.add_option("--dim", dim, "override the preset's width");
+  app.add_option("--depth", depth, "override the preset's depth");
+  app.add_option("--heads", heads, "override the preset's heads");
+  app.add_option("--patch", patch);
+  app.add_option("--img", img);
+  app.add_option("--channels", channels);
+  app.add_option("--classes", classes);
+  app.add_option("--batch", batch);
+  app.add_option("--precision", precision)->check(CLI::IsMember({"fp32", "tf32"}));
+  app.add_option("--backward", backward_name)->check(CLI::IsMember({"exact", "wta-crs", "crs", "topk"}));
+  app.add_option("--ratio", ratio);
+  app.add_option("--targets", targets, "comma list of qkv,proj,fc1,fc2,attn-scores,attn-context or all");
+  app.add_option("--blocks", blocks, "all or e.g. 0-5,11");
+  app.add_flag("--recompute-gelu", recompute_gelu, "recompute fc1's output in backward instead of keeping it");
+  app.add_option("--warmup", warmup);
+  app.add_option("--steps", steps);
+  app.add_option("--device", device_name)->check(CLI::IsMember({"cpu", "cuda"}));
+  CLI11_PARSE(app, argc, argv);
+  try {
+    const Device device = Device::parse(device_name);
+    check_device_usable(device);
+    vit::VitConfig config = vit::preset(preset);
+    if (dim) config.dim = dim;
+    if (depth) config.depth = depth;
+    if (heads) config.heads = heads;
+    config.patch_size = patch;
+    config.image_size = img;
+    config.in_channels = channels;
+    config.num_classes = classes;
+    set_allow_tf32(precision == "tf32");
+    vit::VisionTransformer model(config, device, 0);
+    StrategyConfig strategy;
+    strategy.name = backward_name;
+    strategy.ratio = ratio;
+    const int64_t sampled = vit::install_strategies(model, strategy, vit::parse_targets(targets),
+                                                    vit::parse_blocks(blocks, config.depth));
+    for (const auto& block : model.blocks) block->mlp->set_recompute_gelu(recompute_gelu);
+    nn::Adam adam(nn::decay_specs(model.named_parameters()), nn::AdamOptions{3e-4});
+    std::vector<Tensor> xs, ys;
+    Generator data(1);
+    for (int i = 0; i < 4; ++i) {
+      xs.push_back(randn({batch, channels, img, img}, DType::f32, device, data));
+      ys.push_back(rand({batch}, DType::f32, device, data, 0, static_cast<double>(classes)).to(DType::i64));
+    }
+    auto step = [&](int64_t i) {
+      adam.zero_grad();
+      tg::backward(cross_entropy(model.forward(xs[static_cast<size_t>(i % 4)]), ys[static_cast<size_t>(i % 4)]));
+      adam.step();
+    };
+    auto synchronize = [&] {
+#if TG_WITH_CUDA
+      if (device.is_cuda()) (void)cudaDeviceSynchronize();
+#endif
+    };
+    for (int64_t i = 0; i < warmup; ++i) step(i);
+    synchronize();
+    allocator_for(device).reset_peak_stats();
+    const int64_t chunk = 5;
+    std::vector<double> times;
+    for (int64_t c = 0; c < std::max<int64_t>(1, steps / chunk); ++c) {
+      const auto start = std::chrono::steady_clock::now();
+      for (int64_t i = 0; i < chunk; ++i) step(i);
+      synchronize();
+      times.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count() / chunk);
+    }
+    std::nth_element(times.begin(), times.begin() + static_cast<std::ptrdiff_t>(times.size() / 2), times.end());
+    const double ms = times[times.size() / 2];
+    const MemoryStats stats = allocator_for(device).stats();
+    nlohmann::ordered_json line = {{"framework", "tapegrad"}, {"preset", preset}, {"dim", config.dim},
+                                   {"depth", config.depth}, {"heads", config.heads}, {"patch", patch}, {"img", img},
+                                   {"batch", batch}, {"precision", precision}, {"backward", backward_name},
+                                   {"ratio", ratio}, {"recompute_gelu", recompute_gelu}, {"sampled_nodes", sampled}, {"ms_per_step", ms},
+                                   {"img_per_s", static_cast<double>(batch) / ms * 1e3},
+                                   {"peak_alloc_GB", static_cast<double>(stats.allocated_bytes[0].peak) / 1e9},
+                                   {"peak_reserved_GB", static_cast<double>(stats.reserved_bytes[0].peak) / 1e9}};
+    std::printf("%s\n", line.dump().c_str());
+  } catch (const Error& e) {
+    std::fprintf(stderr, "bench_vit: error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,62 @@
+// DataLoader: epoch permutations (seeded Fisher-Yates on the host) and batch assembly.
+#include "data/loader.h"
+
+#include <numeric>
+#include <random>
+
+namespace tg::data {
+
+DataLoader::DataLoader(const ImageDataset& dataset, Device device, LoaderConfig config)
+    : device_(device), config_(std::move(config)), size_(dataset.size()), channels_(dataset.channels()),
+      height_(dataset.height()), width_(dataset.width()) {
+  TG_CHECK(config_.batch_size > 0, ValueError, "DataLoader: batch size must be positive, got ", config_.batch_size);
+  TG_CHECK(size_ > 0, ValueError, "DataLoader: dataset '", dataset.name, "' is empty");
+  TG_CHECK(!config_.drop_last || size_ >= config_.batch_size, ValueError, "DataLoader: dataset '", dataset.name,
+           "' has ", size_, " samples, fewer than one batch of ", config_.batch_size);
+  // Validate the augmentation once, before any work.
+  (void)make_augment_params(config_.augment, channels_, height_, width_, config_.seed, 0);
+  images_ = dataset.images.contiguous().to(device);
+  labels_ = dataset.labels.contiguous().to(device);
+}
+
+int64_t DataLoader::batches_per_epoch() const {
+  return config_.drop_last ? size_ / config_.batch_size : (size_ + config_.batch_size - 1) / config_.batch_size;
+}
+
+std::vector<int64_t> DataLoader::permutation(int64_t epoch) const {
+  std::vector<int64_t> order(static_cast<size_t>(size_));
+  std::iota(order.begin(), order.end(), 0);
+  if (config_.shuffle) {
+    std::mt19937_64 rng(config_.seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(epoch));
+    for (size_t i = order.size() - 1; i > 0; --i) {
+      // Unbiased index in [0, i] without relying on the library's distribution implementation.
+      const uint64_t bound = i + 1, limit = UINT64_MAX - UINT64_MAX % bound;
+      uint64_t r;
+      do r = rng(); while (r >= limit);
+      std::swap(order[i], order[static_cast<size_t>(r % bound)]);
+    }
+  }
+  return order;
+}
+
+void DataLoader::prepare_epoch(int64_t epoch) {
+  if (epoch == prepared_epoch_) return;
+  order_ = from_vector(permutation(epoch), {size_}, device_);
+  prepared_epoch_ = epoch;
+}
+
+Batch DataLoader::batch(int64_t epoch, int64_t index) {
+  TG_CHECK(index >= 0 && index < batches_per_epoch(), IndexError, "DataLoader: batch ", index,
+           " is out of range for an epoch of ", batches_per_epoch(), " batches");
+  prepare_epoch(epoch);
+  const int64_t start = index * config_.batch_size;
+  const int64_t count = std::min(config_.batch_size, size_ - start);
+  const AugmentParams params =
+      make_augment_params(config_.augment, channels_, height_, width_, config_.seed, static_cast<uint64_t>(epoch));
+  Batch batch{empty({count, channels_, params.output_size, params.output_size}, DType::f32, device_),
+              empty({count}, DType::i64, device_)};
+  augment_batch(batch.images, batch.labels, images_, labels_, order_.narrow(0, start, count), params);
+  return batch;
+}
+
+}  // namespace tg::data

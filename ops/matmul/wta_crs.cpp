@@ -1,0 +1,103 @@
+// Sampled strategies (WTA-CRS, CRS, top-k) and the strategy factory.
+#include "ops/matmul/wta_crs.h"
+
+#include <cmath>
+
+#include "autograd/grad_mode.h"
+#include "ops/elementwise.h"
+#include "ops/matmul.h"
+
+namespace tg {
+
+namespace {
+
+// What a sampled node keeps: k rows of X per item, their indices and importance weights. The
+// proxy handle lets backward refresh the per-position gradient norms from the full G.
+class SampledOperand final : public SavedOperand {
+ public:
+  SampledOperand(Tensor rows, RowSample sample, Tensor proxy, double beta)
+      : rows_(std::move(rows)), sample_(std::move(sample)), proxy_(std::move(proxy)), beta_(beta) {}
+
+  Tensor contract(const Tensor& grad) override {
+    if (proxy_.defined()) update_row_norm_ema(proxy_, grad, beta_);
+    // Σ_slots w·g_idxᵀ x_idx: scale the gathered rows of G, then one GEMM over the k slots.
+    const Tensor scaled = gather_scaled_rows(grad, sample_.indices, sample_.weights);  // [batch, k, E]
+    return gemm(scaled, /*trans_a=*/true, rows_, /*trans_b=*/false);                   // [batch, E, D]
+  }
+
+  // Exactly |rows|·D·sizeof(dtype) + 8·|rows| per item: the rows, i32 indices, f32 weights.
+  size_t saved_bytes() const override { return rows_.nbytes() + sample_.indices.nbytes() + sample_.weights.nbytes(); }
+
+ private:
+  Tensor rows_;  // [batch, k, D] in the operand's dtype
+  RowSample sample_;
+  Tensor proxy_;  // undefined when the strategy uses no proxy
+  double beta_;
+};
+
+SamplingVariant variant_of(const std::string& name) {
+  if (name == "wta-crs") return SamplingVariant::wta_crs;
+  if (name == "crs") return SamplingVariant::crs;
+  if (name == "topk") return SamplingVariant::topk;
+  TG_THROW(ValueError, "unknown backward strategy '", name, "': expected exact, wta-crs, crs or topk");
+}
+
+}  // namespace
+
+int64_t sample_budget(int64_t rows, double ratio, int64_t k_min) {
+  const auto k = static_cast<int64_t>(std::floor(ratio * static_cast<double>(rows)));
+  return std::min(std::max(k, k_min), rows);
+}
+
+SamplingStrategy::SamplingStrategy(SamplingVariant variant, const StrategyConfig& config, uint64_t node_id)
+    : variant_(variant), config_(config), node_id_(node_id) {}
+
+std::string SamplingStrategy::name() const {
+  switch (variant_) {
+    case SamplingVariant::wta_crs: return "wta-crs";
+    case SamplingVariant::crs: return "crs";
+    case SamplingVariant::topk: return "topk";
+  }
+  return "?";
+}
+
+std::unique_ptr<SavedOperand> SamplingStrategy::save(const Tensor& operand, int64_t period) {
+  TG_CHECK(operand.dim() == 3, ShapeError, name(), ": expected an operand [batch, K, D], got shape ",
+           operand.shape().str());
+  const int64_t batch = operand.size(0), rows = operand.size(1);
+  const int64_t k = sample_budget(rows, config_.ratio, config_.k_min);
+  if (k >= rows) return exact_.save(operand, period);
+  NoGradGuard no_grad;
+  const uint64_t step = step_++;
+  Tensor scores = row_norms(operand);  // f32 [batch, K]
+  if (config_.proxy == "position-ema") {
+    const int64_t positions = period > 0 ? period : rows;
+    TG_CHECK((batch * rows) % positions == 0, ShapeError, name(), ": ", batch * rows,
+             " rows are not a whole number of periods of ", positions, " positions");
+    if (!proxy_.defined() || proxy_.numel() != positions || proxy_.device() != operand.device())
+      proxy_ = ones({positions}, DType::f32, operand.device());  // no gradient seen yet: g ≡ 1
+    // Row r holds position r % P: view the rows as [batch·K / P, P] to broadcast the proxy.
+    scores = mul(scores.reshape({batch * rows / positions, positions}), proxy_.reshape({1, positions}))
+                 .reshape({batch, rows});
+  }
+  RowSample sample = sample_rows(scores, {k, config_.alpha, variant_}, config_.seed, (node_id_ << 32) | step);
+  Tensor kept = gather_rows(operand, sample.indices);
+  return std::make_unique<SampledOperand>(std::move(kept), std::move(sample),
+                                          config_.proxy == "position-ema" ? proxy_ : Tensor(), config_.ema_beta);
+}
+
+std::shared_ptr<BackwardStrategy> make_strategy(const StrategyConfig& config, uint64_t node_id) {
+  TG_CHECK(config.ratio > 0 && config.ratio <= 1, ValueError, "backward strategy: ratio must be in (0, 1], got ",
+           config.ratio);
+  TG_CHECK(config.k_min >= 1, ValueError, "backward strategy: k_min must be at least 1, got ", config.k_min);
+  TG_CHECK(config.alpha >= 0 && config.alpha < 1, ValueError, "backward strategy: alpha must be in [0, 1), got ",
+           config.alpha);
+  TG_CHECK(config.proxy == "position-ema" || config.proxy == "none", ValueError, "backward strategy: unknown proxy '",
+           config.proxy, "': expected position-ema or none");
+  TG_CHECK(config.ema_beta >= 0 && config.ema_beta < 1, ValueError,
+           "backward strategy: ema_beta must be in [0, 1), got ", config.ema_beta);
+  if (config.name == "exact") return std::make_shared<ExactStrategy>();
+  return std::make_shared<SamplingStrategy>(variant_of(config.name), config, node_id);
+}
+
+}  // namespace tg

@@ -1,0 +1,37 @@
+// The sampled backward strategies: WTA-CRS (winners plus importance-weighted draws), CRS
+// (draws only) and top-k (biased ablation), per docs/WTACRS.md. In forward a node's operand
+// X [batch, K, D] is reduced to k sampled rows per item (plus i32 indices and f32 weights);
+// in backward Gᵀ·X is estimated from them with one GEMM over k instead of K. The sampling
+// probabilities use ||x_i|| times a per-position EMA of ||g_i|| from earlier backward passes.
+// Everything runs on the tensors' device with no host synchronisation.
+#pragma once
+
+#include "ops/matmul/sampling.h"
+#include "ops/matmul/strategy.h"
+
+namespace tg {
+
+// The budget of WTACRS.md §2: k = min(max(floor(ratio * K), k_min), K).
+int64_t sample_budget(int64_t rows, double ratio, int64_t k_min);
+
+class SamplingStrategy final : public BackwardStrategy {
+ public:
+  SamplingStrategy(SamplingVariant variant, const StrategyConfig& config, uint64_t node_id);
+  std::string name() const override;
+  // Exact (the operand itself) when the budget covers every row (ratio 1, or K <= k_min).
+  std::unique_ptr<SavedOperand> save(const Tensor& operand, int64_t period = 0) override;
+
+  // The gradient-norm proxy by position (undefined until the first save; ones before the
+  // first backward), for tests and reports.
+  const Tensor& proxy() const { return proxy_; }
+
+ private:
+  SamplingVariant variant_;
+  StrategyConfig config_;
+  uint64_t node_id_;
+  uint64_t step_ = 0;  // forward passes so far: with the seed and node, keys the draws
+  Tensor proxy_;       // f32 [P] on the operand's device
+  ExactStrategy exact_;
+};
+
+}  // namespace tg

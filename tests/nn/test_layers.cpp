@@ -1,0 +1,124 @@
+// Layers against hand-computed f64 references (LayerNorm, attention, Mlp) and gradcheck of
+// the attention, the Mlp and a whole pre-norm Block (all parameters and the input).
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include "autograd/gradcheck.h"
+#include "nn/layers.h"
+#include "tests/support/op_checks.h"
+
+using namespace tg;
+using test::host_values;
+
+namespace {
+
+// Row-major helpers for the f64 references.
+using Mat = std::vector<double>;
+Mat matmul_t(const Mat& x, int64_t n, int64_t d, const Mat& w, int64_t out, const Mat& b) {  // x·wᵀ + b
+  Mat y(static_cast<size_t>(n * out));
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t o = 0; o < out; ++o) {
+      double s = b.empty() ? 0 : b[static_cast<size_t>(o)];
+      for (int64_t k = 0; k < d; ++k) s += x[static_cast<size_t>(i * d + k)] * w[static_cast<size_t>(o * d + k)];
+      y[static_cast<size_t>(i * out + o)] = s;
+    }
+  return y;
+}
+
+template <class M>
+std::vector<Tensor> with_params(const Tensor& x, const M& module) {
+  std::vector<Tensor> inputs{x};
+  for (const Tensor& p : module.parameters()) inputs.push_back(p);
+  return inputs;
+}
+
+}  // namespace
+
+TEST_CASE("LayerNorm module: (x - mean) / sqrt(var + eps) * weight + bias") {
+  nn::LayerNorm norm(5, Device::cpu());
+  norm.weight.detach().copy_(from_vector<float>({1, 2, 3, 4, 5}, {5}));
+  norm.bias.detach().copy_(from_vector<float>({0, 0.5, 0, -0.5, 1}, {5}));
+  const Tensor x = test::random_tensor({3, 5}, 1);
+  const auto xv = host_values(x), wv = host_values(norm.weight), bv = host_values(norm.bias);
+  Mat expected(15);
+  for (int i = 0; i < 3; ++i) {
+    double mean = 0, var = 0;
+    for (int j = 0; j < 5; ++j) mean += xv[static_cast<size_t>(i * 5 + j)] / 5;
+    for (int j = 0; j < 5; ++j) var += std::pow(xv[static_cast<size_t>(i * 5 + j)] - mean, 2) / 5;
+    for (int j = 0; j < 5; ++j)
+      expected[static_cast<size_t>(i * 5 + j)] =
+          (xv[static_cast<size_t>(i * 5 + j)] - mean) / std::sqrt(var + 1e-6) * wv[static_cast<size_t>(j)] + bv[static_cast<size_t>(j)];
+  }
+  CHECK(test::relative_error(host_values(norm.forward(x)), expected) < 1e-6);
+}
+
+TEST_CASE("attention forward equals the hand-computed softmax(QKᵀ/√d)·V projection") {
+  Generator g(3);
+  nn::Attention attn(8, 2, 0.0, 0.0, Device::cpu(), g);
+  attn.eval();
+  attn.to(Device::cpu(), DType::f64);
+  for (const Tensor& p : attn.parameters()) p.detach().copy_(test::random_tensor(p.shape(), 7 + static_cast<uint64_t>(p.numel()), -0.5, 0.5, DType::f64));
+  const int64_t batch = 2, tokens = 5, dim = 8, heads = 2, hd = 4;
+  const Tensor x = test::random_tensor({batch, tokens, dim}, 2, -1, 1, DType::f64);
+  const Mat qkv = matmul_t(host_values(x), batch * tokens, dim, host_values(attn.qkv->weight), 3 * dim, host_values(attn.qkv->bias));
+  Mat merged(static_cast<size_t>(batch * tokens * dim));
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t h = 0; h < heads; ++h)
+      for (int64_t i = 0; i < tokens; ++i) {
+        // qkv row layout: [3, heads, hd] (timm's reshape(B, N, 3, H, hd))
+        auto at = [&](int64_t which, int64_t token, int64_t c) {
+          return qkv[static_cast<size_t>((b * tokens + token) * 3 * dim + which * dim + h * hd + c)];
+        };
+        std::vector<double> scores(static_cast<size_t>(tokens));
+        double max = -1e300, total = 0;
+        for (int64_t j = 0; j < tokens; ++j) {
+          double s = 0;
+          for (int64_t c = 0; c < hd; ++c) s += at(0, i, c) * at(1, j, c);
+          scores[static_cast<size_t>(j)] = s / std::sqrt(static_cast<double>(hd));
+          max = std::max(max, scores[static_cast<size_t>(j)]);
+        }
+        for (double& s : scores) total += (s = std::exp(s - max));
+        for (int64_t c = 0; c < hd; ++c) {
+          double v = 0;
+          for (int64_t j = 0; j < tokens; ++j) v += scores[static_cast<size_t>(j)] / total * at(2, j, c);
+          merged[static_cast<size_t>((b * tokens + i) * dim + h * hd + c)] = v;
+        }
+      }
+  const Mat expected = matmul_t(merged, batch * tokens, dim, host_values(attn.proj->weight), dim, host_values(attn.proj->bias));
+  CHECK(test::relative_error(host_values(attn.forward(x)), expected) < 1e-12);
+}
+
+TEST_CASE("Mlp forward equals fc2(gelu(fc1(x)))") {
+  Generator g(4);
+  nn::Mlp mlp(6, 10, 0.0, Device::cpu(), g);
+  mlp.to(Device::cpu(), DType::f64);
+  const Tensor x = test::random_tensor({7, 6}, 3, -1, 1, DType::f64);
+  Mat h = matmul_t(host_values(x), 7, 6, host_values(mlp.fc1->weight), 10, host_values(mlp.fc1->bias));
+  for (double& v : h) v = 0.5 * v * (1 + std::erf(v / std::sqrt(2.0)));
+  const Mat expected = matmul_t(h, 7, 10, host_values(mlp.fc2->weight), 6, host_values(mlp.fc2->bias));
+  CHECK(test::relative_error(host_values(mlp.forward(x)), expected) < 1e-12);
+}
+
+TEST_CASE("gradcheck: attention, Mlp and a pre-norm Block with respect to the input and every parameter") {
+  Generator g(5);
+  auto scaled_params = [](nn::Module& m, uint64_t seed) {
+    m.to(Device::cpu(), DType::f64);
+    for (const Tensor& p : m.parameters())
+      p.detach().copy_(test::random_tensor(p.shape(), seed++, -0.6, 0.6, DType::f64));
+  };
+  Tensor x = test::random_tensor({2, 4, 8}, 6, -1, 1, DType::f64);
+  x.set_requires_grad(true);
+  nn::Attention attn(8, 2, 0.0, 0.0, Device::cpu(), g);
+  scaled_params(attn, 100);
+  const auto a = gradcheck([&](const std::vector<Tensor>& in) { return attn.forward(in[0]); }, with_params(x, attn));
+  CHECK_MESSAGE(a.ok, a.message);
+  nn::Mlp mlp(8, 12, 0.0, Device::cpu(), g);
+  scaled_params(mlp, 200);
+  const auto m = gradcheck([&](const std::vector<Tensor>& in) { return mlp.forward(in[0]); }, with_params(x, mlp));
+  CHECK_MESSAGE(m.ok, m.message);
+  nn::Block block(8, 2, 2.0, 0.0, Device::cpu(), g);
+  scaled_params(block, 300);
+  const auto b = gradcheck([&](const std::vector<Tensor>& in) { return block.forward(in[0]); }, with_params(x, block));
+  CHECK_MESSAGE(b.ok, b.message);
+}

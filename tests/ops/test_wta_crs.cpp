@@ -1,0 +1,246 @@
+// The sampled strategies end to end through the linear and matmul nodes (CPU): unbiased weight
+// and operand gradients, MSE against the variance formula, WTA-CRS below CRS, exactness at
+// k = N, the edge cases of WTACRS.md §6, saved bytes, and real memory savings.
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include "autograd/engine.h"
+#include "ops/elementwise.h"
+#include "ops/linear.h"
+#include "ops/matmul.h"
+#include "ops/matmul/wta_crs.h"
+#include "ops/reduce.h"
+#include "tests/support/op_checks.h"
+
+using namespace tg;
+using test::host_values;
+using test::random_tensor;
+
+namespace {
+
+// X [N, D] whose row norms spread like real activations: row i scaled by exp(sigma * z_i).
+Tensor lognormal_rows(int64_t n, int64_t d, double sigma, uint64_t seed) {
+  Generator g(seed);
+  const Tensor base = randn({n, d}, DType::f32, Device::cpu(), g);
+  const Tensor scale = exp(randn({n, 1}, DType::f32, Device::cpu(), g, 0, sigma));
+  return base * scale;
+}
+
+StrategyConfig config(const std::string& name, double ratio, uint64_t seed, const std::string& proxy = "none") {
+  StrategyConfig c;
+  c.name = name;
+  c.ratio = ratio;
+  c.seed = seed;
+  c.proxy = proxy;
+  return c;
+}
+
+// dW of y = x·Wᵀ with upstream gradient g, formed through `strategy`.
+std::vector<double> weight_grad(const Tensor& x, const Tensor& g, BackwardStrategy* strategy) {
+  Tensor w = random_tensor({g.size(1), x.size(1)}, 3);
+  w.set_requires_grad(true);
+  backward(linear(x, w, Tensor(), strategy), g);
+  return host_values(w.grad());
+}
+
+struct Moments {
+  std::vector<double> mean, var;
+  double mse = 0;  // mean of ||estimate - exact||^2
+};
+
+Moments estimate_moments(const std::vector<double>& exact, int trials,
+                         const std::function<std::vector<double>(uint64_t)>& estimate) {
+  Moments m{std::vector<double>(exact.size(), 0), std::vector<double>(exact.size(), 0), 0};
+  std::vector<double> sq(exact.size(), 0);
+  for (int t = 0; t < trials; ++t) {
+    const auto e = estimate(static_cast<uint64_t>(t));
+    for (size_t i = 0; i < e.size(); ++i) {
+      m.mean[i] += e[i];
+      sq[i] += e[i] * e[i];
+      m.mse += (e[i] - exact[i]) * (e[i] - exact[i]);
+    }
+  }
+  for (size_t i = 0; i < exact.size(); ++i) {
+    m.mean[i] /= trials;
+    m.var[i] = sq[i] / trials - m.mean[i] * m.mean[i];
+  }
+  m.mse /= trials;
+  return m;
+}
+
+// Largest |mean - exact| in units of the standard error of the mean.
+double max_z(const Moments& m, const std::vector<double>& exact, int trials) {
+  double worst = 0;
+  for (size_t i = 0; i < exact.size(); ++i) {
+    const double se = std::sqrt(std::max(m.var[i], 1e-30) / trials);
+    worst = std::max(worst, std::abs(m.mean[i] - exact[i]) / se);
+  }
+  return worst;
+}
+
+double squared_norm(const std::vector<double>& v) {
+  double s = 0;
+  for (double e : v) s += e * e;
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("linear dW: WTA-CRS and CRS are unbiased, match the variance formula, and WTA-CRS beats CRS") {
+  const int64_t n = 256, d = 12, e = 6;
+  const Tensor x = lognormal_rows(n, d, 1.5, 11);
+  const Tensor g = random_tensor({n, e}, 12);
+  const auto exact = weight_grad(x, g, nullptr);
+  const int trials = 1500;
+  double mse[2] = {0, 0};
+  int v = 0;
+  for (const std::string name : {"wta-crs", "crs"}) {
+    CAPTURE(name);
+    const auto m = estimate_moments(exact, trials, [&](uint64_t seed) {
+      auto strategy = make_strategy(config(name, 0.3, seed), 0);
+      return weight_grad(x, g, strategy.get());
+    });
+    CHECK(max_z(m, exact, trials) < 4.0);
+    // The formula, from the plan the sampler follows (scores = ||x_i||: proxy "none").
+    const SamplingPlan plan = plan_sample(row_norms(x.unsqueeze(0)).to_vector<float>(),
+                                          {sample_budget(n, 0.3, 10), 0.05, name == "crs" ? SamplingVariant::crs : SamplingVariant::wta_crs});
+    // predicted_mse takes C = Σ g_iᵀ x_i laid out [E, D] from rows x [K, D], g [K, E].
+    const double predicted = predicted_mse(plan, host_values(x), d, host_values(g), e);
+    CHECK(m.mse == doctest::Approx(predicted).epsilon(0.15));
+    mse[v++] = m.mse / squared_norm(exact);
+  }
+  CHECK(mse[0] < mse[1]);
+}
+
+TEST_CASE("attention matmul: both operand gradients are unbiased under WTA-CRS") {
+  const Tensor a = random_tensor({3, 40, 8}, 21), b = random_tensor({3, 8, 50}, 22), g = random_tensor({3, 40, 50}, 23);
+  auto grads = [&](BackwardStrategy* strategy) {
+    Tensor aa = a.clone(), bb = b.clone();
+    aa.set_requires_grad(true);
+    bb.set_requires_grad(true);
+    backward(matmul(aa, bb, false, false, strategy), g);
+    auto ga = host_values(aa.grad()), gb = host_values(bb.grad());
+    ga.insert(ga.end(), gb.begin(), gb.end());
+    return ga;
+  };
+  const auto exact = grads(nullptr);
+  const int trials = 1500;
+  const auto m = estimate_moments(exact, trials, [&](uint64_t seed) {
+    auto strategy = make_strategy(config("wta-crs", 0.3, seed), 0);
+    return grads(strategy.get());
+  });
+  CHECK(max_z(m, exact, trials) < 4.5);
+}
+
+TEST_CASE("k = N, ratio 1 and N < k_min are exact") {
+  const Tensor x = lognormal_rows(64, 8, 1.0, 31), g = random_tensor({64, 4}, 32);
+  const auto exact = weight_grad(x, g, nullptr);
+  auto full = make_strategy(config("wta-crs", 1.0, 1), 0);
+  CHECK(weight_grad(x, g, full.get()) == exact);
+  const Tensor small = lognormal_rows(9, 8, 1.0, 33), gs = random_tensor({9, 4}, 34);
+  auto sampled = make_strategy(config("wta-crs", 0.3, 1), 0);  // k = max(2, 10) >= 9 rows
+  CHECK(weight_grad(small, gs, sampled.get()) == weight_grad(small, gs, nullptr));
+  CHECK(sample_budget(100, 0.3, 10) == 30);
+  CHECK(sample_budget(20, 0.3, 10) == 10);
+  CHECK(sample_budget(8, 0.3, 10) == 8);
+}
+
+TEST_CASE("edge cases: zero rows contribute nothing, all-zero inputs give zero, topk is deterministic") {
+  Tensor x = lognormal_rows(100, 8, 1.0, 41);
+  x.narrow(0, 10, 30).fill_(0);  // 30 zero rows
+  const Tensor g = random_tensor({100, 4}, 42);
+  const auto exact = weight_grad(x, g, nullptr);
+  const int trials = 800;
+  const auto m = estimate_moments(exact, trials, [&](uint64_t seed) {
+    auto strategy = make_strategy(config("wta-crs", 0.3, seed), 0);
+    return weight_grad(x, g, strategy.get());
+  });
+  CHECK(max_z(m, exact, trials) < 4.0);
+  auto s = make_strategy(config("wta-crs", 0.3, 5), 0);
+  const auto zero = weight_grad(zeros({100, 8}), g, s.get());
+  CHECK(squared_norm(zero) == 0);
+  auto t1 = make_strategy(config("topk", 0.3, 1), 0), t2 = make_strategy(config("topk", 0.3, 2), 0);
+  CHECK(weight_grad(x, g, t1.get()) == weight_grad(x, g, t2.get()));
+}
+
+TEST_CASE("saved bytes are |rows|·D·sizeof(dtype) + 8·|rows|, and the proxy follows the gradient norms") {
+  const Tensor x = lognormal_rows(2 * 50, 16, 1.0, 51).reshape({2, 50, 16});  // [B, T, D]
+  Tensor w = random_tensor({4, 16}, 52);
+  w.set_requires_grad(true);
+  StrategyConfig c = config("wta-crs", 0.3, 7, "position-ema");
+  auto strategy = std::make_shared<SamplingStrategy>(SamplingVariant::wta_crs, c, 3);
+  const Tensor y = linear(x, w, Tensor(), strategy.get());
+  const int64_t k = sample_budget(100, 0.3, 10);
+  CHECK(y.grad_fn()->saved_bytes() == static_cast<size_t>(k * 16 * 4 + 8 * k));
+  CHECK(strategy->proxy().to_vector<float>() == std::vector<float>(50, 1.0f));  // per position T = 50
+  const Tensor g = random_tensor({2, 50, 4}, 53);
+  backward(y, g);
+  // ema[t] = 0.9 * 1 + 0.1 * mean over the batch of ||g[b, t]||
+  const auto gv = host_values(g);
+  const auto proxy = strategy->proxy().to_vector<float>();
+  for (int64_t t = 0; t < 50; t += 7) {
+    double mean = 0;
+    for (int64_t b = 0; b < 2; ++b) {
+      double sq = 0;
+      for (int64_t j = 0; j < 4; ++j) sq += gv[static_cast<size_t>((b * 50 + t) * 4 + j)] * gv[static_cast<size_t>((b * 50 + t) * 4 + j)];
+      mean += std::sqrt(sq) / 2;
+    }
+    CHECK(proxy[static_cast<size_t>(t)] == doctest::Approx(0.9 + 0.1 * mean).epsilon(1e-5));
+  }
+  CHECK(y.grad_fn()->saved_bytes() == 0);  // released after backward
+}
+
+TEST_CASE("memory is really saved: a stack of sampled linears lowers the peak by the saved-bytes difference") {
+  // Five linears of width 256 over 1024 rows (1 MiB per activation); each sampled node is the
+  // last holder of its input, so only its k rows survive the forward.
+  const int64_t n = 1024, d = 256, layers = 5;
+  const Tensor input = random_tensor({n, d}, 61);
+  std::vector<Tensor> weights;
+  for (int64_t i = 0; i < layers; ++i) {
+    Tensor w = random_tensor({d, d}, 62 + static_cast<uint64_t>(i), -0.1, 0.1);
+    w.set_requires_grad(true);
+    weights.push_back(w);
+  }
+  CachingAllocator& alloc = allocator_for(Device::cpu());
+  auto peak_of_step = [&](const std::string& name, size_t& saved) {
+    std::vector<std::shared_ptr<BackwardStrategy>> strategies;
+    for (int64_t i = 0; i < layers; ++i) strategies.push_back(make_strategy(config(name, 0.3, 9), static_cast<uint64_t>(i)));
+    zero_grad(weights);
+    alloc.reset_peak_stats();
+    const int64_t before = alloc.stats().allocated_bytes[0].current;
+    Tensor h = input;
+    saved = 0;
+    for (int64_t i = 0; i < layers; ++i) {
+      h = linear(h, weights[static_cast<size_t>(i)], Tensor(), strategies[static_cast<size_t>(i)].get());
+      saved += h.grad_fn()->saved_bytes();
+    }
+    backward(sum(h));
+    return alloc.stats().allocated_bytes[0].peak - before;
+  };
+  size_t saved_exact = 0, saved_sampled = 0;
+  const int64_t peak_exact = peak_of_step("exact", saved_exact);
+  const int64_t peak_sampled = peak_of_step("wta-crs", saved_sampled);
+  const int64_t k = sample_budget(n, 0.3, 10);
+  CHECK(saved_sampled == static_cast<size_t>(layers * (k * d * 4 + 8 * k)));
+  CHECK(saved_exact == static_cast<size_t>(layers * n * d * 4));
+  // The input is held by the test in both runs, so it is no saving: the difference is the four
+  // intermediate activations minus what the five sampled nodes keep, minus the one scratch
+  // buffer a sampled backward needs (the weighted rows of G, [k, D_out]) at the peak.
+  const int64_t expected = (layers - 1) * n * d * 4 - static_cast<int64_t>(saved_sampled) - k * d * 4;
+  CHECK(std::abs((peak_exact - peak_sampled) - expected) <= 8 * 1024);
+  MESSAGE("peak exact " << peak_exact << " B, peak wta-crs " << peak_sampled << " B, expected saving " << expected);
+}
+
+TEST_CASE("strategy configuration errors") {
+  CHECK_THROWS_WITH_AS(make_strategy(config("wta-crs", 0.0, 0), 0), "backward strategy: ratio must be in (0, 1], got 0",
+                       ValueError);
+  CHECK_THROWS_WITH_AS(make_strategy(config("wta-crs", 1.5, 0), 0), "backward strategy: ratio must be in (0, 1], got 1.5",
+                       ValueError);
+  CHECK_THROWS_WITH_AS(make_strategy(config("random", 0.5, 0), 0),
+                       "unknown backward strategy 'random': expected exact, wta-crs, crs or topk", ValueError);
+  CHECK_THROWS_WITH_AS(make_strategy(config("crs", 0.5, 0, "oracle"), 0),
+                       "backward strategy: unknown proxy 'oracle': expected position-ema or none", ValueError);
+  CHECK(make_strategy(config("exact", 0.5, 0), 0)->name() == "exact");
+  CHECK(make_strategy(config("topk", 0.5, 0), 0)->name() == "topk");
+}
