@@ -82,8 +82,8 @@ void check_choice(const char* flag, const std::string& value, std::initializer_l
 }
 
 // The CPU-sized run: a 3-block ViT-Tiny at Fashion-MNIST's native 28 px with 7-px patches (17
-// tokens) on a subset of the training set, measured to reach ~85% test accuracy in about
-// 5 minutes on 2 cores (docs/train_vit.md).
+// tokens) on a subset of the training set, measured at 82% test accuracy in about 7 minutes on
+// 2 cores (docs/train_vit.md).
 void apply_cpu_recipe(Options& o, const std::set<std::string>& given) {
   std::ostringstream flags;
   auto set = [&](const char* flag, auto& field, auto value) {
