@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "autograd/grad_mode.h"
+#include "autograd/node.h"
 #include "ops/dropout.h"
 #include "ops/elementwise.h"
 #include "ops/layer_norm.h"
@@ -22,6 +23,11 @@ void trunc_normal_(const Tensor& t, double std, Generator& generator, double low
   t.copy_(affine(relu(sample - low) - relu(sample - high), 1, low));
 }
 
+Tensor tag_node(const Tensor& t, const std::string& tag) {
+  if (const std::shared_ptr<Node> node = t.grad_fn()) node->set_tag(tag);
+  return t;
+}
+
 Generator& dropout_generator() {
   static Generator generator(0x5eed);
   return generator;
@@ -34,22 +40,29 @@ Linear::Linear(int64_t in_features, int64_t out_features, bool with_bias, Device
   if (with_bias) bias = register_parameter("bias", zeros({out_features}, DType::f32, device));
 }
 
-Tensor Linear::forward(const Tensor& x) const { return linear(x, weight, bias, strategy_.get()); }
+Tensor Linear::forward(const Tensor& x) const {
+  return tag_node(linear(x, weight, bias, strategy_.get()), role_);
+}
 
 LayerNorm::LayerNorm(int64_t dim, Device device, double eps) : eps_(eps) {
   weight = register_parameter("weight", ones({dim}, DType::f32, device));
   bias = register_parameter("bias", zeros({dim}, DType::f32, device));
 }
 
-Tensor LayerNorm::forward(const Tensor& x) const { return layer_norm(x, weight, bias, eps_); }
+Tensor LayerNorm::forward(const Tensor& x) const { return tag_node(layer_norm(x, weight, bias, eps_), "layer-norm"); }
 
 Mlp::Mlp(int64_t dim, int64_t hidden, double dropout, Device device, Generator& generator) : dropout_(dropout) {
   fc1 = register_module("fc1", std::make_shared<Linear>(dim, hidden, true, device, generator));
   fc2 = register_module("fc2", std::make_shared<Linear>(hidden, dim, true, device, generator));
+  fc1->set_role("fc1");
+  fc2->set_role("fc2");
 }
 
 Tensor Mlp::forward(const Tensor& x) const {
-  const Tensor activated = recompute_gelu_ ? linear_gelu(x, fc1->weight, fc1->bias) : gelu(fc1->forward(x));
+  // Tagged for memory reports: "gelu" keeps its input (fc1's output), the fused "fc1-gelu" node
+  // keeps fc1's input and recomputes the rest.
+  const Tensor activated = recompute_gelu_ ? tag_node(linear_gelu(x, fc1->weight, fc1->bias), "fc1-gelu")
+                                           : tag_node(gelu(fc1->forward(x)), "gelu");
   const Tensor h = dropout(activated, dropout_, is_training(), dropout_generator());
   return dropout(fc2->forward(h), dropout_, is_training(), dropout_generator());
 }
@@ -61,6 +74,8 @@ Attention::Attention(int64_t dim, int64_t heads, double attn_dropout, double pro
   TG_CHECK(heads > 0 && dim % heads == 0, ValueError, "Attention: dim ", dim, " is not divisible by ", heads, " heads");
   qkv = register_module("qkv", std::make_shared<Linear>(dim, 3 * dim, true, device, generator));
   proj = register_module("proj", std::make_shared<Linear>(dim, dim, true, device, generator));
+  qkv->set_role("qkv");
+  proj->set_role("proj");
 }
 
 Tensor Attention::forward(const Tensor& x) const {
@@ -69,11 +84,13 @@ Tensor Attention::forward(const Tensor& x) const {
   const Tensor qkv_heads = permute(reshape(qkv->forward(x), {batch, tokens, 3, heads_, head_dim_}), {2, 0, 3, 1, 4});
   const Tensor q = select(qkv_heads, 0, 0), k = select(qkv_heads, 0, 1), v = select(qkv_heads, 0, 2);
   const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
-  const Tensor scores = matmul(mul(q, scale), k, false, true, scores_strategy_.get());   // [B, H, T, T]
-  const Tensor attn = dropout(softmax(scores), attn_dropout_, is_training(), dropout_generator());
+  const Tensor scores =
+      tag_node(matmul(mul(q, scale), k, false, true, scores_strategy_.get()), "attn-scores");  // [B, H, T, T]
+  const Tensor attn = dropout(tag_node(softmax(scores), "softmax"), attn_dropout_, is_training(), dropout_generator());
   // dP samples V's columns; dV keeps P exact: softmax holds P for its own backward, so a
   // sampled copy of P's rows would add memory instead of saving it.
-  const Tensor context = matmul(attn, v, false, false, context_strategy_.get(), nullptr);  // [B, H, T, hd]
+  const Tensor context =
+      tag_node(matmul(attn, v, false, false, context_strategy_.get(), nullptr), "attn-context");  // [B, H, T, hd]
   const Tensor merged = reshape(transpose(context, 1, 2), {batch, tokens, dim});
   return dropout(proj->forward(merged), proj_dropout_, is_training(), dropout_generator());
 }

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "nn/module.h"
 #include "ops/matmul/strategy.h"
@@ -22,11 +23,16 @@ class Linear : public Module {
   // The strategy forming the weight gradient (ExactStrategy unless set).
   void set_backward_strategy(std::shared_ptr<BackwardStrategy> strategy) { strategy_ = std::move(strategy); }
   const std::shared_ptr<BackwardStrategy>& backward_strategy() const { return strategy_; }
+  // The layer's role in its block ("qkv", "fc1", ...): the tag of the nodes it records, which
+  // memory reports group saved bytes by. Empty: untagged.
+  void set_role(std::string role) { role_ = std::move(role); }
+  const std::string& role() const { return role_; }
 
   Tensor weight, bias;  // [out, in], [out] (undefined without bias)
 
  private:
   std::shared_ptr<BackwardStrategy> strategy_;
+  std::string role_;
 };
 
 class LayerNorm : public Module {
@@ -77,6 +83,10 @@ class Block : public Module {
   std::shared_ptr<Attention> attn;
   std::shared_ptr<Mlp> mlp;
 };
+
+// Tags the node that produced `t` (memory reports group saved bytes by tag); returns `t`. A
+// tensor without a node (no grad recorded) is returned unchanged.
+Tensor tag_node(const Tensor& t, const std::string& tag);
 
 // The generator layers use for dropout masks (seeded by the application for reproducibility).
 Generator& dropout_generator();

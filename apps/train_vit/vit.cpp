@@ -57,6 +57,7 @@ VisionTransformer::VisionTransformer(const VitConfig& config, Device device, uin
   register_module("blocks", block_list);
   norm = register_module("norm", std::make_shared<nn::LayerNorm>(c.dim, device));
   head = register_module("head", std::make_shared<nn::Linear>(c.dim, c.num_classes, true, device, generator));
+  head->set_role("head");
 }
 
 Tensor VisionTransformer::forward(const Tensor& images) const {
@@ -70,7 +71,8 @@ Tensor VisionTransformer::forward(const Tensor& images) const {
   // the conv weight's (C, p, p) order.
   const Tensor patches = reshape(permute(reshape(images, {batch, c.in_channels, grid, p, grid, p}), {0, 2, 4, 1, 3, 5}),
                                  {batch, grid * grid, c.in_channels * p * p});
-  const Tensor embedded = linear(patches, reshape(patch_weight, {c.dim, c.in_channels * p * p}), patch_bias);
+  const Tensor embedded =
+      nn::tag_node(linear(patches, reshape(patch_weight, {c.dim, c.in_channels * p * p}), patch_bias), "patch-embed");
   Tensor x = add(concat({expand(cls_token, {batch, 1, c.dim}), embedded}, 1), pos_embed);
   for (const auto& block : blocks) x = block->forward(x);
   // LayerNorm is per token, so normalizing only the class token equals timm's norm-then-pick.

@@ -1,0 +1,94 @@
+// The configuration of a train_vit run: the command-line flags (CLI11), the device-dependent
+// recipe that fills in flags the user did not give (a full recipe on a GPU, a run sized for a
+// few CPU cores otherwise), and the validation that rejects bad values and combinations before
+// any work. Every usage error is a tg::ValueError (or NotImplementedError for an unsupported
+// choice) whose message names the flag, what was expected and what was found.
+#pragma once
+
+#include <cstdint>
+#include <iosfwd>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/device.h"
+#include "ops/matmul/strategy.h"
+
+namespace tg::train {
+
+struct Options {
+  // Data.
+  std::string dataset = "fashion-mnist";  // fashion-mnist | cifar10 | cifar100 | cifar100-coarse | synthetic
+  std::string data_dir;                   // empty: the dataset's default location
+  std::string augment = "auto";           // auto | none | crop-flip
+  int64_t train_subset = 0;               // 0: the whole training set
+  int64_t test_subset = 0;                // 0: the whole test set
+  // Model.
+  std::string model = "vit-small";  // vit-tiny | vit-small | vit-base
+  int64_t patch = 4, img = 32;
+  int64_t depth = 0;  // 0: the preset's block count
+  // Optimization.
+  int64_t epochs = 5, batch_size = 128;
+  double lr = 1e-3;
+  std::string optimizer = "adamw";  // adam | adamw | sgd
+  double weight_decay = 0.05;
+  double warmup_epochs = 1;
+  double label_smoothing = 0.1;
+  double clip_grad = 1.0;  // 0: no clipping
+  // Backward strategy.
+  std::string backward = "exact";  // exact | wta-crs | crs | topk
+  double ratio = 0.3;
+  std::string wta_targets = "all";  // comma list of vit::all_targets(), or all
+  std::string wta_blocks = "all";
+  bool recompute_gelu = false;      // fc1+GELU recomputes fc1's output in backward
+  // Execution.
+  std::string device = "auto";     // auto | cpu | cuda | cuda:N
+  std::string precision = "fp32";  // fp32 | tf32
+  uint64_t seed = 0;
+  int64_t max_steps = 0;   // 0: run every epoch
+  int64_t eval_every = 0;  // 0: evaluate after each epoch only
+  int64_t log_every = 50;
+  // Files.
+  std::string save, resume, init_from, metrics_out;
+  bool memory_report = false;
+
+  // Filled by resolve_options.
+  Device resolved_device;
+  bool cpu_recipe = false;          // the CPU-sized defaults were applied
+  std::string recipe_flags;         // the flags the recipe set, as a command-line fragment
+};
+
+// Parses argv and resolves the result (resolve_options). Returns nullopt after printing the
+// help to `out` for --help; ValueError for anything CLI11 rejects (unknown flag, malformed
+// number) and for every problem resolve_options finds.
+std::optional<Options> parse_command_line(int argc, const char* const* argv, std::ostream& out);
+
+// Picks the device (auto: CUDA when a GPU is usable), applies the recipe of that device to
+// every flag not in `given` (the long names of the flags on the command line, e.g. "--model"),
+// and validates the result; ValueError / NotImplementedError on the first problem.
+void resolve_options(Options& options, const std::set<std::string>& given);
+
+// The block count after --depth; the targets and blocks that use the strategy (vit::parse_*
+// with the flag's name in the message).
+int64_t model_depth(const Options& options);
+std::set<std::string> strategy_targets(const Options& options);
+std::set<int64_t> strategy_blocks(const Options& options);
+
+// --backward, --ratio and --seed as the strategy factory's configuration.
+StrategyConfig strategy_config(const Options& options);
+
+// The dataset folder (--data-dir or the dataset's default).
+std::string data_directory(const Options& options);
+
+// "key: value" lines of the whole configuration, for the start of a run.
+std::string describe(const Options& options);
+
+// The options as JSON (checkpoint metadata) and the fields of two configurations that must
+// agree for an exact continuation (those that change the trajectory), as "--flag a vs b" items.
+nlohmann::json to_json(const Options& options);
+std::vector<std::string> trajectory_differences(const nlohmann::json& saved, const nlohmann::json& current);
+
+}  // namespace tg::train

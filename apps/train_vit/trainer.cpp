@@ -1,0 +1,276 @@
+// The train_vit training loop.
+#include "apps/train_vit/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <ostream>
+
+#include "apps/train_vit/checkpoint.h"
+#include "apps/train_vit/memory_report.h"
+#include "apps/train_vit/metrics.h"
+#include "apps/train_vit/setup.h"
+#include "autograd/engine.h"
+#include "core/allocator.h"
+#include "nn/layers.h"
+#include "ops/elementwise.h"
+#include "ops/loss.h"
+#include "ops/matmul.h"
+#include "ops/reduce.h"
+#include "ops/shape_ops.h"
+
+namespace tg::train {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+std::string format_duration(double seconds) {
+  const auto s = static_cast<int64_t>(std::llround(std::max(seconds, 0.0)));
+  char text[32];
+  if (s >= 3600) std::snprintf(text, sizeof text, "%lldh%02lldm", static_cast<long long>(s / 3600), static_cast<long long>(s / 60 % 60));
+  else if (s >= 60) std::snprintf(text, sizeof text, "%lldm%02llds", static_cast<long long>(s / 60), static_cast<long long>(s % 60));
+  else std::snprintf(text, sizeof text, "%llds", static_cast<long long>(s));
+  return text;
+}
+
+class Trainer {
+ public:
+  Trainer(const Options& options, std::ostream& out) : o_(options), out_(out), device_(options.resolved_device) {}
+  RunSummary run();
+
+ private:
+  void setup();
+  void train_step();
+  void log_progress();
+  void evaluate();
+  void save();
+  void print_summary(const RunSummary& summary);
+  int64_t epoch_label() const { return std::min(position_.epoch + 1, o_.epochs); }  // 1-based, for output
+
+  const Options& o_;
+  std::ostream& out_;
+  Device device_;
+  TrainData data_;
+  std::unique_ptr<data::DataLoader> train_loader_, test_loader_;
+  std::unique_ptr<vit::VisionTransformer> model_;
+  std::unique_ptr<nn::Optimizer> optimizer_;
+  std::vector<Tensor> parameters_;
+  MetricsWriter metrics_;
+
+  TrainPosition position_;
+  int64_t steps_per_epoch_ = 0, schedule_steps_ = 0, warmup_steps_ = 0, last_step_ = 0;
+  double lr_ = 0;
+  // Loss of the steps since the last progress line, summed on the device.
+  Tensor running_loss_;
+  int64_t running_steps_ = 0, running_images_ = 0;
+  Clock::time_point start_, interval_start_;
+  double paused_seconds_ = 0;      // evaluation and checkpoint time, left out of img/s
+  int64_t trained_images_ = 0;
+  int64_t last_eval_step_ = -1, last_save_step_ = -1;
+  double final_test_acc_ = -1;
+  std::vector<SavedBytes> saved_at_peak_;
+  int64_t allocated_at_peak_ = 0;
+};
+
+void Trainer::setup() {
+  out_ << "train_vit: configuration\n" << describe(o_);
+  if (o_.cpu_recipe)
+    out_ << "train_vit: no GPU in use: chose the CPU-sized run (" << o_.recipe_flags
+         << "); give any of these flags to change it, or run on a GPU for the full recipe\n";
+  set_allow_tf32(o_.precision == "tf32");
+  nn::dropout_generator().manual_seed(o_.seed);
+  default_generator().manual_seed(o_.seed);
+
+  data_ = load_data(o_);
+  train_loader_ = std::make_unique<data::DataLoader>(data_.train, device_, data_.train_loader);
+  test_loader_ = std::make_unique<data::DataLoader>(data_.test, device_, data_.test_loader);
+  steps_per_epoch_ = train_loader_->batches_per_epoch();
+  schedule_steps_ = o_.epochs * steps_per_epoch_;
+  warmup_steps_ = std::llround(o_.warmup_epochs * static_cast<double>(steps_per_epoch_));
+  last_step_ = o_.max_steps > 0 ? std::min(o_.max_steps, schedule_steps_) : schedule_steps_;
+  out_ << "data: " << data_.train.name << ", " << data_.train.size() << " training and " << data_.test.size()
+       << " test images of " << data_.train.channels() << "x" << data_.train.height() << "x" << data_.train.width()
+       << " in " << data_.train.num_classes << " classes; " << steps_per_epoch_ << " steps per epoch\n";
+
+  model_ = build_model(o_, data_.train.channels(), data_.train.num_classes);
+  optimizer_ = make_optimizer(o_, *model_);
+  parameters_ = model_->parameters();
+  out_ << "model: " << o_.model << ", depth " << model_->config().depth << ", dim " << model_->config().dim
+       << ", " << model_->config().tokens() << " tokens, " << model_->num_parameters() << " parameters\n";
+  if (!o_.resume.empty()) {
+    position_ = load_checkpoint(o_.resume, *model_, *optimizer_, o_);
+    out_ << "resumed from " << o_.resume << " at epoch " << position_.epoch + 1 << ", step " << position_.step << "\n";
+  } else if (!o_.init_from.empty()) {
+    vit::load_weights(*model_, o_.init_from);
+    out_ << "initialized the model from " << o_.init_from << "\n";
+  }
+  if (!o_.metrics_out.empty()) metrics_ = MetricsWriter(o_.metrics_out, /*append=*/!o_.resume.empty());
+}
+
+void Trainer::train_step() {
+  const data::Batch batch = train_loader_->batch(position_.epoch, position_.batch);
+  lr_ = nn::cosine_lr(position_.step, schedule_steps_, warmup_steps_, o_.lr);
+  optimizer_->set_lr(lr_);
+  const Tensor loss = cross_entropy(model_->forward(batch.images), batch.labels, o_.label_smoothing);
+  // The graph holds every saved activation now: the first step's walk is the report's peak.
+  if (o_.memory_report && saved_at_peak_.empty()) {
+    saved_at_peak_ = saved_bytes_by_kind(loss);
+    allocated_at_peak_ = memory_stats(device_).allocated_bytes[static_cast<size_t>(StatType::all)].current;
+  }
+  backward(loss);
+  if (o_.clip_grad > 0) nn::clip_grad_norm(parameters_, o_.clip_grad);
+  optimizer_->step();
+  optimizer_->zero_grad();
+  {
+    NoGradGuard no_grad;
+    running_loss_ = running_loss_.defined() ? add(running_loss_, loss.detach()) : loss.detach();
+  }
+  running_steps_ += 1;
+  running_images_ += batch.images.size(0);
+  ++position_.batch;
+  ++position_.step;
+}
+
+void Trainer::log_progress() {
+  // The one host synchronization of the steps: reading the summed loss.
+  const double loss = running_loss_.item() / static_cast<double>(running_steps_);
+  const double interval = std::max(seconds_since(interval_start_), 1e-9);
+  const double img_per_s = static_cast<double>(running_images_) / interval;
+  const double eta = interval / static_cast<double>(running_steps_) * static_cast<double>(last_step_ - position_.step);
+  TG_CHECK(std::isfinite(loss), ValueError, "training diverged: the mean loss of steps ",
+           position_.step - running_steps_ + 1, "-", position_.step, " is ", loss,
+           " (try a lower --lr or --clip-grad)");
+  nlohmann::json record = memory_fields(device_);
+  char line[256];
+  std::snprintf(line, sizeof line, "epoch %lld/%lld  step %lld/%lld  loss %.4f  lr %.3e  %.0f img/s  ETA %s  mem %s (peak %s)\n",
+                static_cast<long long>(position_.epoch + 1), static_cast<long long>(o_.epochs),
+                static_cast<long long>(position_.step), static_cast<long long>(last_step_), loss, lr_, img_per_s,
+                format_duration(eta).c_str(), format_bytes(record["allocated_bytes"].get<int64_t>()).c_str(),
+                format_bytes(record["peak_allocated_bytes"].get<int64_t>()).c_str());
+  out_ << line << std::flush;
+  record.update({{"type", "train"}, {"epoch", position_.epoch + 1}, {"step", position_.step}, {"loss", loss},
+                 {"lr", lr_}, {"img_per_s", img_per_s}, {"elapsed_s", seconds_since(start_)}});
+  metrics_.write(record);
+  trained_images_ += running_images_;
+  running_loss_ = Tensor();
+  running_steps_ = running_images_ = 0;
+  interval_start_ = Clock::now();
+}
+
+void Trainer::evaluate() {
+  const Clock::time_point begin = Clock::now();
+  model_->eval();
+  NoGradGuard no_grad;
+  // Predictions and the loss stay on the device until the end: one synchronization in total.
+  std::vector<Tensor> predictions;
+  Tensor loss_sum;
+  for (int64_t i = 0; i < test_loader_->batches_per_epoch(); ++i) {
+    const data::Batch batch = test_loader_->batch(0, i);
+    const Tensor logits = model_->forward(batch.images);
+    const Tensor loss = mul(cross_entropy(logits, batch.labels), static_cast<double>(batch.labels.size(0)));
+    loss_sum = loss_sum.defined() ? add(loss_sum, loss) : loss;
+    predictions.push_back(argmax(logits, 1));
+  }
+  model_->train();
+  const std::vector<int64_t> predicted = concat(predictions, 0).to_vector<int64_t>();
+  const std::vector<int64_t> labels = data_.test.labels.to_vector<int64_t>();
+  int64_t correct = 0;
+  for (size_t i = 0; i < labels.size(); ++i) correct += predicted[i] == labels[i];
+  const auto count = static_cast<double>(labels.size());
+  const double acc = 100.0 * static_cast<double>(correct) / count;
+  const double test_loss = loss_sum.item() / count;
+  const double seconds = seconds_since(begin);
+  paused_seconds_ += seconds;
+  interval_start_ += Clock::now() - begin;
+  final_test_acc_ = acc;
+  position_.best_test_acc = std::max(position_.best_test_acc, acc);
+  last_eval_step_ = position_.step;
+
+  char line[200];
+  std::snprintf(line, sizeof line, "epoch %lld/%lld  step %lld/%lld  test acc %.2f%%  test loss %.4f  (best %.2f%%, %s)\n",
+                static_cast<long long>(epoch_label()), static_cast<long long>(o_.epochs),
+                static_cast<long long>(position_.step), static_cast<long long>(last_step_), acc, test_loss,
+                position_.best_test_acc, format_duration(seconds).c_str());
+  out_ << line << std::flush;
+  nlohmann::json record = memory_fields(device_);
+  record.update({{"type", "eval"}, {"epoch", epoch_label()}, {"step", position_.step}, {"loss", test_loss},
+                 {"test_acc", acc}, {"lr", lr_}, {"img_per_s", count / std::max(seconds, 1e-9)},
+                 {"elapsed_s", seconds_since(start_)}});
+  metrics_.write(record);
+}
+
+void Trainer::save() {
+  const Clock::time_point begin = Clock::now();
+  save_checkpoint(o_.save, *model_, *optimizer_, position_, o_);
+  last_save_step_ = position_.step;
+  paused_seconds_ += seconds_since(begin);
+  interval_start_ += Clock::now() - begin;
+  out_ << "saved checkpoint " << o_.save << " at step " << position_.step << "\n";
+}
+
+RunSummary Trainer::run() {
+  setup();
+  reset_peak_memory_stats(device_);
+  start_ = interval_start_ = Clock::now();
+  const int64_t first_step = position_.step;
+  bool stopped = false;
+  while (position_.epoch < o_.epochs && !stopped) {
+    while (position_.batch < steps_per_epoch_) {
+      if (position_.step >= last_step_) {
+        stopped = true;
+        break;
+      }
+      train_step();
+      if (position_.step % o_.log_every == 0 || position_.step == last_step_) log_progress();
+      if (o_.eval_every > 0 && position_.step % o_.eval_every == 0 && position_.batch < steps_per_epoch_) evaluate();
+    }
+    if (stopped) break;
+    evaluate();
+    ++position_.epoch;
+    position_.batch = 0;
+    if (!o_.save.empty()) save();
+  }
+  if (last_eval_step_ != position_.step) evaluate();
+  if (!o_.save.empty() && last_save_step_ != position_.step) save();
+
+  const MemoryStats stats = memory_stats(device_);
+  const auto all = static_cast<size_t>(StatType::all);
+  RunSummary summary;
+  summary.steps = position_.step;
+  summary.final_test_acc = final_test_acc_;
+  summary.best_test_acc = position_.best_test_acc;
+  summary.peak_allocated_bytes = stats.allocated_bytes[all].peak;
+  summary.peak_reserved_bytes = stats.reserved_bytes[all].peak;
+  summary.wall_seconds = seconds_since(start_);
+  const double train_seconds = std::max(summary.wall_seconds - paused_seconds_, 1e-9);
+  summary.train_img_per_s = position_.step > first_step ? static_cast<double>(trained_images_) / train_seconds : 0;
+  print_summary(summary);
+  return summary;
+}
+
+void Trainer::print_summary(const RunSummary& s) {
+  if (o_.memory_report) {
+    out_ << "\nmemory report (" << device_.str() << ")\n" << allocator_for(device_).memory_summary() << "\n";
+    if (!saved_at_peak_.empty()) out_ << format_saved_bytes(saved_at_peak_, allocated_at_peak_);
+  }
+  char line[400];
+  std::snprintf(line, sizeof line,
+                "\nsummary: best test acc %.2f%%, final test acc %.2f%% after %lld steps\n"
+                "         peak allocated %s, peak reserved %s\n"
+                "         time %s, %.0f training img/s\n",
+                s.best_test_acc, s.final_test_acc, static_cast<long long>(s.steps),
+                format_bytes(s.peak_allocated_bytes).c_str(), format_bytes(s.peak_reserved_bytes).c_str(),
+                format_duration(s.wall_seconds).c_str(), s.train_img_per_s);
+  out_ << line << std::flush;
+}
+
+}  // namespace
+
+RunSummary run_training(const Options& options, std::ostream& out) { return Trainer(options, out).run(); }
+
+}  // namespace tg::train

@@ -1,0 +1,219 @@
+// train_vit in-process: flag validation messages, the CPU recipe, strategy block lists, the
+// metrics records, the memory report, and the exact (bitwise) continuation of a resumed run.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "apps/train_vit/checkpoint.h"
+#include "apps/train_vit/trainer.h"
+#include "apps/train_vit/vit.h"
+#include "core/error.h"
+#include "nn/safetensors.h"
+#include "tests/apps/train_vit_fixture.h"
+
+using namespace tg;
+using test::parse_args;
+
+namespace {
+
+std::string parse_error(const std::vector<std::string>& args) {
+  try {
+    parse_args(args);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+train::RunSummary run(std::vector<std::string> args, std::string* output = nullptr) {
+  std::ostringstream out;
+  const train::RunSummary summary = train::run_training(parse_args(std::move(args)), out);
+  if (output) *output = out.str();
+  return summary;
+}
+
+std::vector<std::string> with(std::vector<std::string> args, const std::vector<std::string>& more) {
+  args.insert(args.end(), more.begin(), more.end());
+  return args;
+}
+
+}  // namespace
+
+TEST_CASE("train_vit rejects bad flags and combinations with one clear message") {
+  CHECK(parse_error({"--backward", "wta-crs", "--ratio", "1.5"}) == "--ratio must be in (0, 1], got 1.5");
+  CHECK(parse_error({"--backward", "wta-crs", "--ratio", "0"}) == "--ratio must be in (0, 1], got 0");
+  CHECK(parse_error({"--backward", "wta-crs", "--wta-targets", "qkv,mlp"}) ==
+        "--wta-targets: unknown target 'mlp': expected a comma list of qkv, proj, fc1, fc2, attn-scores, attn-context "
+        "(or all)");
+  CHECK(parse_error({"--patch", "5", "--img", "32"}) ==
+        "--patch 5 does not divide --img 32 (the image must split into whole patches)");
+  CHECK(parse_error({"--backward", "topk", "--depth", "4", "--wta-blocks", "0-4"}) ==
+        "--wta-blocks: block range '0-4' is outside the model's blocks 0-3");
+  CHECK(parse_error({"--backward", "topk", "--wta-blocks", "1-x"}) ==
+        "--wta-blocks: bad block list '1-x': expected all or items like 3 and 0-5, comma separated");
+  CHECK(parse_error({"--ratio", "0.5"}) ==
+        "--ratio has no effect with --backward exact; choose a sampled backward (--backward wta-crs, crs or topk)");
+  CHECK(parse_error({"--backward", "sampled"}) ==
+        "--backward: unknown value 'sampled' (expected exact, wta-crs, crs, topk)");
+  CHECK(parse_error({"--model", "vit-huge"}) == "--model: unknown value 'vit-huge' (expected vit-tiny, vit-small, vit-base)");
+  CHECK(parse_error({"--precision", "bf16"}) ==
+        "--precision bf16 is not supported yet (bf16 mixed precision is planned); use fp32 or tf32");
+  CHECK(parse_error({"--dataset", "cifar10"}) ==
+        "--dataset cifar10 needs --data-dir DIR: the folder of its binary version (see README.md, 'Training the ViT')");
+  CHECK(parse_error({"--resume", "/nonexistent/ckpt"}) ==
+        "--resume /nonexistent/ckpt: /nonexistent/ckpt/model.safetensors does not exist (expected a folder written by "
+        "--save)");
+  CHECK(parse_error({"--init-from", "a.safetensors", "--resume", "b"}) ==
+        "--resume and --init-from exclude each other (a resumed run takes its weights from the checkpoint)");
+  CHECK(parse_error({"--label-smoothing", "1"}) == "--label-smoothing must be in [0, 1), got 1");
+  // CLI11's own errors keep its text and point at --help.
+  CHECK(parse_error({"--no-such-flag"}).find("--no-such-flag") != std::string::npos);
+  CHECK(parse_error({"--epochs", "two"}).find("train_vit --help lists the flags") != std::string::npos);
+  if (!cuda_is_available()) {
+    const std::string message = parse_error({"--device", "cuda"});
+    CHECK(message.find("device cuda:0 requested, but") == 0);
+    CHECK(parse_error({"--device", "cpu", "--precision", "tf32"}) ==
+          "--precision tf32 needs a CUDA device (TF32 is a tensor-core mode), but the run is on cpu");
+  }
+  CHECK_THROWS_AS(parse_args({"--precision", "bf16"}), NotImplementedError);
+  CHECK_THROWS_AS(parse_args({"--ratio", "2", "--backward", "wta-crs"}), ValueError);
+}
+
+TEST_CASE("train_vit on a CPU fills unset flags with the CPU-sized run; given flags win") {
+  const train::Options o = parse_args({"--device", "cpu", "--epochs", "1"});
+  CHECK(o.resolved_device == Device::cpu());
+  CHECK(o.cpu_recipe);
+  CHECK(o.model == "vit-tiny");
+  CHECK(train::model_depth(o) == 3);
+  CHECK(o.img == 28);
+  CHECK(o.patch == 7);
+  CHECK(o.epochs == 1);
+  CHECK(o.recipe_flags.find("--epochs") == std::string::npos);
+  CHECK(o.recipe_flags.find("--model vit-tiny") != std::string::npos);
+  CHECK(o.optimizer == "adamw");
+  CHECK(o.weight_decay == 0.05);
+  CHECK(parse_args({"--device", "cpu", "--optimizer", "adam"}).weight_decay == 0);
+  CHECK(parse_args({"--device", "cpu", "--optimizer", "sgd", "--weight-decay", "0.01"}).weight_decay == 0.01);
+  CHECK(train::describe(o).find("model             vit-tiny, depth 3, patch 7, img 28") != std::string::npos);
+}
+
+TEST_CASE("--wta-blocks selects blocks by index and range") {
+  train::Options o = parse_args({"--device", "cpu", "--depth", "12"});
+  CHECK(train::strategy_blocks(o).size() == 12);
+  o.wta_blocks = "0-2,5,11,1";
+  CHECK(train::strategy_blocks(o) == std::set<int64_t>{0, 1, 2, 5, 11});
+  o.wta_targets = "fc2,qkv";
+  CHECK(train::strategy_targets(o) == std::set<std::string>{"qkv", "fc2"});
+}
+
+TEST_CASE("train_vit writes JSON Lines records with the documented keys, and the memory report") {
+  test::ScratchDir dir("train_vit_metrics");
+  std::string output;
+  const train::RunSummary summary =
+      run(with(test::tiny_run_args(), {"--max-steps", "10", "--metrics-out", dir / "m.jsonl", "--memory-report"}),
+          &output);
+  CHECK(summary.steps == 10);
+  CHECK(summary.peak_allocated_bytes > 0);
+  const std::vector<nlohmann::json> records = test::read_jsonl(dir / "m.jsonl");
+  int train_records = 0, eval_records = 0;
+  for (const nlohmann::json& r : records) {
+    CAPTURE(r.dump());
+    for (const char* key : {"type", "epoch", "step", "loss", "lr", "img_per_s", "allocated_bytes",
+                            "peak_allocated_bytes", "reserved_bytes", "elapsed_s"})
+      CHECK(r.contains(key));
+    if (r["type"] == "eval") {
+      ++eval_records;
+      CHECK(r.contains("test_acc"));
+      CHECK(r["test_acc"].get<double>() >= 0);
+      CHECK(r["test_acc"].get<double>() <= 100);
+    } else {
+      ++train_records;
+      CHECK(r["type"] == "train");
+      CHECK(r["step"].get<int64_t>() == train_records);
+      CHECK(std::isfinite(r["loss"].get<double>()));
+    }
+  }
+  CHECK(train_records == 10);
+  CHECK(eval_records == 2);  // after epoch 1 (step 8) and at the end (step 10)
+  CHECK(records.back()["epoch"] == 2);
+  for (const char* kind : {"qkv", "proj", "fc1", "fc2", "attn-scores", "attn-context", "softmax", "layer-norm",
+                           "gelu", "head", "patch-embed"}) {
+    CAPTURE(kind);
+    CHECK(output.find("\n  " + std::string(kind) + " ") != std::string::npos);
+  }
+  CHECK(output.find("Saved for backward at the peak") != std::string::npos);
+  CHECK(output.find("summary: best test acc") != std::string::npos);
+}
+
+TEST_CASE("N steps straight equal N/2 steps, save, resume and N/2 steps, bit for bit") {
+  constexpr int kSteps = 12;  // two epochs of 8 steps: the run stops in the second
+  test::ScratchDir dir("train_vit_resume");
+  const std::vector<std::string> base = test::tiny_run_args();
+  run(with(base, {"--max-steps", std::to_string(kSteps), "--save", dir / "straight", "--metrics-out",
+                  dir / "straight.jsonl"}));
+  auto losses = [](const std::string& path) {
+    std::vector<double> out;
+    for (const nlohmann::json& r : test::read_jsonl(path))
+      if (r["type"] == "train") out.push_back(r["loss"].get<double>());
+    return out;
+  };
+  const std::vector<double> straight = losses(dir / "straight.jsonl");
+  REQUIRE(straight.size() == kSteps);
+  const nn::SafetensorsFile straight_state = nn::load_safetensors(dir / "straight/train_state.safetensors");
+
+  // Split mid-epoch (6) and at the epoch boundary (8).
+  for (const int split : {6, 8}) {
+    CAPTURE(split);
+    const std::string ckpt = dir / ("split" + std::to_string(split)), metrics = ckpt + ".jsonl";
+    run(with(base, {"--max-steps", std::to_string(split), "--save", ckpt, "--metrics-out", metrics}));
+    const train::RunSummary resumed =
+        run(with(base, {"--max-steps", std::to_string(kSteps), "--resume", ckpt, "--save", ckpt, "--metrics-out", metrics}));
+    CHECK(resumed.steps == kSteps);
+    const std::vector<double> split_losses = losses(metrics);
+    REQUIRE(split_losses.size() == kSteps);
+    for (int i = 0; i < kSteps; ++i) {
+      CAPTURE(i);
+      CHECK(split_losses[static_cast<size_t>(i)] == straight[static_cast<size_t>(i)]);
+    }
+    CHECK(test::read_text(ckpt + "/model.safetensors") == test::read_text(dir / "straight/model.safetensors"));
+    const nn::SafetensorsFile state = nn::load_safetensors(ckpt + "/train_state.safetensors");
+    REQUIRE(state.tensors.size() == straight_state.tensors.size());
+    for (const auto& [name, tensor] : straight_state.tensors) {
+      CAPTURE(name);
+      const Tensor& other = state.tensors.at(name);
+      REQUIRE(other.nbytes() == tensor.nbytes());
+      CHECK(std::memcmp(other.raw_data(), tensor.raw_data(), tensor.nbytes()) == 0);
+    }
+    CHECK(state.metadata.at("step") == std::to_string(kSteps));
+    // Splitting mid-epoch adds an evaluation at the split, which may become the best.
+    if (split == 8) CHECK(state.metadata.at("best_test_acc") == straight_state.metadata.at("best_test_acc"));
+  }
+
+  // A different trajectory is refused, naming the flag.
+  std::string message;
+  try {
+    run(with(base, {"--lr", "0.002", "--resume", dir / "straight"}));
+  } catch (const ValueError& e) {
+    message = e.what();
+  }
+  CHECK(message.find("the checkpoint was trained with a different configuration") != std::string::npos);
+  CHECK(message.find("--lr 0.001 (checkpoint) vs 0.002 (this run)") != std::string::npos);
+}
+
+TEST_CASE("--init-from's loader is strict: a head of another class count names the key and both shapes") {
+  test::ScratchDir dir("train_vit_init");
+  vit::VitConfig config = vit::preset("vit-tiny");
+  config.depth = 1;
+  config.image_size = 28;
+  config.patch_size = 7;
+  config.in_channels = 1;
+  config.num_classes = 100;
+  nn::save_safetensors(dir / "w.safetensors", vit::VisionTransformer(config, Device::cpu(), 3).state_dict());
+  config.num_classes = 10;
+  vit::VisionTransformer model(config, Device::cpu(), 4);
+  CHECK_THROWS_WITH_AS(vit::load_weights(model, dir / "w.safetensors"),
+                       "load_state_dict: key 'head.weight' has shape [100, 192] in the state dict, but the model "
+                       "expects [10, 192]",
+                       ShapeError);
+}
