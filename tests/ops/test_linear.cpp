@@ -6,6 +6,7 @@
 #include "autograd/gradcheck.h"
 #include "ops/linear.h"
 #include "tests/support/op_checks.h"
+#include "tests/support/recording_strategy.h"
 
 using namespace tg;
 using test::host_values;
@@ -35,28 +36,6 @@ Tensor leaf(const Shape& shape, uint64_t seed, DType dtype = DType::f32) {
   return t;
 }
 
-// Passes through to ExactStrategy, recording the shapes it is given.
-struct RecordingStrategy final : BackwardStrategy {
-  struct Saved final : SavedOperand {
-    std::unique_ptr<SavedOperand> inner;
-    std::vector<Shape>* contracted;
-    Tensor contract(const Tensor& grad) override {
-      contracted->push_back(grad.shape());
-      return inner->contract(grad);
-    }
-    size_t saved_bytes() const override { return 1234; }
-  };
-  std::string name() const override { return "recording"; }
-  std::unique_ptr<SavedOperand> save(const Tensor& operand, int64_t = 0) override {
-    saved.push_back(operand.shape());
-    auto s = std::make_unique<Saved>();
-    s->inner = exact.save(operand);
-    s->contracted = &contracted;
-    return s;
-  }
-  ExactStrategy exact;
-  std::vector<Shape> saved, contracted;
-};
 
 }  // namespace
 
@@ -138,7 +117,8 @@ TEST_CASE("linear saves X only through the strategy and only when the weight nee
   CHECK(b.grad().defined());
   CHECK_FALSE(w.grad().defined());
 
-  RecordingStrategy strategy;
+  test::RecordingStrategy strategy;
+  strategy.reported_bytes = 1234;
   w.set_requires_grad(true);
   y = linear(x, w, b, &strategy);
   REQUIRE(strategy.saved.size() == 1);

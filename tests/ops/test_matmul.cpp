@@ -7,6 +7,7 @@
 #include "core/allocator.h"
 #include "ops/matmul.h"
 #include "tests/support/op_checks.h"
+#include "tests/support/recording_strategy.h"
 #if TG_WITH_CUDA
 #include "core/cuda/cublas_check.h"
 #endif
@@ -60,28 +61,6 @@ int64_t allocations_during(const std::function<void()>& fn) {
   return memory_stats(Device::cpu()).allocation[0].allocated - before;
 }
 
-// Passes through to ExactStrategy, recording the shapes it is given.
-struct RecordingStrategy final : BackwardStrategy {
-  struct Saved final : SavedOperand {
-    std::unique_ptr<SavedOperand> inner;
-    std::vector<Shape>* contracted;
-    Tensor contract(const Tensor& grad) override {
-      contracted->push_back(grad.shape());
-      return inner->contract(grad);
-    }
-    size_t saved_bytes() const override { return inner->saved_bytes(); }
-  };
-  std::string name() const override { return "recording"; }
-  std::unique_ptr<SavedOperand> save(const Tensor& operand, int64_t = 0) override {
-    saved.push_back(operand.shape());
-    auto s = std::make_unique<Saved>();
-    s->inner = exact.save(operand);
-    s->contracted = &contracted;
-    return s;
-  }
-  ExactStrategy exact;
-  std::vector<Shape> saved, contracted;
-};
 
 }  // namespace
 
@@ -211,7 +190,7 @@ TEST_CASE("matmul saves only the operand each needed gradient uses, without copy
 }
 
 TEST_CASE("matmul hands the strategy X = Bᵀ or A as [batch, K, D] and contracts with G = dRᵀ or dR") {
-  RecordingStrategy strategy;
+  test::RecordingStrategy strategy;
   Tensor a = random_tensor({2, 3, 5, 4}, 270), b = random_tensor({2, 3, 6, 4}, 271);  // R = A·Bᵀ: [2, 3, 5, 6]
   a.set_requires_grad(true);
   b.set_requires_grad(true);

@@ -20,6 +20,13 @@ inline Tensor random_tensor(const Shape& shape, uint64_t seed, double low = -2, 
   return rand(shape, dtype, device, generator, low, high);
 }
 
+// random_tensor that requires grad (a leaf for gradient checks).
+inline Tensor random_param(const Shape& shape, uint64_t seed, double low = -2, double high = 2) {
+  Tensor t = random_tensor(shape, seed, low, high);
+  t.set_requires_grad(true);
+  return t;
+}
+
 inline std::vector<double> host_values(const Tensor& t) {
   return t.to(Device::cpu()).to(DType::f64).contiguous().to_vector<double>();
 }

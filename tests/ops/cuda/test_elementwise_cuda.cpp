@@ -9,13 +9,6 @@ using namespace tg;
 using test::check_cuda_matches_cpu;
 using test::random_tensor;
 
-namespace {
-Tensor param(const Shape& shape, uint64_t seed, double low = -2, double high = 2) {
-  Tensor t = random_tensor(shape, seed, low, high);
-  t.set_requires_grad(true);
-  return t;
-}
-}  // namespace
 
 TEST_CASE("binary ops with broadcasting: CUDA matches CPU") {
   const std::vector<std::pair<Shape, Shape>> cases = {
@@ -23,7 +16,7 @@ TEST_CASE("binary ops with broadcasting: CUDA matches CPU") {
   uint64_t seed = 100;
   for (const auto& [sa, sb] : cases) {
     CAPTURE(sa.str());
-    const Tensor a = param(sa, seed++), b = param(sb, seed++, 0.5, 2);
+    const Tensor a = test::random_param(sa, seed++), b = test::random_param(sb, seed++, 0.5, 2);
     check_cuda_matches_cpu([](const std::vector<Tensor>& in) { return in[0] + in[1]; }, {a, b});
     check_cuda_matches_cpu([](const std::vector<Tensor>& in) { return in[0] - in[1]; }, {a, b});
     check_cuda_matches_cpu([](const std::vector<Tensor>& in) { return in[0] * in[1]; }, {a, b});
@@ -32,8 +25,8 @@ TEST_CASE("binary ops with broadcasting: CUDA matches CPU") {
 }
 
 TEST_CASE("unary ops: CUDA matches CPU, contiguous and strided") {
-  const Tensor x = param({33, 257}, 120, -3, 3);
-  const Tensor p = param({1, 1001}, 121, 0.1, 3);
+  const Tensor x = test::random_param({33, 257}, 120, -3, 3);
+  const Tensor p = test::random_param({1, 1001}, 121, 0.1, 3);
   check_cuda_matches_cpu([](const std::vector<Tensor>& in) { return exp(in[0]); }, {x});
   check_cuda_matches_cpu([](const std::vector<Tensor>& in) { return log(in[0]); }, {p});
   check_cuda_matches_cpu([](const std::vector<Tensor>& in) { return sqrt(in[0]); }, {p});
@@ -47,7 +40,7 @@ TEST_CASE("unary ops: CUDA matches CPU, contiguous and strided") {
 }
 
 TEST_CASE("sum, mean, max: CUDA matches CPU across row, column and split reductions") {
-  const Tensor x = param({6, 35, 129}, 130);
+  const Tensor x = test::random_param({6, 35, 129}, 130);
   for (const std::vector<int64_t>& dims :
        std::vector<std::vector<int64_t>>{{}, {0}, {1}, {2}, {0, 1}, {1, 2}, {0, 2}}) {
     CAPTURE(Shape(dims).str());
@@ -55,7 +48,7 @@ TEST_CASE("sum, mean, max: CUDA matches CPU across row, column and split reducti
     check_cuda_matches_cpu([&](const std::vector<Tensor>& in) { return mean(in[0], dims, true); }, {x});
   }
   // A tall column reduction (bias gradient of a ViT-B linear) takes the two-pass path.
-  const Tensor tall = param({12608, 24}, 131);
+  const Tensor tall = test::random_param({12608, 24}, 131);
   check_cuda_matches_cpu([](const std::vector<Tensor>& in) { return sum(in[0], {0}); }, {tall});
   const Tensor y = random_tensor({7, 1000}, 132);
   CHECK(argmax(y.to(Device::cuda(0)), 1).to_vector<int64_t>() == argmax(y, 1).to_vector<int64_t>());

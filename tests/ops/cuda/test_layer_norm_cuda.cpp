@@ -10,13 +10,6 @@ using namespace tg;
 using test::check_cuda_matches_cpu;
 using test::random_tensor;
 
-namespace {
-Tensor param(const Shape& shape, uint64_t seed, double low = -2, double high = 2) {
-  Tensor t = random_tensor(shape, seed, low, high);
-  t.set_requires_grad(true);
-  return t;
-}
-}  // namespace
 
 TEST_CASE("layer_norm: CUDA matches CPU, affine and not, on every row layout") {
   const std::vector<Shape> shapes = {{5, 7}, {3, 5, 33}, {4, 197, 192}, {2, 50, 384}, {64, 768}, {7, 1000},
@@ -25,7 +18,7 @@ TEST_CASE("layer_norm: CUDA matches CPU, affine and not, on every row layout") {
   for (const Shape& shape : shapes) {
     CAPTURE(shape.str());
     const int64_t d = shape[shape.ndim() - 1];
-    const Tensor x = param(shape, seed++, -3, 5), w = param({d}, seed++, 0.5, 2), b = param({d}, seed++);
+    const Tensor x = test::random_param(shape, seed++, -3, 5), w = test::random_param({d}, seed++, 0.5, 2), b = test::random_param({d}, seed++);
     check_cuda_matches_cpu([](const std::vector<Tensor>& in) { return layer_norm(in[0], in[1], in[2]); }, {x, w, b});
     check_cuda_matches_cpu([](const std::vector<Tensor>& in) { return layer_norm(in[0], Tensor(), Tensor(), 0.1); },
                            {x});
