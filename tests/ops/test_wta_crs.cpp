@@ -244,3 +244,81 @@ TEST_CASE("strategy configuration errors") {
   CHECK(make_strategy(config("exact", 0.5, 0), 0)->name() == "exact");
   CHECK(make_strategy(config("topk", 0.5, 0), 0)->name() == "topk");
 }
+
+TEST_CASE("attention matmul: each operand gradient's MSE matches the variance formula summed over items") {
+  // R = A·B per item; dB = Aᵀ·dR samples A's rows (scores ||a_m||), dA = dR·Bᵀ samples Bᵀ's rows.
+  const int64_t batch = 3, m = 60, d = 6, n = 50;
+  const Tensor a = lognormal_rows(batch * m, d, 1.2, 71).reshape({batch, m, d});
+  const Tensor b = lognormal_rows(batch * n, d, 1.2, 72).reshape({batch, n, d}).transpose(1, 2).contiguous();  // [batch, d, n]
+  const Tensor g = random_tensor({batch, m, n}, 73);
+  // Exact gradients and the per-item predicted MSE of each side.
+  const std::vector<double> exact_da = host_values(gemm(g, false, b, true)), exact_db = host_values(gemm(a, true, g, false));
+  double predicted_da = 0, predicted_db = 0;
+  for (int64_t i = 0; i < batch; ++i) {
+    const Tensor ai = a.select(0, i), bti = b.select(0, i).transpose(0, 1).contiguous(), gi = g.select(0, i);
+    const Tensor gti = gi.transpose(0, 1).contiguous();
+    const SamplingPlan plan_b = plan_sample(row_norms(ai.unsqueeze(0)).to_vector<float>(), {sample_budget(m, 0.3, 10), 0.05, SamplingVariant::wta_crs});
+    predicted_db += predicted_mse(plan_b, host_values(ai), d, host_values(gi), n);
+    const SamplingPlan plan_a = plan_sample(row_norms(bti.unsqueeze(0)).to_vector<float>(), {sample_budget(n, 0.3, 10), 0.05, SamplingVariant::wta_crs});
+    predicted_da += predicted_mse(plan_a, host_values(bti), d, host_values(gti), m);
+  }
+  const int trials = 1500;
+  double mse_da = 0, mse_db = 0;
+  for (int t = 0; t < trials; ++t) {
+    auto strategy = make_strategy(config("wta-crs", 0.3, static_cast<uint64_t>(t)), 0);
+    Tensor aa = a.clone(), bb = b.clone();
+    aa.set_requires_grad(true);
+    bb.set_requires_grad(true);
+    backward(matmul(aa, bb, false, false, strategy.get()), g);
+    const auto da = host_values(aa.grad()), db = host_values(bb.grad());
+    for (size_t i = 0; i < da.size(); ++i) mse_da += (da[i] - exact_da[i]) * (da[i] - exact_da[i]) / trials;
+    for (size_t i = 0; i < db.size(); ++i) mse_db += (db[i] - exact_db[i]) * (db[i] - exact_db[i]) / trials;
+  }
+  CHECK(mse_da == doctest::Approx(predicted_da).epsilon(0.15));
+  CHECK(mse_db == doctest::Approx(predicted_db).epsilon(0.15));
+}
+
+TEST_CASE("memory is really saved through attention-style matmuls: the peak drops by the saved-bytes difference") {
+  // H_{i+1} = H_i · W_i per item (batched matmul): dW_i = H_iᵀ·dR samples H_i's rows, the node's
+  // last hold on H_i; dH_i = dR·W_iᵀ keeps W_i (a parameter) exact.
+  // Rows outnumber the width, so activations dwarf the weights and their gradients.
+  const int64_t batch = 4, rows = 1024, width = 128, layers = 5;
+  const Tensor input = random_tensor({batch, rows, width}, 81);
+  std::vector<Tensor> weights;
+  for (int64_t i = 0; i < layers; ++i) {
+    Tensor w = random_tensor({batch, width, width}, 82 + static_cast<uint64_t>(i), -0.1, 0.1);
+    w.set_requires_grad(true);
+    weights.push_back(w);
+  }
+  CachingAllocator& alloc = allocator_for(Device::cpu());
+  auto peak_of_step = [&](const std::string& name, size_t& saved) {
+    std::vector<std::shared_ptr<BackwardStrategy>> strategies;
+    for (int64_t i = 0; i < layers; ++i) strategies.push_back(make_strategy(config(name, 0.3, 9), static_cast<uint64_t>(i)));
+    zero_grad(weights);
+    alloc.reset_peak_stats();
+    const int64_t before = alloc.stats().allocated_bytes[0].current;
+    Tensor h = input;
+    saved = 0;
+    for (int64_t i = 0; i < layers; ++i) {
+      h = matmul(h, weights[static_cast<size_t>(i)], false, false, nullptr, strategies[static_cast<size_t>(i)].get());
+      saved += h.grad_fn()->saved_bytes();
+    }
+    backward(sum(h));
+    return alloc.stats().allocated_bytes[0].peak - before;
+  };
+  size_t saved_exact = 0, saved_sampled = 0;
+  const int64_t peak_exact = peak_of_step("exact", saved_exact);
+  const int64_t peak_sampled = peak_of_step("wta-crs", saved_sampled);
+  const int64_t k = sample_budget(rows, 0.3, 10);
+  const int64_t weight_bytes = batch * width * width * 4, activation = batch * rows * width * 4;
+  // Each node keeps H's rows (or H) for dW, and from the second layer on also W exact for dH
+  // (its storage counts, but it is a parameter); the first layer's input needs no gradient.
+  const int64_t rows_bytes = batch * (k * width * 4 + 8 * k);
+  CHECK(saved_sampled == static_cast<size_t>((layers - 1) * weight_bytes + layers * rows_bytes));
+  CHECK(saved_exact == static_cast<size_t>((layers - 1) * weight_bytes + layers * activation));
+  // Four intermediate activations minus what the sampled nodes keep, minus the one [batch, k, width]
+  // scratch buffer of a sampled backward at the peak.
+  const int64_t expected = (layers - 1) * activation - layers * rows_bytes - batch * k * width * 4;
+  CHECK(std::abs((peak_exact - peak_sampled) - expected) <= 16 * 1024);
+  MESSAGE("peak exact " << peak_exact << " B, peak wta-crs " << peak_sampled << " B, expected saving " << expected);
+}
