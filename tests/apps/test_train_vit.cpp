@@ -14,6 +14,8 @@
 
 using namespace tg;
 using test::parse_args;
+using test::run;
+using test::with;
 
 namespace {
 
@@ -26,17 +28,6 @@ std::string parse_error(const std::vector<std::string>& args) {
   return "(no error)";
 }
 
-train::RunSummary run(std::vector<std::string> args, std::string* output = nullptr) {
-  std::ostringstream out;
-  const train::RunSummary summary = train::run_training(parse_args(std::move(args)), out);
-  if (output) *output = out.str();
-  return summary;
-}
-
-std::vector<std::string> with(std::vector<std::string> args, const std::vector<std::string>& more) {
-  args.insert(args.end(), more.begin(), more.end());
-  return args;
-}
 
 }  // namespace
 
@@ -147,58 +138,7 @@ TEST_CASE("train_vit writes JSON Lines records with the documented keys, and the
 }
 
 TEST_CASE("N steps straight equal N/2 steps, save, resume and N/2 steps, bit for bit") {
-  constexpr int kSteps = 12;  // two epochs of 8 steps: the run stops in the second
-  test::ScratchDir dir("train_vit_resume");
-  const std::vector<std::string> base = test::tiny_run_args();
-  run(with(base, {"--max-steps", std::to_string(kSteps), "--save", dir / "straight", "--metrics-out",
-                  dir / "straight.jsonl"}));
-  auto losses = [](const std::string& path) {
-    std::vector<double> out;
-    for (const nlohmann::json& r : test::read_jsonl(path))
-      if (r["type"] == "train") out.push_back(r["loss"].get<double>());
-    return out;
-  };
-  const std::vector<double> straight = losses(dir / "straight.jsonl");
-  REQUIRE(straight.size() == kSteps);
-  const nn::SafetensorsFile straight_state = nn::load_safetensors(dir / "straight/train_state.safetensors");
-
-  // Split mid-epoch (6) and at the epoch boundary (8).
-  for (const int split : {6, 8}) {
-    CAPTURE(split);
-    const std::string ckpt = dir / ("split" + std::to_string(split)), metrics = ckpt + ".jsonl";
-    run(with(base, {"--max-steps", std::to_string(split), "--save", ckpt, "--metrics-out", metrics}));
-    const train::RunSummary resumed =
-        run(with(base, {"--max-steps", std::to_string(kSteps), "--resume", ckpt, "--save", ckpt, "--metrics-out", metrics}));
-    CHECK(resumed.steps == kSteps);
-    const std::vector<double> split_losses = losses(metrics);
-    REQUIRE(split_losses.size() == kSteps);
-    for (int i = 0; i < kSteps; ++i) {
-      CAPTURE(i);
-      CHECK(split_losses[static_cast<size_t>(i)] == straight[static_cast<size_t>(i)]);
-    }
-    CHECK(test::read_text(ckpt + "/model.safetensors") == test::read_text(dir / "straight/model.safetensors"));
-    const nn::SafetensorsFile state = nn::load_safetensors(ckpt + "/train_state.safetensors");
-    REQUIRE(state.tensors.size() == straight_state.tensors.size());
-    for (const auto& [name, tensor] : straight_state.tensors) {
-      CAPTURE(name);
-      const Tensor& other = state.tensors.at(name);
-      REQUIRE(other.nbytes() == tensor.nbytes());
-      CHECK(std::memcmp(other.raw_data(), tensor.raw_data(), tensor.nbytes()) == 0);
-    }
-    CHECK(state.metadata.at("step") == std::to_string(kSteps));
-    // Splitting mid-epoch adds an evaluation at the split, which may become the best.
-    if (split == 8) CHECK(state.metadata.at("best_test_acc") == straight_state.metadata.at("best_test_acc"));
-  }
-
-  // A different trajectory is refused, naming the flag.
-  std::string message;
-  try {
-    run(with(base, {"--lr", "0.002", "--resume", dir / "straight"}));
-  } catch (const ValueError& e) {
-    message = e.what();
-  }
-  CHECK(message.find("the checkpoint was trained with a different configuration") != std::string::npos);
-  CHECK(message.find("--lr 0.001 (checkpoint) vs 0.002 (this run)") != std::string::npos);
+  test::check_bitwise_resume(test::tiny_run_args());
 }
 
 TEST_CASE("--init-from's loader is strict: a head of another class count names the key and both shapes") {

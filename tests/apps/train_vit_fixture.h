@@ -2,6 +2,7 @@
 // reading JSON Lines, and the small CPU configuration the in-process runs use.
 #pragma once
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -13,6 +14,8 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/train_vit/options.h"
+#include "apps/train_vit/trainer.h"
+#include "nn/safetensors.h"
 
 namespace tg::test {
 
@@ -61,6 +64,75 @@ inline std::vector<std::string> tiny_run_args() {
   return {"--device", "cpu", "--model", "vit-tiny", "--depth", "1", "--img", "28", "--patch", "7",
           "--train-subset", "256", "--test-subset", "200", "--batch-size", "32", "--epochs", "2",
           "--log-every", "1", "--warmup-epochs", "0.5"};
+}
+
+// Runs train_vit in-process with `args`; its printed output goes to *output when given.
+inline train::RunSummary run(std::vector<std::string> args, std::string* output = nullptr) {
+  std::ostringstream out;
+  const train::RunSummary summary = train::run_training(parse_args(std::move(args)), out);
+  if (output) *output = out.str();
+  return summary;
+}
+
+inline std::vector<std::string> with(std::vector<std::string> args, const std::vector<std::string>& more) {
+  args.insert(args.end(), more.begin(), more.end());
+  return args;
+}
+
+// N steps straight equal N/2 steps + save + resume + N/2 steps, bit for bit (losses, model and
+// optimizer state), for the run `base` describes (CPU or CUDA). Uses doctest's checks.
+inline void check_bitwise_resume(const std::vector<std::string>& base) {
+  constexpr int kSteps = 12;  // two epochs of 8 steps: the run stops in the second
+  ScratchDir dir("train_vit_resume");
+  run(with(base, {"--max-steps", std::to_string(kSteps), "--save", dir / "straight", "--metrics-out",
+                  dir / "straight.jsonl"}));
+  auto losses = [](const std::string& path) {
+    std::vector<double> out;
+    for (const nlohmann::json& r : read_jsonl(path))
+      if (r["type"] == "train") out.push_back(r["loss"].get<double>());
+    return out;
+  };
+  const std::vector<double> straight = losses(dir / "straight.jsonl");
+  REQUIRE(straight.size() == kSteps);
+  const nn::SafetensorsFile straight_state = nn::load_safetensors(dir / "straight/train_state.safetensors");
+
+  // Split mid-epoch (6) and at the epoch boundary (8).
+  for (const int split : {6, 8}) {
+    CAPTURE(split);
+    const std::string ckpt = dir / ("split" + std::to_string(split)), metrics = ckpt + ".jsonl";
+    run(with(base, {"--max-steps", std::to_string(split), "--save", ckpt, "--metrics-out", metrics}));
+    const train::RunSummary resumed =
+        run(with(base, {"--max-steps", std::to_string(kSteps), "--resume", ckpt, "--save", ckpt, "--metrics-out", metrics}));
+    CHECK(resumed.steps == kSteps);
+    const std::vector<double> split_losses = losses(metrics);
+    REQUIRE(split_losses.size() == kSteps);
+    for (int i = 0; i < kSteps; ++i) {
+      CAPTURE(i);
+      CHECK(split_losses[static_cast<size_t>(i)] == straight[static_cast<size_t>(i)]);
+    }
+    CHECK(read_text(ckpt + "/model.safetensors") == read_text(dir / "straight/model.safetensors"));
+    const nn::SafetensorsFile state = nn::load_safetensors(ckpt + "/train_state.safetensors");
+    REQUIRE(state.tensors.size() == straight_state.tensors.size());
+    for (const auto& [name, tensor] : straight_state.tensors) {
+      CAPTURE(name);
+      const Tensor& other = state.tensors.at(name);
+      REQUIRE(other.nbytes() == tensor.nbytes());
+      CHECK(std::memcmp(other.raw_data(), tensor.raw_data(), tensor.nbytes()) == 0);
+    }
+    CHECK(state.metadata.at("step") == std::to_string(kSteps));
+    // Splitting mid-epoch adds an evaluation at the split, which may become the best.
+    if (split == 8) CHECK(state.metadata.at("best_test_acc") == straight_state.metadata.at("best_test_acc"));
+  }
+
+  // A different trajectory is refused, naming the flag.
+  std::string message;
+  try {
+    run(with(base, {"--lr", "0.002", "--resume", dir / "straight"}));
+  } catch (const ValueError& e) {
+    message = e.what();
+  }
+  CHECK(message.find("the checkpoint was trained with a different configuration") != std::string::npos);
+  CHECK(message.find("--lr 0.001 (checkpoint) vs 0.002 (this run)") != std::string::npos);
 }
 
 }  // namespace tg::test
