@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <functional>
 
 #include "autograd/engine.h"
 #include "ops/elementwise.h"
@@ -83,6 +84,27 @@ double squared_norm(const std::vector<double>& v) {
   double s = 0;
   for (double e : v) s += e * e;
   return s;
+}
+
+// Peak allocated bytes of one forward + backward through `layers` layers (`layer(i, h, strategy)`
+// returns the next activation) with a fresh strategy `name` per layer, above what was allocated
+// before; `saved` receives the sum of the nodes' saved bytes after the forward.
+int64_t peak_of_step(const std::string& name, int64_t layers, const Tensor& input, std::vector<Tensor>& weights,
+                     const std::function<Tensor(int64_t, const Tensor&, BackwardStrategy*)>& layer, size_t& saved) {
+  CachingAllocator& alloc = allocator_for(Device::cpu());
+  std::vector<std::shared_ptr<BackwardStrategy>> strategies;
+  for (int64_t i = 0; i < layers; ++i) strategies.push_back(make_strategy(config(name, 0.3, 9), static_cast<uint64_t>(i)));
+  zero_grad(weights);
+  alloc.reset_peak_stats();
+  const int64_t before = alloc.stats().allocated_bytes[0].current;
+  Tensor h = input;
+  saved = 0;
+  for (int64_t i = 0; i < layers; ++i) {
+    h = layer(i, h, strategies[static_cast<size_t>(i)].get());
+    saved += h.grad_fn()->saved_bytes();
+  }
+  backward(sum(h));
+  return alloc.stats().allocated_bytes[0].peak - before;
 }
 
 }  // namespace
@@ -202,25 +224,12 @@ TEST_CASE("memory is really saved: a stack of sampled linears lowers the peak by
     w.set_requires_grad(true);
     weights.push_back(w);
   }
-  CachingAllocator& alloc = allocator_for(Device::cpu());
-  auto peak_of_step = [&](const std::string& name, size_t& saved) {
-    std::vector<std::shared_ptr<BackwardStrategy>> strategies;
-    for (int64_t i = 0; i < layers; ++i) strategies.push_back(make_strategy(config(name, 0.3, 9), static_cast<uint64_t>(i)));
-    zero_grad(weights);
-    alloc.reset_peak_stats();
-    const int64_t before = alloc.stats().allocated_bytes[0].current;
-    Tensor h = input;
-    saved = 0;
-    for (int64_t i = 0; i < layers; ++i) {
-      h = linear(h, weights[static_cast<size_t>(i)], Tensor(), strategies[static_cast<size_t>(i)].get());
-      saved += h.grad_fn()->saved_bytes();
-    }
-    backward(sum(h));
-    return alloc.stats().allocated_bytes[0].peak - before;
+  const auto layer = [&](int64_t i, const Tensor& h, BackwardStrategy* s) {
+    return linear(h, weights[static_cast<size_t>(i)], Tensor(), s);
   };
   size_t saved_exact = 0, saved_sampled = 0;
-  const int64_t peak_exact = peak_of_step("exact", saved_exact);
-  const int64_t peak_sampled = peak_of_step("wta-crs", saved_sampled);
+  const int64_t peak_exact = peak_of_step("exact", layers, input, weights, layer, saved_exact);
+  const int64_t peak_sampled = peak_of_step("wta-crs", layers, input, weights, layer, saved_sampled);
   const int64_t k = sample_budget(n, 0.3, 10);
   CHECK(saved_sampled == static_cast<size_t>(layers * (k * d * 4 + 8 * k)));
   CHECK(saved_exact == static_cast<size_t>(layers * n * d * 4));
@@ -290,25 +299,12 @@ TEST_CASE("memory is really saved through attention-style matmuls: the peak drop
     w.set_requires_grad(true);
     weights.push_back(w);
   }
-  CachingAllocator& alloc = allocator_for(Device::cpu());
-  auto peak_of_step = [&](const std::string& name, size_t& saved) {
-    std::vector<std::shared_ptr<BackwardStrategy>> strategies;
-    for (int64_t i = 0; i < layers; ++i) strategies.push_back(make_strategy(config(name, 0.3, 9), static_cast<uint64_t>(i)));
-    zero_grad(weights);
-    alloc.reset_peak_stats();
-    const int64_t before = alloc.stats().allocated_bytes[0].current;
-    Tensor h = input;
-    saved = 0;
-    for (int64_t i = 0; i < layers; ++i) {
-      h = matmul(h, weights[static_cast<size_t>(i)], false, false, nullptr, strategies[static_cast<size_t>(i)].get());
-      saved += h.grad_fn()->saved_bytes();
-    }
-    backward(sum(h));
-    return alloc.stats().allocated_bytes[0].peak - before;
+  const auto layer = [&](int64_t i, const Tensor& h, BackwardStrategy* s) {
+    return matmul(h, weights[static_cast<size_t>(i)], false, false, nullptr, s);
   };
   size_t saved_exact = 0, saved_sampled = 0;
-  const int64_t peak_exact = peak_of_step("exact", saved_exact);
-  const int64_t peak_sampled = peak_of_step("wta-crs", saved_sampled);
+  const int64_t peak_exact = peak_of_step("exact", layers, input, weights, layer, saved_exact);
+  const int64_t peak_sampled = peak_of_step("wta-crs", layers, input, weights, layer, saved_sampled);
   const int64_t k = sample_budget(rows, 0.3, 10);
   const int64_t weight_bytes = batch * width * width * 4, activation = batch * rows * width * 4;
   // Each node keeps H's rows (or H) for dW, and from the second layer on also W exact for dH
