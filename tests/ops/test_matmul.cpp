@@ -6,6 +6,7 @@
 #include "autograd/gradcheck.h"
 #include "core/allocator.h"
 #include "ops/matmul.h"
+#include "tests/ops/matmul_shapes.h"
 #include "tests/support/op_checks.h"
 #include "tests/support/recording_strategy.h"
 #if TG_WITH_CUDA
@@ -39,13 +40,6 @@ std::vector<double> reference_matmul(const Tensor& a, const Tensor& b, bool tran
   return out;
 }
 
-// [..batch, rows, cols] of an operand, with rows and cols swapped when it is passed transposed.
-Shape operand_shape(std::vector<int64_t> batch, int64_t rows, int64_t cols, bool trans) {
-  batch.push_back(trans ? cols : rows);
-  batch.push_back(trans ? rows : cols);
-  return Shape(batch);
-}
-
 struct Case {
   std::vector<int64_t> batch;
   int64_t m, k, n;
@@ -68,7 +62,7 @@ TEST_CASE("matmul matches f64 references: every transpose, 2-D and batched, odd 
   uint64_t seed = 200;
   for (const Case& c : kCases) {
     for (const auto& [ta, tb] : kTransposes) {
-      const Shape sa = operand_shape(c.batch, c.m, c.k, ta), sb = operand_shape(c.batch, c.k, c.n, tb);
+      const Shape sa = test::operand_shape(c.batch, c.m, c.k, ta), sb = test::operand_shape(c.batch, c.k, c.n, tb);
       CAPTURE(sa.str());
       CAPTURE(sb.str());
       CAPTURE(ta);
@@ -140,8 +134,8 @@ TEST_CASE("gradcheck: matmul, every transpose, 2-D and batched") {
   uint64_t seed = 250;
   for (const Case& c : cases) {
     for (const auto& [ta, tb] : kTransposes) {
-      Tensor a = random_tensor(operand_shape(c.batch, c.m, c.k, ta), seed++, -2, 2, DType::f64);
-      Tensor b = random_tensor(operand_shape(c.batch, c.k, c.n, tb), seed++, -2, 2, DType::f64);
+      Tensor a = random_tensor(test::operand_shape(c.batch, c.m, c.k, ta), seed++, -2, 2, DType::f64);
+      Tensor b = random_tensor(test::operand_shape(c.batch, c.k, c.n, tb), seed++, -2, 2, DType::f64);
       CAPTURE(a.shape().str());
       CAPTURE(b.shape().str());
       CAPTURE(ta);

@@ -21,8 +21,9 @@ inline Tensor random_tensor(const Shape& shape, uint64_t seed, double low = -2, 
 }
 
 // random_tensor that requires grad (a leaf for gradient checks).
-inline Tensor random_param(const Shape& shape, uint64_t seed, double low = -2, double high = 2) {
-  Tensor t = random_tensor(shape, seed, low, high);
+inline Tensor random_param(const Shape& shape, uint64_t seed, double low = -2, double high = 2,
+                           DType dtype = DType::f32) {
+  Tensor t = random_tensor(shape, seed, low, high, dtype);
   t.set_requires_grad(true);
   return t;
 }

@@ -6,6 +6,7 @@
 #include "ops/linear.h"
 #include "ops/linear_gelu.h"
 #include "ops/matmul.h"
+#include "tests/ops/matmul_shapes.h"
 #include "tests/support/op_checks.h"
 
 using namespace tg;
@@ -15,15 +16,7 @@ using test::random_tensor;
 namespace {
 
 Tensor param(const Shape& shape, uint64_t seed, DType dtype = DType::f32) {
-  Tensor t = random_tensor(shape, seed, -1, 1, dtype);
-  t.set_requires_grad(true);
-  return t;
-}
-
-Shape operand_shape(std::vector<int64_t> batch, int64_t rows, int64_t cols, bool trans) {
-  batch.push_back(trans ? cols : rows);
-  batch.push_back(trans ? rows : cols);
-  return Shape(batch);
+  return test::random_param(shape, seed, -1, 1, dtype);
 }
 
 // TF32 on while alive; the previous setting comes back even when a check throws.
@@ -70,8 +63,8 @@ TEST_CASE("matmul, every transpose, odd and size-1 dims: CUDA matches CPU in f32
       const bool trans_a = ta, trans_b = tb;
       const auto fn = [=](const std::vector<Tensor>& in) { return matmul(in[0], in[1], trans_a, trans_b); };
       for (DType dtype : {DType::f32, DType::f64}) {
-        const Tensor a = param(operand_shape(c.batch, c.m, c.k, ta), seed++, dtype);
-        const Tensor b = param(operand_shape(c.batch, c.k, c.n, tb), seed++, dtype);
+        const Tensor a = param(test::operand_shape(c.batch, c.m, c.k, ta), seed++, dtype);
+        const Tensor b = param(test::operand_shape(c.batch, c.k, c.n, tb), seed++, dtype);
         CAPTURE(a.shape().str());
         CAPTURE(b.shape().str());
         CAPTURE(trans_a);
