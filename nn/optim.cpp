@@ -3,12 +3,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <set>
 
 #include "autograd/grad_mode.h"
 #include "nn/optim_kernels.h"
 #include "ops/dispatch.h"
-#include "ops/elementwise.h"
-#include "ops/reduce.h"
 
 namespace tg::nn {
 
@@ -113,24 +112,28 @@ void Adam::update(size_t index, const Tensor& param, const Tensor& grad) {
 Tensor clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
   TG_CHECK(max_norm > 0, ValueError, "clip_grad_norm: max_norm must be positive, got ", max_norm);
   NoGradGuard no_grad;
-  Tensor total_sq;
+  // Every parameter's gradient counts in the norm (a gradient shared by two parameters twice, as
+  // in PyTorch); each storage is scaled once.
+  std::vector<Tensor> grads, distinct;
+  std::set<const void*> seen;
   for (const Tensor& p : params) {
-    const Tensor g = p.grad();
+    Tensor g = p.grad();
     if (!g.defined()) continue;
-    const Tensor g32 = g.to(DType::f32);
-    const Tensor sq = sum(g32 * g32);
-    total_sq = total_sq.defined() ? total_sq + sq : sq;
+    if (!grads.empty())
+      TG_CHECK(g.device() == grads.front().device(), TypeError, "clip_grad_norm: expected all gradients on ",
+               grads.front().device().str(), ", got one on ", g.device().str());
+    if (!g.is_contiguous()) {
+      g = g.contiguous();
+      p.set_grad(g);
+    }
+    grads.push_back(g);
+    if (seen.insert(g.raw_data()).second) distinct.push_back(g);
   }
-  if (!total_sq.defined()) return Tensor();
-  const Tensor norm = sqrt(total_sq);
-  // coef = min(1, max_norm / (norm + 1e-6)) = 1 - relu(1 - ratio), kept on the device so that
-  // clipping never waits for the host.
-  const Tensor ratio = div(full({}, max_norm, DType::f32, norm.device()), norm + 1e-6);
-  const Tensor coef = 1.0 - relu(1.0 - ratio);
-  for (const Tensor& p : params) {
-    const Tensor g = p.grad();
-    if (g.defined()) p.set_grad(g * coef.to(g.dtype()));
-  }
+  if (grads.empty()) return Tensor();
+  const Device device = grads.front().device();
+  const Tensor norm = empty({}, DType::f32, device), coef = empty({}, DType::f32, device);
+  TG_DEVICE_DISPATCH(device, clip_coefficient, grads, max_norm, norm, coef);
+  TG_DEVICE_DISPATCH(device, scale_by_coefficient, distinct, coef);
   return norm;
 }
 

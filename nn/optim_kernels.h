@@ -1,6 +1,9 @@
 // Fused optimizer updates (nn/cpu/optim.cpp, nn/cuda/optim.cu): one pass over a parameter,
-// its gradient and its state buffers (all contiguous, same dtype and device).
+// its gradient and its state buffers (all contiguous, same dtype and device); and the two
+// multi-tensor passes of gradient clipping.
 #pragma once
+
+#include <vector>
 
 #include "core/tensor.h"
 
@@ -20,11 +23,21 @@ struct SgdScalars {
 namespace cpu {
 void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq, const AdamScalars& s);
 void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& momentum_buffer, const SgdScalars& s);
+// Global L2 norm of `tensors` (contiguous, floating, one device) into `norm` and the clipping
+// factor min(1, max_norm / (norm + 1e-6)) into `coef` (both 0-dim f32, written on the device).
+void clip_coefficient(const std::vector<Tensor>& tensors, double max_norm, const Tensor& norm, const Tensor& coef);
+// tensors *= coef in place, skipped entirely (nothing read or written) when coef >= 1.
+void scale_by_coefficient(const std::vector<Tensor>& tensors, const Tensor& coef);
 }  // namespace cpu
 #if TG_WITH_CUDA
 namespace cuda {
 void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq, const AdamScalars& s);
 void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& momentum_buffer, const SgdScalars& s);
+// Global L2 norm of `tensors` (contiguous, floating, one device) into `norm` and the clipping
+// factor min(1, max_norm / (norm + 1e-6)) into `coef` (both 0-dim f32, written on the device).
+void clip_coefficient(const std::vector<Tensor>& tensors, double max_norm, const Tensor& norm, const Tensor& coef);
+// tensors *= coef in place, skipped entirely (nothing read or written) when coef >= 1.
+void scale_by_coefficient(const std::vector<Tensor>& tensors, const Tensor& coef);
 }  // namespace cuda
 #endif
 

@@ -1,4 +1,7 @@
-// CPU optimizer kernels.
+// CPU optimizer kernels and gradient clipping.
+#include <algorithm>
+#include <cmath>
+
 #include "core/strided.h"
 #include "nn/optim_update.h"
 
@@ -34,6 +37,33 @@ void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& momentum_bu
       b[i] = convert<scalar_t>(bi);
     }
   });
+}
+
+void clip_coefficient(const std::vector<Tensor>& tensors, double max_norm, const Tensor& norm, const Tensor& coef) {
+  double sum_sq = 0;
+  for (const Tensor& t : tensors) {
+    TG_DISPATCH_FLOATING(t.dtype(), "clip_grad_norm", [&] {
+      const auto* x = static_cast<const scalar_t*>(t.raw_data());
+      for (int64_t i = 0; i < t.numel(); ++i) {
+        const double v = convert<double>(x[i]);
+        sum_sq += v * v;
+      }
+    });
+  }
+  const double total = std::sqrt(sum_sq);
+  *static_cast<float*>(norm.raw_data()) = static_cast<float>(total);
+  *static_cast<float*>(coef.raw_data()) = static_cast<float>(std::min(1.0, max_norm / (total + 1e-6)));
+}
+
+void scale_by_coefficient(const std::vector<Tensor>& tensors, const Tensor& coef) {
+  const float c = *static_cast<const float*>(coef.raw_data());
+  if (c >= 1.0f) return;
+  for (const Tensor& t : tensors) {
+    TG_DISPATCH_FLOATING(t.dtype(), "clip_grad_norm", [&] {
+      auto* x = static_cast<scalar_t*>(t.raw_data());
+      for (int64_t i = 0; i < t.numel(); ++i) x[i] = convert<scalar_t>(convert<float>(x[i]) * c);
+    });
+  }
 }
 
 }  // namespace tg::nn::cpu

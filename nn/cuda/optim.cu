@@ -1,9 +1,13 @@
-// CUDA optimizer kernels: one grid-stride pass per parameter.
+// CUDA optimizer kernels: one grid-stride pass per parameter; gradient clipping as multi-tensor
+// launches (a handful of kernels for all parameters, not a few per parameter).
+#include <map>
+
 #include "core/cuda/cuda_check.h"
 #include "core/cuda/device_guard.h"
 #include "core/cuda/launch.h"
 #include "core/strided.h"
 #include "nn/optim_update.h"
+#include "ops/cuda/row_reduce.cuh"
 
 namespace tg::nn::cuda {
 
@@ -30,7 +34,133 @@ __global__ void sgd_kernel(T* p, const T* g, T* b, int64_t n, SgdScalars s) {
     b[i] = convert<T>(bi);
   }
 }
+
+// Up to kListSize tensors of one dtype per launch, passed by value as the kernel's argument (no
+// pointer table to copy to the device). Every tensor is cut into chunks of kChunk elements and
+// each block takes one chunk, so a block's share, and the order of its sums, depend only on the
+// shapes: the norm is the same bits on every run.
+constexpr int kListSize = 48;
+constexpr int64_t kChunk = 64 * kBlockSize;
+
+struct ChunkList {
+  void* data[kListSize];
+  int64_t numel[kListSize];
+  int64_t chunk_begin[kListSize + 1];  // chunk_begin[t]: first chunk of tensor t within this launch
+  int count;
+};
+
+struct ChunkSpan {
+  int tensor;
+  int64_t begin, end;  // elements of the tensor
+};
+
+__device__ ChunkSpan chunk_span(const ChunkList& list) {
+  const int64_t chunk = blockIdx.x;
+  int t = 0;
+  while (chunk >= list.chunk_begin[t + 1]) ++t;
+  const int64_t begin = (chunk - list.chunk_begin[t]) * kChunk;
+  return {t, begin, min(begin + kChunk, list.numel[t])};
+}
+
+// fn(dtype, list, chunks, first_chunk) for consecutive groups of same-dtype tensors; first_chunk numbers
+// the launch's chunks across all groups.
+template <class F>
+void for_each_chunk_list(const std::vector<Tensor>& tensors, F&& fn) {
+  std::map<DType, std::vector<const Tensor*>> by_dtype;
+  for (const Tensor& t : tensors)
+    if (t.numel() > 0) by_dtype[t.dtype()].push_back(&t);
+  int64_t first_chunk = 0;
+  for (const auto& [dtype, group] : by_dtype) {
+    for (size_t start = 0; start < group.size(); start += kListSize) {
+      ChunkList list{};
+      list.count = static_cast<int>(std::min<size_t>(kListSize, group.size() - start));
+      for (int t = 0; t < list.count; ++t) {
+        const Tensor& tensor = *group[start + static_cast<size_t>(t)];
+        list.data[t] = tensor.raw_data();
+        list.numel[t] = tensor.numel();
+        list.chunk_begin[t + 1] = list.chunk_begin[t] + (tensor.numel() + kChunk - 1) / kChunk;
+      }
+      for (int t = list.count; t < kListSize; ++t) list.chunk_begin[t + 1] = list.chunk_begin[t];
+      fn(dtype, list, list.chunk_begin[list.count], first_chunk);
+      first_chunk += list.chunk_begin[list.count];
+    }
+  }
+}
+
+int64_t total_chunks(const std::vector<Tensor>& tensors) {
+  int64_t chunks = 0;
+  for (const Tensor& t : tensors) chunks += (t.numel() + kChunk - 1) / kChunk;
+  return chunks;
+}
+
+using Block = tg::cuda::RowGroup<false>;
+
+template <class T>
+__global__ void __launch_bounds__(kBlockSize) sum_squares_kernel(ChunkList list, float* partials) {
+  const ChunkSpan span = chunk_span(list);
+  const T* x = static_cast<const T*>(list.data[span.tensor]);
+  float acc = 0;
+  for (int64_t i = span.begin + threadIdx.x; i < span.end; i += kBlockSize) {
+    const float v = convert<float>(x[i]);
+    acc += v * v;
+  }
+  acc = Block::sum(acc);
+  if (threadIdx.x == 0) partials[blockIdx.x] = acc;
+}
+
+__global__ void __launch_bounds__(kBlockSize)
+    clip_coefficient_kernel(const float* partials, int64_t count, float max_norm, float* norm, float* coef) {
+  float acc = 0;
+  for (int64_t i = threadIdx.x; i < count; i += kBlockSize) acc += partials[i];
+  acc = Block::sum(acc);
+  if (threadIdx.x == 0) {
+    const float total = sqrtf(acc);
+    *norm = total;
+    *coef = fminf(1.0f, max_norm / (total + 1e-6f));
+  }
+}
+
+template <class T>
+__global__ void __launch_bounds__(kBlockSize) scale_kernel(ChunkList list, const float* coef) {
+  const float c = *coef;
+  if (c >= 1.0f) return;
+  const ChunkSpan span = chunk_span(list);
+  T* x = static_cast<T*>(list.data[span.tensor]);
+  for (int64_t i = span.begin + threadIdx.x; i < span.end; i += kBlockSize) x[i] = convert<T>(convert<float>(x[i]) * c);
+}
 }  // namespace
+
+void clip_coefficient(const std::vector<Tensor>& tensors, double max_norm, const Tensor& norm, const Tensor& coef) {
+  static_assert(kBlockSize == tg::cuda::kRowThreads, "the block reduction assumes kRowThreads threads");
+  DeviceGuard guard(norm.device().index);
+  const int64_t chunks = total_chunks(tensors);
+  const Tensor partials = empty({std::max<int64_t>(chunks, 1)}, DType::f32, norm.device());  // [chunks]
+  auto* partial_data = static_cast<float*>(partials.raw_data());
+  if (chunks == 0) TG_CUDA_CHECK(cudaMemsetAsync(partial_data, 0, sizeof(float), current_stream()));
+  for_each_chunk_list(tensors, [&](DType dtype, const ChunkList& list, int64_t list_chunks, int64_t first_chunk) {
+    TG_DISPATCH_FLOATING(dtype, "clip_grad_norm", [&] {
+      sum_squares_kernel<scalar_t><<<static_cast<unsigned>(list_chunks), kBlockSize, 0, current_stream()>>>(
+          list, partial_data + first_chunk);
+      TG_CUDA_CHECK_LAUNCH();
+    });
+  });
+  clip_coefficient_kernel<<<1, kBlockSize, 0, current_stream()>>>(partial_data, std::max<int64_t>(chunks, 1),
+                                                                   static_cast<float>(max_norm),
+                                                                   static_cast<float*>(norm.raw_data()),
+                                                                   static_cast<float*>(coef.raw_data()));
+  TG_CUDA_CHECK_LAUNCH();
+}
+
+void scale_by_coefficient(const std::vector<Tensor>& tensors, const Tensor& coef) {
+  DeviceGuard guard(coef.device().index);
+  const auto* c = static_cast<const float*>(coef.raw_data());
+  for_each_chunk_list(tensors, [&](DType dtype, const ChunkList& list, int64_t list_chunks, int64_t) {
+    TG_DISPATCH_FLOATING(dtype, "clip_grad_norm", [&] {
+      scale_kernel<scalar_t><<<static_cast<unsigned>(list_chunks), kBlockSize, 0, current_stream()>>>(list, c);
+      TG_CUDA_CHECK_LAUNCH();
+    });
+  });
+}
 
 void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq, const AdamScalars& s) {
   const int64_t n = param.numel();

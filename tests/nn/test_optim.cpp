@@ -129,6 +129,33 @@ TEST_CASE("clip_grad_norm scales to the max norm and reports the norm before cli
   CHECK(small.item() == doctest::Approx(1.0).epsilon(1e-5));
 }
 
+TEST_CASE("clip_grad_norm counts a shared gradient per parameter but scales its storage once") {
+  Tensor a = zeros({1}, DType::f32), b = zeros({1}, DType::f32);
+  a.set_requires_grad(true);
+  b.set_requires_grad(true);
+  const Tensor shared = from_vector<float>({4}, {1});
+  a.set_grad(shared);
+  b.set_grad(shared);
+  const Tensor norm = clip_grad_norm({a, b}, 2.0);
+  CHECK(norm.item() == doctest::Approx(std::sqrt(32.0)));
+  // 4 * 2 / sqrt(32), applied once, not twice
+  CHECK(a.grad().to_vector<float>()[0] == doctest::Approx(8.0 / std::sqrt(32.0)).epsilon(1e-5));
+  CHECK(b.grad().to_vector<float>()[0] == doctest::Approx(8.0 / std::sqrt(32.0)).epsilon(1e-5));
+}
+
+TEST_CASE("clip_grad_norm makes a strided gradient contiguous") {
+  Tensor a = zeros({2, 2}, DType::f32);
+  a.set_requires_grad(true);
+  a.set_grad(from_vector<float>({3, 0, 4, 0}, {2, 2}).transpose(0, 1));  // [[3, 4], [0, 0]]
+  CHECK_FALSE(a.grad().is_contiguous());
+  (void)clip_grad_norm({a}, 1.0);
+  CHECK(a.grad().is_contiguous());
+  const std::vector<float> g = a.grad().to_vector<float>();
+  CHECK(g[0] == doctest::Approx(0.6).epsilon(1e-5));
+  CHECK(g[1] == doctest::Approx(0.8).epsilon(1e-5));
+  CHECK(g[2] == 0.0f);
+}
+
 TEST_CASE("cosine schedule with linear warm-up") {
   CHECK(cosine_lr(0, 100, 10, 1.0) == doctest::Approx(0.1));
   CHECK(cosine_lr(9, 100, 10, 1.0) == doctest::Approx(1.0));

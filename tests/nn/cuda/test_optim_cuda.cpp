@@ -32,3 +32,32 @@ TEST_CASE("Adam, AdamW and SGD steps on CUDA match CPU") {
     CHECK(test::relative_error(test::host_values(params[1]), test::host_values(params[0])) < 1e-6);
   }
 }
+
+TEST_CASE("clip_grad_norm on CUDA: multi-tensor launches match CPU, and leave gradients untouched under the limit") {
+  // 100 parameters (three launches of up to 48), sizes from 1 element to several chunks.
+  std::vector<Shape> shapes;
+  for (int64_t i = 0; i < 100; ++i) shapes.push_back(i % 10 == 0 ? Shape{3 * 16384 + i} : Shape{1 + i * 37});
+  std::vector<std::vector<Tensor>> params(2);
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    const Tensor grad = test::random_tensor(shapes[i], 500 + i);
+    for (size_t d = 0; d < 2; ++d) {
+      Tensor p = zeros(shapes[i], DType::f32, d == 0 ? Device::cpu() : Device::cuda(0));
+      p.set_requires_grad(true);
+      p.set_grad(grad.to(p.device()).clone());
+      params[d].push_back(p);
+    }
+  }
+  std::vector<double> norms;
+  for (size_t d = 0; d < 2; ++d) norms.push_back(clip_grad_norm(params[d], 10.0).item());
+  CHECK(norms[1] == doctest::Approx(norms[0]).epsilon(1e-5));
+  CHECK(norms[0] > 10.0);
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    CAPTURE(i);
+    CHECK(test::relative_error(test::host_values(params[1][i].grad()), test::host_values(params[0][i].grad())) < 1e-5);
+  }
+  // Now within the limit (norm 10): the scale pass is skipped, the bits stay as they are.
+  std::vector<std::vector<double>> before;
+  for (const Tensor& p : params[1]) before.push_back(test::host_values(p.grad()));
+  CHECK(clip_grad_norm(params[1], 11.0).item() == doctest::Approx(10.0).epsilon(1e-5));
+  for (size_t i = 0; i < shapes.size(); ++i) CHECK(test::host_values(params[1][i].grad()) == before[i]);
+}
