@@ -80,9 +80,11 @@ Attention::Attention(int64_t dim, int64_t heads, double attn_dropout, double pro
 
 Tensor Attention::forward(const Tensor& x) const {
   const int64_t batch = x.size(0), tokens = x.size(1), dim = x.size(2);
-  // [B, T, 3D] -> [3, B, H, T, hd]: q, k, v share one qkv linear (and one sample of its input).
-  const Tensor qkv_heads = permute(reshape(qkv->forward(x), {batch, tokens, 3, heads_, head_dim_}), {2, 0, 3, 1, 4});
-  const Tensor q = select(qkv_heads, 0, 0), k = select(qkv_heads, 0, 1), v = select(qkv_heads, 0, 2);
+  // [B, T, 3D] -> q, k, v [B, H, T, hd], views of one qkv linear's output (and one sample of its
+  // input). One unbind node gathers their gradients into a single [B, T, 3, H, hd] buffer, the
+  // qkv output's own layout, so backward writes each gradient once and reshapes for free.
+  const std::vector<Tensor> parts = unbind(reshape(qkv->forward(x), {batch, tokens, 3, heads_, head_dim_}), 2);
+  const Tensor q = permute(parts[0], {0, 2, 1, 3}), k = permute(parts[1], {0, 2, 1, 3}), v = permute(parts[2], {0, 2, 1, 3});
   const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
   const Tensor scores =
       tag_node(matmul(mul(q, scale), k, false, true, scores_strategy_.get()), "attn-scores");  // [B, H, T, T]

@@ -185,6 +185,38 @@ Tensor concat(const std::vector<Tensor>& xs, int64_t dim) {
 
 namespace {
 
+class UnbindBackward final : public Node {
+ public:
+  explicit UnbindBackward(int64_t dim) : Node("UnbindBackward"), dim_(dim) {}
+
+  std::vector<Tensor> apply(std::vector<Tensor>&& grads) override {
+    const InputMeta& in = input_metas()[0];
+    Tensor grad_x = empty(in.shape, in.dtype, in.device);
+    for (size_t i = 0; i < grads.size(); ++i) {
+      const Tensor part = grad_x.select(dim_, static_cast<int64_t>(i));
+      if (grads[i].defined()) part.copy_(grads[i]);
+      else part.fill_(0);
+    }
+    return {grad_x};
+  }
+
+ private:
+  int64_t dim_;
+};
+
+}  // namespace
+
+std::vector<Tensor> unbind(const Tensor& x, int64_t dim) {
+  const int64_t d = wrap_dim(dim, x.dim(), "unbind: dim");
+  std::vector<Tensor> parts;
+  parts.reserve(static_cast<size_t>(x.size(d)));
+  for (int64_t i = 0; i < x.size(d); ++i) parts.push_back(x.select(d, i));
+  if (should_record({&x})) record(std::make_shared<UnbindBackward>(d), {x}, parts);
+  return parts;
+}
+
+namespace {
+
 // x as [outer, size, inner] around `dim`, for `count` indices.
 IndexShape index_shape(const Shape& shape, int64_t dim, int64_t count) {
   IndexShape s{1, shape[dim], 1, count};

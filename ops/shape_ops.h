@@ -29,6 +29,10 @@ Tensor contiguous(const Tensor& x);
 Tensor slice(const Tensor& x, int64_t dim, int64_t start, int64_t end, int64_t step = 1);
 Tensor narrow(const Tensor& x, int64_t dim, int64_t start, int64_t length);
 Tensor select(const Tensor& x, int64_t dim, int64_t index);  // removes dim
+// Every select along `dim` at once (PyTorch's unbind). One backward node writes each part's
+// gradient into one buffer (zeros for parts that got none): a pass over the input's size,
+// where selecting the parts one by one would fill and add an input-sized buffer per part.
+std::vector<Tensor> unbind(const Tensor& x, int64_t dim);
 
 // Joins tensors of one dtype and device whose shapes agree except in `dim`.
 Tensor concat(const std::vector<Tensor>& xs, int64_t dim);

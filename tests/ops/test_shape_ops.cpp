@@ -145,6 +145,8 @@ TEST_CASE("gradcheck: every view and copy, on contiguous and non-contiguous inpu
       {"slice_negative", [](const Tensor& t) { return slice(t, -1, -3, 100); }},
       {"narrow", [](const Tensor& t) { return narrow(t, 2, 1, 2); }},
       {"select", [](const Tensor& t) { return select(t, 0, -1); }},
+      {"unbind", [](const Tensor& t) { const auto p = unbind(t, 1); return concat({p[2], p[0]}, 0); }},  // p[1] unused
+      {"unbind_all", [](const Tensor& t) { return concat(unbind(t, -1), 0); }},
   };
   Tensor x = f64_param({2, 3, 4}, 6);
   for (const auto& [name, fn] : fns) {
@@ -166,6 +168,28 @@ TEST_CASE("slice backward puts the gradient where the slice was and zeros elsewh
   Tensor x = f64_param({6}, 9);
   backward(slice(x, 0, 1, 6, 2), from_vector<double>({10, 20, 30}, {3}));
   CHECK(host_values(x.grad()) == std::vector<double>{0, 10, 0, 20, 0, 30});
+}
+
+TEST_CASE("unbind: views of every part, one backward node, zeros for parts without a gradient") {
+  Tensor x = f64_param({2, 3, 4}, 10);
+  const std::vector<Tensor> parts = unbind(x, 1);
+  REQUIRE(parts.size() == 3);
+  const Host3 h(x);
+  for (int64_t j = 0; j < 3; ++j) {
+    CHECK(parts[static_cast<size_t>(j)].shape() == Shape{2, 4});
+    CHECK(parts[static_cast<size_t>(j)].raw_data() == static_cast<const char*>(x.raw_data()) + j * 4 * sizeof(double));
+    CHECK(parts[static_cast<size_t>(j)].grad_fn() == parts[0].grad_fn());
+  }
+  CHECK(parts[0].grad_fn()->name() == "UnbindBackward");
+  backward(parts[1], from_vector<double>({1, 2, 3, 4, 5, 6, 7, 8}, {2, 4}));
+  const Host3 g(x.grad());
+  for (int64_t i = 0; i < 2; ++i)
+    for (int64_t k = 0; k < 4; ++k) {
+      CHECK(g(i, 0, k) == 0);
+      CHECK(g(i, 1, k) == static_cast<double>(i * 4 + k + 1));
+      CHECK(g(i, 2, k) == 0);
+    }
+  CHECK_THROWS_WITH_AS(unbind(x, 3), "unbind: dim 3 is out of range for a tensor with 3 dimension(s): expected a value in [-3, 2]", IndexError);
 }
 
 TEST_CASE("concat over dims 0, 1 and -1: values against loops and gradcheck") {
