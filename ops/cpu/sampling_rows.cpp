@@ -10,8 +10,10 @@ namespace tg::cpu {
 
 namespace {
 
-// ||row|| of each of the `rows` contiguous rows of `length` elements of x.
-void norms_of_rows(float* out, const Tensor& x, int64_t rows, int64_t length) {
+// ||row|| of each of the `rows` contiguous rows of `length` elements of x, times
+// scale[r % positions] when a scale is given.
+void norms_of_rows(float* out, const Tensor& x, int64_t rows, int64_t length, const float* scale = nullptr,
+                   int64_t positions = 1) {
   TG_DISPATCH_FLOATING(x.dtype(), "row_norms", [&] {
     using acc = acc_t<scalar_t>;
     const auto* data = static_cast<const scalar_t*>(x.raw_data());
@@ -21,7 +23,8 @@ void norms_of_rows(float* out, const Tensor& x, int64_t rows, int64_t length) {
         const acc v = convert<acc>(data[r * length + i]);
         squares += v * v;
       }
-      out[r] = static_cast<float>(std::sqrt(squares));
+      const auto norm = static_cast<float>(std::sqrt(squares));
+      out[r] = scale ? norm * scale[r % positions] : norm;
     }
   });
 }
@@ -36,8 +39,10 @@ int64_t checked_row(const int32_t* indices, int64_t b, int64_t j, int64_t k, int
 
 }  // namespace
 
-void row_norms(const Tensor& out, const Tensor& x) {
-  norms_of_rows(out.data<float>(), x, x.size(0) * x.size(1), x.size(2));
+void row_norms(const Tensor& out, const Tensor& x, const Tensor& position_scale) {
+  const bool scaled = position_scale.defined();
+  norms_of_rows(out.data<float>(), x, x.size(0) * x.size(1), x.size(2), scaled ? position_scale.data<float>() : nullptr,
+                scaled ? position_scale.numel() : 1);
 }
 
 void gather_rows(const Tensor& out, const Tensor& x, const Tensor& indices) {

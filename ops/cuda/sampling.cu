@@ -1,9 +1,9 @@
 // CUDA kernels of the sampling family: the WTA-CRS row sampler. A sort orders every item's rows
-// by descending score (items of up to kBlockSortRows rows: one block each with a block radix
-// sort, a single launch; a single long item: CUB's device-wide radix sort; many long items:
-// CUB's segmented radix sort); then one block per item computes the
-// probabilities, the tail sums and the winner rule, draws by inverse CDF, merges duplicates and
-// writes the slots. No host synchronisation: sizes are known on the host, decisions are made on
+// by descending score, then one block per item computes the probabilities, the tail sums and
+// the winner rule, draws by inverse CDF, merges duplicates and writes the slots. Items of up to
+// 4,352 rows do all of it in one launch, sorted by a block radix sort into shared memory; longer
+// ones are sorted by CUB's device-wide (one item) or segmented (several) radix sort and staged
+// into shared memory for the selection when they fit (global scratch beyond). No host synchronisation: sizes are known on the host, decisions are made on
 // the device. The double-precision sums follow the chunked order of ops/matmul/
 // sampling_kernels.h (thread t owns chunk t), which ops/cpu/sampling.cpp mirrors.
 #include <cub/block/block_radix_sort.cuh>
@@ -30,35 +30,6 @@ __global__ void row_iota_kernel(int32_t* rows, int64_t K, int64_t n) {
   TG_GRID_STRIDE_LOOP(i, n) rows[i] = static_cast<int32_t>(i % K);
 }
 
-// Items this short are sorted inside one block: attention's per-(batch, head) items are 65 or
-// 197 rows, where the segmented sort's passes of tiny launches would dominate the sampler.
-constexpr int kBlockSortThreads = 256, kBlockSortItems = 8;
-constexpr int64_t kBlockSortRows = kBlockSortThreads * kBlockSortItems;
-
-// The same order as the segmented sort below: descending score, stable (rows ascending among
-// equal scores). Padding keys are -inf and sort last.
-__global__ void __launch_bounds__(kBlockSortThreads)
-    block_sort_kernel(float* sorted_scores, int32_t* sorted_rows, const float* scores, int64_t K) {
-  using Sort = cub::BlockRadixSort<float, kBlockSortThreads, kBlockSortItems, int32_t>;
-  __shared__ typename Sort::TempStorage temp;
-  const int64_t item = blockIdx.x;
-  float keys[kBlockSortItems];
-  int32_t rows[kBlockSortItems];
-  for (int i = 0; i < kBlockSortItems; ++i) {
-    const int64_t r = static_cast<int64_t>(threadIdx.x) * kBlockSortItems + i;  // blocked arrangement
-    keys[i] = r < K ? scores[item * K + r] : -INFINITY;
-    rows[i] = static_cast<int32_t>(r);
-  }
-  Sort(temp).SortDescending(keys, rows);
-  for (int i = 0; i < kBlockSortItems; ++i) {
-    const int64_t r = static_cast<int64_t>(threadIdx.x) * kBlockSortItems + i;
-    if (r < K) {
-      sorted_scores[item * K + r] = keys[i];
-      sorted_rows[item * K + r] = rows[i];
-    }
-  }
-}
-
 // Segment b of the sort is [b * K, (b + 1) * K).
 struct SegmentStart {
   int K;
@@ -77,12 +48,44 @@ struct FirstMinimum {
   }
 };
 
-// One block per item. scores/rows: the item's rows sorted by descending score; tails and
-// counts: [batch, K] scratch (tail sums; how often each position was drawn).
-__global__ void __launch_bounds__(kThreads)
-    select_kernel(int32_t* indices, float* weights, const float* sorted_scores, const int32_t* sorted_rows,
-                  double* tails, int32_t* counts, int64_t K, SamplingConfig config, uint64_t seed,
-                  uint64_t subsequence) {
+// One item's rows sorted by descending score, with the selection's scratch: in shared memory
+// when the item fits (every pass, and above all the draws' bisections, then stays on chip),
+// else in global memory.
+struct ItemArrays {
+  const float* score;
+  const int32_t* rows;
+  double* tail;    // tail[r] = Σ_{r' >= r} p_(r')
+  int32_t* count;  // how often position r was drawn
+};
+
+// An item staged in shared memory: tail (f64) first for alignment, then score, rows, count.
+__host__ __device__ constexpr size_t staged_bytes(int64_t K) {
+  return static_cast<size_t>(K) * (sizeof(double) + sizeof(float) + 2 * sizeof(int32_t));
+}
+struct StagedItem {
+  double* tail;
+  float* score;
+  int32_t* rows;
+  int32_t* count;
+  __device__ StagedItem(unsigned char* smem, int64_t K)
+      : tail(reinterpret_cast<double*>(smem)), score(reinterpret_cast<float*>(tail + K)),
+        rows(reinterpret_cast<int32_t*>(score + K)), count(rows + K) {}
+  __device__ ItemArrays arrays() const { return {score, rows, tail, count}; }
+};
+
+// Chunk sums combined in chunk order by one thread (the order the CPU mirrors). Chunks past
+// `used` are empty and would add zeros, which leave a sum of non-negative terms unchanged.
+__device__ double ordered_sum(const double* partial, int used) {
+  double total = 0;
+#pragma unroll 8
+  for (int c = 0; c < used; ++c) total += partial[c];
+  return total;
+}
+
+// The selection of item b (one block of kThreads): probabilities, tail sums, the winner rule,
+// the draws by inverse CDF, merging duplicates and writing the k slots.
+__device__ void select_item(int32_t* slot_index, float* slot_weight, const ItemArrays& a, int64_t K,
+                            const SamplingConfig& config, uint64_t seed, uint64_t subsequence, int64_t b) {
   using BlockReduce = cub::BlockReduce<Candidate, kThreads>;
   using BlockScan = cub::BlockScan<int, kThreads>;
   __shared__ union {
@@ -94,25 +97,21 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ int64_t shared_winners;
   __shared__ int32_t first_row;
 
-  const int64_t b = blockIdx.x, k = config.k, t = threadIdx.x;
-  const float* score = sorted_scores + b * K;
-  const int32_t* rows = sorted_rows + b * K;
-  double* tail = tails + b * K;
-  int32_t* count = counts + b * K;
-  int32_t* slot_index = indices + b * k;
-  float* slot_weight = weights + b * k;
+  const int64_t k = config.k, t = threadIdx.x;
+  const float* score = a.score;
+  const int32_t* rows = a.rows;
+  double* tail = a.tail;
+  int32_t* count = a.count;
   const int64_t lo = chunk_begin(K, t), hi = chunk_begin(K, t + 1);
+  const int64_t chunk_length = (K + kThreads - 1) / kThreads;
+  const int used_chunks = static_cast<int>((K + chunk_length - 1) / chunk_length);
 
   // Σ s: each chunk forwards, then the chunk sums in order.
   double chunk = 0;
   for (int64_t r = lo; r < hi; ++r) chunk += static_cast<double>(score[r]);
   partial[t] = chunk;
   __syncthreads();
-  if (t == 0) {
-    double total = 0;
-    for (int c = 0; c < kThreads; ++c) total += partial[c];
-    total_score = total;
-  }
+  if (t == 0) total_score = ordered_sum(partial, used_chunks);
   __syncthreads();
   const sampling::Probability prob{1.0 - config.alpha, config.alpha / static_cast<double>(K),
                                    1.0 / static_cast<double>(K), total_score};
@@ -125,7 +124,7 @@ __global__ void __launch_bounds__(kThreads)
   if (t == 0) {
     double carry = 0;
     partial[kThreads] = 0;
-    for (int c = kThreads - 1; c >= 0; --c) {
+    for (int c = used_chunks - 1; c >= 0; --c) {  // partial[c] of an empty chunk stays 0
       carry += partial[c];
       partial[c] = carry;
     }
@@ -185,6 +184,83 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// Items of up to kThreads * kItems rows: one block sorts the item (descending score, stable:
+// rows ascending among equal scores, like the device sorts below; padding keys are -inf and
+// sort last) into shared memory and selects from there — one launch, nothing in global memory
+// but the scores read and the slots written. Attention's items (65 or 197 rows) and a ViT-Small
+// linear's 4,160 rows at batch 64 take this path.
+template <int kItems>
+__global__ void __launch_bounds__(kThreads)
+    sort_select_kernel(int32_t* indices, float* weights, const float* scores, int64_t K, SamplingConfig config,
+                       uint64_t seed, uint64_t subsequence) {
+  using Sort = cub::BlockRadixSort<float, kThreads, kItems, int32_t>;
+  extern __shared__ __align__(16) unsigned char smem[];  // the sort's storage, then the item's arrays
+  const int64_t b = blockIdx.x;
+  float keys[kItems];
+  int32_t rows[kItems];
+  for (int i = 0; i < kItems; ++i) {
+    const int64_t r = static_cast<int64_t>(threadIdx.x) * kItems + i;  // blocked arrangement
+    keys[i] = r < K ? scores[b * K + r] : -INFINITY;
+    rows[i] = static_cast<int32_t>(r);
+  }
+  Sort(*reinterpret_cast<typename Sort::TempStorage*>(smem)).SortDescending(keys, rows);
+  __syncthreads();  // the item's arrays reuse the sort's storage
+  const StagedItem item(smem, K);
+  for (int i = 0; i < kItems; ++i) {
+    const int64_t r = static_cast<int64_t>(threadIdx.x) * kItems + i;
+    if (r < K) {
+      item.score[r] = keys[i];
+      item.rows[r] = rows[i];
+    }
+  }
+  __syncthreads();
+  select_item(indices + b * config.k, weights + b * config.k, item.arrays(), K, config, seed, subsequence, b);
+}
+
+// Items sorted by a device-wide sort: one block per item, its rows copied into shared memory
+// first when they fit (kStaged), else selected in place with global scratch.
+template <bool kStaged>
+__global__ void __launch_bounds__(kThreads)
+    select_kernel(int32_t* indices, float* weights, const float* sorted_scores, const int32_t* sorted_rows,
+                  double* tails, int32_t* counts, int64_t K, SamplingConfig config, uint64_t seed,
+                  uint64_t subsequence) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  const int64_t b = blockIdx.x;
+  ItemArrays a{sorted_scores + b * K, sorted_rows + b * K, tails + b * K, counts + b * K};
+  if constexpr (kStaged) {
+    const StagedItem item(smem, K);
+    for (int64_t r = threadIdx.x; r < K; r += kThreads) {
+      item.score[r] = a.score[r];
+      item.rows[r] = a.rows[r];
+    }
+    a = item.arrays();
+    __syncthreads();
+  }
+  select_item(indices + b * config.k, weights + b * config.k, a, K, config, seed, subsequence, b);
+}
+
+// Dynamic shared memory beyond the default 48 KiB must be allowed per kernel.
+template <class Kernel>
+void allow_shared_bytes(Kernel kernel, size_t bytes) {
+  if (bytes > 48 * 1024)
+    TG_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
+}
+
+// The largest item staged in shared memory (200 KiB of the H100/H200's 227 KiB per block).
+constexpr int64_t kMaxStagedRows = 200 * 1024 / staged_bytes(1);
+
+template <int kItems>
+void launch_sort_select(const Tensor& indices, const Tensor& weights, const Tensor& scores, const SamplingConfig& config,
+                        uint64_t seed, uint64_t subsequence) {
+  const int64_t batch = scores.size(0), K = scores.size(1);
+  const size_t bytes = std::max(sizeof(typename cub::BlockRadixSort<float, kThreads, kItems, int32_t>::TempStorage),
+                                staged_bytes(K));
+  allow_shared_bytes(sort_select_kernel<kItems>, bytes);
+  sort_select_kernel<kItems><<<static_cast<unsigned>(batch), kThreads, bytes, current_stream()>>>(
+      indices.data<int32_t>(), weights.data<float>(), scores.data<float>(), K, config, seed, subsequence);
+  TG_CUDA_CHECK_LAUNCH();
+}
+
 }  // namespace
 
 void sample_rows(const Tensor& indices, const Tensor& weights, const Tensor& scores, const SamplingConfig& config,
@@ -193,20 +269,18 @@ void sample_rows(const Tensor& indices, const Tensor& weights, const Tensor& sco
   DeviceGuard guard(device.index);
   const cudaStream_t stream = current_stream();
   const int batch = static_cast<int>(scores.size(0)), K = static_cast<int>(scores.size(1));
+  if (K <= kThreads) return launch_sort_select<1>(indices, weights, scores, config, seed, subsequence);
+  if (K <= kThreads * 4) return launch_sort_select<4>(indices, weights, scores, config, seed, subsequence);
+  if (K <= kThreads * 17) return launch_sort_select<17>(indices, weights, scores, config, seed, subsequence);
+
   const int n = batch * K;  // sample_rows checked that it fits
   const Tensor sorted_rows = empty({n}, DType::i32, device), sorted_scores = empty({n}, DType::f32, device);
-  const Tensor tails = empty({n}, DType::f64, device), counts = empty({n}, DType::i32, device);
-
-  if (K <= kBlockSortRows) {
-    block_sort_kernel<<<batch, kBlockSortThreads, 0, stream>>>(sorted_scores.data<float>(), sorted_rows.data<int32_t>(),
-                                                               scores.data<float>(), K);
-    TG_CUDA_CHECK_LAUNCH();
-  } else if (batch == 1) {
+  const Tensor rows = empty({n}, DType::i32, device);
+  row_iota_kernel<<<grid_for(n), kBlockSize, 0, stream>>>(rows.data<int32_t>(), K, n);
+  TG_CUDA_CHECK_LAUNCH();
+  if (batch == 1) {
     // One long item (a linear's N rows): the device-wide radix sort spreads each pass over the
     // whole GPU, where the segmented sort would give the single segment one block.
-    const Tensor rows = empty({n}, DType::i32, device);
-    row_iota_kernel<<<grid_for(n), kBlockSize, 0, stream>>>(rows.data<int32_t>(), K, n);
-    TG_CUDA_CHECK_LAUNCH();
     size_t temp_bytes = 0;
     TG_CUDA_CHECK(cub::DeviceRadixSort::SortPairsDescending(nullptr, temp_bytes, scores.data<float>(),
                                                             sorted_scores.data<float>(), rows.data<int32_t>(),
@@ -216,9 +290,6 @@ void sample_rows(const Tensor& indices, const Tensor& weights, const Tensor& sco
                                                             sorted_scores.data<float>(), rows.data<int32_t>(),
                                                             sorted_rows.data<int32_t>(), n, 0, 32, stream));
   } else {
-    const Tensor rows = empty({n}, DType::i32, device);
-    row_iota_kernel<<<grid_for(n), kBlockSize, 0, stream>>>(rows.data<int32_t>(), K, n);
-    TG_CUDA_CHECK_LAUNCH();
     // Stable descending sort of every item's scores (CUB maps -0.0 to +0.0, like the CPU's
     // comparison), carrying the row indices along.
     const auto starts = thrust::make_transform_iterator(thrust::make_counting_iterator(0), SegmentStart{K});
@@ -232,10 +303,19 @@ void sample_rows(const Tensor& indices, const Tensor& weights, const Tensor& sco
         sorted_rows.data<int32_t>(), n, batch, starts, starts + 1, 0, 32, stream));
   }
 
-  select_kernel<<<batch, kThreads, 0, stream>>>(indices.data<int32_t>(), weights.data<float>(),
-                                                sorted_scores.data<float>(), sorted_rows.data<int32_t>(),
-                                                tails.data<double>(), counts.data<int32_t>(), K, config, seed,
-                                                subsequence);
+  if (K <= kMaxStagedRows) {
+    const size_t bytes = staged_bytes(K);
+    allow_shared_bytes(select_kernel<true>, bytes);
+    select_kernel<true><<<batch, kThreads, bytes, stream>>>(indices.data<int32_t>(), weights.data<float>(),
+                                                            sorted_scores.data<float>(), sorted_rows.data<int32_t>(),
+                                                            nullptr, nullptr, K, config, seed, subsequence);
+  } else {
+    const Tensor tails = empty({n}, DType::f64, device), counts = empty({n}, DType::i32, device);
+    select_kernel<false><<<batch, kThreads, 0, stream>>>(indices.data<int32_t>(), weights.data<float>(),
+                                                         sorted_scores.data<float>(), sorted_rows.data<int32_t>(),
+                                                         tails.data<double>(), counts.data<int32_t>(), K, config, seed,
+                                                         subsequence);
+  }
   TG_CUDA_CHECK_LAUNCH();
 }
 

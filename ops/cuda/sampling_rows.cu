@@ -1,5 +1,5 @@
 // CUDA kernels of the sampling family that work on rows of an operand: row norms (one warp per
-// row), the row gathers of the sampled matmul nodes (one thread per output element), and the
+// row), the row gathers of the sampled matmul nodes (one warp per slot), and the
 // gradient-norm proxy's moving average (one block per position, fixed-order reduction).
 #include <cub/block/block_reduce.cuh>
 
@@ -15,8 +15,10 @@ namespace {
 
 constexpr int kWarp = 32;
 
+// One warp per row; times scale[row % positions] when a scale is given.
 template <class T>
-__global__ void row_norms_kernel(float* out, const T* x, int64_t rows, int64_t length) {
+__global__ void row_norms_kernel(float* out, const T* x, int64_t rows, int64_t length, const float* scale,
+                                 int64_t positions) {
   using acc = acc_t<T>;
   const int lane = threadIdx.x % kWarp;
   const int64_t warps = static_cast<int64_t>(gridDim.x) * (blockDim.x / kWarp);
@@ -30,28 +32,55 @@ __global__ void row_norms_kernel(float* out, const T* x, int64_t rows, int64_t l
       squares += v * v;
     }
     for (int offset = kWarp / 2; offset > 0; offset /= 2) squares += __shfl_down_sync(0xffffffffu, squares, offset);
-    if (lane == 0) out[row] = static_cast<float>(sqrt(squares));
+    if (lane == 0) {
+      const auto norm = static_cast<float>(sqrt(squares));
+      out[row] = scale ? norm * scale[row % positions] : norm;
+    }
   }
 }
 
-template <class T>
-__global__ void gather_rows_kernel(T* out, const T* x, const int32_t* indices, int64_t K, int64_t k, int64_t D,
-                                   int64_t n) {
-  TG_GRID_STRIDE_LOOP(i, n) {
-    const int64_t slot = i / D, b = slot / k;
-    out[i] = x[(b * K + indices[slot]) * D + i % D];
+// The gathers: one warp per slot, its lanes along the row (coalesced; one division per slot,
+// not per element).
+constexpr int kGatherThreads = 256, kSlotsPerBlock = kGatherThreads / kWarp;
+
+unsigned gather_grid(int64_t slots) {
+  return static_cast<unsigned>(std::clamp<int64_t>((slots + kSlotsPerBlock - 1) / kSlotsPerBlock, 1, 132 * 16));
+}
+
+// out[slot, :] = weight(slot) * x[b * K + indices[slot], :] for the slots of [batch, k].
+template <class T, class Weight>
+__global__ void __launch_bounds__(kGatherThreads)
+    gather_kernel(T* out, const T* x, const int32_t* indices, Weight weight, int64_t K, int64_t k, int64_t D,
+                  int64_t slots) {
+  const int lane = threadIdx.x % kWarp;
+  for (int64_t slot = blockIdx.x * static_cast<int64_t>(kSlotsPerBlock) + threadIdx.x / kWarp; slot < slots;
+       slot += static_cast<int64_t>(gridDim.x) * kSlotsPerBlock) {
+    const T* src = x + (slot / k * K + indices[slot]) * D;
+    T* dst = out + slot * D;
+    const auto w = weight(slot);
+    for (int64_t d = lane; d < D; d += kWarp) dst[d] = w(src[d]);
   }
 }
 
+// Copies the row as it is.
+struct Unweighted {
+  struct Identity {
+    template <class T>
+    __device__ T operator()(T v) const { return v; }
+  };
+  __device__ Identity operator()(int64_t) const { return {}; }
+};
+
+// Multiplies by the slot's importance weight in acc arithmetic.
 template <class T>
-__global__ void gather_scaled_rows_kernel(T* out, const T* g, const int32_t* indices, const float* weights, int64_t K,
-                                          int64_t k, int64_t E, int64_t n) {
-  using acc = acc_t<T>;
-  TG_GRID_STRIDE_LOOP(i, n) {
-    const int64_t slot = i / E, b = slot / k;
-    out[i] = convert<T>(static_cast<acc>(weights[slot]) * convert<acc>(g[(b * K + indices[slot]) * E + i % E]));
-  }
-}
+struct ByWeight {
+  const float* weights;
+  struct Scale {
+    acc_t<T> w;
+    __device__ T operator()(T v) const { return convert<T>(w * convert<acc_t<T>>(v)); }
+  };
+  __device__ Scale operator()(int64_t slot) const { return {static_cast<acc_t<T>>(weights[slot])}; }
+};
 
 constexpr int kEmaThreads = 256;
 
@@ -70,39 +99,42 @@ __global__ void __launch_bounds__(kEmaThreads)
   }
 }
 
-void launch_row_norms(float* out, const Tensor& x, int64_t rows, int64_t length) {
+void launch_row_norms(float* out, const Tensor& x, int64_t rows, int64_t length, const float* scale = nullptr,
+                      int64_t positions = 1) {
   TG_DISPATCH_FLOATING(x.dtype(), "row_norms", [&] {
     row_norms_kernel<<<grid_for(rows * kWarp), kBlockSize, 0, current_stream()>>>(
-        out, static_cast<const scalar_t*>(x.raw_data()), rows, length);
+        out, static_cast<const scalar_t*>(x.raw_data()), rows, length, scale, positions);
     TG_CUDA_CHECK_LAUNCH();
   });
 }
 
 }  // namespace
 
-void row_norms(const Tensor& out, const Tensor& x) {
+void row_norms(const Tensor& out, const Tensor& x, const Tensor& position_scale) {
   DeviceGuard guard(x.device().index);
-  launch_row_norms(out.data<float>(), x, x.size(0) * x.size(1), x.size(2));
+  const bool scaled = position_scale.defined();
+  launch_row_norms(out.data<float>(), x, x.size(0) * x.size(1), x.size(2),
+                   scaled ? position_scale.data<float>() : nullptr, scaled ? position_scale.numel() : 1);
 }
 
 void gather_rows(const Tensor& out, const Tensor& x, const Tensor& indices) {
   DeviceGuard guard(x.device().index);
-  const int64_t n = out.numel();
+  const int64_t slots = indices.numel();
   TG_DISPATCH_FLOATING(x.dtype(), "gather_rows", [&] {
-    gather_rows_kernel<<<grid_for(n), kBlockSize, 0, current_stream()>>>(
+    gather_kernel<<<gather_grid(slots), kGatherThreads, 0, current_stream()>>>(
         static_cast<scalar_t*>(out.raw_data()), static_cast<const scalar_t*>(x.raw_data()), indices.data<int32_t>(),
-        x.size(1), indices.size(1), x.size(2), n);
+        Unweighted{}, x.size(1), indices.size(1), x.size(2), slots);
     TG_CUDA_CHECK_LAUNCH();
   });
 }
 
 void gather_scaled_rows(const Tensor& out, const Tensor& g, const Tensor& indices, const Tensor& weights) {
   DeviceGuard guard(g.device().index);
-  const int64_t n = out.numel();
+  const int64_t slots = indices.numel();
   TG_DISPATCH_FLOATING(g.dtype(), "gather_scaled_rows", [&] {
-    gather_scaled_rows_kernel<<<grid_for(n), kBlockSize, 0, current_stream()>>>(
+    gather_kernel<<<gather_grid(slots), kGatherThreads, 0, current_stream()>>>(
         static_cast<scalar_t*>(out.raw_data()), static_cast<const scalar_t*>(g.raw_data()), indices.data<int32_t>(),
-        weights.data<float>(), g.size(1), indices.size(1), g.size(2), n);
+        ByWeight<scalar_t>{weights.data<float>()}, g.size(1), indices.size(1), g.size(2), slots);
     TG_CUDA_CHECK_LAUNCH();
   });
 }

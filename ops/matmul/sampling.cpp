@@ -53,10 +53,20 @@ RowSample sample_rows(const Tensor& scores, const SamplingConfig& config, uint64
   return sample;
 }
 
-Tensor row_norms(const Tensor& x) {
+Tensor row_norms(const Tensor& x, const Tensor& position_scale) {
   check_operand(x, "row_norms", "x");
+  if (position_scale.defined()) {
+    TG_CHECK(position_scale.dim() == 1 && position_scale.size(0) >= 1, ShapeError,
+             "row_norms: expected position_scale of shape [P], P >= 1, got ", position_scale.shape().str());
+    TG_CHECK(position_scale.dtype() == DType::f32, TypeError, "row_norms: expected an f32 position_scale, got ",
+             dtype_name(position_scale.dtype()));
+    TG_CHECK(position_scale.device() == x.device(), TypeError, "row_norms: expected position_scale on ",
+             x.device().str(), ", got ", position_scale.device().str());
+  }
   Tensor out = empty({x.size(0), x.size(1)}, DType::f32, x.device());
-  if (out.numel() > 0) TG_DEVICE_DISPATCH(x.device(), row_norms, out, x.contiguous());
+  if (out.numel() > 0)
+    TG_DEVICE_DISPATCH(x.device(), row_norms, out, x.contiguous(),
+                       position_scale.defined() ? position_scale.contiguous() : Tensor());
   return out;
 }
 

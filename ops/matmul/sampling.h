@@ -38,8 +38,10 @@ struct RowSample {
 // checked on the CPU (ValueError for negative or non-finite ones).
 RowSample sample_rows(const Tensor& scores, const SamplingConfig& config, uint64_t seed, uint64_t subsequence);
 
-// ||x_i|| of every row of x [batch, K, D] (any floating dtype) as f32 [batch, K].
-Tensor row_norms(const Tensor& x);
+// ||x_i|| of every row of x [batch, K, D] (any floating dtype) as f32 [batch, K]. With a
+// position_scale f32 [P], row r (row-major over batch and K) is multiplied by
+// position_scale[r % P] in the same pass: the sampling scores ||x_r||·ĝ of a proxy ĝ.
+Tensor row_norms(const Tensor& x, const Tensor& position_scale = Tensor());
 
 // out[b, j, :] = x[b, indices[b, j], :]: x [batch, K, D], indices i32 [batch, k] -> [batch, k, D]
 // in x's dtype. Indices are range-checked on the CPU only (IndexError).

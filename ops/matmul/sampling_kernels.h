@@ -78,7 +78,7 @@ namespace cpu {
 // indices i32 / weights f32 [batch, k]; scores f32 [batch, K], contiguous.
 void sample_rows(const Tensor& indices, const Tensor& weights, const Tensor& scores, const SamplingConfig& config,
                  uint64_t seed, uint64_t subsequence);
-void row_norms(const Tensor& out, const Tensor& x);
+void row_norms(const Tensor& out, const Tensor& x, const Tensor& position_scale);  // scale may be undefined
 void gather_rows(const Tensor& out, const Tensor& x, const Tensor& indices);
 void gather_scaled_rows(const Tensor& out, const Tensor& g, const Tensor& indices, const Tensor& weights);
 void update_row_norm_ema(const Tensor& ema, const Tensor& g, double beta);
@@ -97,7 +97,7 @@ ItemPlan plan_item(const float* scores, int64_t K, const SamplingConfig& config)
 namespace cuda {
 void sample_rows(const Tensor& indices, const Tensor& weights, const Tensor& scores, const SamplingConfig& config,
                  uint64_t seed, uint64_t subsequence);
-void row_norms(const Tensor& out, const Tensor& x);
+void row_norms(const Tensor& out, const Tensor& x, const Tensor& position_scale);  // scale may be undefined
 void gather_rows(const Tensor& out, const Tensor& x, const Tensor& indices);
 void gather_scaled_rows(const Tensor& out, const Tensor& g, const Tensor& indices, const Tensor& weights);
 void update_row_norm_ema(const Tensor& ema, const Tensor& g, double beta);

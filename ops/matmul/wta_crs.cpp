@@ -4,7 +4,6 @@
 #include <cmath>
 
 #include "autograd/grad_mode.h"
-#include "ops/elementwise.h"
 #include "ops/matmul.h"
 
 namespace tg {
@@ -69,21 +68,20 @@ std::unique_ptr<SavedOperand> SamplingStrategy::save(const Tensor& operand, int6
   if (k >= rows) return exact_.save(operand, period);
   NoGradGuard no_grad;
   const uint64_t step = step_++;
-  Tensor scores = row_norms(operand);  // f32 [batch, K]
-  if (config_.proxy == "position-ema") {
+  const bool use_proxy = config_.proxy == "position-ema";
+  if (use_proxy) {
     const int64_t positions = period > 0 ? period : rows;
     TG_CHECK((batch * rows) % positions == 0, ShapeError, name(), ": ", batch * rows,
              " rows are not a whole number of periods of ", positions, " positions");
     if (!proxy_.defined() || proxy_.numel() != positions || proxy_.device() != operand.device())
       proxy_ = ones({positions}, DType::f32, operand.device());  // no gradient seen yet: g ≡ 1
-    // Row r holds position r % P: view the rows as [batch·K / P, P] to broadcast the proxy.
-    scores = mul(scores.reshape({batch * rows / positions, positions}), proxy_.reshape({1, positions}))
-                 .reshape({batch, rows});
   }
+  // s_r = ||x_r||·ĝ[r % P]: row r holds token position r % P.
+  const Tensor scores = row_norms(operand, use_proxy ? proxy_ : Tensor());  // f32 [batch, K]
   RowSample sample = sample_rows(scores, {k, config_.alpha, variant_}, config_.seed, (node_id_ << 32) | step);
   Tensor kept = gather_rows(operand, sample.indices);
-  return std::make_unique<SampledOperand>(std::move(kept), std::move(sample),
-                                          config_.proxy == "position-ema" ? proxy_ : Tensor(), config_.ema_beta);
+  return std::make_unique<SampledOperand>(std::move(kept), std::move(sample), use_proxy ? proxy_ : Tensor(),
+                                          config_.ema_beta);
 }
 
 std::shared_ptr<BackwardStrategy> make_strategy(const StrategyConfig& config, uint64_t node_id) {

@@ -315,6 +315,10 @@ TEST_CASE("row_norms, gather_rows, gather_scaled_rows match host loops") {
       for (int64_t d = 0; d < 7; ++d) squares += v[static_cast<size_t>(r * 7 + d)] * v[static_cast<size_t>(r * 7 + d)];
       CHECK(norms[static_cast<size_t>(r)] == doctest::Approx(std::sqrt(squares)).epsilon(1e-6));
     }
+    // A position scale of period 5 multiplies row r by scale[r % 5] (the f32 product).
+    const std::vector<float> scale{0.5f, 1.0f, 2.0f, 4.0f, 3.0f};
+    const auto scaled_norms = row_norms(x, from_vector(scale, {5})).to_vector<float>();
+    for (size_t r = 0; r < 10; ++r) CHECK(scaled_norms[r] == norms[r] * scale[r % 5]);
     const Tensor indices = from_vector<int32_t>({4, 0, 4, 1, 2, 3}, {2, 3});
     const Tensor weights = from_vector<float>({0.5f, 2.0f, 0.0f, 1.0f, -3.0f, 8.0f}, {2, 3});
     const auto gathered = host_values(gather_rows(x, indices));
@@ -382,6 +386,10 @@ TEST_CASE("sampling ops report bad arguments") {
   const Tensor x = ones({2, 5, 3});
   CHECK_THROWS_AS(row_norms(ones({5, 3})), ShapeError);
   CHECK_THROWS_AS(row_norms(ones({2, 5, 3}, DType::i32)), TypeError);
+  CHECK_THROWS_WITH_AS(row_norms(x, ones({5}, DType::f64)), "row_norms: expected an f32 position_scale, got f64",
+                       TypeError);
+  CHECK_THROWS_WITH_AS(row_norms(x, ones({1, 5})),
+                       "row_norms: expected position_scale of shape [P], P >= 1, got [1, 5]", ShapeError);
   CHECK_THROWS_AS(gather_rows(x, zeros({2, 2}, DType::i64)), TypeError);
   CHECK_THROWS_AS(gather_rows(x, zeros({3, 2}, DType::i32)), ShapeError);
   CHECK_THROWS_WITH_AS(gather_rows(x, from_vector<int32_t>({0, 5}, {2, 1})),

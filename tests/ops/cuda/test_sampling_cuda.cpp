@@ -1,6 +1,6 @@
 // The WTA-CRS row sampler and its row helpers on CUDA against the CPU: identical indices and
-// weights for the ViT-B linear shape (1 x 12608, k = 3782) and the attention shape
-// (768 x 197, k = 59) in every variant, repeatable runs, and the helpers within 1e-5.
+// weights on every path of the CUDA sampler (item sizes from 65 to 12,608 rows) in every
+// variant, repeatable runs, and the helpers within 1e-5.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -61,8 +61,13 @@ TEST_CASE("sample_rows: CUDA indices and weights equal the CPU's") {
   struct Case {
     int64_t batch, K, k;
   };
-  // A ViT-B linear (64 images x 197 tokens, rho = 0.3), attention per batch·head, and odd sizes.
-  for (const Case c : {Case{1, 12608, 3782}, Case{768, 197, 59}, Case{768, 65, 19}, Case{3, 1000, 1}, Case{5, 300, 299}}) {
+  // Every path of the CUDA sampler: one launch with the item sorted in shared memory (up to 256,
+  // 1,024 and 4,352 rows: attention per batch·head, a ViT-Small linear at batch 64), a device
+  // sort then a selection staged in shared memory (one item or several), and a selection from
+  // global memory (a ViT-B linear: 64 images x 197 tokens, rho = 0.3); odd sizes.
+  for (const Case c : {Case{1, 12608, 3782}, Case{768, 197, 59}, Case{768, 65, 19}, Case{384, 65, 32},
+                       Case{3, 1000, 1}, Case{5, 300, 299}, Case{1, 4160, 2080}, Case{2, 4352, 1305},
+                       Case{1, 6000, 1800}, Case{3, 5000, 2500}}) {
     const Tensor scores = stress_scores(c.batch, c.K, 500 + static_cast<uint64_t>(c.K));
     for (const SamplingVariant variant : {SamplingVariant::wta_crs, SamplingVariant::crs, SamplingVariant::topk}) {
       CAPTURE(c.batch);
@@ -92,6 +97,9 @@ TEST_CASE("row helpers: CUDA matches CPU") {
     const Tensor cuda_ema = full({197}, 0.5, DType::f32, kCuda);
     update_row_norm_ema(cuda_ema, g.to(kCuda), 0.9);
     CHECK(relative_error(host_values(row_norms(x.to(kCuda))), host_values(cpu_norms)) < 1e-5);
+    const Tensor scale = random_tensor({197}, 23, 0.5, 2.0);
+    CHECK(relative_error(host_values(row_norms(x.to(kCuda), scale.to(kCuda))), host_values(row_norms(x, scale))) <
+          1e-5);
     CHECK(host_values(gather_rows(x.to(kCuda), sample.indices.to(kCuda))) == host_values(cpu_rows));
     CHECK(relative_error(host_values(gather_scaled_rows(g.to(kCuda), sample.indices.to(kCuda), sample.weights.to(kCuda))),
                          host_values(cpu_scaled)) < 1e-5);
