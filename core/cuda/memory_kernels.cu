@@ -2,6 +2,8 @@
 // streams as core/cpu/memory_kernels.cpp), and host<->device transfers.
 #include <cuda_runtime.h>
 
+#include <optional>
+
 #include "core/cuda/cuda_check.h"
 #include "core/cuda/device_guard.h"
 #include "core/cuda/launch.h"
@@ -59,6 +61,28 @@ __global__ void random_kernel(T* out, int64_t numel, bool normal, uint64_t seed,
   }
 }
 
+// The geometry of a same-dtype copy in 16-byte units, when the innermost dim is contiguous on
+// both sides and its length, every other stride and both addresses are multiples of 16 bytes:
+// the attention layout changes ([B, T, H, hd] <-> [B, H, T, hd]) then move 16-byte vectors
+// and compute a quarter as many offsets (f32). nullopt when the copy does not qualify.
+std::optional<StridedGeometry<2>> vector_geometry(StridedGeometry<2> g, const Tensor& dst, const Tensor& src) {
+  const auto itemsize = static_cast<int64_t>(dst.itemsize());
+  const int64_t per_vector = 16 / itemsize;
+  const int last = g.ndim - 1;
+  if (last < 0 || 16 % itemsize != 0) return std::nullopt;
+  if (reinterpret_cast<uintptr_t>(dst.raw_data()) % 16 != 0 || reinterpret_cast<uintptr_t>(src.raw_data()) % 16 != 0)
+    return std::nullopt;
+  if (g.strides[0][last] != 1 || g.strides[1][last] != 1 || g.sizes[last] % per_vector != 0) return std::nullopt;
+  for (int d = 0; d < last; ++d)
+    for (int k = 0; k < 2; ++k)
+      if (g.strides[k][d] % per_vector != 0) return std::nullopt;
+  g.sizes[last] /= per_vector;
+  for (int d = 0; d < last; ++d)
+    for (int k = 0; k < 2; ++k) g.strides[k][d] /= per_vector;
+  g.index_fits_32_bits = dst.numel() / per_vector <= static_cast<int64_t>(UINT32_MAX);
+  return g;
+}
+
 }  // namespace
 
 void copy_cuda(const Tensor& dst, const Tensor& src) {
@@ -73,6 +97,15 @@ void copy_cuda(const Tensor& dst, const Tensor& src) {
     return;
   }
   const auto g = make_geometry<2>(dst.shape(), {&dst.strides(), &src.strides()});
+  if (dst.dtype() == src.dtype()) {
+    if (const auto vectors = vector_geometry(g, dst, src)) {
+      const int64_t count = numel * static_cast<int64_t>(dst.itemsize()) / 16;
+      copy_strided_kernel<<<grid_for(count), kBlockSize, 0, stream>>>(*vectors, static_cast<uint4*>(dst.raw_data()),
+                                                                     static_cast<const uint4*>(src.raw_data()), count);
+      TG_CUDA_CHECK_LAUNCH();
+      return;
+    }
+  }
   TG_DISPATCH_ALL(dst.dtype(), "copy", [&] {
     using dst_t = scalar_t;
     TG_DISPATCH_ALL(src.dtype(), "copy", [&] {

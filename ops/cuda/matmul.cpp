@@ -9,10 +9,13 @@
 #include <cublasLt.h>
 #include <cublas_v2.h>
 
+#include <array>
 #include <climits>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <type_traits>
+#include <unordered_map>
 #include <vector>
 
 #include "core/cuda/cublas_check.h"
@@ -156,34 +159,69 @@ uint32_t alignment(const Tensor& x) {
 // the chosen algorithm needs, from the caching allocator.
 constexpr uint64_t kLtWorkspaceLimit = 32 << 20;
 
-// C = op(A)·op(B) + bias through cuBLASLt's bias epilogue; false when cuBLASLt has no algorithm
-// for the case (nothing was enqueued then).
-bool lt_gemm_bias(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& bias) {
-  const GemmTypes t = gemm_types(c.dtype());
-  if (t.data == CUDA_R_64F) return false;  // cuBLASLt's epilogues cover f32 and bf16
-  const int device = c.device().index;
+// Everything that fixes a cuBLASLt bias GEMM's plan except the data pointers: the device, types,
+// transposes, each operand's [batch, rows, cols] with its strides, and the alignments.
+struct LtPlanKey {
+  int device;
+  cudaDataType data;
+  cublasComputeType_t compute;
+  bool trans_a, trans_b;
+  std::array<int64_t, 15> geometry;  // per operand (c, a, b): batch, rows, cols, row and batch stride
+  std::array<uint32_t, 3> alignments;
+  bool operator==(const LtPlanKey&) const = default;
+};
 
+struct LtPlanKeyHash {
+  size_t operator()(const LtPlanKey& key) const {
+    size_t h = std::hash<int>{}(key.device) ^ (static_cast<size_t>(key.data) << 8) ^
+               (static_cast<size_t>(key.compute) << 16) ^ (static_cast<size_t>(key.trans_a) << 24) ^
+               (static_cast<size_t>(key.trans_b) << 25);
+    for (int64_t v : key.geometry) h = h * 1000003u ^ std::hash<int64_t>{}(v);
+    for (uint32_t v : key.alignments) h = h * 1000003u ^ v;
+    return h;
+  }
+};
+
+// The descriptors and the heuristic's choice for one key; `supported` is false when cuBLASLt has
+// no algorithm for it.
+struct LtPlan {
+  MatmulDesc desc;
+  MatrixLayout first, second, out;
+  cublasLtMatmulHeuristicResult_t heuristic{};
+  bool supported = false;
+};
+
+LtPlanKey lt_plan_key(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const GemmTypes& t) {
+  LtPlanKey key{c.device().index, t.data, t.compute, trans_a, trans_b, {}, {alignment(c), alignment(a), alignment(b)}};
+  size_t i = 0;
+  for (const Tensor* x : {&c, &a, &b})
+    for (int64_t v : {x->size(0), x->size(1), x->size(2), x->stride(1), x->stride(0)}) key.geometry[i++] = v;
+  return key;
+}
+
+// Builds the plan: descriptors, preferences and one heuristic query, the expensive part of a
+// cuBLASLt call on the host (tens of microseconds), done once per distinct key.
+std::unique_ptr<LtPlan> make_lt_plan(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b,
+                                     const GemmTypes& t, const LtPlanKey& key) {
+  auto plan = std::make_unique<LtPlan>();
   cublasLtMatmulDesc_t raw_desc = nullptr;
   TG_CUBLAS_CHECK(cublasLtMatmulDescCreate(&raw_desc, t.compute, t.scale));
-  const MatmulDesc desc(raw_desc);
+  plan->desc.reset(raw_desc);
   const cublasOperation_t first_op = blas_op(trans_b), second_op = blas_op(trans_a);
   const cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_BIAS;
-  const void* bias_data = bias.raw_data();
   TG_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(raw_desc, CUBLASLT_MATMUL_DESC_TRANSA, &first_op, sizeof(first_op)));
   TG_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(raw_desc, CUBLASLT_MATMUL_DESC_TRANSB, &second_op, sizeof(second_op)));
   TG_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(raw_desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));
-  TG_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(raw_desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias_data,
-                                                 sizeof(bias_data)));
-
-  const MatrixLayout first = lt_layout(t.data, b), second = lt_layout(t.data, a);
-  const MatrixLayout out = lt_layout(t.data, c);
+  plan->first = lt_layout(t.data, b);
+  plan->second = lt_layout(t.data, a);
+  plan->out = lt_layout(t.data, c);
 
   cublasLtMatmulPreference_t raw_pref = nullptr;
   TG_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&raw_pref));
   const Preference pref(raw_pref);
   // Partial sums of split-K kernels stay in the compute type (f32 for bf16 outputs).
   const uint32_t reduction = CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE;
-  const uint32_t align_first = alignment(b), align_second = alignment(a), align_out = alignment(c);
+  const uint32_t align_out = key.alignments[0], align_second = key.alignments[1], align_first = key.alignments[2];
   TG_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(raw_pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                                        &kLtWorkspaceLimit, sizeof(kLtWorkspaceLimit)));
   TG_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(raw_pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK,
@@ -196,23 +234,41 @@ bool lt_gemm_bias(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& 
                                                        &align_out, sizeof(align_out)));
   TG_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(raw_pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES,
                                                        &align_out, sizeof(align_out)));
-
-  const cublasLtHandle_t lt = cublaslt_handle(device);
-  cublasLtMatmulHeuristicResult_t heuristic{};
   int found = 0;
-  const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(lt, raw_desc, first.get(), second.get(), out.get(),
-                                                               out.get(), raw_pref, 1, &heuristic, &found);
-  if (status == CUBLAS_STATUS_NOT_SUPPORTED || (status == CUBLAS_STATUS_SUCCESS && found == 0)) return false;
-  TG_CUBLAS_CHECK(status);
+  const cublasStatus_t status =
+      cublasLtMatmulAlgoGetHeuristic(cublaslt_handle(key.device), raw_desc, plan->first.get(), plan->second.get(),
+                                     plan->out.get(), plan->out.get(), raw_pref, 1, &plan->heuristic, &found);
+  if (status != CUBLAS_STATUS_NOT_SUPPORTED) TG_CUBLAS_CHECK(status);
+  plan->supported = status == CUBLAS_STATUS_SUCCESS && found > 0;
+  return plan;
+}
 
+// C = op(A)·op(B) + bias through cuBLASLt's bias epilogue; false when cuBLASLt has no algorithm
+// for the case (nothing was enqueued then). Plans are cached per key for the process's life
+// (like the handles), so a training step pays only for setting the bias pointer and the launch.
+bool lt_gemm_bias(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& bias) {
+  const GemmTypes t = gemm_types(c.dtype());
+  if (t.data == CUDA_R_64F) return false;  // cuBLASLt's epilogues cover f32 and bf16
+  static std::mutex mutex;
+  static auto* plans = new std::unordered_map<LtPlanKey, std::unique_ptr<LtPlan>, LtPlanKeyHash>();
+  const LtPlanKey key = lt_plan_key(c, a, trans_a, b, trans_b, t);
+  std::lock_guard lock(mutex);  // the cached descriptor's bias pointer is set per call
+  std::unique_ptr<LtPlan>& plan = (*plans)[key];
+  if (!plan) plan = make_lt_plan(c, a, trans_a, b, trans_b, t, key);
+  if (!plan->supported) return false;
+
+  const void* bias_data = bias.raw_data();
+  TG_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc.get(), CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias_data,
+                                                 sizeof(bias_data)));
   // Released when this call returns: the caching allocator hands the block out again only to
   // work enqueued later on the same stream, so the GEMM below is done with it by then.
-  const auto workspace_bytes = static_cast<int64_t>(heuristic.workspaceSize);
+  const auto workspace_bytes = static_cast<int64_t>(plan->heuristic.workspaceSize);
   const Tensor workspace = workspace_bytes > 0 ? empty({workspace_bytes}, DType::u8, c.device()) : Tensor();
   const Scalar one(1), zero(0);
-  TG_CUBLAS_CHECK(cublasLtMatmul(lt, raw_desc, one.as(t.scale), b.raw_data(), first.get(), a.raw_data(), second.get(),
-                                 zero.as(t.scale), c.raw_data(), out.get(), c.raw_data(), out.get(), &heuristic.algo,
-                                 workspace.defined() ? workspace.raw_data() : nullptr, heuristic.workspaceSize,
+  TG_CUBLAS_CHECK(cublasLtMatmul(cublaslt_handle(key.device), plan->desc.get(), one.as(t.scale), b.raw_data(),
+                                 plan->first.get(), a.raw_data(), plan->second.get(), zero.as(t.scale), c.raw_data(),
+                                 plan->out.get(), c.raw_data(), plan->out.get(), &plan->heuristic.algo,
+                                 workspace.defined() ? workspace.raw_data() : nullptr, plan->heuristic.workspaceSize,
                                  current_stream()));
   return true;
 }
