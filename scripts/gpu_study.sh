@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # The study of issue 6 on the GPU machine: vit-small/4 at 32 px, batch 64, Adam 3e-4, crop+flip,
-# one run per DATASET:RATIO job (ratio 1.0 = exact; others = WTA-CRS on all six targets with GELU
-# recompute). Jobs are spread over the machine's GPUs, one process per GPU at a time (so img/s is
-# that of a GPU of its own); each GPU works through its share of the jobs in order.
+# one run per DATASET:RATIO[:TARGETS] job (ratio 1.0 = exact; others = WTA-CRS with GELU
+# recompute on TARGETS, default all six). Jobs are spread over the GPUs (all, or those listed in
+# STUDY_GPUS, e.g. STUDY_GPUS=0,1,2), one process per GPU at a time (so img/s is that of a GPU
+# of its own); each GPU works through its share of the jobs in order.
 #
 # Usage: bash scripts/gpu_study.sh EPOCHS JOB... [-- extra train_vit flags]
-#   JOB: DATASET:RATIO, DATASET one of cifar10 | cifar100 | cifar100-coarse | fashion-mnist
-#   e.g. bash scripts/gpu_study.sh 8 fashion-mnist:1.0 fashion-mnist:0.5 cifar10:0.3 -- --precision tf32
+#   JOB: DATASET:RATIO[:TARGETS], DATASET one of cifar10 | cifar100 | cifar100-coarse | fashion-mnist
+#   e.g. bash scripts/gpu_study.sh 8 fashion-mnist:1.0 cifar10:0.3 cifar10:0.5:qkv,proj,fc1,fc2 -- --precision tf32
 # Carried (the carried data must stay under 64 MiB per call): train_vit at .carry/bin/train_vit,
 # .carry/cifar10-jpeg.tar.gz and/or .carry/cifar100-jpeg.tar.gz with the converters from
 # shared/tools (.carry/cifar10_jpeg_to_bin.py, .carry/cifar100_to_bin.py) for the CIFAR jobs,
 # .carry/fashion-mnist/*.gz for Fashion-MNIST.
-# Writes to $OUT/study (or gpu-logs/study): DATASET-RATIO.log (the whole output of the run),
-# DATASET-RATIO.jsonl (its metrics); and $OUT/study-summary.txt (the final summary of each run).
+# Writes to $OUT/study (or gpu-logs/study): JOB.log (the whole output of the run) and JOB.jsonl
+# (its metrics), JOB with ':' -> '-' and ',' -> '_'; and appends the final summary of each run to
+# $OUT/study-summary.txt.
 set -uo pipefail
 epochs=$1
 shift
@@ -25,41 +27,53 @@ logs="$out/study"
 mkdir -p "$logs" /tmp/study-data/cifar10 /tmp/study-data/cifar100
 train_vit=${TRAIN_VIT:-.carry/bin/train_vit}
 
-# Convert each carried archive the jobs need, in parallel.
+# Convert each carried archive the jobs need (once per machine), in parallel.
 needs() { printf '%s\n' "${jobs[@]}" | grep -q "^$1"; }
-needs cifar10: && python3 .carry/cifar10_jpeg_to_bin.py --archive .carry/cifar10-jpeg.tar.gz /tmp/study-data/cifar10 > "$logs/convert-cifar10.txt" 2>&1 &
-needs cifar100 && python3 .carry/cifar100_to_bin.py --archive .carry/cifar100-jpeg.tar.gz /tmp/study-data/cifar100 > "$logs/convert-cifar100.txt" 2>&1 &
+convert() {  # NAME SCRIPT
+  [ -f "/tmp/study-data/$1/.converted" ] && return
+  python3 ".carry/$2" --archive ".carry/$1-jpeg.tar.gz" "/tmp/study-data/$1" > "$logs/convert-$1.txt" 2>&1 &&
+    touch "/tmp/study-data/$1/.converted"
+}
+needs cifar10: && convert cifar10 cifar10_jpeg_to_bin.py &
+needs cifar100 && convert cifar100 cifar100_to_bin.py &
 wait
 
-run_job() {  # DATASET RATIO GPU [flags]
-  local dataset=$1 ratio=$2 gpu=$3
-  shift 3
-  local data_dir backward
+label() { local l=${1//:/-}; echo "${l//,/_}"; }
+
+run_job() {  # JOB GPU [flags]
+  local job=$1 gpu=$2
+  shift 2
+  local dataset ratio targets data_dir backward
+  IFS=: read -r dataset ratio targets <<< "$job"
   case "$dataset" in
     cifar10) data_dir=/tmp/study-data/cifar10 ;;
     cifar100|cifar100-coarse) data_dir=/tmp/study-data/cifar100 ;;
     *) data_dir=.carry/fashion-mnist ;;
   esac
-  if [ "$ratio" = "1.0" ]; then backward=(--backward exact); else backward=(--backward wta-crs --ratio "$ratio" --recompute-gelu); fi
+  if [ "$ratio" = "1.0" ]; then backward=(--backward exact)
+  else backward=(--backward wta-crs --ratio "$ratio" --recompute-gelu --wta-targets "${targets:-all}"); fi
+  local name
+  name=$(label "$job")
   CUDA_VISIBLE_DEVICES=$gpu "$train_vit" --dataset "$dataset" --data-dir "$data_dir" --model vit-small --patch 4 --img 32 \
     --batch-size 64 --optimizer adam --lr 3e-4 --weight-decay 0 --augment crop-flip --epochs "$epochs" "${backward[@]}" \
-    --metrics-out "$logs/$dataset-$ratio.jsonl" --log-every 200 "$@" > "$logs/$dataset-$ratio.log" 2>&1
-  echo "rc=$? (GPU $gpu)" >> "$logs/$dataset-$ratio.log"
+    --metrics-out "$logs/$name.jsonl" --log-every 200 "$@" > "$logs/$name.log" 2>&1
+  echo "rc=$? (GPU $gpu)" >> "$logs/$name.log"
 }
 
-gpus=$(nvidia-smi -L | wc -l)
-[ "$gpus" -ge 1 ] || { echo "gpu_study.sh: no GPU found" >&2; exit 1; }
-for ((g = 0; g < gpus; ++g)); do
+if [ -n "${STUDY_GPUS:-}" ]; then IFS=, read -r -a gpu_ids <<< "$STUDY_GPUS"
+else mapfile -t gpu_ids < <(nvidia-smi -L | awk '{print NR - 1}'); fi
+[ "${#gpu_ids[@]}" -ge 1 ] || { echo "gpu_study.sh: no GPU found" >&2; exit 1; }
+for ((g = 0; g < ${#gpu_ids[@]}; ++g)); do
   (
-    for ((j = g; j < ${#jobs[@]}; j += gpus)); do
-      run_job "${jobs[j]%%:*}" "${jobs[j]##*:}" "$g" "$@"
+    for ((j = g; j < ${#jobs[@]}; j += ${#gpu_ids[@]})); do
+      run_job "${jobs[j]}" "${gpu_ids[g]}" "$@"
     done
   ) &
 done
 wait
 
 for job in "${jobs[@]}"; do
-  log="$logs/${job%%:*}-${job##*:}.log"
+  log="$logs/$(label "$job").log"
   echo "===== $job"
   grep -E "test acc|^summary|best|peak|img/s|rc=|error" "$log" | grep -v "^epoch .* step .* loss" | tail -n 16
-done | tee "$out/study-summary.txt"
+done | tee -a "$out/study-summary.txt"
