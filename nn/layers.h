@@ -67,6 +67,8 @@ class Attention : public Module {
   // Strategies of the two attention matmuls: scores Q·Kᵀ and context P·V.
   void set_scores_strategy(std::shared_ptr<BackwardStrategy> s) { scores_strategy_ = std::move(s); }
   void set_context_strategy(std::shared_ptr<BackwardStrategy> s) { context_strategy_ = std::move(s); }
+  const std::shared_ptr<BackwardStrategy>& scores_strategy() const { return scores_strategy_; }
+  const std::shared_ptr<BackwardStrategy>& context_strategy() const { return context_strategy_; }
   std::shared_ptr<Linear> qkv, proj;
 
  private:

@@ -3,6 +3,7 @@
 
 #include <filesystem>
 
+#include "apps/train_vit/strategies.h"
 #include "core/rng.h"
 #include "nn/layers.h"
 #include "nn/safetensors.h"
@@ -14,6 +15,7 @@ namespace fs = std::filesystem;
 namespace {
 
 const char* const kFormat = "tapegrad.train_vit.v1";
+const char* const kStrategyPrefix = "backward_strategy.";
 
 // The generators a training step can draw from: dropout masks and ops given no generator.
 struct NamedGenerator {
@@ -71,8 +73,11 @@ void save_checkpoint(const std::string& dir, const vit::VisionTransformer& model
   }
   // The model first: a checkpoint whose train state is present always has matching weights.
   save_replacing(fs::path(dir) / "model.safetensors", [&](const std::string& path) { vit::save_weights(model, path); });
+  // The optimizer's tensors, and the backward strategies' under kStrategyPrefix.
+  std::map<std::string, Tensor> tensors = optimizer.state_dict();
+  for (auto& [name, tensor] : vit::strategy_state(model)) tensors[kStrategyPrefix + name] = tensor;
   save_replacing(fs::path(dir) / "train_state.safetensors",
-                 [&](const std::string& path) { nn::save_safetensors(path, optimizer.state_dict(), meta); });
+                 [&](const std::string& path) { nn::save_safetensors(path, tensors, meta); });
 }
 
 TrainPosition load_checkpoint(const std::string& dir, vit::VisionTransformer& model, nn::Optimizer& optimizer,
@@ -97,6 +102,14 @@ TrainPosition load_checkpoint(const std::string& dir, vit::VisionTransformer& mo
 
   vit::load_weights(model, (fs::path(dir) / "model.safetensors").string());
   optimizer.load_state_dict(state.tensors);
+  std::map<std::string, Tensor> strategies;
+  for (const auto& [name, tensor] : state.tensors)
+    if (name.rfind(kStrategyPrefix, 0) == 0) strategies[name.substr(std::string(kStrategyPrefix).size())] = tensor;
+  try {
+    vit::load_strategy_state(model, strategies);
+  } catch (const ValueError& e) {
+    TG_THROW(IoError, "'", state_path, "': ", e.what());
+  }
   for (const NamedGenerator& g : training_generators()) {
     g.generator.manual_seed(static_cast<uint64_t>(metadata_int(state, state_path, std::string(g.name) + ".seed")));
     g.generator.set_offset(static_cast<uint64_t>(metadata_int(state, state_path, std::string(g.name) + ".offset")));

@@ -44,6 +44,50 @@ std::set<int64_t> parse_blocks(const std::string& list, int64_t depth) {
   return blocks;
 }
 
+namespace {
+
+// The strategy slot of `target` in `block`.
+std::shared_ptr<BackwardStrategy> strategy_of(const nn::Block& block, const std::string& target) {
+  if (target == "qkv") return block.attn->qkv->backward_strategy();
+  if (target == "proj") return block.attn->proj->backward_strategy();
+  if (target == "fc1") return block.mlp->fc1->backward_strategy();
+  if (target == "fc2") return block.mlp->fc2->backward_strategy();
+  if (target == "attn-scores") return block.attn->scores_strategy();
+  return block.attn->context_strategy();
+}
+
+std::string strategy_name(size_t block, const std::string& target) {
+  return "blocks." + std::to_string(block) + "." + target;
+}
+
+}  // namespace
+
+std::map<std::string, Tensor> strategy_state(const VisionTransformer& model) {
+  std::map<std::string, Tensor> state;
+  for (size_t b = 0; b < model.blocks.size(); ++b)
+    for (const std::string& target : all_targets())
+      for (auto& [key, tensor] : strategy_of(*model.blocks[b], target)->state_dict())
+        state[strategy_name(b, target) + "." + key] = tensor;
+  return state;
+}
+
+void load_strategy_state(VisionTransformer& model, const std::map<std::string, Tensor>& state) {
+  for (size_t b = 0; b < model.blocks.size(); ++b)
+    for (const std::string& target : all_targets()) {
+      const std::shared_ptr<BackwardStrategy> strategy = strategy_of(*model.blocks[b], target);
+      if (strategy->state_dict().empty()) continue;  // stateless (exact)
+      const std::string prefix = strategy_name(b, target) + ".";
+      std::map<std::string, Tensor> own;
+      for (auto it = state.lower_bound(prefix); it != state.end() && it->first.rfind(prefix, 0) == 0; ++it)
+        own[it->first.substr(prefix.size())] = it->second;
+      try {
+        strategy->load_state_dict(own);
+      } catch (const ValueError& e) {
+        TG_THROW(ValueError, "backward strategy of ", strategy_name(b, target), ": ", e.what());
+      }
+    }
+}
+
 int64_t install_strategies(VisionTransformer& model, const StrategyConfig& config, const std::set<std::string>& targets,
                            const std::set<int64_t>& blocks) {
   int64_t installed = 0;

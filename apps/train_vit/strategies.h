@@ -3,6 +3,7 @@
 // (WTACRS.md §4). Each (block, target) gets its own strategy object and random stream.
 #pragma once
 
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -25,5 +26,10 @@ std::set<int64_t> parse_blocks(const std::string& list, int64_t depth);
 // Returns the number of nodes that got a non-exact strategy.
 int64_t install_strategies(VisionTransformer& model, const StrategyConfig& config, const std::set<std::string>& targets,
                            const std::set<int64_t>& blocks);
+
+// Every strategy's state (BackwardStrategy::state_dict) as "blocks.<b>.<target>.<key>", and its
+// inverse; load_strategy_state raises ValueError naming the strategy whose state is missing.
+std::map<std::string, Tensor> strategy_state(const VisionTransformer& model);
+void load_strategy_state(VisionTransformer& model, const std::map<std::string, Tensor>& state);
 
 }  // namespace tg::vit

@@ -14,6 +14,10 @@
 #include <thrust/iterator/counting_iterator.h>
 #include <thrust/iterator/transform_iterator.h>
 
+#include <mutex>
+#include <set>
+#include <utility>
+
 #include "core/cuda/cuda_check.h"
 #include "core/cuda/device_guard.h"
 #include "core/cuda/launch.h"
@@ -239,15 +243,25 @@ __global__ void __launch_bounds__(kThreads)
   select_item(indices + b * config.k, weights + b * config.k, a, K, config, seed, subsequence, b);
 }
 
-// Dynamic shared memory beyond the default 48 KiB must be allowed per kernel.
+// The largest item staged in shared memory (200 KiB of the H100/H200's 227 KiB per block).
+constexpr size_t kMaxStagedBytes = 200 * 1024;
+constexpr int64_t kMaxStagedRows = kMaxStagedBytes / staged_bytes(1);
+
+// Dynamic shared memory beyond the default 48 KiB must be allowed per kernel and device: done
+// once, for the most any launch here asks (the attribute is a limit, not a reservation).
 template <class Kernel>
 void allow_shared_bytes(Kernel kernel, size_t bytes) {
-  if (bytes > 48 * 1024)
-    TG_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
+  if (bytes <= 48 * 1024) return;
+  TG_INTERNAL_ASSERT(bytes <= kMaxStagedBytes, "a sampler launch asks for more shared memory than allowed");
+  int device = 0;
+  TG_CUDA_CHECK(cudaGetDevice(&device));
+  static std::mutex mutex;
+  static std::set<std::pair<const void*, int>> allowed;
+  std::lock_guard lock(mutex);
+  if (allowed.insert({reinterpret_cast<const void*>(kernel), device}).second)
+    TG_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       static_cast<int>(kMaxStagedBytes)));
 }
-
-// The largest item staged in shared memory (200 KiB of the H100/H200's 227 KiB per block).
-constexpr int64_t kMaxStagedRows = 200 * 1024 / staged_bytes(1);
 
 template <int kItems>
 void launch_sort_select(const Tensor& indices, const Tensor& weights, const Tensor& scores, const SamplingConfig& config,

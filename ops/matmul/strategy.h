@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -38,6 +39,12 @@ class BackwardStrategy {
   // `period` > 0 says that row k holds token position k % period (a linear over [B, T, D]
   // inputs sees its B·T rows as one contraction: period T); 0 means position k.
   virtual std::unique_ptr<SavedOperand> save(const Tensor& operand, int64_t period = 0) = 0;
+
+  // State carried from step to step (e.g. WTA-CRS's step counter and gradient-norm proxy), for
+  // checkpoints: a resumed run continues bit for bit. Stateless strategies have none.
+  virtual std::map<std::string, Tensor> state_dict() const { return {}; }
+  // Restores state_dict()'s tensors (on any device); ValueError for a missing or malformed key.
+  virtual void load_state_dict(const std::map<std::string, Tensor>& state) { (void)state; }
 };
 
 // Saves X as it is (no copy: the node shares the forward tensor) and contracts with one

@@ -73,8 +73,10 @@ std::unique_ptr<SavedOperand> SamplingStrategy::save(const Tensor& operand, int6
     const int64_t positions = period > 0 ? period : rows;
     TG_CHECK((batch * rows) % positions == 0, ShapeError, name(), ": ", batch * rows,
              " rows are not a whole number of periods of ", positions, " positions");
-    if (!proxy_.defined() || proxy_.numel() != positions || proxy_.device() != operand.device())
+    if (!proxy_.defined() || proxy_.numel() != positions)
       proxy_ = ones({positions}, DType::f32, operand.device());  // no gradient seen yet: g ≡ 1
+    else if (proxy_.device() != operand.device())
+      proxy_ = proxy_.to(operand.device());  // restored from a checkpoint on the host
   }
   // s_r = ||x_r||·ĝ[r % P]: row r holds token position r % P.
   const Tensor scores = row_norms(operand, use_proxy ? proxy_ : Tensor());  // f32 [batch, K]
@@ -82,6 +84,27 @@ std::unique_ptr<SavedOperand> SamplingStrategy::save(const Tensor& operand, int6
   Tensor kept = gather_rows(operand, sample.indices);
   return std::make_unique<SampledOperand>(std::move(kept), std::move(sample), use_proxy ? proxy_ : Tensor(),
                                           config_.ema_beta);
+}
+
+std::map<std::string, Tensor> SamplingStrategy::state_dict() const {
+  std::map<std::string, Tensor> state{{"step", from_vector<int64_t>({static_cast<int64_t>(step_)}, {1})}};
+  if (proxy_.defined()) state["proxy"] = proxy_;
+  return state;
+}
+
+void SamplingStrategy::load_state_dict(const std::map<std::string, Tensor>& state) {
+  const auto step = state.find("step");
+  TG_CHECK(step != state.end(), ValueError, name(), " load_state_dict: missing key 'step'");
+  TG_CHECK(step->second.dtype() == DType::i64 && step->second.numel() == 1, ValueError, name(),
+           " load_state_dict: 'step' must be one i64, got ", dtype_name(step->second.dtype()), " of shape ",
+           step->second.shape().str());
+  const auto proxy = state.find("proxy");
+  if (proxy != state.end())
+    TG_CHECK(proxy->second.dtype() == DType::f32 && proxy->second.dim() == 1, ValueError, name(),
+             " load_state_dict: 'proxy' must be f32 [P], got ", dtype_name(proxy->second.dtype()), " of shape ",
+             proxy->second.shape().str());
+  step_ = static_cast<uint64_t>(step->second.to_vector<int64_t>()[0]);
+  proxy_ = proxy != state.end() ? proxy->second.clone() : Tensor();
 }
 
 std::shared_ptr<BackwardStrategy> make_strategy(const StrategyConfig& config, uint64_t node_id) {

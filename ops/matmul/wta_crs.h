@@ -25,6 +25,10 @@ class SamplingStrategy final : public BackwardStrategy {
   // first backward), for tests and reports.
   const Tensor& proxy() const { return proxy_; }
 
+  // "step" (i64 [1]: forward passes so far, which key the draws) and, once it exists, "proxy".
+  std::map<std::string, Tensor> state_dict() const override;
+  void load_state_dict(const std::map<std::string, Tensor>& state) override;
+
  private:
   SamplingVariant variant_;
   StrategyConfig config_;

@@ -141,6 +141,10 @@ TEST_CASE("N steps straight equal N/2 steps, save, resume and N/2 steps, bit for
   test::check_bitwise_resume(test::tiny_run_args());
 }
 
+TEST_CASE("with WTA-CRS too: the strategies' step counters and proxies are in the checkpoint") {
+  test::check_bitwise_resume(test::with(test::tiny_run_args(), {"--backward", "wta-crs", "--ratio", "0.5"}));
+}
+
 TEST_CASE("--init-from's loader is strict: a head of another class count names the key and both shapes") {
   test::ScratchDir dir("train_vit_init");
   vit::VitConfig config = vit::preset("vit-tiny");

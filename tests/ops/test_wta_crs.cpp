@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <functional>
+#include <map>
 
 #include "autograd/engine.h"
 #include "ops/elementwise.h"
@@ -211,6 +212,34 @@ TEST_CASE("saved bytes are |rows|·D·sizeof(dtype) + 8·|rows|, and the proxy f
     CHECK(proxy[static_cast<size_t>(t)] == doctest::Approx(0.9 + 0.1 * mean).epsilon(1e-5));
   }
   CHECK(y.grad_fn()->saved_bytes() == 0);  // released after backward
+}
+
+TEST_CASE("state_dict carries the step counter and the proxy: a restored strategy draws what the original draws") {
+  const Tensor x = lognormal_rows(2 * 50, 16, 1.0, 54).reshape({2, 50, 16});
+  const Tensor g = random_tensor({2, 50, 4}, 55);
+  Tensor w = random_tensor({4, 16}, 56);
+  w.set_requires_grad(true);
+  const StrategyConfig c = config("wta-crs", 0.3, 7, "position-ema");
+  auto original = std::make_shared<SamplingStrategy>(SamplingVariant::wta_crs, c, 3);
+  for (int step = 0; step < 2; ++step) backward(linear(x, w, Tensor(), original.get()), g);
+  const std::map<std::string, Tensor> state = original->state_dict();
+  CHECK(state.at("step").to_vector<int64_t>() == std::vector<int64_t>{2});
+  CHECK(state.at("proxy").to_vector<float>() == original->proxy().to_vector<float>());
+
+  auto restored = std::make_shared<SamplingStrategy>(SamplingVariant::wta_crs, c, 3);
+  restored->load_state_dict(state);
+  w.set_grad(Tensor());
+  backward(linear(x, w, Tensor(), original.get()), g);
+  const std::vector<float> expected = w.grad().to_vector<float>();
+  w.set_grad(Tensor());
+  backward(linear(x, w, Tensor(), restored.get()), g);
+  CHECK(w.grad().to_vector<float>() == expected);
+  CHECK(restored->proxy().to_vector<float>() == original->proxy().to_vector<float>());
+
+  CHECK_THROWS_WITH_AS(restored->load_state_dict({}), "wta-crs load_state_dict: missing key 'step'", ValueError);
+  CHECK_THROWS_WITH_AS(restored->load_state_dict({{"step", zeros({1})}}),
+                       "wta-crs load_state_dict: 'step' must be one i64, got f32 of shape [1]", ValueError);
+  CHECK(ExactStrategy().state_dict().empty());
 }
 
 TEST_CASE("memory is really saved: a stack of sampled linears lowers the peak by the saved-bytes difference") {
