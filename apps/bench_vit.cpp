@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
           steps = 30;
   double ratio = 1.0;
   bool recompute_gelu = false;
+  std::string saved_dtype = "same";
   CLI::App app{"bench_vit: ViT training-step time and peak memory (tapegrad side of torch_vit_bench.py)"};
   app.add_option("--preset", preset, "vit-tiny, vit-small or vit-base");
   app.add_option("--dim", dim, "override the preset's width");
@@ -45,6 +46,7 @@ int main(int argc, char** argv) {
   app.add_option("--targets", targets, "comma list of qkv,proj,fc1,fc2,attn-scores,attn-context or all");
   app.add_option("--blocks", blocks, "all or e.g. 0-5,11");
   app.add_flag("--recompute-gelu", recompute_gelu, "recompute fc1's output in backward instead of keeping it");
+  app.add_option("--saved-dtype", saved_dtype, "same | bf16: dtype of what the matmul nodes keep for backward");
   app.add_option("--warmup", warmup);
   app.add_option("--steps", steps);
   app.add_option("--device", device_name)->check(CLI::IsMember({"cpu", "cuda"}));
@@ -65,6 +67,7 @@ int main(int argc, char** argv) {
     StrategyConfig strategy;
     strategy.name = backward_name;
     strategy.ratio = ratio;
+    strategy.saved_dtype = saved_dtype;
     const int64_t sampled = vit::install_strategies(model, strategy, vit::parse_targets(targets),
                                                     vit::parse_blocks(blocks, config.depth));
     for (const auto& block : model.blocks) block->mlp->set_recompute_gelu(recompute_gelu);
@@ -111,7 +114,7 @@ int main(int argc, char** argv) {
     nlohmann::ordered_json line = {{"framework", "tapegrad"}, {"preset", preset}, {"dim", config.dim},
                                    {"depth", config.depth}, {"heads", config.heads}, {"patch", patch}, {"img", img},
                                    {"batch", batch}, {"precision", precision}, {"backward", backward_name},
-                                   {"ratio", ratio}, {"recompute_gelu", recompute_gelu}, {"sampled_nodes", sampled}, {"ms_per_step", ms},
+                                   {"ratio", ratio}, {"recompute_gelu", recompute_gelu}, {"saved_dtype", saved_dtype}, {"sampled_nodes", sampled}, {"ms_per_step", ms},
                                    {"host_ms", host_ms},
                                    {"img_per_s", static_cast<double>(batch) / ms * 1e3},
                                    {"peak_alloc_GB", static_cast<double>(stats.allocated_bytes[0].peak) / 1e9},

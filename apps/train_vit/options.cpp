@@ -45,6 +45,9 @@ void add_flags(CLI::App& app, Options& o) {
   app.add_option("--wta-blocks", o.wta_blocks, "blocks using the strategy: all, or indices and ranges like 0-5,11");
   app.add_flag("--recompute-gelu", o.recompute_gelu,
                "fc1+GELU keeps fc1's input only and recomputes its output in backward (less activation memory)");
+  app.add_option("--saved-dtype", o.saved_dtype,
+                 "same | bf16: what qkv, proj, fc1, fc2 and the attention matmuls keep for backward (all rows or "
+                 "the sampled ones) is stored in this dtype; bf16 halves it");
   app.add_option("--device", o.device, "auto | cpu | cuda | cuda:N (auto: CUDA when a GPU is usable)");
   app.add_option("--precision", o.precision, "fp32 | tf32 (TF32 tensor cores for f32 GEMMs on CUDA)");
   app.add_option("--seed", o.seed, "seed of initialization, shuffling, augmentation and sampling");
@@ -143,6 +146,8 @@ void validate(const Options& o, const std::set<std::string>& given) {
   TG_CHECK(o.ratio > 0 && o.ratio <= 1, ValueError, "--ratio must be in (0, 1], got ", o.ratio);
   (void)strategy_targets(o);  // throws for an unknown target
   (void)strategy_blocks(o);   // throws for a malformed list or a block out of range
+  TG_CHECK(o.saved_dtype == "same" || o.saved_dtype == "bf16", ValueError, "--saved-dtype must be same or bf16, got '",
+           o.saved_dtype, "'");
   // Builds one strategy object, so that a strategy this build lacks fails before any work.
   (void)make_strategy(strategy_config(o), 0);
   if (o.backward == "exact") {
@@ -224,6 +229,7 @@ StrategyConfig strategy_config(const Options& o) {
   config.name = o.backward;
   config.ratio = o.ratio;
   config.seed = o.seed;
+  config.saved_dtype = o.saved_dtype;
   return config;
 }
 
@@ -263,6 +269,7 @@ std::string describe(const Options& o) {
   }
   line("device", o.resolved_device.str() + (o.device == "auto" ? " (auto)" : ""));
   line("recompute gelu", o.recompute_gelu ? "on" : "off");
+  line("saved dtype", o.saved_dtype);
   line("precision", o.precision);
   line("seed", o.seed);
   line("max steps", o.max_steps > 0 ? std::to_string(o.max_steps) : "-");
@@ -284,6 +291,7 @@ nlohmann::json to_json(const Options& o) {
           {"optimizer", o.optimizer},   {"weight_decay", o.weight_decay}, {"warmup_epochs", o.warmup_epochs},
           {"label_smoothing", o.label_smoothing}, {"clip_grad", o.clip_grad}, {"backward", o.backward},
           {"ratio", o.ratio},           {"wta_targets", o.wta_targets},   {"wta_blocks", o.wta_blocks}, {"recompute_gelu", o.recompute_gelu},
+          {"saved_dtype", o.saved_dtype},
           {"device", o.resolved_device.str()}, {"precision", o.precision}, {"seed", o.seed},
           {"max_steps", o.max_steps},   {"eval_every", o.eval_every},     {"log_every", o.log_every}};
 }
@@ -294,7 +302,7 @@ std::vector<std::string> trajectory_differences(const nlohmann::json& saved, con
                                         "img",      "depth",     "epochs",        "batch_size",   "lr",
                                         "optimizer", "weight_decay", "warmup_epochs", "label_smoothing",
                                         "clip_grad", "backward", "ratio",         "wta_targets",  "wta_blocks",
-                                        "recompute_gelu", "precision", "seed"};
+                                        "recompute_gelu", "saved_dtype", "precision", "seed"};
   std::vector<std::string> differences;
   for (const char* field : kFields) {
     const nlohmann::json a = saved.value(field, nlohmann::json()), b = current.value(field, nlohmann::json());

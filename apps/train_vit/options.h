@@ -44,6 +44,7 @@ struct Options {
   std::string wta_targets = "all";  // comma list of vit::all_targets(), or all
   std::string wta_blocks = "all";
   bool recompute_gelu = false;      // fc1+GELU recomputes fc1's output in backward
+  std::string saved_dtype = "same";  // same | bf16: dtype of what the six targets keep for backward
   // Execution.
   std::string device = "auto";     // auto | cpu | cuda | cuda:N
   std::string precision = "fp32";  // fp32 | tf32

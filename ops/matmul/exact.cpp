@@ -1,5 +1,5 @@
-// ExactStrategy: keeps the operand itself (a view of the forward tensor, no copy) and forms
-// Gᵀ·X with one batched GEMM that reads G transposed in place.
+// ExactStrategy: keeps the operand itself (a view of the forward tensor, no copy), or a copy in
+// the saved dtype, and forms Gᵀ·X with one batched GEMM that reads G transposed in place.
 #include "ops/matmul.h"
 
 namespace tg {
@@ -10,7 +10,10 @@ class ExactSavedOperand final : public SavedOperand {
  public:
   explicit ExactSavedOperand(Tensor operand) : operand_(std::move(operand)) {}
 
-  Tensor contract(const Tensor& grad) override { return gemm(grad, /*trans_a=*/true, operand_, /*trans_b=*/false); }
+  // A bf16-saved operand is converted back for the GEMM: a transient copy of this one node's X.
+  Tensor contract(const Tensor& grad) override {
+    return gemm(grad, /*trans_a=*/true, operand_.to(grad.dtype()), /*trans_b=*/false);
+  }
   // The whole storage: sharing it with the forward tensor keeps all of it alive.
   size_t saved_bytes() const override { return operand_.storage()->nbytes(); }
 
@@ -23,7 +26,8 @@ class ExactSavedOperand final : public SavedOperand {
 std::unique_ptr<SavedOperand> ExactStrategy::save(const Tensor& operand, int64_t) {
   TG_CHECK(operand.dim() == 3, ShapeError, "ExactStrategy: expected an operand [batch, K, D], got shape ",
            operand.shape().str());
-  return std::make_unique<ExactSavedOperand>(operand.detach());
+  const Tensor kept = operand.detach();
+  return std::make_unique<ExactSavedOperand>(saved_dtype_ ? kept.to(*saved_dtype_) : kept);
 }
 
 }  // namespace tg

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "core/tensor.h"
@@ -48,11 +49,16 @@ class BackwardStrategy {
 };
 
 // Saves X as it is (no copy: the node shares the forward tensor) and contracts with one
-// batched GEMM.
+// batched GEMM. With a saved dtype other than X's (bf16 for f32 X) it keeps a converted copy
+// instead, so the forward tensor can die, and converts it back for the GEMM in backward.
 class ExactStrategy final : public BackwardStrategy {
  public:
+  explicit ExactStrategy(std::optional<DType> saved_dtype = std::nullopt) : saved_dtype_(saved_dtype) {}
   std::string name() const override { return "exact"; }
   std::unique_ptr<SavedOperand> save(const Tensor& operand, int64_t period = 0) override;
+
+ private:
+  std::optional<DType> saved_dtype_;
 };
 
 // Everything that selects and configures a strategy (the command line's --backward, --ratio, ...).
@@ -64,7 +70,13 @@ struct StrategyConfig {
   std::string proxy = "position-ema";  // gradient-norm proxy: position-ema | none
   double ema_beta = 0.9;
   uint64_t seed = 0;
+  // What a node keeps of its operand (all of it or the sampled rows) is stored in: "same" (the
+  // operand's dtype) or "bf16" (half the bytes of f32; converted back for the backward GEMM).
+  std::string saved_dtype = "same";
 };
+
+// The dtype StrategyConfig::saved_dtype names: nullopt for "same". ValueError for other names.
+std::optional<DType> saved_dtype(const StrategyConfig& config);
 
 // A new strategy object for one node; `node_id` keys its random stream (with the seed and the
 // step). ValueError for an unknown name, proxy or a ratio outside (0, 1].

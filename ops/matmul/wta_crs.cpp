@@ -21,14 +21,14 @@ class SampledOperand final : public SavedOperand {
     if (proxy_.defined()) update_row_norm_ema(proxy_, grad, beta_);
     // Σ_slots w·g_idxᵀ x_idx: scale the gathered rows of G, then one GEMM over the k slots.
     const Tensor scaled = gather_scaled_rows(grad, sample_.indices, sample_.weights);  // [batch, k, E]
-    return gemm(scaled, /*trans_a=*/true, rows_, /*trans_b=*/false);                   // [batch, E, D]
+    return gemm(scaled, /*trans_a=*/true, rows_.to(grad.dtype()), /*trans_b=*/false);  // [batch, E, D]
   }
 
   // Exactly |rows|·D·sizeof(dtype) + 8·|rows| per item: the rows, i32 indices, f32 weights.
   size_t saved_bytes() const override { return rows_.nbytes() + sample_.indices.nbytes() + sample_.weights.nbytes(); }
 
  private:
-  Tensor rows_;  // [batch, k, D] in the operand's dtype
+  Tensor rows_;  // [batch, k, D] in the operand's dtype or the saved dtype
   RowSample sample_;
   Tensor proxy_;  // undefined when the strategy uses no proxy
   double beta_;
@@ -49,7 +49,7 @@ int64_t sample_budget(int64_t rows, double ratio, int64_t k_min) {
 }
 
 SamplingStrategy::SamplingStrategy(SamplingVariant variant, const StrategyConfig& config, uint64_t node_id)
-    : variant_(variant), config_(config), node_id_(node_id) {}
+    : variant_(variant), config_(config), node_id_(node_id), saved_dtype_(saved_dtype(config)), exact_(saved_dtype_) {}
 
 std::string SamplingStrategy::name() const {
   switch (variant_) {
@@ -81,7 +81,8 @@ std::unique_ptr<SavedOperand> SamplingStrategy::save(const Tensor& operand, int6
   // s_r = ||x_r||·ĝ[r % P]: row r holds token position r % P.
   const Tensor scores = row_norms(operand, use_proxy ? proxy_ : Tensor());  // f32 [batch, K]
   RowSample sample = sample_rows(scores, {k, config_.alpha, variant_}, config_.seed, (node_id_ << 32) | step);
-  Tensor kept = gather_rows(operand, sample.indices);
+  Tensor kept = gather_rows(operand, sample.indices);  // [batch, k, D]
+  if (saved_dtype_) kept = kept.to(*saved_dtype_);
   return std::make_unique<SampledOperand>(std::move(kept), std::move(sample), use_proxy ? proxy_ : Tensor(),
                                           config_.ema_beta);
 }
@@ -107,6 +108,12 @@ void SamplingStrategy::load_state_dict(const std::map<std::string, Tensor>& stat
   proxy_ = proxy != state.end() ? proxy->second.clone() : Tensor();
 }
 
+std::optional<DType> saved_dtype(const StrategyConfig& config) {
+  if (config.saved_dtype == "same") return std::nullopt;
+  if (config.saved_dtype == "bf16") return DType::bf16;
+  TG_THROW(ValueError, "backward strategy: unknown saved dtype '", config.saved_dtype, "': expected same or bf16");
+}
+
 std::shared_ptr<BackwardStrategy> make_strategy(const StrategyConfig& config, uint64_t node_id) {
   TG_CHECK(config.ratio > 0 && config.ratio <= 1, ValueError, "backward strategy: ratio must be in (0, 1], got ",
            config.ratio);
@@ -117,7 +124,8 @@ std::shared_ptr<BackwardStrategy> make_strategy(const StrategyConfig& config, ui
            config.proxy, "': expected position-ema or none");
   TG_CHECK(config.ema_beta >= 0 && config.ema_beta < 1, ValueError,
            "backward strategy: ema_beta must be in [0, 1), got ", config.ema_beta);
-  if (config.name == "exact") return std::make_shared<ExactStrategy>();
+  const std::optional<DType> saved = saved_dtype(config);
+  if (config.name == "exact") return std::make_shared<ExactStrategy>(saved);
   return std::make_shared<SamplingStrategy>(variant_of(config.name), config, node_id);
 }
 

@@ -58,6 +58,7 @@ TEST_CASE("train_vit rejects bad flags and combinations with one clear message")
   CHECK(parse_error({"--init-from", "a.safetensors", "--resume", "b"}) ==
         "--resume and --init-from exclude each other (a resumed run takes its weights from the checkpoint)");
   CHECK(parse_error({"--label-smoothing", "1"}) == "--label-smoothing must be in [0, 1), got 1");
+  CHECK(parse_error({"--saved-dtype", "fp8"}) == "--saved-dtype must be same or bf16, got 'fp8'");
   // CLI11's own errors keep its text and point at --help.
   CHECK(parse_error({"--no-such-flag"}).find("--no-such-flag") != std::string::npos);
   CHECK(parse_error({"--epochs", "two"}).find("train_vit --help lists the flags") != std::string::npos);

@@ -91,10 +91,13 @@ double squared_norm(const std::vector<double>& v) {
 // returns the next activation) with a fresh strategy `name` per layer, above what was allocated
 // before; `saved` receives the sum of the nodes' saved bytes after the forward.
 int64_t peak_of_step(const std::string& name, int64_t layers, const Tensor& input, std::vector<Tensor>& weights,
-                     const std::function<Tensor(int64_t, const Tensor&, BackwardStrategy*)>& layer, size_t& saved) {
+                     const std::function<Tensor(int64_t, const Tensor&, BackwardStrategy*)>& layer, size_t& saved,
+                     const std::string& saved_dtype = "same") {
   CachingAllocator& alloc = allocator_for(Device::cpu());
+  StrategyConfig c = config(name, 0.3, 9);
+  c.saved_dtype = saved_dtype;
   std::vector<std::shared_ptr<BackwardStrategy>> strategies;
-  for (int64_t i = 0; i < layers; ++i) strategies.push_back(make_strategy(config(name, 0.3, 9), static_cast<uint64_t>(i)));
+  for (int64_t i = 0; i < layers; ++i) strategies.push_back(make_strategy(c, static_cast<uint64_t>(i)));
   zero_grad(weights);
   alloc.reset_peak_stats();
   const int64_t before = alloc.stats().allocated_bytes[0].current;
@@ -270,6 +273,44 @@ TEST_CASE("memory is really saved: a stack of sampled linears lowers the peak by
   MESSAGE("peak exact " << peak_exact << " B, peak wta-crs " << peak_sampled << " B, expected saving " << expected);
 }
 
+TEST_CASE("saved dtype bf16: half the saved bytes, the gradient of the rounded operand, less peak memory") {
+  const int64_t n = 1024, d = 256, layers = 5;
+  const Tensor input = random_tensor({n, d}, 71);
+  std::vector<Tensor> weights;
+  for (int64_t i = 0; i < layers; ++i) {
+    Tensor w = random_tensor({d, d}, 72 + static_cast<uint64_t>(i), -0.1, 0.1);
+    w.set_requires_grad(true);
+    weights.push_back(w);
+  }
+  const auto layer = [&](int64_t i, const Tensor& h, BackwardStrategy* s) {
+    return linear(h, weights[static_cast<size_t>(i)], Tensor(), s);
+  };
+  size_t saved_f32 = 0, saved_bf16 = 0, saved_sampled_bf16 = 0;
+  const int64_t peak_f32 = peak_of_step("exact", layers, input, weights, layer, saved_f32);
+  const int64_t peak_bf16 = peak_of_step("exact", layers, input, weights, layer, saved_bf16, "bf16");
+  CHECK(saved_bf16 == static_cast<size_t>(layers * n * d * 2));
+  CHECK(saved_f32 == 2 * saved_bf16);
+  // Four f32 intermediates die once converted (16·n·d bytes), five bf16 copies stay (10·n·d),
+  // and at the peak (the first backward node) one operand is converted back to f32 (4·n·d).
+  CHECK(std::abs((peak_f32 - peak_bf16) - 2 * n * d) <= 8 * 1024);
+  MESSAGE("peak f32 " << peak_f32 << " B, peak bf16 " << peak_bf16 << " B");
+  (void)peak_of_step("wta-crs", layers, input, weights, layer, saved_sampled_bf16, "bf16");
+  const int64_t k = sample_budget(n, 0.3, 10);
+  CHECK(saved_sampled_bf16 == static_cast<size_t>(layers * (k * d * 2 + 8 * k)));
+
+  // dW of a bf16-saved exact node is exactly Gᵀ·round_bf16(X).
+  const Tensor x = random_tensor({2, 40, 24}, 73), g = random_tensor({2, 40, 8}, 74);
+  Tensor w = random_tensor({8, 24}, 75);
+  w.set_requires_grad(true);
+  StrategyConfig c = config("exact", 1.0, 0);
+  c.saved_dtype = "bf16";
+  backward(linear(x, w, Tensor(), make_strategy(c, 0).get()), g);
+  const std::vector<float> from_bf16 = w.grad().to_vector<float>();
+  w.set_grad(Tensor());
+  backward(linear(x.to(DType::bf16).to(DType::f32), w, Tensor()), g);
+  CHECK(from_bf16 == w.grad().to_vector<float>());
+}
+
 TEST_CASE("strategy configuration errors") {
   CHECK_THROWS_WITH_AS(make_strategy(config("wta-crs", 0.0, 0), 0), "backward strategy: ratio must be in (0, 1], got 0",
                        ValueError);
@@ -281,6 +322,10 @@ TEST_CASE("strategy configuration errors") {
                        "backward strategy: unknown proxy 'oracle': expected position-ema or none", ValueError);
   CHECK(make_strategy(config("exact", 0.5, 0), 0)->name() == "exact");
   CHECK(make_strategy(config("topk", 0.5, 0), 0)->name() == "topk");
+  StrategyConfig c = config("exact", 1.0, 0);
+  c.saved_dtype = "f16";
+  CHECK_THROWS_WITH_AS(make_strategy(c, 0), "backward strategy: unknown saved dtype 'f16': expected same or bf16",
+                       ValueError);
 }
 
 TEST_CASE("attention matmul: each operand gradient's MSE matches the variance formula summed over items") {
