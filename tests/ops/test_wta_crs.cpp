@@ -111,6 +111,24 @@ int64_t peak_of_step(const std::string& name, int64_t layers, const Tensor& inpu
   return alloc.stats().allocated_bytes[0].peak - before;
 }
 
+// A stack of `layers` bias-free linears of width d over an input [n, d], for the memory tests.
+struct LinearStack {
+  Tensor input;
+  std::vector<Tensor> weights;
+  LinearStack(int64_t n, int64_t d, int64_t layers, uint64_t seed) : input(random_tensor({n, d}, seed)) {
+    for (int64_t i = 0; i < layers; ++i) {
+      Tensor w = random_tensor({d, d}, seed + 1 + static_cast<uint64_t>(i), -0.1, 0.1);
+      w.set_requires_grad(true);
+      weights.push_back(w);
+    }
+  }
+  std::function<Tensor(int64_t, const Tensor&, BackwardStrategy*)> layer() const {
+    return [this](int64_t i, const Tensor& h, BackwardStrategy* s) {
+      return linear(h, weights[static_cast<size_t>(i)], Tensor(), s);
+    };
+  }
+};
+
 }  // namespace
 
 TEST_CASE("linear dW: WTA-CRS and CRS are unbiased, match the variance formula, and WTA-CRS beats CRS") {
@@ -249,16 +267,10 @@ TEST_CASE("memory is really saved: a stack of sampled linears lowers the peak by
   // Five linears of width 256 over 1024 rows (1 MiB per activation); each sampled node is the
   // last holder of its input, so only its k rows survive the forward.
   const int64_t n = 1024, d = 256, layers = 5;
-  const Tensor input = random_tensor({n, d}, 61);
-  std::vector<Tensor> weights;
-  for (int64_t i = 0; i < layers; ++i) {
-    Tensor w = random_tensor({d, d}, 62 + static_cast<uint64_t>(i), -0.1, 0.1);
-    w.set_requires_grad(true);
-    weights.push_back(w);
-  }
-  const auto layer = [&](int64_t i, const Tensor& h, BackwardStrategy* s) {
-    return linear(h, weights[static_cast<size_t>(i)], Tensor(), s);
-  };
+  LinearStack stack(n, d, layers, 61);
+  const Tensor& input = stack.input;
+  std::vector<Tensor>& weights = stack.weights;
+  const auto layer = stack.layer();
   size_t saved_exact = 0, saved_sampled = 0;
   const int64_t peak_exact = peak_of_step("exact", layers, input, weights, layer, saved_exact);
   const int64_t peak_sampled = peak_of_step("wta-crs", layers, input, weights, layer, saved_sampled);
@@ -275,16 +287,10 @@ TEST_CASE("memory is really saved: a stack of sampled linears lowers the peak by
 
 TEST_CASE("saved dtype bf16: half the saved bytes, the gradient of the rounded operand, less peak memory") {
   const int64_t n = 1024, d = 256, layers = 5;
-  const Tensor input = random_tensor({n, d}, 71);
-  std::vector<Tensor> weights;
-  for (int64_t i = 0; i < layers; ++i) {
-    Tensor w = random_tensor({d, d}, 72 + static_cast<uint64_t>(i), -0.1, 0.1);
-    w.set_requires_grad(true);
-    weights.push_back(w);
-  }
-  const auto layer = [&](int64_t i, const Tensor& h, BackwardStrategy* s) {
-    return linear(h, weights[static_cast<size_t>(i)], Tensor(), s);
-  };
+  LinearStack stack(n, d, layers, 71);
+  const Tensor& input = stack.input;
+  std::vector<Tensor>& weights = stack.weights;
+  const auto layer = stack.layer();
   size_t saved_f32 = 0, saved_bf16 = 0, saved_sampled_bf16 = 0;
   const int64_t peak_f32 = peak_of_step("exact", layers, input, weights, layer, saved_f32);
   const int64_t peak_bf16 = peak_of_step("exact", layers, input, weights, layer, saved_bf16, "bf16");
