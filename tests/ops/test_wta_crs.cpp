@@ -122,10 +122,12 @@ struct LinearStack {
       weights.push_back(w);
     }
   }
-  std::function<Tensor(int64_t, const Tensor&, BackwardStrategy*)> layer() const {
-    return [this](int64_t i, const Tensor& h, BackwardStrategy* s) {
+  // peak_of_step through the stack with strategy `name` and the given saved dtype.
+  int64_t peak(const std::string& name, size_t& saved, const std::string& saved_dtype = "same") {
+    const auto layer = [this](int64_t i, const Tensor& h, BackwardStrategy* s) {
       return linear(h, weights[static_cast<size_t>(i)], Tensor(), s);
     };
+    return peak_of_step(name, static_cast<int64_t>(weights.size()), input, weights, layer, saved, saved_dtype);
   }
 };
 
@@ -268,12 +270,9 @@ TEST_CASE("memory is really saved: a stack of sampled linears lowers the peak by
   // last holder of its input, so only its k rows survive the forward.
   const int64_t n = 1024, d = 256, layers = 5;
   LinearStack stack(n, d, layers, 61);
-  const Tensor& input = stack.input;
-  std::vector<Tensor>& weights = stack.weights;
-  const auto layer = stack.layer();
   size_t saved_exact = 0, saved_sampled = 0;
-  const int64_t peak_exact = peak_of_step("exact", layers, input, weights, layer, saved_exact);
-  const int64_t peak_sampled = peak_of_step("wta-crs", layers, input, weights, layer, saved_sampled);
+  const int64_t peak_exact = stack.peak("exact", saved_exact);
+  const int64_t peak_sampled = stack.peak("wta-crs", saved_sampled);
   const int64_t k = sample_budget(n, 0.3, 10);
   CHECK(saved_sampled == static_cast<size_t>(layers * (k * d * 4 + 8 * k)));
   CHECK(saved_exact == static_cast<size_t>(layers * n * d * 4));
@@ -288,19 +287,16 @@ TEST_CASE("memory is really saved: a stack of sampled linears lowers the peak by
 TEST_CASE("saved dtype bf16: half the saved bytes, the gradient of the rounded operand, less peak memory") {
   const int64_t n = 1024, d = 256, layers = 5;
   LinearStack stack(n, d, layers, 71);
-  const Tensor& input = stack.input;
-  std::vector<Tensor>& weights = stack.weights;
-  const auto layer = stack.layer();
   size_t saved_f32 = 0, saved_bf16 = 0, saved_sampled_bf16 = 0;
-  const int64_t peak_f32 = peak_of_step("exact", layers, input, weights, layer, saved_f32);
-  const int64_t peak_bf16 = peak_of_step("exact", layers, input, weights, layer, saved_bf16, "bf16");
+  const int64_t peak_f32 = stack.peak("exact", saved_f32);
+  const int64_t peak_bf16 = stack.peak("exact", saved_bf16, "bf16");
   CHECK(saved_bf16 == static_cast<size_t>(layers * n * d * 2));
   CHECK(saved_f32 == 2 * saved_bf16);
   // Four f32 intermediates die once converted (16·n·d bytes), five bf16 copies stay (10·n·d),
   // and at the peak (the first backward node) one operand is converted back to f32 (4·n·d).
   CHECK(std::abs((peak_f32 - peak_bf16) - 2 * n * d) <= 8 * 1024);
   MESSAGE("peak f32 " << peak_f32 << " B, peak bf16 " << peak_bf16 << " B");
-  (void)peak_of_step("wta-crs", layers, input, weights, layer, saved_sampled_bf16, "bf16");
+  (void)stack.peak("wta-crs", saved_sampled_bf16, "bf16");
   const int64_t k = sample_budget(n, 0.3, 10);
   CHECK(saved_sampled_bf16 == static_cast<size_t>(layers * (k * d * 2 + 8 * k)));
 
