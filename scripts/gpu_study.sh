@@ -12,7 +12,7 @@
 # .carry/cifar10-jpeg.tar.gz and/or .carry/cifar100-jpeg.tar.gz with the converters from
 # shared/tools (.carry/cifar10_jpeg_to_bin.py, .carry/cifar100_to_bin.py) for the CIFAR jobs,
 # .carry/fashion-mnist/*.gz for Fashion-MNIST.
-# Writes to $OUT/study (or gpu-logs/study): JOB.log (the whole output of the run) and JOB.jsonl
+# Writes to $STUDY_DIR (default $OUT/study, or gpu-logs/study): JOB.log (the whole output of the run) and JOB.jsonl
 # (its metrics), JOB with ':' -> '-' and ',' -> '_'; and appends the final summary of each run to
 # $OUT/study-summary.txt.
 set -uo pipefail
@@ -23,22 +23,34 @@ while [ $# -gt 0 ] && [ "$1" != "--" ]; do jobs+=("$1"); shift; done
 [ "${1:-}" = "--" ] && shift
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
 out=${OUT:-gpu-logs}
-logs="$out/study"
+# Two invocations at once (e.g. two seeds) need two folders: STUDY_DIR names this one's.
+logs=${STUDY_DIR:-$out/study}
 mkdir -p "$logs" /tmp/study-data/cifar10 /tmp/study-data/cifar100
 train_vit=${TRAIN_VIT:-.carry/bin/train_vit}
 
+label() { local l=${1//:/-}; echo "${l//,/_}"; }
+
+# A job whose log exists would interleave its lines with another run's: refuse before any work.
+for job in "${jobs[@]}"; do
+  if [ -e "$logs/$(label "$job").log" ]; then
+    echo "gpu_study.sh: $logs/$(label "$job").log exists; give each invocation its own STUDY_DIR" >&2
+    exit 1
+  fi
+done
+
 # Convert each carried archive the jobs need (once per machine), in parallel.
 needs() { printf '%s\n' "${jobs[@]}" | grep -q "^$1"; }
-convert() {  # NAME SCRIPT
-  [ -f "/tmp/study-data/$1/.converted" ] && return
-  python3 ".carry/$2" --archive ".carry/$1-jpeg.tar.gz" "/tmp/study-data/$1" > "$logs/convert-$1.txt" 2>&1 &&
-    touch "/tmp/study-data/$1/.converted"
+convert() {  # NAME SCRIPT; a lock makes a concurrent invocation wait for the first conversion
+  (
+    flock 9
+    [ -f "/tmp/study-data/$1/.converted" ] && exit 0
+    python3 ".carry/$2" --archive ".carry/$1-jpeg.tar.gz" "/tmp/study-data/$1" > "$logs/convert-$1.txt" 2>&1 &&
+      touch "/tmp/study-data/$1/.converted"
+  ) 9> "/tmp/study-data/$1.lock"
 }
 needs cifar10: && convert cifar10 cifar10_jpeg_to_bin.py &
 needs cifar100 && convert cifar100 cifar100_to_bin.py &
 wait
-
-label() { local l=${1//:/-}; echo "${l//,/_}"; }
 
 run_job() {  # JOB GPU [flags]
   local job=$1 gpu=$2
