@@ -62,8 +62,8 @@ __device__ ChunkSpan chunk_span(const ChunkList& list) {
   return {t, begin, min(begin + kChunk, list.numel[t])};
 }
 
-// fn(dtype, list, chunks, first_chunk) for consecutive groups of same-dtype tensors; first_chunk numbers
-// the launch's chunks across all groups.
+// fn(dtype, list, chunks, first_chunk) for consecutive groups of same-dtype tensors;
+// first_chunk numbers the launch's chunks across all groups.
 template <class F>
 void for_each_chunk_list(const std::vector<Tensor>& tensors, F&& fn) {
   std::map<DType, std::vector<const Tensor*>> by_dtype;
