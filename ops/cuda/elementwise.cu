@@ -1,5 +1,5 @@
-// CUDA kernels of the elementwise family: one grid-stride pass per op; contiguous operands take
-// a path without index arithmetic, broadcast/strided ones decompose the linear index.
+// CUDA kernels of the elementwise family: one grid-stride pass per op. Operand offsets come from
+// the strided geometry, which needs no division when the operands are contiguous (one dim).
 #include "core/cuda/cuda_check.h"
 #include "core/cuda/device_guard.h"
 #include "core/cuda/launch.h"
@@ -10,42 +10,34 @@ namespace tg::cuda {
 
 namespace {
 
-template <int N>
-bool all_unit_stride(const StridedGeometry<N>& g) {
-  if (g.ndim > 1) return false;
-  for (int k = 0; k < N && g.ndim == 1; ++k)
-    if (g.strides[k][0] != 1) return false;
-  return true;
-}
-
-template <class T, bool kContiguous>
+template <class T>
 __global__ void binary_kernel(StridedGeometry<3> g, BinaryOp op, T* out, const T* a, const T* b, int64_t n) {
   using acc = acc_t<T>;
   TG_GRID_STRIDE_LOOP(i, n) {
-    int64_t k[3] = {i, i, i};
-    if constexpr (!kContiguous) g.offsets(i, k);
+    int64_t k[3];
+    g.offsets(i, k);
     out[k[0]] = convert<T>(binary_apply<acc>(op, convert<acc>(a[k[1]]), convert<acc>(b[k[2]])));
   }
 }
 
-template <class T, bool kContiguous>
+template <class T>
 __global__ void unary_kernel(StridedGeometry<2> g, UnaryOp op, T* out, const T* x, acc_t<T> p0, acc_t<T> p1,
                              int64_t n) {
   using acc = acc_t<T>;
   TG_GRID_STRIDE_LOOP(i, n) {
-    int64_t k[2] = {i, i};
-    if constexpr (!kContiguous) g.offsets(i, k);
+    int64_t k[2];
+    g.offsets(i, k);
     out[k[0]] = convert<T>(unary_apply<acc>(op, convert<acc>(x[k[1]]), p0, p1));
   }
 }
 
-template <class T, bool kContiguous>
+template <class T>
 __global__ void unary_backward_kernel(StridedGeometry<3> g, UnaryOp op, T* grad_x, const T* grad_y,
                                       const T* saved, acc_t<T> p0, int64_t n) {
   using acc = acc_t<T>;
   TG_GRID_STRIDE_LOOP(i, n) {
-    int64_t k[3] = {i, i, i};
-    if constexpr (!kContiguous) g.offsets(i, k);
+    int64_t k[3];
+    g.offsets(i, k);
     grad_x[k[0]] = convert<T>(unary_backward<acc>(op, convert<acc>(grad_y[k[1]]), convert<acc>(saved[k[2]]), p0));
   }
 }
@@ -61,10 +53,7 @@ void binary(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& b) {
     auto* o = static_cast<scalar_t*>(out.raw_data());
     const auto* x = static_cast<const scalar_t*>(a.raw_data());
     const auto* y = static_cast<const scalar_t*>(b.raw_data());
-    if (all_unit_stride(g))
-      binary_kernel<scalar_t, true><<<grid_for(n), kBlockSize, 0, current_stream()>>>(g, op, o, x, y, n);
-    else
-      binary_kernel<scalar_t, false><<<grid_for(n), kBlockSize, 0, current_stream()>>>(g, op, o, x, y, n);
+    binary_kernel<scalar_t><<<grid_for(n), kBlockSize, 0, current_stream()>>>(g, op, o, x, y, n);
     TG_CUDA_CHECK_LAUNCH();
   });
 }
@@ -79,10 +68,7 @@ void unary(UnaryOp op, const Tensor& out, const Tensor& x, double p0, double p1)
     auto* o = static_cast<scalar_t*>(out.raw_data());
     const auto* in = static_cast<const scalar_t*>(x.raw_data());
     const acc a0 = static_cast<acc>(p0), a1 = static_cast<acc>(p1);
-    if (all_unit_stride(g))
-      unary_kernel<scalar_t, true><<<grid_for(n), kBlockSize, 0, current_stream()>>>(g, op, o, in, a0, a1, n);
-    else
-      unary_kernel<scalar_t, false><<<grid_for(n), kBlockSize, 0, current_stream()>>>(g, op, o, in, a0, a1, n);
+    unary_kernel<scalar_t><<<grid_for(n), kBlockSize, 0, current_stream()>>>(g, op, o, in, a0, a1, n);
     TG_CUDA_CHECK_LAUNCH();
   });
 }
@@ -98,10 +84,7 @@ void unary_backward(UnaryOp op, const Tensor& grad_x, const Tensor& grad_y, cons
     const auto* gy = static_cast<const scalar_t*>(grad_y.raw_data());
     const auto* s = static_cast<const scalar_t*>(saved.raw_data());
     const acc a0 = static_cast<acc>(p0);
-    if (all_unit_stride(g))
-      unary_backward_kernel<scalar_t, true><<<grid_for(n), kBlockSize, 0, current_stream()>>>(g, op, gx, gy, s, a0, n);
-    else
-      unary_backward_kernel<scalar_t, false><<<grid_for(n), kBlockSize, 0, current_stream()>>>(g, op, gx, gy, s, a0, n);
+    unary_backward_kernel<scalar_t><<<grid_for(n), kBlockSize, 0, current_stream()>>>(g, op, gx, gy, s, a0, n);
     TG_CUDA_CHECK_LAUNCH();
   });
 }
