@@ -46,8 +46,9 @@ struct ChunkList {
   void* data[kListSize];
   int64_t numel[kListSize];
   int64_t chunk_begin[kListSize + 1];  // chunk_begin[t]: first chunk of tensor t within this launch
-  int count;
 };
+
+int64_t chunks_of(const Tensor& t) { return (t.numel() + kChunk - 1) / kChunk; }
 
 struct ChunkSpan {
   int tensor;
@@ -73,23 +74,23 @@ void for_each_chunk_list(const std::vector<Tensor>& tensors, F&& fn) {
   for (const auto& [dtype, group] : by_dtype) {
     for (size_t start = 0; start < group.size(); start += kListSize) {
       ChunkList list{};
-      list.count = static_cast<int>(std::min<size_t>(kListSize, group.size() - start));
-      for (int t = 0; t < list.count; ++t) {
+      const int count = static_cast<int>(std::min<size_t>(kListSize, group.size() - start));
+      for (int t = 0; t < count; ++t) {
         const Tensor& tensor = *group[start + static_cast<size_t>(t)];
         list.data[t] = tensor.raw_data();
         list.numel[t] = tensor.numel();
-        list.chunk_begin[t + 1] = list.chunk_begin[t] + (tensor.numel() + kChunk - 1) / kChunk;
+        list.chunk_begin[t + 1] = list.chunk_begin[t] + chunks_of(tensor);
       }
-      for (int t = list.count; t < kListSize; ++t) list.chunk_begin[t + 1] = list.chunk_begin[t];
-      fn(dtype, list, list.chunk_begin[list.count], first_chunk);
-      first_chunk += list.chunk_begin[list.count];
+      for (int t = count; t < kListSize; ++t) list.chunk_begin[t + 1] = list.chunk_begin[t];
+      fn(dtype, list, list.chunk_begin[count], first_chunk);
+      first_chunk += list.chunk_begin[count];
     }
   }
 }
 
 int64_t total_chunks(const std::vector<Tensor>& tensors) {
   int64_t chunks = 0;
-  for (const Tensor& t : tensors) chunks += (t.numel() + kChunk - 1) / kChunk;
+  for (const Tensor& t : tensors) chunks += chunks_of(t);
   return chunks;
 }
 

@@ -49,7 +49,7 @@ int64_t sample_budget(int64_t rows, double ratio, int64_t k_min) {
 }
 
 SamplingStrategy::SamplingStrategy(SamplingVariant variant, const StrategyConfig& config, uint64_t node_id)
-    : variant_(variant), config_(config), node_id_(node_id), saved_dtype_(saved_dtype(config)), exact_(saved_dtype_) {}
+    : variant_(variant), config_(config), node_id_(node_id), exact_(saved_dtype(config)) {}
 
 std::string SamplingStrategy::name() const {
   switch (variant_) {
@@ -82,7 +82,7 @@ std::unique_ptr<SavedOperand> SamplingStrategy::save(const Tensor& operand, int6
   const Tensor scores = row_norms(operand, use_proxy ? proxy_ : Tensor());  // f32 [batch, K]
   RowSample sample = sample_rows(scores, {k, config_.alpha, variant_}, config_.seed, (node_id_ << 32) | step);
   Tensor kept = gather_rows(operand, sample.indices);  // [batch, k, D]
-  if (saved_dtype_) kept = kept.to(*saved_dtype_);
+  if (const std::optional<DType> saved = saved_dtype(config_)) kept = kept.to(*saved);
   return std::make_unique<SampledOperand>(std::move(kept), std::move(sample), use_proxy ? proxy_ : Tensor(),
                                           config_.ema_beta);
 }

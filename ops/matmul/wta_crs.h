@@ -35,7 +35,6 @@ class SamplingStrategy final : public BackwardStrategy {
   uint64_t node_id_;
   uint64_t step_ = 0;  // forward passes so far: with the seed and node, keys the draws
   Tensor proxy_;       // f32 [P] on the operand's device
-  std::optional<DType> saved_dtype_;
   ExactStrategy exact_;
 };
 
