@@ -3,7 +3,7 @@
 
 #include <filesystem>
 
-#include "apps/train_vit/strategies.h"
+#include "apps/vit/strategies.h"
 #include "core/rng.h"
 #include "nn/layers.h"
 #include "nn/safetensors.h"

@@ -25,7 +25,7 @@ TEST_CASE("without augmentation a batch is the normalized images in permutation 
   const Batch batch = loader.batch(0, 1);
   CHECK(batch.images.shape() == Shape{4, 3, 6, 6});
   const auto images = batch.images.to_vector<float>();
-  const auto pixels = d.images.flatten().to_vector<uint8_t>();
+  const auto pixels = d.images.raw_flatten().to_vector<uint8_t>();
   for (int64_t b = 0; b < 4; ++b) {
     const int64_t sample = order[static_cast<size_t>(4 + b)];
     CHECK(batch.labels.to_vector<int64_t>()[static_cast<size_t>(b)] == d.labels.to_vector<int64_t>()[static_cast<size_t>(sample)]);
@@ -48,7 +48,7 @@ TEST_CASE("crop with padding and flip move pixels as specified") {
   DataLoader loader(d, Device::cpu(), config);
   const Batch batch = loader.batch(3, 0);
   const auto out = batch.images.to_vector<float>();
-  const auto pixels = d.images.flatten().to_vector<uint8_t>();
+  const auto pixels = d.images.raw_flatten().to_vector<uint8_t>();
   int flipped = 0, shifted = 0;
   for (int64_t b = 0; b < 10; ++b) {
     // Recover the choice by matching against all 5 x 5 offsets and both flips.

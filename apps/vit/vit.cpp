@@ -1,10 +1,10 @@
 // VisionTransformer construction (timm initialization), forward, and timm-compatible weight files.
-#include "apps/train_vit/vit.h"
+#include "apps/vit/vit.h"
 
 #include "autograd/grad_mode.h"
 #include "nn/safetensors.h"
 #include "ops/elementwise.h"
-#include "ops/linear.h"
+#include "ops/matmul/linear.h"
 #include "ops/shape_ops.h"
 
 namespace tg::vit {
