@@ -83,7 +83,8 @@ void Trainer::setup() {
     out_ << "train_vit: no GPU in use: chose the CPU-sized run (" << o_.recipe_flags
          << "); give any of these flags to change it, or run on a GPU for the full recipe\n";
   set_allow_tf32(o_.precision == "tf32");
-  nn::dropout_generator().manual_seed(o_.seed);
+  // Dropout masks get a stream of their own (the model initialization draws from another).
+  nn::dropout_generator().manual_seed(stream_seed(o_.seed, kDropoutStream));
   default_generator().manual_seed(o_.seed);
 
   data_ = load_data(o_);
