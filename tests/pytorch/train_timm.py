@@ -231,6 +231,8 @@ def make_optimizer(a, model):
 
 
 def memory_fields():
+    if not torch.cuda.is_available():
+        return {"allocated_bytes": 0, "peak_allocated_bytes": 0, "reserved_bytes": 0}
     return {"allocated_bytes": torch.cuda.memory_allocated(), "peak_allocated_bytes": torch.cuda.max_memory_allocated(),
             "reserved_bytes": torch.cuda.memory_reserved()}
 
@@ -331,7 +333,7 @@ def main():
     if last_eval != step:
         evaluate(min(epoch + 1, a.epochs), step)
     print(f"\nsummary: best test acc {state['best']:.2f}%, final test acc {state['final']:.2f}% after {step} steps\n"
-          f"         peak allocated {torch.cuda.max_memory_allocated()} B, time {time.time() - start:.0f}s", flush=True)
+          f"         peak allocated {memory_fields()['peak_allocated_bytes']} B, time {time.time() - start:.0f}s", flush=True)
 
 
 if __name__ == "__main__":
