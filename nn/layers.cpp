@@ -2,6 +2,7 @@
 #include "nn/layers.h"
 
 #include <cmath>
+#include <vector>
 
 #include "autograd/grad_mode.h"
 #include "autograd/node.h"
@@ -17,10 +18,40 @@
 namespace tg::nn {
 
 void trunc_normal_(const Tensor& t, double std, Generator& generator, double low, double high) {
+  TG_CHECK(std > 0 && low < high, ValueError, "trunc_normal_: expected std > 0 and low < high, got std ", std,
+           " and [", low, ", ", high, "]");
+  const double kept = 0.5 * (std::erf(high / (std * M_SQRT2)) - std::erf(low / (std * M_SQRT2)));
+  TG_CHECK(kept > 1e-3, ValueError, "trunc_normal_: [", low, ", ", high, "] holds only ", kept,
+           " of N(0, ", std, "); redrawing would not end");
   NoGradGuard no_grad;
-  const Tensor sample = randn(t.shape(), DType::f32, t.device(), generator, 0, std);
-  // clamp(x, low, high) = low + relu(x - low) - relu(x - high), on the device.
-  t.copy_(affine(relu(sample - low) - relu(sample - high), 1, low));
+  // Drawn on the host (the CPU's Philox stream is the GPU's), then every value outside the bounds
+  // is redrawn, as a truncated normal is defined (clamping would pile mass onto the bounds).
+  Tensor values = randn({t.numel()}, DType::f32, Device::cpu(), generator, 0, std);
+  float* v = values.data<float>();
+  std::vector<int64_t> outside;
+  for (int64_t i = 0; i < t.numel(); ++i)
+    if (v[i] < low || v[i] > high) outside.push_back(i);
+  while (!outside.empty()) {
+    const Tensor redraw = randn({static_cast<int64_t>(outside.size())}, DType::f32, Device::cpu(), generator, 0, std);
+    std::vector<int64_t> still;
+    for (size_t j = 0; j < outside.size(); ++j) {
+      const float r = redraw.data<float>()[j];
+      if (r < low || r > high) still.push_back(outside[j]);
+      else v[outside[j]] = r;
+    }
+    outside.swap(still);
+  }
+  t.copy_(values.raw_reshape(t.shape()).to(t.device()));
+}
+
+void normal_(const Tensor& t, double std, Generator& generator) {
+  NoGradGuard no_grad;
+  t.copy_(randn(t.shape(), DType::f32, t.device(), generator, 0, std));
+}
+
+void uniform_(const Tensor& t, double bound, Generator& generator) {
+  NoGradGuard no_grad;
+  t.copy_(rand(t.shape(), DType::f32, t.device(), generator, -bound, bound));
 }
 
 Tensor tag_node(const Tensor& t, const std::string& tag) {

@@ -14,9 +14,12 @@
 
 namespace tg::nn {
 
-// Fills with N(0, std) truncated to [low, high] (timm's trunc_normal_; with std 0.02 and the
-// default bounds ±2 no draw is cut, as in timm).
+// Parameter fills, PyTorch's nn.init / timm's names. trunc_normal_: N(0, std) truncated to
+// [low, high] (values outside are redrawn). The bounds are absolute, as in timm: with std 0.02
+// and the default ±2 (100 std) nothing is ever cut. normal_: N(0, std). uniform_: U(-bound, bound).
 void trunc_normal_(const Tensor& t, double std, Generator& generator, double low = -2, double high = 2);
+void normal_(const Tensor& t, double std, Generator& generator);
+void uniform_(const Tensor& t, double bound, Generator& generator);
 
 class Linear : public Module {
  public:

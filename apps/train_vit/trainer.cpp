@@ -82,7 +82,8 @@ void Trainer::setup() {
   if (o_.cpu_recipe)
     out_ << "train_vit: no GPU in use: chose the CPU-sized run (" << o_.recipe_flags
          << "); give any of these flags to change it, or run on a GPU for the full recipe\n";
-  nn::dropout_generator().manual_seed(o_.seed);
+  // Dropout masks get a stream of their own (the model initialization draws from another).
+  nn::dropout_generator().manual_seed(stream_seed(o_.seed, kDropoutStream));
   default_generator().manual_seed(o_.seed);
 
   data_ = load_data(o_);
