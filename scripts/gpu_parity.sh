@@ -23,7 +23,9 @@ recipes=${RECIPES:-a b} seeds=${SEEDS:-0 1 2} epochs=${EPOCHS:-3}
 concurrent=${CONCURRENT:-recipe} python=${PYTHON:-python3}
 here=$(cd "$(dirname "$0")/.." && pwd)
 train_timm=$here/tests/pytorch/train_timm.py
-export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
+# train_vit needs the system CUDA libraries; PyTorch must keep loading its own wheels', so the
+# library path is set for train_vit's processes only.
+cuda_libs=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
 
 [ -x "$bin_dir/train_vit" ] || { echo "gpu_parity.sh: no executable $bin_dir/train_vit" >&2; exit 1; }
 "$python" -c "import torch, timm, safetensors, numpy" ||
@@ -56,7 +58,7 @@ run() {  # FRAMEWORK RECIPE SEED: one training run, its output in OUT/NAME.log, 
   flags=$(recipe_flags "$2")
   # shellcheck disable=SC2086
   if [ "$1" = tapegrad ]; then
-    "$bin_dir/train_vit" "${common[@]}" $flags --device cuda --seed "$3" --metrics-out "$out/$name.jsonl" > "$out/$name.log" 2>&1
+    LD_LIBRARY_PATH=$cuda_libs "$bin_dir/train_vit" "${common[@]}" $flags --device cuda --seed "$3" --metrics-out "$out/$name.jsonl" > "$out/$name.log" 2>&1
   else
     "$python" "$train_timm" "${common[@]}" $flags --seed "$3" --metrics-out "$out/$name.jsonl" > "$out/$name.log" 2>&1
   fi

@@ -51,7 +51,7 @@ TEST_CASE("the position-EMA proxy updates on the device like on the CPU") {
   for (Device device : {Device::cpu(), Device::cuda(0)}) {
     StrategyConfig c = sampled("wta-crs", 0.3, 9);
     c.proxy = ProxyKind::position_ema;
-    SamplingStrategy strategy(SamplingVariant::wta_crs, c, 4);
+    SamplingStrategy strategy(c, 4);
     Tensor w = test::random_tensor({8, 32}, 5).to(device);
     w.set_requires_grad(true);
     for (int step = 0; step < 3; ++step) {
