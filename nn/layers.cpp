@@ -90,6 +90,9 @@ Mlp::Mlp(int64_t dim, int64_t hidden, double dropout, Device device, Generator& 
 }
 
 Tensor Mlp::forward(const Tensor& x) const {
+  TG_CHECK(!recompute_gelu_ || dynamic_cast<const ExactStrategy*>(fc1->backward_strategy().get()), ValueError,
+           "Mlp: recompute_gelu keeps fc1's input for the recomputation, so fc1's weight gradient is exact; its "
+           "backward strategy must be exact, got ", fc1->backward_strategy()->name());
   // Tagged for memory reports: "gelu" keeps its input (fc1's output), the fused "fc1-gelu" node
   // keeps fc1's input and recomputes the rest.
   const Tensor activated = recompute_gelu_ ? tag_node(linear_gelu(x, fc1->weight, fc1->bias), "fc1-gelu")
@@ -100,8 +103,9 @@ Tensor Mlp::forward(const Tensor& x) const {
 
 Attention::Attention(int64_t dim, int64_t heads, double attn_dropout, double proj_dropout, Device device,
                      Generator& generator)
-    : heads_(heads), head_dim_(dim / heads), attn_dropout_(attn_dropout), proj_dropout_(proj_dropout),
-      scores_strategy_(std::make_shared<ExactStrategy>()), context_strategy_(std::make_shared<ExactStrategy>()) {
+    : scores_dq_strategy(std::make_shared<ExactStrategy>()), scores_dk_strategy(std::make_shared<ExactStrategy>()),
+      context_strategy(std::make_shared<ExactStrategy>()), heads_(heads), head_dim_(dim / heads),
+      attn_dropout_(attn_dropout), proj_dropout_(proj_dropout) {
   TG_CHECK(heads > 0 && dim % heads == 0, ValueError, "Attention: dim ", dim, " is not divisible by ", heads, " heads");
   qkv = register_module("qkv", std::make_shared<Linear>(dim, 3 * dim, true, device, generator));
   proj = register_module("proj", std::make_shared<Linear>(dim, dim, true, device, generator));
@@ -117,12 +121,14 @@ Tensor Attention::forward(const Tensor& x) const {
   const std::vector<Tensor> parts = unbind(reshape(qkv->forward(x), {batch, tokens, 3, heads_, head_dim_}), 2);
   const Tensor q = permute(parts[0], {0, 2, 1, 3}), k = permute(parts[1], {0, 2, 1, 3}), v = permute(parts[2], {0, 2, 1, 3});
   const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
-  const Tensor scores = tag_node(matmul(mul(q, scale), k, false, true, scores_strategy_.get()),
+  // softmax's input gradient has rows that sum to zero, so dQ's strategy may centre K.
+  const Tensor scores = tag_node(matmul(mul(q, scale), k, false, true, scores_dq_strategy.get(),
+                                        scores_dk_strategy.get(), /*grad_rows_sum_to_zero=*/true),
                                  target_name(MatmulTarget::attn_scores));  // [B, H, T, T]
   const Tensor attn = dropout(tag_node(softmax(scores), "softmax"), attn_dropout_, is_training(), dropout_generator());
   // dP samples V's columns; dV keeps P exact: softmax holds P for its own backward, so a
   // sampled copy of P's rows would add memory instead of saving it.
-  const Tensor context = tag_node(matmul(attn, v, false, false, context_strategy_.get(), nullptr),
+  const Tensor context = tag_node(matmul(attn, v, false, false, context_strategy.get(), nullptr),
                                   target_name(MatmulTarget::attn_context));  // [B, H, T, hd]
   const Tensor merged = reshape(transpose(context, 1, 2), {batch, tokens, dim});
   return dropout(proj->forward(merged), proj_dropout_, is_training(), dropout_generator());
@@ -152,21 +158,17 @@ const std::vector<MatmulTargetInfo>& matmul_targets() {
 
 const char* target_name(MatmulTarget target) { return matmul_targets()[static_cast<size_t>(target)].name; }
 
-std::shared_ptr<BackwardStrategy>& Block::strategy_slot(MatmulTarget target) {
-  switch (target) {
-    case MatmulTarget::qkv: return attn->qkv->backward_strategy();
-    case MatmulTarget::proj: return attn->proj->backward_strategy();
-    case MatmulTarget::fc1: return mlp->fc1->backward_strategy();
-    case MatmulTarget::fc2: return mlp->fc2->backward_strategy();
-    case MatmulTarget::attn_scores: return attn->scores_strategy();
-    case MatmulTarget::attn_context: return attn->context_strategy();
-  }
-  TG_INTERNAL_ASSERT(false, "Block::strategy_slot: unknown target ", static_cast<int>(target));
-  return attn->qkv->backward_strategy();
-}
-
-const std::shared_ptr<BackwardStrategy>& Block::strategy_slot(MatmulTarget target) const {
-  return const_cast<Block*>(this)->strategy_slot(target);
+std::vector<MatmulSlot> Block::matmul_slots() {
+  const std::string scores = target_name(MatmulTarget::attn_scores);
+  return {
+      {MatmulTarget::qkv, target_name(MatmulTarget::qkv), &attn->qkv->backward_strategy()},
+      {MatmulTarget::proj, target_name(MatmulTarget::proj), &attn->proj->backward_strategy()},
+      {MatmulTarget::fc1, target_name(MatmulTarget::fc1), &mlp->fc1->backward_strategy()},
+      {MatmulTarget::fc2, target_name(MatmulTarget::fc2), &mlp->fc2->backward_strategy()},
+      {MatmulTarget::attn_scores, scores + ".dq", &attn->scores_dq_strategy},
+      {MatmulTarget::attn_scores, scores + ".dk", &attn->scores_dk_strategy},
+      {MatmulTarget::attn_context, target_name(MatmulTarget::attn_context), &attn->context_strategy},
+  };
 }
 
 }  // namespace tg::nn

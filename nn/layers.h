@@ -56,8 +56,9 @@ class Mlp : public Module {
   Mlp(int64_t dim, int64_t hidden, double dropout, Device device, Generator& generator);
   Tensor forward(const Tensor& x) const;
   // Recompute fc1's output in backward (ops/linear_gelu.h) instead of keeping it: 3D fewer saved
-  // values per token for one extra GEMM. fc1's weight gradient is then exact (its input is
-  // kept anyway), so a sampling strategy on fc1 has nothing left to save.
+  // values per token for one extra GEMM. fc1's input is then kept for the recomputation, so fc1's
+  // weight gradient is exact and a sampled strategy on fc1 would save nothing: forward refuses
+  // that combination (ValueError) instead of silently running fc1 exact.
   void set_recompute_gelu(bool recompute) { recompute_gelu_ = recompute; }
   std::shared_ptr<Linear> fc1, fc2;
 
@@ -70,19 +71,15 @@ class Attention : public Module {
  public:
   Attention(int64_t dim, int64_t heads, double attn_dropout, double proj_dropout, Device device, Generator& generator);
   Tensor forward(const Tensor& x) const;  // x [B, T, D]
-  // Strategies of the two attention matmuls: scores Q·Kᵀ and context P·V.
-  void set_scores_strategy(std::shared_ptr<BackwardStrategy> s) { scores_strategy_ = std::move(s); }
-  void set_context_strategy(std::shared_ptr<BackwardStrategy> s) { context_strategy_ = std::move(s); }
-  const std::shared_ptr<BackwardStrategy>& scores_strategy() const { return scores_strategy_; }
-  const std::shared_ptr<BackwardStrategy>& context_strategy() const { return context_strategy_; }
-  std::shared_ptr<BackwardStrategy>& scores_strategy() { return scores_strategy_; }
-  std::shared_ptr<BackwardStrategy>& context_strategy() { return context_strategy_; }
   std::shared_ptr<Linear> qkv, proj;
+  // Strategies of the attention matmuls, one per operand gradient (each with its own proxy and
+  // random stream): the scores S = Q·Kᵀ form dQ keeping (centred) K and dK keeping Q; the
+  // context P·V forms dP keeping V (dV keeps P exact: softmax holds P anyway).
+  std::shared_ptr<BackwardStrategy> scores_dq_strategy, scores_dk_strategy, context_strategy;
 
  private:
   int64_t heads_, head_dim_;
   double attn_dropout_, proj_dropout_;
-  std::shared_ptr<BackwardStrategy> scores_strategy_, context_strategy_;
 };
 
 // The matmul nodes of a block whose weight or operand gradient a backward strategy forms: the
@@ -99,14 +96,22 @@ struct MatmulTargetInfo {
 const std::vector<MatmulTargetInfo>& matmul_targets();
 const char* target_name(MatmulTarget target);
 
+// One backward-strategy slot of a block: its target, a name unique within the block (the
+// target's, or "attn-scores.dq" / "attn-scores.dk" for the two operand gradients of Q·Kᵀ) and
+// the layer's own pointer, to read or replace.
+struct MatmulSlot {
+  MatmulTarget target;
+  std::string name;
+  std::shared_ptr<BackwardStrategy>* strategy;
+};
+
 class Block : public Module {
  public:
   Block(int64_t dim, int64_t heads, double mlp_ratio, double dropout, Device device, Generator& generator);
   Tensor forward(const Tensor& x) const;
-  // The strategy slot of one target of this block (the layer's own pointer, to read or
-  // replace): callers loop over matmul_targets() instead of naming layers.
-  std::shared_ptr<BackwardStrategy>& strategy_slot(MatmulTarget target);
-  const std::shared_ptr<BackwardStrategy>& strategy_slot(MatmulTarget target) const;
+  // Every strategy slot of this block, in target order: callers loop over them instead of
+  // naming layers. A target has one slot per operand gradient it samples: attn-scores has two.
+  std::vector<MatmulSlot> matmul_slots();
   std::shared_ptr<LayerNorm> norm1, norm2;
   std::shared_ptr<Attention> attn;
   std::shared_ptr<Mlp> mlp;

@@ -3,7 +3,9 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <iterator>
 #include <map>
+#include <sstream>
 #include <unordered_set>
 
 #include "autograd/node.h"
@@ -57,6 +59,29 @@ std::string format_saved_bytes(const std::vector<SavedBytes>& groups, int64_t al
     if (g.bytes == 0) empty_nodes += g.nodes;
   if (empty_nodes > 0) out += "  (" + std::to_string(empty_nodes) + " further nodes save nothing)\n";
   return out;
+}
+
+std::string format_sampled_slots(const std::vector<vit::SampledSlot>& slots) {
+  if (slots.empty()) return "sampled (as run): nothing (every matmul exact)\n";
+  // Per block, "slot, slot (strategy)"; consecutive blocks with the same text share a line.
+  std::map<int64_t, std::string> per_block;
+  for (const vit::SampledSlot& s : slots) {
+    std::string& text = per_block[s.block];
+    text += (text.empty() ? "" : ", ") + s.slot + " (" + s.strategy + ")";
+  }
+  std::ostringstream out;
+  auto it = per_block.begin();
+  while (it != per_block.end()) {
+    auto last = it;
+    while (std::next(last) != per_block.end() && std::next(last)->first == last->first + 1 &&
+           std::next(last)->second == it->second)
+      ++last;
+    out << "sampled (as run): block" << (last->first > it->first ? "s " : " ") << it->first;
+    if (last->first > it->first) out << "-" << last->first;
+    out << ": " << it->second << "\n";
+    it = std::next(last);
+  }
+  return out.str();
 }
 
 }  // namespace tg::train

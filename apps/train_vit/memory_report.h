@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "apps/vit/strategies.h"
 #include "core/tensor.h"
 
 namespace tg::train {
@@ -27,5 +28,10 @@ std::vector<SavedBytes> saved_bytes_by_kind(const Tensor& root);
 // A table of the groups with their share of the sum, and `allocated_bytes` (the allocator's
 // count at the walk: every live storage once, activations, parameters and data alike).
 std::string format_saved_bytes(const std::vector<SavedBytes>& groups, int64_t allocated_bytes);
+
+// What the run samples, as installed: "sampled (as run): blocks 0-11: qkv, proj, fc2 (wta-crs)",
+// one line per group of consecutive blocks with the same slots; "sampled (as run): nothing"
+// when every slot is exact.
+std::string format_sampled_slots(const std::vector<vit::SampledSlot>& slots);
 
 }  // namespace tg::train

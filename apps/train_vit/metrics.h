@@ -1,5 +1,6 @@
-// --metrics-out: one JSON object per line, for plotting. Training records ("type": "train")
-// are written with each progress line, evaluation records ("type": "eval") after each
+// --metrics-out: one JSON object per line, for plotting. The first record ("type": "config")
+// holds the options and the sampled slots as installed ("sampled": [{block, slot, strategy}]).
+// Training records ("type": "train") are written with each progress line, evaluation records ("type": "eval") after each
 // evaluation; both carry epoch, step, loss, lr, img_per_s, allocated_bytes,
 // peak_allocated_bytes, reserved_bytes and elapsed_s, evaluations also test_acc (percent).
 #pragma once

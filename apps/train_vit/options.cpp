@@ -140,15 +140,21 @@ void validate(const Options& o, const std::set<std::string>& given) {
   TG_CHECK(o.clip_grad >= 0, ValueError, "--clip-grad must be >= 0 (0: off), got ", o.clip_grad);
 
   TG_CHECK(o.ratio > 0 && o.ratio <= 1, ValueError, "--ratio must be in (0, 1], got ", o.ratio);
-  (void)strategy_targets(o);  // throws for an unknown target
+  const std::set<nn::MatmulTarget> targets = strategy_targets(o);  // throws for an unknown target
+  TG_CHECK(!(o.recompute_gelu && o.backward != "exact" && targets.count(nn::MatmulTarget::fc1)), ValueError,
+           "--recompute-gelu keeps fc1's input for the recomputation, so a sampled fc1 would save nothing (its weight "
+           "gradient would be exact): leave fc1 out of --wta-targets (e.g. --wta-targets qkv,proj,fc2) or drop "
+           "--recompute-gelu");
   (void)strategy_blocks(o);   // throws for a malformed list or a block out of range
   (void)parse_precision_dtype(o.saved_dtype, "--saved-dtype");
-  // Builds one strategy object, so that a strategy this build lacks fails before any work.
+  // Builds one strategy object, so that a bad parameter fails before any work.
   (void)make_strategy(strategy_config(o), 0);
   if (o.backward == "exact") {
+    std::vector<std::string> sampled = strategy_names();
+    sampled.erase(std::find(sampled.begin(), sampled.end(), strategy_info(StrategyKind::exact).name));
     for (const char* flag : {"--ratio", "--wta-targets", "--wta-blocks"})
-      TG_CHECK(!given.count(flag), ValueError, flag,
-               " has no effect with --backward exact; choose a sampled backward (--backward wta-crs, crs or topk)");
+      TG_CHECK(!given.count(flag), ValueError, flag, " has no effect with --backward exact; choose a sampled backward (--backward ",
+               join_names(sampled), ")");
   }
 
   TG_CHECK(o.max_steps >= 0 && o.eval_every >= 0, ValueError, "--max-steps and --eval-every must be >= 0, got ",

@@ -110,6 +110,10 @@ void Trainer::setup() {
     out_ << "initialized the model from " << o_.init_from << "\n";
   }
   if (!o_.metrics_out.empty()) metrics_ = MetricsWriter(o_.metrics_out, /*append=*/!o_.resume.empty());
+  nlohmann::json sampled = nlohmann::json::array();
+  for (const vit::SampledSlot& slot : vit::sampled_slots(*model_))
+    sampled.push_back({{"block", slot.block}, {"slot", slot.slot}, {"strategy", slot.strategy}});
+  metrics_.write({{"type", "config"}, {"options", to_json(o_)}, {"sampled", sampled}});
 }
 
 void Trainer::train_step() {
@@ -256,6 +260,7 @@ RunSummary Trainer::run() {
 void Trainer::print_summary(const RunSummary& s) {
   if (o_.memory_report) {
     out_ << "\nmemory report (" << device_.str() << ")\n" << allocator_for(device_).memory_summary() << "\n";
+    out_ << format_sampled_slots(vit::sampled_slots(*model_));
     if (!saved_at_peak_.empty()) out_ << format_saved_bytes(saved_at_peak_, allocated_at_peak_);
   }
   char line[400];

@@ -53,8 +53,8 @@ std::set<int64_t> parse_blocks(const std::string& list, int64_t depth) {
 
 namespace {
 
-std::string strategy_name(size_t block, nn::MatmulTarget target) {
-  return "blocks." + std::to_string(block) + "." + nn::target_name(target);
+std::string slot_key(size_t block, const nn::MatmulSlot& slot) {
+  return "blocks." + std::to_string(block) + "." + slot.name;
 }
 
 }  // namespace
@@ -62,25 +62,24 @@ std::string strategy_name(size_t block, nn::MatmulTarget target) {
 std::map<std::string, Tensor> strategy_state(const VisionTransformer& model) {
   std::map<std::string, Tensor> state;
   for (size_t b = 0; b < model.blocks.size(); ++b)
-    for (const nn::MatmulTargetInfo& info : nn::matmul_targets())
-      for (auto& [key, tensor] : model.blocks[b]->strategy_slot(info.target)->state_dict())
-        state[strategy_name(b, info.target) + "." + key] = tensor;
+    for (const nn::MatmulSlot& slot : model.blocks[b]->matmul_slots())
+      for (auto& [key, tensor] : (*slot.strategy)->state_dict()) state[slot_key(b, slot) + "." + key] = tensor;
   return state;
 }
 
 void load_strategy_state(VisionTransformer& model, const std::map<std::string, Tensor>& state) {
   for (size_t b = 0; b < model.blocks.size(); ++b)
-    for (const nn::MatmulTargetInfo& info : nn::matmul_targets()) {
-      const std::shared_ptr<BackwardStrategy> strategy = model.blocks[b]->strategy_slot(info.target);
-      if (strategy->state_dict().empty()) continue;  // stateless (exact)
-      const std::string prefix = strategy_name(b, info.target) + ".";
+    for (const nn::MatmulSlot& slot : model.blocks[b]->matmul_slots()) {
+      BackwardStrategy& strategy = **slot.strategy;
+      if (strategy.state_dict().empty()) continue;  // stateless (exact)
+      const std::string prefix = slot_key(b, slot) + ".";
       std::map<std::string, Tensor> own;
       for (auto it = state.lower_bound(prefix); it != state.end() && it->first.rfind(prefix, 0) == 0; ++it)
         own[it->first.substr(prefix.size())] = it->second;
       try {
-        strategy->load_state_dict(own);
+        strategy.load_state_dict(own);
       } catch (const ValueError& e) {
-        TG_THROW(ValueError, "backward strategy of ", strategy_name(b, info.target), ": ", e.what());
+        TG_THROW(ValueError, "backward strategy of ", slot_key(b, slot), ": ", e.what());
       }
     }
 }
@@ -89,18 +88,25 @@ int64_t install_strategies(VisionTransformer& model, const StrategyConfig& confi
                            const std::set<nn::MatmulTarget>& targets, const std::set<int64_t>& blocks) {
   int64_t installed = 0;
   uint64_t node_id = 0;
-  for (int64_t b = 0; b < static_cast<int64_t>(model.blocks.size()); ++b) {
-    nn::Block& block = *model.blocks[static_cast<size_t>(b)];
-    for (const nn::MatmulTargetInfo& info : nn::matmul_targets()) {
+  for (int64_t b = 0; b < static_cast<int64_t>(model.blocks.size()); ++b)
+    for (const nn::MatmulSlot& slot : model.blocks[static_cast<size_t>(b)]->matmul_slots()) {
       const bool sampled =
-          config.kind != StrategyKind::exact && blocks.count(b) == 1 && targets.count(info.target) == 1;
+          config.kind != StrategyKind::exact && blocks.count(b) == 1 && targets.count(slot.target) == 1;
       StrategyConfig c = config;
       if (!sampled) c.kind = StrategyKind::exact;
-      block.strategy_slot(info.target) = make_strategy(c, node_id++);
+      *slot.strategy = make_strategy(c, node_id++);
       installed += sampled;
     }
-  }
   return installed;
+}
+
+std::vector<SampledSlot> sampled_slots(const VisionTransformer& model) {
+  std::vector<SampledSlot> out;
+  for (size_t b = 0; b < model.blocks.size(); ++b)
+    for (const nn::MatmulSlot& slot : model.blocks[b]->matmul_slots())
+      if (const std::string name = (*slot.strategy)->name(); name != strategy_info(StrategyKind::exact).name)
+        out.push_back({static_cast<int64_t>(b), slot.name, name});
+  return out;
 }
 
 }  // namespace tg::vit

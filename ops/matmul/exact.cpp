@@ -28,7 +28,7 @@ class ExactSavedOperand final : public SavedOperand {
 
 std::string ExactStrategy::name() const { return strategy_info(StrategyKind::exact).name; }
 
-std::unique_ptr<SavedOperand> ExactStrategy::save(const Tensor& operand, int64_t) {
+std::unique_ptr<SavedOperand> ExactStrategy::save(const Tensor& operand, int64_t, bool) {
   TG_CHECK(operand.dim() == 3, ShapeError, "ExactStrategy: expected an operand [batch, K, D], got shape ",
            operand.shape().str());
   const Tensor kept = operand.detach();

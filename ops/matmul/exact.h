@@ -13,7 +13,8 @@ namespace tg {
 class ExactStrategy final : public BackwardStrategy {
  public:
   std::string name() const override;
-  std::unique_ptr<SavedOperand> save(const Tensor& operand, int64_t period = 0) override;
+  std::unique_ptr<SavedOperand> save(const Tensor& operand, int64_t period = 0,
+                                     bool gradient_rows_sum_to_zero = false) override;
 };
 
 // The factory of the strategy table's "exact" row.

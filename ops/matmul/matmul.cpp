@@ -17,9 +17,13 @@ namespace {
 class MatmulBackward final : public Node {
  public:
   MatmulBackward(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b, int64_t batch,
-                 BackwardStrategy* for_grad_a, BackwardStrategy* for_grad_b)
+                 BackwardStrategy* for_grad_a, BackwardStrategy* for_grad_b, bool grad_rows_sum_to_zero)
       : Node("MatmulBackward"), trans_a_(trans_a), trans_b_(trans_b), batch_(batch) {
-    if (a.requires_grad()) saved_bt_ = (for_grad_a ? *for_grad_a : exact_).save(batched(trans_b ? b : b.raw_transpose(-2, -1)));
+    // dA = dR·Bᵀ contracts over n with G = dRᵀ: its rows g_n are dR's columns, and Σ_n g_n is the
+    // vector of dR's row sums, zero when the caller says every row of dR sums to zero.
+    if (a.requires_grad())
+      saved_bt_ = (for_grad_a ? *for_grad_a : exact_)
+                      .save(batched(trans_b ? b : b.raw_transpose(-2, -1)), 0, grad_rows_sum_to_zero);
     if (b.requires_grad()) saved_a_ = (for_grad_b ? *for_grad_b : exact_).save(batched(trans_a ? a.raw_transpose(-2, -1) : a));
   }
 
@@ -63,16 +67,14 @@ class MatmulBackward final : public Node {
 
 }  // namespace
 
-Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b, BackwardStrategy* strategy) {
-  return matmul(a, b, trans_a, trans_b, strategy, strategy);
-}
-
 Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b, BackwardStrategy* for_grad_a,
-              BackwardStrategy* for_grad_b) {
+              BackwardStrategy* for_grad_b, bool grad_rows_sum_to_zero) {
   Tensor out = gemm(a, trans_a, b, trans_b);
   if (should_record({&a, &b})) {
     const int64_t batch = check_matmul(a, b, trans_a, trans_b).batch;
-    record(std::make_shared<MatmulBackward>(a, b, trans_a, trans_b, batch, for_grad_a, for_grad_b), {a, b}, {out});
+    record(std::make_shared<MatmulBackward>(a, b, trans_a, trans_b, batch, for_grad_a, for_grad_b,
+                                            grad_rows_sum_to_zero),
+           {a, b}, {out});
   }
   return out;
 }

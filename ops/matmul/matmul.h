@@ -12,15 +12,15 @@ namespace tg {
 // with trans_b), both with identical leading (batch) dims, R is [..., M, N]. Floating dtypes;
 // bf16 accumulates in f32. Strided inputs such as transposed views are read in place where
 // BLAS can (a transposed view becomes a transpose flag), copied otherwise.
-// Backward forms dA = dR·Bᵀ and dB = Aᵀ·dR as contractions of `strategy` (strategy.h; exact
-// when null), which must outlive the backward of this call. Only the operand that a needed
-// gradient uses is saved: B for dA, A for dB.
+// Backward forms dA = dR·Bᵀ and dB = Aᵀ·dR as contractions of one strategy per gradient
+// (strategy.h; exact when null), each of which must outlive the backward of this call and keeps
+// its own proxy and random stream: `for_grad_a` keeps B (for dA), `for_grad_b` keeps A (for dB).
+// Only the operand that a needed gradient uses is saved. Sampling an operand only saves memory
+// when this node is its last holder: attention's P·V keeps P exact because softmax holds P.
+// `grad_rows_sum_to_zero`: every row of dR sums to zero (attention scores feeding a softmax), so
+// dA is unchanged by centring B's rows over n, which `for_grad_a` may do before sampling.
 Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a = false, bool trans_b = false,
-              BackwardStrategy* strategy = nullptr);
-// The same with one strategy per gradient: `for_grad_a` keeps B (for dA = dR·Bᵀ) and
-// `for_grad_b` keeps A (for dB = Aᵀ·dR). Sampling an operand only saves memory when this node
-// is its last holder: attention's P·V keeps P exact because softmax holds P anyway.
-Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b, BackwardStrategy* for_grad_a,
-              BackwardStrategy* for_grad_b);
+              BackwardStrategy* for_grad_a = nullptr, BackwardStrategy* for_grad_b = nullptr,
+              bool grad_rows_sum_to_zero = false);
 
 }  // namespace tg

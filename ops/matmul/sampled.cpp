@@ -4,7 +4,9 @@
 #include <cmath>
 
 #include "autograd/grad_mode.h"
+#include "ops/elementwise.h"
 #include "ops/matmul/gemm.h"
+#include "ops/reduce.h"
 #include "ops/precision.h"
 
 namespace tg {
@@ -42,6 +44,7 @@ SamplingVariant sampling_variant(StrategyKind kind) {
     case StrategyKind::wta_crs: return SamplingVariant::wta_crs;
     case StrategyKind::crs: return SamplingVariant::crs;
     case StrategyKind::topk: return SamplingVariant::topk;
+    case StrategyKind::wta_wor: return SamplingVariant::wta_wor;
     case StrategyKind::exact: break;
   }
   TG_THROW(ValueError, "backward strategy ", strategy_info(kind).name, " is not a sampled strategy");
@@ -57,13 +60,17 @@ SamplingStrategy::SamplingStrategy(const StrategyConfig& config, uint64_t node_i
 
 std::string SamplingStrategy::name() const { return strategy_info(config_.kind).name; }
 
-std::unique_ptr<SavedOperand> SamplingStrategy::save(const Tensor& operand, int64_t period) {
-  TG_CHECK(operand.dim() == 3, ShapeError, name(), ": expected an operand [batch, K, D], got shape ",
-           operand.shape().str());
-  const int64_t batch = operand.size(0), rows = operand.size(1);
+std::unique_ptr<SavedOperand> SamplingStrategy::save(const Tensor& input, int64_t period,
+                                                    bool gradient_rows_sum_to_zero) {
+  TG_CHECK(input.dim() == 3, ShapeError, name(), ": expected an operand [batch, K, D], got shape ",
+           input.shape().str());
+  const int64_t batch = input.size(0), rows = input.size(1);
   const int64_t k = sample_budget(rows, config_.ratio, config_.k_min);
-  if (k >= rows) return exact_.save(operand, period);
+  if (k >= rows) return exact_.save(input, period);
   NoGradGuard no_grad;
+  // Centring is exact when the gradients' rows sum to zero, and the sampler then sees only the
+  // rows' differences (a transient copy of the operand, dead once its rows are gathered).
+  const Tensor operand = gradient_rows_sum_to_zero ? sub(input, mean(input, {1}, /*keepdim=*/true)) : input;
   const uint64_t step = step_++;
   const bool use_proxy = config_.proxy == ProxyKind::position_ema;
   if (use_proxy) {

@@ -1,5 +1,6 @@
 // The sampled backward strategies: WTA-CRS (winners plus importance-weighted draws), CRS
-// (draws only) and top-k (biased ablation), per docs/WTACRS.md. In forward a node's operand
+// (draws only), top-k (biased ablation) and WTA-WOR (take-all rows plus systematic sampling
+// without replacement: k distinct rows), per docs/WTACRS.md. In forward a node's operand
 // X [batch, K, D] is reduced to k sampled rows per item (plus i32 indices and f32 weights);
 // in backward Gᵀ·X is estimated from them with one GEMM over k instead of K. The sampling
 // probabilities use ||x_i|| times a per-position EMA of ||g_i|| from earlier backward passes.
@@ -20,11 +21,12 @@ int64_t sample_budget(int64_t rows, double ratio, int64_t k_min);
 
 class SamplingStrategy final : public BackwardStrategy {
  public:
-  // config.kind is wta_crs, crs or topk.
+  // config.kind is wta_crs, crs, topk or wta_wor.
   SamplingStrategy(const StrategyConfig& config, uint64_t node_id);
   std::string name() const override;
   // Exact (the operand itself) when the budget covers every row (ratio 1, or K <= k_min).
-  std::unique_ptr<SavedOperand> save(const Tensor& operand, int64_t period = 0) override;
+  std::unique_ptr<SavedOperand> save(const Tensor& operand, int64_t period = 0,
+                                     bool gradient_rows_sum_to_zero = false) override;
 
   // The gradient-norm proxy by position (undefined until the first save; ones before the
   // first backward), for tests and reports.
@@ -43,7 +45,7 @@ class SamplingStrategy final : public BackwardStrategy {
   ExactStrategy exact_;
 };
 
-// The factory of the strategy table's wta-crs, crs and topk rows (config.kind says which).
+// The factory of the strategy table's sampled rows (config.kind says which).
 std::shared_ptr<BackwardStrategy> make_sampling_strategy(const StrategyConfig& config, uint64_t node_id);
 
 }  // namespace tg

@@ -2,8 +2,10 @@
 // helpers, and the host-side plan and predicted error.
 #include "ops/matmul/sampling.h"
 
+#include <algorithm>
 #include <climits>
 #include <cmath>
+#include <utility>
 
 #include "ops/dispatch.h"
 #include "ops/matmul/sampling_kernels.h"
@@ -112,13 +114,65 @@ SamplingPlan plan_sample(const std::vector<float>& scores, const SamplingConfig&
   check_config(config, K, "plan_sample");
   const cpu::ItemPlan item = cpu::plan_item(scores.data(), K, config);
   SamplingPlan plan;
+  plan.variant = config.variant;
   plan.p.resize(scores.size());
   for (int64_t r = 0; r < K; ++r) plan.p[static_cast<size_t>(item.rows[static_cast<size_t>(r)])] = item.p[static_cast<size_t>(r)];
   plan.winners.assign(item.rows.begin(), item.rows.begin() + item.winners);
   plan.draws = config.k - item.winners;
   plan.rest_mass = item.winners < K ? item.tail[static_cast<size_t>(item.winners)] : 0.0;
+  plan.order.assign(item.rows.begin() + item.winners, item.rows.end());
   return plan;
 }
+
+namespace {
+
+// The part of [0, 1) that the interval [a, b) (b - a <= 1) covers modulo 1, as up to two pieces.
+std::vector<std::pair<double, double>> modulo_one(double a, double b) {
+  const double shift = std::floor(a);
+  a -= shift;
+  b -= shift;
+  if (b <= 1) return {{a, b}};
+  return {{a, 1.0}, {0.0, b - 1.0}};
+}
+
+double overlap(const std::vector<std::pair<double, double>>& u, const std::vector<std::pair<double, double>>& v) {
+  double total = 0;
+  for (const auto& [a0, a1] : u)
+    for (const auto& [b0, b1] : v) total += std::max(0.0, std::min(a1, b1) - std::max(a0, b0));
+  return total;
+}
+
+// Horvitz-Thompson variance of the systematic design: the non-winners in `order` lie on [0, s)
+// with lengths π = s p / rest, the points u + j (u uniform in [0, 1)) select them, and a pair is
+// selected together for the u in both rows' intervals modulo 1.
+double systematic_mse(const SamplingPlan& plan, const std::vector<double>& x, int64_t D, const std::vector<double>& g,
+                      int64_t E) {
+  const size_t n = plan.order.size();
+  std::vector<double> pi(n);
+  std::vector<std::vector<std::pair<double, double>>> cover(n);
+  double start = 0;
+  for (size_t q = 0; q < n; ++q) {
+    pi[q] = static_cast<double>(plan.draws) * plan.p[static_cast<size_t>(plan.order[q])] / plan.rest_mass;
+    cover[q] = modulo_one(start, start + pi[q]);
+    start += pi[q];
+  }
+  auto dot = [](const std::vector<double>& v, int64_t width, int32_t i, int32_t j) {
+    double sum = 0;
+    for (int64_t c = 0; c < width; ++c) sum += v[static_cast<size_t>(i * width + c)] * v[static_cast<size_t>(j * width + c)];
+    return sum;
+  };
+  double variance = 0;
+  for (size_t q = 0; q < n; ++q)
+    for (size_t r = 0; r < n; ++r) {
+      const double joint = q == r ? pi[q] : overlap(cover[q], cover[r]);
+      const int32_t i = plan.order[q], j = plan.order[r];
+      const double inner = dot(g, E, i, j) * dot(x, D, i, j);
+      if (inner != 0) variance += (joint - pi[q] * pi[r]) * inner / (pi[q] * pi[r]);
+    }
+  return variance;
+}
+
+}  // namespace
 
 double predicted_mse(const SamplingPlan& plan, const std::vector<double>& x, int64_t D, const std::vector<double>& g,
                      int64_t E) {
@@ -126,6 +180,7 @@ double predicted_mse(const SamplingPlan& plan, const std::vector<double>& x, int
   TG_CHECK(static_cast<int64_t>(x.size()) == K * D && static_cast<int64_t>(g.size()) == K * E, ShapeError,
            "predicted_mse: expected x of ", K, " x ", D, " and g of ", K, " x ", E, " values, got ", x.size(), " and ",
            g.size());
+  if (plan.variant == SamplingVariant::wta_wor) return plan.draws == 0 ? 0.0 : systematic_mse(plan, x, D, g, E);
   std::vector<bool> winner(static_cast<size_t>(K), false);
   for (int32_t row : plan.winners) winner[static_cast<size_t>(row)] = true;
   // rest = Σ_{j∉C} g_jᵀ x_j, and the squared row norms.
@@ -148,6 +203,9 @@ double predicted_mse(const SamplingPlan& plan, const std::vector<double>& x, int
 
 double predicted_mse(const SamplingPlan& plan, const std::vector<double>& x_squared_norms,
                      const std::vector<double>& g_squared_norms, double rest_squared) {
+  TG_CHECK(plan.variant != SamplingVariant::wta_wor, NotImplementedError,
+           "predicted_mse from squared norms: the without-replacement variance needs every pair of rows; use the "
+           "overload that takes the rows");
   const size_t K = plan.p.size();
   TG_CHECK(x_squared_norms.size() == K && g_squared_norms.size() == K, ShapeError, "predicted_mse: expected ", K,
            " squared row norms of x and of g, got ", x_squared_norms.size(), " and ", g_squared_norms.size());

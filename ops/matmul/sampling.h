@@ -16,6 +16,7 @@ enum class SamplingVariant {
   wta_crs,  // winners (weight 1) plus importance-weighted draws: unbiased
   crs,      // draws only (no winners): unbiased
   topk,     // the k largest p with weight 1, no draws: biased, for ablations
+  wta_wor,  // take-all rows (weight 1) plus systematic πps without replacement: k distinct rows, unbiased
 };
 
 struct SamplingConfig {
@@ -60,21 +61,27 @@ void update_row_norm_ema(const Tensor& ema, const Tensor& g, double beta);
 // The deterministic part of one item's sample, computed on the host exactly as sample_rows
 // does: for tests, and for benchmarks that print the predicted error.
 struct SamplingPlan {
+  SamplingVariant variant = SamplingVariant::wta_crs;
   std::vector<double> p;         // sampling probability of each row (row order)
-  std::vector<int32_t> winners;  // rows kept with weight 1, by descending p
-  int64_t draws = 0;             // s = k - |winners|: i.i.d. draws from the other rows
+  std::vector<int32_t> winners;  // rows kept with weight 1 (winners, take-all rows), by descending p
+  int64_t draws = 0;             // s = k - |winners|: draws from the other rows (i.i.d., or systematic)
   double rest_mass = 0;          // 1 - P_C: the probability mass of the non-winners
+  std::vector<int32_t> order;    // the non-winners by descending p: the systematic design's order
 };
 SamplingPlan plan_sample(const std::vector<float>& scores, const SamplingConfig& config);
 
 // E||Ĉ - C||²_F of the estimate of C = Σ_i g_iᵀ x_i that `plan` produces, for row-major host
-// rows x [K, D] and g [K, E]. With draws (i.i.d.):
+// rows x [K, D] and g [K, E]. With i.i.d. draws:
 //   (1/s) * ((1 - P_C) * Σ_{j∉C} ||g_j||²||x_j||² / p_j - ||Σ_{j∉C} g_jᵀ x_j||²_F);
 // without draws (topk, or winners holding all mass) the squared bias ||Σ_{j∉C} g_jᵀ x_j||²_F.
+// wta_wor (systematic, without replacement): the Horvitz-Thompson variance
+//   Σ_{i,j∉C} (π_ij - π_i π_j) <y_i, y_j> / (π_i π_j),  y_i = g_iᵀ x_i, <y_i, y_j> = (g_i·g_j)(x_i·x_j),
+// with the design's exact joint inclusion probabilities π_ij (WTACRS.md §2b). O(K²(D + E)).
 double predicted_mse(const SamplingPlan& plan, const std::vector<double>& x, int64_t D,
                      const std::vector<double>& g, int64_t E);
-// The same formula from its parts, for callers that form them elsewhere (on the device): the
-// squared row norms ||x_j||², ||g_j||² (row order) and ||Σ_{j∉C} g_jᵀ x_j||²_F.
+// The i.i.d. formula from its parts, for callers that form them elsewhere (on the device): the
+// squared row norms ||x_j||², ||g_j||² (row order) and ||Σ_{j∉C} g_jᵀ x_j||²_F. NotImplementedError
+// for wta_wor, whose variance needs every pair of rows.
 double predicted_mse(const SamplingPlan& plan, const std::vector<double>& x_squared_norms,
                      const std::vector<double>& g_squared_norms, double rest_squared);
 

@@ -48,6 +48,23 @@ TG_HOST_DEVICE inline int64_t winner_count(SamplingVariant variant, const double
   return best_ratio < 1.0 / static_cast<double>(k) ? best_c : 0;
 }
 
+// Without replacement (wta_wor, docs/WTACRS.md §2b): sorted position r is taken with certainty
+// when its inclusion probability (k - r) p_(r) / tail[r] would reach 1 (within kTakeAllMargin, so
+// that rounding can never put two systematic points into one row). p is sorted, so the take-all
+// positions are a prefix, and the first position that fails ends it: the same result as the
+// sequential rule that recomputes the constant after each take-all unit.
+inline constexpr double kTakeAllMargin = 1e-9;
+TG_HOST_DEVICE inline bool takes_all(const double* tail, double p, int64_t k, int64_t r) {
+  return static_cast<double>(k - r) * p >= tail[r] * (1.0 - kTakeAllMargin);
+}
+
+// Systematic point j of s on the non-take-all mass `rest`, from one uniform u: (u + j) rest / s.
+// The points are rest / s apart and every non-take-all row spans less than that, so the s points
+// select s distinct rows, each with probability s p / rest (its inclusion probability).
+TG_HOST_DEVICE inline double systematic_target(double u, int64_t j, int64_t s, double rest) {
+  return (u + static_cast<double>(j)) / static_cast<double>(s) * rest;
+}
+
 // Uniform number of draw j of item b.
 TG_HOST_DEVICE inline double draw_uniform(uint64_t seed, uint64_t subsequence, int64_t b, int64_t k, int64_t j) {
   const auto block = static_cast<uint64_t>(b) * static_cast<uint64_t>(k) + static_cast<uint64_t>(j);
@@ -55,6 +72,7 @@ TG_HOST_DEVICE inline double draw_uniform(uint64_t seed, uint64_t subsequence, i
 }
 
 // Weight of a row drawn m of s times with probability p, rest = 1 - P_C: m (1 - P_C) / (s p).
+// With m = 1 it is also the Horvitz-Thompson weight 1 / π of a systematic (wta_wor) row.
 TG_HOST_DEVICE inline float draw_weight(int64_t m, double rest, int64_t s, double p) {
   return static_cast<float>(static_cast<double>(m) * rest / (static_cast<double>(s) * p));
 }

@@ -24,6 +24,9 @@ const std::vector<StrategyInfo>& strategy_table() {
       {StrategyKind::wta_crs, "wta-crs", "winner-take-all column-row sampling (unbiased)", make_sampling_strategy},
       {StrategyKind::crs, "crs", "column-row sampling, draws only (unbiased)", make_sampling_strategy},
       {StrategyKind::topk, "topk", "the k largest rows with weight 1 (biased; ablation)", make_sampling_strategy},
+      {StrategyKind::wta_wor, "wta-wor",
+       "take-all rows plus systematic sampling without replacement: k distinct rows (unbiased)",
+       make_sampling_strategy},
   };
   return table;
 }

@@ -40,7 +40,12 @@ class BackwardStrategy {
   // Called in forward (with grad recording on) for an operand X [batch, K, D] contracted over K.
   // `period` > 0 says that row k holds token position k % period (a linear over [B, T, D]
   // inputs sees its B·T rows as one contraction: period T); 0 means position k.
-  virtual std::unique_ptr<SavedOperand> save(const Tensor& operand, int64_t period = 0) = 0;
+  // `gradient_rows_sum_to_zero` says that every G this operand will meet has Σ_k g_k = 0 (the
+  // scores' gradient through softmax, for dQ): then Gᵀ·X = Gᵀ·(X − 1·μᵀ) for any μ, and a
+  // sampled strategy keeps rows of X centred over K, which removes a component common to all
+  // rows from its variance (WTACRS.md §4). The exact result does not change.
+  virtual std::unique_ptr<SavedOperand> save(const Tensor& operand, int64_t period = 0,
+                                             bool gradient_rows_sum_to_zero = false) = 0;
 
   // State carried from step to step (e.g. WTA-CRS's step counter and gradient-norm proxy), for
   // checkpoints: a resumed run continues bit for bit. Stateless strategies have none.
@@ -56,6 +61,7 @@ enum class StrategyKind {
   wta_crs,  // winners plus importance-weighted draws: unbiased (sampled.h)
   crs,      // importance-weighted draws only: unbiased (sampled.h)
   topk,     // the k largest scores with weight 1: biased, for ablations (sampled.h)
+  wta_wor,  // take-all rows plus systematic sampling without replacement: k distinct rows, unbiased (sampled.h)
 };
 
 // The gradient-norm proxy that sampled strategies multiply ||x_i|| by (WTACRS.md §3).
@@ -89,7 +95,7 @@ struct StrategyInfo {
 // Every strategy, in the order of the enum.
 const std::vector<StrategyInfo>& strategy_table();
 const StrategyInfo& strategy_info(StrategyKind kind);
-// The names in table order: {"exact", "wta-crs", "crs", "topk"}.
+// The names in table order: {"exact", "wta-crs", "crs", "topk", "wta-wor"}.
 std::vector<std::string> strategy_names();
 // The kind called `name`; ValueError listing the table's names otherwise.
 StrategyKind parse_strategy(const std::string& name);

@@ -2,6 +2,8 @@
 // metrics records, the memory report, and the exact (bitwise) continuation of a resumed run.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+
 #include <cmath>
 #include <cstring>
 
@@ -44,9 +46,9 @@ TEST_CASE("train_vit rejects bad flags and combinations with one clear message")
   CHECK(parse_error({"--backward", "topk", "--wta-blocks", "1-x"}) ==
         "--wta-blocks: bad block list '1-x': expected all or items like 3 and 0-5, comma separated");
   CHECK(parse_error({"--ratio", "0.5"}) ==
-        "--ratio has no effect with --backward exact; choose a sampled backward (--backward wta-crs, crs or topk)");
+        "--ratio has no effect with --backward exact; choose a sampled backward (--backward wta-crs, crs, topk or wta-wor)");
   CHECK(parse_error({"--backward", "sampled"}) ==
-        "--backward: unknown value 'sampled' (expected exact, wta-crs, crs, topk)");
+        "--backward: unknown value 'sampled' (expected exact, wta-crs, crs, topk, wta-wor)");
   CHECK(parse_error({"--model", "vit-huge"}) == "--model: unknown value 'vit-huge' (expected vit-tiny, vit-small, vit-base)");
   CHECK(parse_error({"--precision", "bf16"}) ==
         "--precision bf16 is not supported yet (bf16 mixed precision is planned); use fp32 or tf32");
@@ -99,6 +101,34 @@ TEST_CASE("--wta-blocks selects blocks by index and range") {
   CHECK(train::strategy_targets(o) == std::set<nn::MatmulTarget>{nn::MatmulTarget::qkv, nn::MatmulTarget::fc2});
 }
 
+TEST_CASE("the metrics' config record and the memory report list the sampled slots per block as installed") {
+  test::ScratchDir dir("train_vit_sampled_slots");
+  std::string output;
+  std::vector<std::string> args = test::tiny_run_args();
+  *(std::find(args.begin(), args.end(), "--depth") + 1) = "2";
+  args = with(args, {"--max-steps", "2", "--metrics-out", dir / "m.jsonl",
+                                           "--memory-report", "--backward", "wta-crs", "--ratio", "0.5",
+                                           "--wta-targets", "qkv,attn-scores", "--wta-blocks", "1"});
+  (void)run(args, &output);
+  const nlohmann::json config = test::read_jsonl(dir / "m.jsonl").front();
+  REQUIRE(config["type"] == "config");
+  const nlohmann::json expected = nlohmann::json::parse(
+      R"([{"block": 1, "slot": "qkv", "strategy": "wta-crs"},
+          {"block": 1, "slot": "attn-scores.dq", "strategy": "wta-crs"},
+          {"block": 1, "slot": "attn-scores.dk", "strategy": "wta-crs"}])");
+  CHECK(config["sampled"] == expected);
+  CHECK(output.find("sampled (as run): block 1: qkv (wta-crs), attn-scores.dq (wta-crs), attn-scores.dk (wta-crs)\n") !=
+        std::string::npos);
+}
+
+TEST_CASE("--recompute-gelu with a sampled fc1 is refused before any work") {
+  CHECK(parse_error({"--device", "cpu", "--backward", "wta-crs", "--recompute-gelu"}) ==
+        "--recompute-gelu keeps fc1's input for the recomputation, so a sampled fc1 would save nothing (its weight "
+        "gradient would be exact): leave fc1 out of --wta-targets (e.g. --wta-targets qkv,proj,fc2) or drop "
+        "--recompute-gelu");
+  CHECK(parse_error({"--device", "cpu", "--backward", "wta-crs", "--recompute-gelu", "--wta-targets", "qkv,fc2"}) == "(no error)");
+}
+
 TEST_CASE("train_vit writes JSON Lines records with the documented keys, and the memory report") {
   test::ScratchDir dir("train_vit_metrics");
   std::string output;
@@ -107,7 +137,14 @@ TEST_CASE("train_vit writes JSON Lines records with the documented keys, and the
           &output);
   CHECK(summary.steps == 10);
   CHECK(summary.peak_allocated_bytes > 0);
-  const std::vector<nlohmann::json> records = test::read_jsonl(dir / "m.jsonl");
+  std::vector<nlohmann::json> records = test::read_jsonl(dir / "m.jsonl");
+  REQUIRE(!records.empty());
+  const nlohmann::json config = records.front();
+  CHECK(config["type"] == "config");
+  CHECK(config["options"]["backward"] == "exact");
+  CHECK(config["sampled"] == nlohmann::json::array());
+  records.erase(records.begin());
+  CHECK(output.find("sampled (as run): nothing (every matmul exact)") != std::string::npos);
   int train_records = 0, eval_records = 0;
   for (const nlohmann::json& r : records) {
     CAPTURE(r.dump());

@@ -22,7 +22,7 @@ struct RecordingStrategy final : BackwardStrategy {
     size_t saved_bytes() const override { return reported_bytes.value_or(inner->saved_bytes()); }
   };
   std::string name() const override { return "recording"; }
-  std::unique_ptr<SavedOperand> save(const Tensor& operand, int64_t = 0) override {
+  std::unique_ptr<SavedOperand> save(const Tensor& operand, int64_t = 0, bool = false) override {
     saved.push_back(operand.shape());
     auto s = std::make_unique<Saved>();
     s->inner = exact.save(operand);

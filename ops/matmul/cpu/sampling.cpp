@@ -1,4 +1,4 @@
-// CPU kernels of the sampling family: the WTA-CRS row sampler. Each item is planned (sort,
+// CPU kernels of the sampling family: the row sampler (WTA-CRS, CRS, top-k, WTA-WOR). Each item is planned (sort,
 // probabilities, tail sums, winner rule) and drawn in the same order of double-precision
 // operations as ops/cuda/sampling.cu, so both backends return identical indices and weights.
 #include <algorithm>
@@ -62,7 +62,14 @@ ItemPlan plan_item(const float* scores, int64_t K, const SamplingConfig& config)
       best_c = c;
     }
   }
-  plan.winners = sampling::winner_count(config.variant, plan.tail.data(), config.k, best_c, best_ratio);
+  if (config.variant == SamplingVariant::wta_wor) {
+    plan.winners = 0;
+    while (plan.winners < config.k &&
+           sampling::takes_all(plan.tail.data(), plan.p[static_cast<size_t>(plan.winners)], config.k, plan.winners))
+      ++plan.winners;
+  } else {
+    plan.winners = sampling::winner_count(config.variant, plan.tail.data(), config.k, best_c, best_ratio);
+  }
   return plan;
 }
 
@@ -82,11 +89,15 @@ void sample_rows(const Tensor& indices, const Tensor& weights, const Tensor& sco
     }
     const int64_t draws = k - plan.winners;
     if (draws > 0) {
-      // Draws by inverse CDF over the sorted non-winners; duplicates are merged by counting.
+      // Draws by inverse CDF over the sorted non-winners (i.i.d., or systematic points from one
+      // uniform without replacement); duplicates are merged by counting.
       const double rest = plan.tail[static_cast<size_t>(plan.winners)];
+      const bool systematic = config.variant == SamplingVariant::wta_wor;
+      const double start = systematic ? sampling::draw_uniform(seed, subsequence, b, k, 0) : 0.0;
       std::fill(counts.begin(), counts.end(), 0);
       for (int64_t j = 0; j < draws; ++j) {
-        const double target = sampling::draw_uniform(seed, subsequence, b, k, j) * rest;
+        const double target = systematic ? sampling::systematic_target(start, j, draws, rest)
+                                         : sampling::draw_uniform(seed, subsequence, b, k, j) * rest;
         ++counts[static_cast<size_t>(sampling::find_draw(plan.tail.data(), plan.winners, K, target))];
       }
       for (int64_t r = plan.winners; r < K; ++r) {

@@ -1,4 +1,4 @@
-// CUDA kernels of the sampling family: the WTA-CRS row sampler. A sort orders every item's rows
+// CUDA kernels of the sampling family: the row sampler (WTA-CRS, CRS, top-k, WTA-WOR). A sort orders every item's rows
 // by descending score, then one block per item computes the probabilities, the tail sums and
 // the winner rule, draws by inverse CDF, merges duplicates and writes the slots. Items of up to
 // 4,352 rows do all of it in one launch, sorted by a block radix sort into shared memory; longer
@@ -52,6 +52,10 @@ struct FirstMinimum {
   }
 };
 
+struct Smaller {
+  __device__ long long operator()(long long a, long long b) const { return b < a ? b : a; }
+};
+
 // One item's rows sorted by descending score, with the selection's scratch: in shared memory
 // when the item fits (every pass, and above all the draws' bisections, then stays on chip),
 // else in global memory.
@@ -91,9 +95,11 @@ __device__ double ordered_sum(const double* partial, int used) {
 __device__ void select_item(int32_t* slot_index, float* slot_weight, const ItemArrays& a, int64_t K,
                             const SamplingConfig& config, uint64_t seed, uint64_t subsequence, int64_t b) {
   using BlockReduce = cub::BlockReduce<Candidate, kThreads>;
+  using BlockMin = cub::BlockReduce<long long, kThreads>;
   using BlockScan = cub::BlockScan<int, kThreads>;
   __shared__ union {
     typename BlockReduce::TempStorage reduce;
+    typename BlockMin::TempStorage min;
     typename BlockScan::TempStorage scan;
   } temp;
   __shared__ double partial[kThreads + 1];  // chunk sums, then carries into each chunk
@@ -142,21 +148,38 @@ __device__ void select_item(int32_t* slot_index, float* slot_weight, const ItemA
   for (int64_t r = lo; r < hi; ++r) count[r] = 0;
   __syncthreads();
 
-  // Winner rule: the first minimum of tail[c] / (k - c) over 1 <= c < k.
-  Candidate best{INFINITY, 0};
-  for (int64_t c = 1 + t; c < k; c += kThreads) {
-    const double ratio = sampling::winner_ratio(tail, k, c);
-    if (ratio < best.ratio) best = {ratio, c};
+  const bool systematic = config.variant == SamplingVariant::wta_wor;
+  if (systematic) {
+    // Take-all rows: the prefix of positions r < k that take_all accepts, ended by the first
+    // position that fails (the smallest failing position over the block).
+    long long first_failing = k;
+    for (int64_t r = t; r < k; r += kThreads)
+      if (!sampling::takes_all(tail, prob(score[r]), k, r)) {
+        first_failing = r;
+        break;
+      }
+    const long long found = BlockMin(temp.min).Reduce(first_failing, Smaller{});
+    if (t == 0) shared_winners = found;
+  } else {
+    // Winner rule: the first minimum of tail[c] / (k - c) over 1 <= c < k.
+    Candidate best{INFINITY, 0};
+    for (int64_t c = 1 + t; c < k; c += kThreads) {
+      const double ratio = sampling::winner_ratio(tail, k, c);
+      if (ratio < best.ratio) best = {ratio, c};
+    }
+    const Candidate found = BlockReduce(temp.reduce).Reduce(best, FirstMinimum{});
+    if (t == 0) shared_winners = sampling::winner_count(config.variant, tail, k, found.c, found.ratio);
   }
-  const Candidate found = BlockReduce(temp.reduce).Reduce(best, FirstMinimum{});
-  if (t == 0) shared_winners = sampling::winner_count(config.variant, tail, k, found.c, found.ratio);
   __syncthreads();
   const int64_t winners = shared_winners, draws = k - winners;
   const double rest = tail[winners];  // winners <= k < K
+  const double start = systematic ? sampling::draw_uniform(seed, subsequence, b, k, 0) : 0.0;
 
-  // Draws (i.i.d., inverse CDF over the non-winners) counted per position; winners' slots.
+  // Draws (i.i.d. or systematic, inverse CDF over the non-winners) counted per position;
+  // winners' slots.
   for (int64_t j = t; j < draws; j += kThreads) {
-    const double target = sampling::draw_uniform(seed, subsequence, b, k, j) * rest;
+    const double target = systematic ? sampling::systematic_target(start, j, draws, rest)
+                                     : sampling::draw_uniform(seed, subsequence, b, k, j) * rest;
     atomicAdd(&count[sampling::find_draw(tail, winners, K, target)], 1);
   }
   for (int64_t r = t; r < winners; r += kThreads) {

@@ -189,7 +189,7 @@ TEST_CASE("matmul hands the strategy X = Bᵀ or A as [batch, K, D] and contract
   Tensor a = random_tensor({2, 3, 5, 4}, 270), b = random_tensor({2, 3, 6, 4}, 271);  // R = A·Bᵀ: [2, 3, 5, 6]
   a.set_requires_grad(true);
   b.set_requires_grad(true);
-  const Tensor r = matmul(a, b, false, true, &strategy);
+  const Tensor r = matmul(a, b, false, true, &strategy, &strategy);
   // dA contracts over n with X = Bᵀ [n, K] (here b itself); dB over m with X = A [m, K].
   REQUIRE(strategy.saved.size() == 2);
   CHECK(strategy.saved[0] == Shape{6, 6, 4});

@@ -170,20 +170,20 @@ TEST_CASE("linear dW: WTA-CRS and CRS are unbiased, match the variance formula, 
 
 TEST_CASE("attention matmul: both operand gradients are unbiased under WTA-CRS") {
   const Tensor a = random_tensor({3, 40, 8}, 21), b = random_tensor({3, 8, 50}, 22), g = random_tensor({3, 40, 50}, 23);
-  auto grads = [&](BackwardStrategy* strategy) {
+  auto grads = [&](BackwardStrategy* for_a, BackwardStrategy* for_b) {
     Tensor aa = a.clone(), bb = b.clone();
     aa.set_requires_grad(true);
     bb.set_requires_grad(true);
-    backward(matmul(aa, bb, false, false, strategy), g);
+    backward(matmul(aa, bb, false, false, for_a, for_b), g);
     auto ga = host_values(aa.grad()), gb = host_values(bb.grad());
     ga.insert(ga.end(), gb.begin(), gb.end());
     return ga;
   };
-  const auto exact = grads(nullptr);
+  const auto exact = grads(nullptr, nullptr);
   const int trials = 1500;
   const auto m = estimate_moments(exact, trials, [&](uint64_t seed) {
-    auto strategy = make_strategy(config("wta-crs", 0.3, seed), 0);
-    return grads(strategy.get());
+    auto for_a = make_strategy(config("wta-crs", 0.3, seed), 0), for_b = make_strategy(config("wta-crs", 0.3, seed), 1);
+    return grads(for_a.get(), for_b.get());
   });
   CHECK(max_z(m, exact, trials) < 4.5);
 }
@@ -328,7 +328,7 @@ TEST_CASE("strategy configuration errors") {
                        ValueError);
   CHECK_THROWS_WITH_AS(make_strategy(config("wta-crs", 1.5, 0), 0), "backward strategy: ratio must be in (0, 1], got 1.5",
                        ValueError);
-  CHECK_THROWS_WITH_AS(parse_strategy("random"), "unknown backward strategy 'random': expected exact, wta-crs, crs or topk",
+  CHECK_THROWS_WITH_AS(parse_strategy("random"), "unknown backward strategy 'random': expected exact, wta-crs, crs, topk or wta-wor",
                        ValueError);
   CHECK_THROWS_WITH_AS(parse_proxy("oracle"), "backward strategy: unknown proxy 'oracle': expected position-ema or none",
                        ValueError);
@@ -358,11 +358,12 @@ TEST_CASE("attention matmul: each operand gradient's MSE matches the variance fo
   const int trials = 1500;
   double mse_da = 0, mse_db = 0;
   for (int t = 0; t < trials; ++t) {
-    auto strategy = make_strategy(config("wta-crs", 0.3, static_cast<uint64_t>(t)), 0);
+    const auto seed = static_cast<uint64_t>(t);
+    auto for_a = make_strategy(config("wta-crs", 0.3, seed), 0), for_b = make_strategy(config("wta-crs", 0.3, seed), 1);
     Tensor aa = a.clone(), bb = b.clone();
     aa.set_requires_grad(true);
     bb.set_requires_grad(true);
-    backward(matmul(aa, bb, false, false, strategy.get()), g);
+    backward(matmul(aa, bb, false, false, for_a.get(), for_b.get()), g);
     const auto da = host_values(aa.grad()), db = host_values(bb.grad());
     for (size_t i = 0; i < da.size(); ++i) mse_da += (da[i] - exact_da[i]) * (da[i] - exact_da[i]) / trials;
     for (size_t i = 0; i < db.size(); ++i) mse_db += (db[i] - exact_db[i]) * (db[i] - exact_db[i]) / trials;

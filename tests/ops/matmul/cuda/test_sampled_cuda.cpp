@@ -39,8 +39,8 @@ TEST_CASE("linear and attention matmul with WTA-CRS: CUDA gives the CPU's estima
     k.set_requires_grad(true);
     test::check_cuda_matches_cpu(
         [&](const std::vector<Tensor>& in) {
-          auto s = make_strategy(sampled(name, 0.3, 6), 2);
-          return matmul(in[0], in[1], false, true, s.get());
+          auto for_q = make_strategy(sampled(name, 0.3, 6), 2), for_k = make_strategy(sampled(name, 0.3, 6), 3);
+          return matmul(in[0], in[1], false, true, for_q.get(), for_k.get());
         },
         {q, k}, 1e-5);
   }

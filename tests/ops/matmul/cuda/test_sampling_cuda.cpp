@@ -69,7 +69,8 @@ TEST_CASE("sample_rows: CUDA indices and weights equal the CPU's") {
                        Case{3, 1000, 1}, Case{5, 300, 299}, Case{1, 4160, 2080}, Case{2, 4352, 1305},
                        Case{1, 6000, 1800}, Case{3, 5000, 2500}}) {
     const Tensor scores = stress_scores(c.batch, c.K, 500 + static_cast<uint64_t>(c.K));
-    for (const SamplingVariant variant : {SamplingVariant::wta_crs, SamplingVariant::crs, SamplingVariant::topk}) {
+    for (const SamplingVariant variant :
+         {SamplingVariant::wta_crs, SamplingVariant::crs, SamplingVariant::topk, SamplingVariant::wta_wor}) {
       CAPTURE(c.batch);
       CAPTURE(c.K);
       CAPTURE(c.k);
