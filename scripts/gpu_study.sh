@@ -6,6 +6,8 @@
 # of its own); each GPU works through its share of the jobs in order.
 #
 # Usage: bash scripts/gpu_study.sh EPOCHS JOB... [-- extra train_vit flags]
+# STUDY_RECOMPUTE_GELU=1 adds --recompute-gelu to the sampled jobs (their TARGETS must leave out fc1).
+# STUDY_BACKWARD (default wta-crs) names the sampled strategy of the jobs whose ratio is not 1.0.
 #   JOB: DATASET:RATIO[:TARGETS], DATASET one of cifar10 | cifar100 | cifar100-coarse | fashion-mnist
 #   e.g. bash scripts/gpu_study.sh 8 fashion-mnist:1.0 cifar10:0.3 cifar10:0.5:qkv,proj,fc1,fc2 -- --precision tf32
 # Carried (the carried data must stay under 64 MiB per call): train_vit at .carry/bin/train_vit,
@@ -63,7 +65,11 @@ run_job() {  # JOB GPU [flags]
     *) data_dir=.carry/fashion-mnist ;;
   esac
   if [ "$ratio" = "1.0" ]; then backward=(--backward exact)
-  else backward=(--backward wta-crs --ratio "$ratio" --recompute-gelu --wta-targets "${targets:-all}"); fi
+  else
+    backward=(--backward "${STUDY_BACKWARD:-wta-crs}" --ratio "$ratio" --wta-targets "${targets:-all}")
+    # --recompute-gelu needs fc1 out of the targets (train_vit refuses a sampled fc1 with it).
+    if [ "${STUDY_RECOMPUTE_GELU:-0}" = 1 ]; then backward+=(--recompute-gelu); fi
+  fi
   local name
   name=$(label "$job")
   CUDA_VISIBLE_DEVICES=$gpu "$train_vit" --dataset "$dataset" --data-dir "$data_dir" --model vit-small --patch 4 --img 32 \
