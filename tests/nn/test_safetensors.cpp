@@ -1,4 +1,5 @@
-// safetensors: exact format bytes, round trips of every dtype, malformed files, state dicts.
+// safetensors: exact format bytes, round trips of every dtype, malformed and hostile files
+// (issue 14: deep JSON, overflowing sizes, overlapping tensors), state dicts.
 #include <doctest/doctest.h>
 
 #include <cstdio>
@@ -89,6 +90,80 @@ TEST_CASE("malformed files fail naming the file and the problem") {
   write_all(path, with_header(R"({"w":{"dtype":"F16","shape":[1],"data_offsets":[0,2]}})", std::string(2, '\0')));
   CHECK(message() == detail::concat("'", path, "': tensor 'w' has dtype F16, which tapegrad does not support (F32, F64, BF16, I32, I64, U8)"));
   std::remove(path.c_str());
+}
+
+TEST_CASE("hostile headers: deep JSON, sizes that overflow, non-integer and negative shapes, bad metadata") {
+  const std::string path = temp_path("hostile.safetensors");
+  auto message = [&] {
+    try {
+      load_safetensors(path);
+    } catch (const IoError& e) {
+      return std::string(e.what());
+    }
+    return std::string("(no IoError)");
+  };
+  const std::string tensor = R"("w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]})";
+  // 200,000 nested arrays in __metadata__ used to overflow the stack when printed back.
+  write_all(path, with_header(R"({"__metadata__":{"k":)" + std::string(200000, '[') + std::string(200000, ']') + "}," +
+                                  tensor + "}",
+                              std::string(8, '\0')));
+  CHECK(message() == detail::concat("'", path, "': the header nests deeper than 64 JSON levels (corrupt or "
+                                    "hostile file)"));
+  // [2^62 + 4] x 4 bytes wraps to 16 in 64 bits.
+  write_all(path, with_header(R"({"w":{"dtype":"F32","shape":[4611686018427387908],"data_offsets":[0,16]}})",
+                              std::string(16, '\0')));
+  CHECK(message() == detail::concat("'", path, "': tensor 'w' of shape [4611686018427387908] and dtype f32 needs more "
+                                    "than 2^63 bytes (corrupt header)"));
+  write_all(path, with_header(R"({"w":{"dtype":"F32","shape":[2.9],"data_offsets":[0,8]}})", std::string(8, '\0')));
+  CHECK(message() == detail::concat("'", path, "': tensor 'w' has shape entry 2.9, expected a non-negative integer "
+                                    "below 2^63"));
+  write_all(path, with_header(R"({"w":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", std::string(8, '\0')));
+  CHECK(message() == detail::concat("'", path, "': tensor 'w' has shape entry -2, expected a non-negative integer "
+                                    "below 2^63"));
+  write_all(path, with_header(R"({"__metadata__":["format","pt"],)" + tensor + "}", std::string(8, '\0')));
+  CHECK(message() == detail::concat("'", path, "': __metadata__ is array, expected an object of strings"));
+  write_all(path, with_header(R"({"__metadata__":{"epoch":3},)" + tensor + "}", std::string(8, '\0')));
+  CHECK(message() == detail::concat("'", path, "': __metadata__ entry 'epoch' is number, expected a string"));
+  write_all(path, with_header(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,18446744073709551615]}})",
+                              std::string(8, '\0')));
+  CHECK(message() == detail::concat("'", path, "': tensor 'w' has data_offsets entry 18446744073709551615, expected a "
+                                    "non-negative integer below 2^63"));
+  std::remove(path.c_str());
+}
+
+TEST_CASE("the tensors must tile the data section: overlaps, holes and trailing bytes are refused") {
+  const std::string path = temp_path("tiling.safetensors");
+  auto message = [&] {
+    try {
+      load_safetensors(path);
+    } catch (const IoError& e) {
+      return std::string(e.what());
+    }
+    return std::string("(no IoError)");
+  };
+  write_all(path, with_header(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                              R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
+                              std::string(12, '\0')));
+  CHECK(message() == detail::concat("'", path, "': tensors 'a' (bytes 0..8) and 'b' (bytes 4..12) overlap"));
+  write_all(path, with_header(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
+                              R"("b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})",
+                              std::string(12, '\0')));
+  CHECK(message() == detail::concat("'", path, "': bytes 4..8 of the data section belong to no tensor (expected the "
+                                    "tensors to tile it)"));
+  write_all(path, with_header(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", std::string(8, '\0')));
+  CHECK(message() == detail::concat("'", path, "': the data section has 8 bytes but its tensors end at byte 4 (expected "
+                                    "the tensors to tile it)"));
+  std::remove(path.c_str());
+}
+
+TEST_CASE("a folder named like a safetensors file is reported as a folder") {
+  const std::string path = temp_path("folder.safetensors");
+  std::filesystem::create_directories(path);
+  CHECK_THROWS_WITH_AS(load_safetensors(path),
+                       detail::concat("load_safetensors: cannot read '", path, "': it is a directory, expected a regular "
+                                      "file").c_str(),
+                       IoError);
+  std::filesystem::remove_all(path);
 }
 
 namespace {
