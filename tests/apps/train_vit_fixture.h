@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "apps/train_vit/checkpoint.h"
 #include "apps/train_vit/options.h"
 #include "apps/train_vit/trainer.h"
 #include "nn/safetensors.h"
@@ -94,7 +95,8 @@ inline void check_bitwise_resume(const std::vector<std::string>& base) {
   };
   const std::vector<double> straight = losses(dir / "straight.jsonl");
   REQUIRE(straight.size() == kSteps);
-  const nn::SafetensorsFile straight_state = nn::load_safetensors(dir / "straight/train_state.safetensors");
+  const train::CheckpointFiles straight_files = train::checkpoint_files(dir / "straight");
+  const nn::SafetensorsFile straight_state = nn::load_safetensors(straight_files.train_state);
 
   // Split mid-epoch (6) and at the epoch boundary (8).
   for (const int split : {6, 8}) {
@@ -110,8 +112,16 @@ inline void check_bitwise_resume(const std::vector<std::string>& base) {
       CAPTURE(i);
       CHECK(split_losses[static_cast<size_t>(i)] == straight[static_cast<size_t>(i)]);
     }
-    CHECK(read_text(ckpt + "/model.safetensors") == read_text(dir / "straight/model.safetensors"));
-    const nn::SafetensorsFile state = nn::load_safetensors(ckpt + "/train_state.safetensors");
+    // The same weights; the files differ only in their checkpoint ids.
+    const nn::SafetensorsFile model = nn::load_safetensors(train::checkpoint_files(ckpt).model);
+    const nn::SafetensorsFile straight_model = nn::load_safetensors(straight_files.model);
+    REQUIRE(model.tensors.size() == straight_model.tensors.size());
+    for (const auto& [name, tensor] : straight_model.tensors) {
+      CAPTURE(name);
+      REQUIRE(model.tensors.at(name).nbytes() == tensor.nbytes());
+      CHECK(std::memcmp(model.tensors.at(name).raw_data(), tensor.raw_data(), tensor.nbytes()) == 0);
+    }
+    const nn::SafetensorsFile state = nn::load_safetensors(train::checkpoint_files(ckpt).train_state);
     REQUIRE(state.tensors.size() == straight_state.tensors.size());
     for (const auto& [name, tensor] : straight_state.tensors) {
       CAPTURE(name);
