@@ -21,7 +21,11 @@ namespace fs = std::filesystem;
 namespace {
 
 // The tiny run (8 steps per epoch, 2 epochs) with a smaller test set: evaluations are cheap.
-std::vector<std::string> small_run() { return with(test::tiny_run_args(), {"--test-subset", "32"}); }
+std::vector<std::string> small_run() {
+  std::vector<std::string> args = test::tiny_run_args();
+  test::set_flag(args, "--test-subset", "32");
+  return args;
+}
 
 std::string error_of(const std::function<void()>& f) {
   try {

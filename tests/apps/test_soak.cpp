@@ -52,7 +52,7 @@ SoakResult soak(const std::string& backward, int steps, int warmup) {
     {
       const Tensor loss = cross_entropy(model.forward(images[static_cast<size_t>(step % 4)]),
                                         labels[static_cast<size_t>(step % 4)], 0.1);
-      backward(loss);
+      tg::backward(loss);
       nn::clip_grad_norm(parameters, 1.0);
       optimizer.step();
       optimizer.zero_grad();
@@ -75,7 +75,7 @@ TEST_CASE("soak: 1500 exact and 1500 WTA-CRS ViT steps keep allocated bytes flat
   for (const char* backward : {"exact", "wta-crs"}) {
     CAPTURE(backward);
     const SoakResult r = soak(backward, 1500, 20);
-    MESSAGE(backward << ": allocated after each step " << r.allocated_after_first << " bytes, reserved "
+    MESSAGE(std::string(backward) << ": allocated after each step " << r.allocated_after_first << " bytes, reserved "
                      << r.reserved_after_warmup << " -> " << r.reserved_at_end << " bytes");
     CHECK(r.allocated_after_first > 0);
     CHECK(r.steps_with_other_allocated == 0);

@@ -18,6 +18,7 @@
 using namespace tg;
 using test::parse_args;
 using test::run;
+using test::set_flag;
 using test::with;
 
 namespace {
@@ -29,13 +30,6 @@ std::string parse_error(const std::vector<std::string>& args) {
     return e.what();
   }
   return "(no error)";
-}
-
-// Sets the value of `flag` in `args` (which must hold it).
-void set_flag(std::vector<std::string>& args, const std::string& flag, const std::string& value) {
-  const auto at = std::find(args.begin(), args.end(), flag);
-  REQUIRE(at != args.end());
-  *(at + 1) = value;
 }
 
 
@@ -154,7 +148,8 @@ TEST_CASE("train_vit writes JSON Lines records with the documented keys, and the
   for (const nlohmann::json& r : records) {
     CAPTURE(r.dump());
     for (const char* key : {"type", "epoch", "step", "loss", "lr", "img_per_s", "allocated_bytes",
-                            "peak_allocated_bytes", "reserved_bytes", "elapsed_s"})
+                            "peak_allocated_bytes", "reserved_bytes", "peak_reserved_bytes", "inactive_split",
+                            "inactive_split_bytes", "num_alloc_retries", "num_ooms", "elapsed_s"})
       CHECK(r.contains(key));
     if (r["type"] == "eval") {
       ++eval_records;

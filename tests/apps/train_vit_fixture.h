@@ -1,7 +1,12 @@
 // Helpers of the train_vit tests: parsing a command line given as strings, a scratch folder,
-// reading JSON Lines, and the small CPU configuration the in-process runs use.
+// reading JSON Lines, running the built executable, and the small CPU configuration the
+// in-process runs use.
 #pragma once
 
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -78,6 +83,26 @@ inline train::RunSummary run(std::vector<std::string> args, std::string* output 
 inline std::vector<std::string> with(std::vector<std::string> args, const std::vector<std::string>& more) {
   args.insert(args.end(), more.begin(), more.end());
   return args;
+}
+
+// Sets the value of `flag` in `args` (which must hold it).
+inline void set_flag(std::vector<std::string>& args, const std::string& flag, const std::string& value) {
+  const auto at = std::find(args.begin(), args.end(), flag);
+  REQUIRE(at != args.end());
+  *(at + 1) = value;
+}
+
+// The exit code and output of the executable `exe` run with `args` (a shell fragment).
+struct ProcessResult {
+  int exit_code;
+  std::string out, err;
+};
+inline ProcessResult run_executable(const std::string& exe, const std::string& args, const ScratchDir& dir) {
+  const std::string out = dir / "stdout.txt", err = dir / "stderr.txt";
+  const std::string command = "'" + exe + "' " + args + " >'" + out + "' 2>'" + err + "'";
+  const int status = std::system(command.c_str());
+  REQUIRE(WIFEXITED(status));
+  return {WEXITSTATUS(status), read_text(out), read_text(err)};
 }
 
 // N steps straight equal N/2 steps + save + resume + N/2 steps, bit for bit (losses, model and
