@@ -140,11 +140,14 @@ TEST_CASE("--resume is strict about optimizer state and range-checks the positio
                                             "'blocks.7.mlp.fc1.weight.exp_avg' (shape [2])") == 0);
   restore();
   // Positions outside the run: epoch 99, epoch -3, batch 99, a step that does not match them.
-  const std::pair<const char*, const char*> bad[] = {{"epoch", "99"}, {"epoch", "-3"}, {"batch", "99"}, {"step", "5"}};
+  // And a configuration nested 100,000 levels deep (printed back, it would overflow the stack).
+  const std::pair<std::string, std::string> bad[] = {{"epoch", "99"}, {"epoch", "-3"}, {"batch", "99"}, {"step", "5"},
+                                                     {"config", std::string(100000, '[') + std::string(100000, ']')}};
   const char* const expected[] = {"metadata epoch 99 is out of range [0, 2] (--epochs 2)",
                                   "metadata epoch -3 is out of range [0, 2] (--epochs 2)",
                                   "metadata batch 99 is out of range [0, 7] (8 steps per epoch, epoch 1)",
-                                  "metadata step 5 is out of range [8, 8] (epoch 1 x 8 steps + batch 0)"};
+                                  "metadata step 5 is out of range [8, 8] (epoch 1 x 8 steps + batch 0)",
+                                  "metadata entry 'config' nests deeper than 64 JSON levels (corrupt or hostile file)"};
   for (size_t i = 0; i < std::size(bad); ++i) {
     CAPTURE(bad[i].first);
     edit_state(dir / "ckpt", [&](auto&, auto& metadata) { metadata[bad[i].first] = bad[i].second; });

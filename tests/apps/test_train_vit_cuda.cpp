@@ -9,8 +9,10 @@
 #include "core/error.h"
 #include "tests/apps/train_vit_fixture.h"
 
-#ifndef TRAIN_VIT_EXE
-#error "TRAIN_VIT_EXE (the path of the built train_vit) must be defined"
+#include "tests/support/test_support.h"
+
+#if !defined(TRAIN_VIT_EXE) || !defined(TRAIN_VIT_FROM_TEST)
+#error "TRAIN_VIT_EXE and TRAIN_VIT_FROM_TEST (where train_vit was built) must be defined"
 #endif
 
 using namespace tg;
@@ -79,7 +81,7 @@ TEST_CASE("CUDA: train_vit reports an out-of-memory step on stderr and exits wit
   test::ScratchDir dir("train_vit_oom");
   std::string args;
   for (const std::string& a : too_large_run_args()) args += " '" + a + "'";
-  const test::ProcessResult r = test::run_executable(TRAIN_VIT_EXE, args, dir);
+  const test::ProcessResult r = test::run_executable(test::built_executable(TRAIN_VIT_EXE, TRAIN_VIT_FROM_TEST), args, dir);
   CHECK(r.exit_code == 1);
   CHECK(r.err.find("train_vit: error: out of memory on cuda:0: tried to allocate ") == 0);
   CHECK(r.err.find(" is reserved by tapegrad but unallocated.") != std::string::npos);
