@@ -14,9 +14,9 @@
 
 #include "autograd/engine.h"
 #include "ops/elementwise.h"
-#include "ops/linear.h"
-#include "ops/matmul.h"
-#include "ops/matmul/wta_crs.h"
+#include "ops/matmul/linear.h"
+#include "ops/matmul/gemm.h"
+#include "ops/matmul/sampled.h"
 #include "ops/reduce.h"
 #include "ops/shape_ops.h"
 #if TG_WITH_CUDA
@@ -65,35 +65,31 @@ double median_ms(Device device, int64_t repeats, F&& work) {
   return times[times.size() / 2];
 }
 
-// E||Ĉ - C||² from the sampling plan (WTACRS.md §2), with the winners' exact part formed on the
-// device: (1/s)((1 - P_C) Σ_{j∉C} ||g_j||²||x_j||²/p_j - ||C - Σ_{j∈C} g_jᵀx_j||²).
-double predicted_mse(const SamplingPlan& plan, const Tensor& x, const Tensor& g, const Tensor& exact) {
-  const auto xn = row_norms(x.unsqueeze(0)).to_vector<float>();
-  const auto gn = row_norms(g.unsqueeze(0)).to_vector<float>();
-  std::vector<bool> winner(xn.size(), false);
-  for (int32_t w : plan.winners) winner[static_cast<size_t>(w)] = true;
+// E||Ĉ - C||² from the sampling plan (WTACRS.md §2) through the library's formula, with the
+// large parts formed on the device: the row norms, and the winners' exact part subtracted from C.
+double predicted_mse_on_device(const SamplingPlan& plan, const Tensor& x, const Tensor& g, const Tensor& exact) {
+  auto squares = [](const Tensor& rows) {
+    std::vector<double> out;
+    for (float norm : row_norms(rows.raw_unsqueeze(0)).to_vector<float>()) out.push_back(static_cast<double>(norm) * norm);
+    return out;
+  };
   Tensor rest = exact;
   if (!plan.winners.empty()) {
     const Tensor idx = from_vector(plan.winners, {static_cast<int64_t>(plan.winners.size())}, x.device());
     rest = exact - gemm(index_select(g, 0, idx), true, index_select(x, 0, idx), false);
   }
-  const double rest_sq = squared_norm(rest);
-  if (plan.draws == 0) return rest_sq;
-  double weighted = 0;
-  for (size_t j = 0; j < xn.size(); ++j)
-    if (!winner[j]) weighted += static_cast<double>(xn[j]) * xn[j] * gn[j] * gn[j] / plan.p[j];
-  return (plan.rest_mass * weighted - rest_sq) / static_cast<double>(plan.draws);
+  return predicted_mse(plan, squares(x), squares(g), squared_norm(rest));
 }
 
 nlohmann::ordered_json bench_strategy(const std::string& name, const Options& o, Device device, const Tensor& x,
                                       const Tensor& g, const Tensor& exact, size_t exact_saved) {
   StrategyConfig config;
-  config.name = name;
+  config.kind = parse_strategy(name);
   config.ratio = o.ratio;
   config.alpha = o.alpha;
   config.k_min = o.k_min;
-  config.proxy = "none";  // the estimator itself: p ∝ ||x||
-  const Tensor x3 = x.unsqueeze(0), g3 = g.unsqueeze(0);
+  config.proxy = ProxyKind::none;  // the estimator itself: p ∝ ||x||
+  const Tensor x3 = x.raw_unsqueeze(0), g3 = g.raw_unsqueeze(0);
   nlohmann::ordered_json line;
   line["strategy"] = name;
   line["ratio"] = o.ratio;
@@ -113,7 +109,7 @@ nlohmann::ordered_json bench_strategy(const std::string& name, const Options& o,
   for (int64_t t = 0; t < o.trials; ++t) {
     config.seed = o.seed + 1 + static_cast<uint64_t>(t);
     auto strategy = make_strategy(config, 0);
-    const Tensor estimate = strategy->save(x3)->contract(g3).squeeze(0);  // Gᵀ·X = dW [out, in]
+    const Tensor estimate = strategy->save(x3)->contract(g3).raw_squeeze(0);  // Gᵀ·X = dW [out, in]
     mean.accumulate_(estimate);
     const Tensor diff = estimate - exact;
     error_sq.accumulate_(sum(diff * diff));
@@ -122,14 +118,12 @@ nlohmann::ordered_json bench_strategy(const std::string& name, const Options& o,
   line["trials"] = o.trials;
   line["rel_bias"] = std::sqrt(squared_norm(mean - exact) / exact_sq);
   line["rel_mse"] = error_sq.item() / static_cast<double>(o.trials) / exact_sq;
-  if (name == "exact") {
+  const int64_t k = sample_budget(o.rows, o.ratio, o.k_min);
+  if (config.kind == StrategyKind::exact || k >= o.rows) {
     line["predicted_rel_mse"] = 0.0;
   } else {
-    const int64_t k = sample_budget(o.rows, o.ratio, o.k_min);
-    const SamplingVariant variant = name == "crs" ? SamplingVariant::crs
-                                    : name == "topk" ? SamplingVariant::topk : SamplingVariant::wta_crs;
-    line["predicted_rel_mse"] =
-        k >= o.rows ? 0.0 : predicted_mse(plan_sample(row_norms(x3).to_vector<float>(), {k, o.alpha, variant}), x, g, exact) / exact_sq;
+    const SamplingPlan plan = plan_sample(row_norms(x3).to_vector<float>(), {k, o.alpha, sampling_variant(config.kind)});
+    line["predicted_rel_mse"] = predicted_mse_on_device(plan, x, g, exact) / exact_sq;
   }
   if (device.is_cuda()) {
     // Timings of the full layer: forward (with the strategy's sampling and gather) and backward
@@ -161,8 +155,9 @@ int main(int argc, char** argv) {
   app.add_option("--rows", o.rows, "rows N of X (batch x tokens)")->check(CLI::PositiveNumber);
   app.add_option("--in", o.in, "input features")->check(CLI::PositiveNumber);
   app.add_option("--out", o.out, "output features")->check(CLI::PositiveNumber);
-  app.add_option("--strategy", o.strategy, "exact, wta-crs, crs, topk or all")
-      ->check(CLI::IsMember({"exact", "wta-crs", "crs", "topk", "all"}));
+  std::vector<std::string> choices = strategy_names();
+  choices.push_back("all");
+  app.add_option("--strategy", o.strategy, join_names(strategy_names(), ", ") + " or all")->check(CLI::IsMember(choices));
   app.add_option("--ratio", o.ratio, "sampling ratio in (0, 1]");
   app.add_option("--trials", o.trials, "independent draws for bias and MSE")->check(CLI::PositiveNumber);
   app.add_option("--repeats", o.repeats, "timed repeats (CUDA)")->check(CLI::PositiveNumber);
@@ -180,7 +175,7 @@ int main(int argc, char** argv) {
     const Tensor exact = gemm(g, true, x, false);  // dW [out, in]
     const size_t exact_saved = x.nbytes();
     const std::vector<std::string> names =
-        o.strategy == "all" ? std::vector<std::string>{"exact", "wta-crs", "crs", "topk"} : std::vector<std::string>{o.strategy};
+        o.strategy == "all" ? strategy_names() : std::vector<std::string>{o.strategy};
     for (const std::string& name : names) std::printf("%s\n", bench_strategy(name, o, device, x, g, exact, exact_saved).dump().c_str());
   } catch (const Error& e) {
     std::fprintf(stderr, "bench_matmul: error: %s\n", e.what());

@@ -10,12 +10,12 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
-#include "apps/train_vit/strategies.h"
+#include "apps/vit/strategies.h"
 #include "autograd/engine.h"
 #include "core/allocator.h"
 #include "nn/optim.h"
 #include "ops/loss.h"
-#include "ops/matmul.h"
+#include "ops/precision.h"
 #if TG_WITH_CUDA
 #include <cuda_runtime.h>
 #endif
@@ -41,7 +41,7 @@ int main(int argc, char** argv) {
   app.add_option("--classes", classes);
   app.add_option("--batch", batch);
   app.add_option("--precision", precision)->check(CLI::IsMember({"fp32", "tf32"}));
-  app.add_option("--backward", backward_name)->check(CLI::IsMember({"exact", "wta-crs", "crs", "topk"}));
+  app.add_option("--backward", backward_name)->check(CLI::IsMember(strategy_names()));
   app.add_option("--ratio", ratio);
   app.add_option("--targets", targets, "comma list of qkv,proj,fc1,fc2,attn-scores,attn-context or all");
   app.add_option("--blocks", blocks, "all or e.g. 0-5,11");
@@ -62,12 +62,14 @@ int main(int argc, char** argv) {
     config.image_size = img;
     config.in_channels = channels;
     config.num_classes = classes;
-    set_allow_tf32(precision == "tf32");
+    PrecisionPolicy policy;
+    policy.allow_tf32 = precision == "tf32";
+    policy.saved_dtype = parse_precision_dtype(saved_dtype, "--saved-dtype");
+    PrecisionGuard precision_guard(policy);
     vit::VisionTransformer model(config, device, 0);
     StrategyConfig strategy;
-    strategy.name = backward_name;
+    strategy.kind = parse_strategy(backward_name);
     strategy.ratio = ratio;
-    strategy.saved_dtype = saved_dtype;
     const int64_t sampled = vit::install_strategies(model, strategy, vit::parse_targets(targets),
                                                     vit::parse_blocks(blocks, config.depth));
     for (const auto& block : model.blocks) block->mlp->set_recompute_gelu(recompute_gelu);

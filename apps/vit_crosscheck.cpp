@@ -12,11 +12,11 @@
 #include <map>
 #include <string>
 
-#include "apps/train_vit/vit.h"
+#include "apps/vit/vit.h"
 #include "autograd/engine.h"
 #include "nn/safetensors.h"
 #include "ops/loss.h"
-#include "ops/matmul.h"
+#include "ops/precision.h"
 
 namespace {
 
@@ -106,7 +106,8 @@ int run(int argc, char** argv) {
 
   const Device device = Device::parse(o.device);
   check_device_usable(device);
-  set_allow_tf32(false);  // the comparison is against full-fp32 PyTorch (TF32 off there too)
+  // The comparison is against full-fp32 PyTorch (TF32 off there too): the default policy.
+  PrecisionGuard precision(PrecisionPolicy{});
   vit::VisionTransformer model(make_config(o, app), device, o.seed);
   if (!o.weights.empty()) vit::load_weights(model, o.weights);
   if (!o.save_init.empty()) vit::save_weights(model, o.save_init);

@@ -3,7 +3,8 @@
 // User-caused problems (bad shapes, dtypes, indices, values, files, out of memory) throw a
 // subclass of tg::Error through TG_CHECK with a message that says what was expected and what
 // was found. Broken internal invariants use TG_INTERNAL_ASSERT (a bug in tapegrad, not in the
-// caller). Both record file:line.
+// caller) and record file:line; TG_CHECK messages name the operation instead (a user's bad
+// input is not a place in tapegrad's source).
 #pragma once
 
 #include <sstream>

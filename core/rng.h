@@ -27,6 +27,17 @@ class Generator {
   uint64_t offset_ = 0;
 };
 
+// The key of an independent Philox stream for one consumer of a run's seed (initialization,
+// dropout, ...): a splitmix64 mix of (seed, stream), so that consumers drawing from block 0 of
+// subsequence 0 do not reuse each other's numbers.
+constexpr uint64_t stream_seed(uint64_t seed, uint64_t stream) {
+  uint64_t z = seed + 0x9E3779B97F4A7C15ull * (stream + 1);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+enum RandomStream : uint64_t { kInitStream = 1, kDropoutStream = 2 };
+
 // The process-wide generator used when a factory is given none.
 Generator& default_generator();
 inline void manual_seed(uint64_t seed) { default_generator().manual_seed(seed); }

@@ -96,7 +96,7 @@ std::optional<Strides> view_strides(const Shape& old_shape, const Strides& old_s
 
 }  // namespace
 
-Tensor Tensor::view(const Shape& requested) const {
+Tensor Tensor::raw_view(const Shape& requested) const {
   const Shape shape = infer_shape(requested, numel(), this->shape());
   auto strides = view_strides(this->shape(), this->strides(), shape);
   TG_CHECK(strides.has_value(), ShapeError, "view: shape ", shape.str(), " is not compatible with the ",
@@ -105,14 +105,14 @@ Tensor Tensor::view(const Shape& requested) const {
   return make_view(shape, std::move(*strides), offset());
 }
 
-Tensor Tensor::reshape(const Shape& requested) const {
+Tensor Tensor::raw_reshape(const Shape& requested) const {
   const Shape shape = infer_shape(requested, numel(), this->shape());
   if (auto strides = view_strides(this->shape(), this->strides(), shape))
     return make_view(shape, std::move(*strides), offset());
-  return contiguous().view(shape);
+  return raw_contiguous().raw_view(shape);
 }
 
-Tensor Tensor::slice(int64_t d, int64_t start, int64_t end, int64_t step) const {
+Tensor Tensor::raw_slice(int64_t d, int64_t start, int64_t end, int64_t step) const {
   d = wrap_dim(d, dim());
   TG_CHECK(step > 0, ValueError, "slice: step must be positive, got ", step);
   const int64_t n = shape()[d];
@@ -126,14 +126,14 @@ Tensor Tensor::slice(int64_t d, int64_t start, int64_t end, int64_t step) const 
   return make_view(new_shape, new_strides, offset() + start * strides()[static_cast<size_t>(d)]);
 }
 
-Tensor Tensor::narrow(int64_t d, int64_t start, int64_t length) const {
+Tensor Tensor::raw_narrow(int64_t d, int64_t start, int64_t length) const {
   d = wrap_dim(d, dim());
   TG_CHECK(start >= 0 && length >= 0 && start + length <= shape()[d], IndexError, "narrow: range [",
            start, ", ", start + length, ") is outside dim ", d, " of size ", shape()[d]);
-  return slice(d, start, start + length);
+  return raw_slice(d, start, start + length);
 }
 
-Tensor Tensor::select(int64_t d, int64_t index) const {
+Tensor Tensor::raw_select(int64_t d, int64_t index) const {
   d = wrap_dim(d, dim());
   const int64_t n = shape()[d];
   TG_CHECK(index >= -n && index < n, IndexError, "select: index ", index, " is out of range for dim ", d,
@@ -147,14 +147,14 @@ Tensor Tensor::select(int64_t d, int64_t index) const {
   return make_view(new_shape, new_strides, new_offset);
 }
 
-Tensor Tensor::transpose(int64_t dim0, int64_t dim1) const {
+Tensor Tensor::raw_transpose(int64_t dim0, int64_t dim1) const {
   std::vector<int64_t> order(static_cast<size_t>(dim()));
   std::iota(order.begin(), order.end(), 0);
   std::swap(order[static_cast<size_t>(wrap_dim(dim0, dim()))], order[static_cast<size_t>(wrap_dim(dim1, dim()))]);
-  return permute(order);
+  return raw_permute(order);
 }
 
-Tensor Tensor::permute(const std::vector<int64_t>& dims) const {
+Tensor Tensor::raw_permute(const std::vector<int64_t>& dims) const {
   TG_CHECK(static_cast<int64_t>(dims.size()) == dim(), ShapeError, "permute: got ", dims.size(),
            " dims for a tensor with ", dim(), " dims");
   Shape new_shape = shape();
@@ -170,7 +170,7 @@ Tensor Tensor::permute(const std::vector<int64_t>& dims) const {
   return make_view(new_shape, new_strides, offset());
 }
 
-Tensor Tensor::unsqueeze(int64_t d) const {
+Tensor Tensor::raw_unsqueeze(int64_t d) const {
   d = wrap_dim(d, dim() + 1);
   Shape new_shape = shape();
   Strides new_strides = strides();
@@ -180,13 +180,13 @@ Tensor Tensor::unsqueeze(int64_t d) const {
   return make_view(new_shape, new_strides, offset());
 }
 
-Tensor Tensor::squeeze(int64_t d) const {
+Tensor Tensor::raw_squeeze(int64_t d) const {
   d = wrap_dim(d, dim());
   TG_CHECK(shape()[d] == 1, ShapeError, "squeeze: dim ", d, " has size ", shape()[d], ", expected 1");
-  return select(d, 0);
+  return raw_select(d, 0);
 }
 
-Tensor Tensor::expand(const Shape& target) const {
+Tensor Tensor::raw_expand(const Shape& target) const {
   TG_CHECK(target.ndim() >= dim(), ShapeError, "expand: cannot expand shape ", shape().str(), " to ",
            target.str(), " (fewer dims)");
   const int64_t lead = target.ndim() - dim();
@@ -215,7 +215,7 @@ Tensor Tensor::as_strided(const Shape& shape, const Strides& strides, int64_t of
   return make_view(shape, strides, offset);
 }
 
-Tensor Tensor::contiguous() const {
+Tensor Tensor::raw_contiguous() const {
   if (is_contiguous()) return *this;
   return clone();
 }
@@ -236,7 +236,7 @@ Tensor Tensor::to(DType target) const {
 Tensor Tensor::to(Device target) const {
   if (target == device()) return *this;
   check_device_usable(target);
-  const Tensor src = contiguous();
+  const Tensor src = raw_contiguous();
   Tensor out = empty(shape(), dtype(), target);
   if (nbytes() == 0) return out;
 #if TG_WITH_CUDA
@@ -254,7 +254,7 @@ Tensor Tensor::to(Device target) const {
 void Tensor::copy_(const Tensor& src) const {
   TG_CHECK(src.defined(), ValueError, "copy_: source tensor is undefined");
   const Tensor from = src.device() == device() ? src : src.to(device());
-  const Tensor source = from.shape() == shape() ? from : from.expand(shape());
+  const Tensor source = from.shape() == shape() ? from : from.raw_expand(shape());
   if (device().is_cpu()) {
     kernels::copy_cpu(*this, source);
     return;

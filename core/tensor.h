@@ -1,7 +1,8 @@
 // Tensor: a handle to shared Storage plus shape, strides, offset, dtype and device. Copying a
-// Tensor copies the handle; views (view/reshape/slice/narrow/select/transpose/permute/expand/
-// squeeze/unsqueeze) share storage; contiguous()/clone()/to() copy. Differentiable math lives
-// in ops/, the tape in autograd/; core only keeps an opaque slot for autograd's per-tensor state.
+// Tensor copies the handle; the raw_ views (raw_view/raw_reshape/raw_slice/raw_transpose/...)
+// share storage; raw_contiguous()/clone()/to() copy. None of them records for autograd: the
+// differentiable ops (tg::reshape, tg::transpose, ..., tg::cast) live in ops/, the tape in
+// autograd/; core only keeps an opaque slot for autograd's per-tensor state.
 #pragma once
 
 #include <cstdint>
@@ -64,22 +65,26 @@ class Tensor {
     return static_cast<T*>(raw_data());
   }
 
-  // Views (share storage).
-  Tensor view(const Shape& shape) const;     // one dim may be -1; ShapeError if not viewable
-  Tensor reshape(const Shape& shape) const;  // view when possible, else a contiguous copy
-  Tensor flatten() const { return reshape({-1}); }
-  Tensor slice(int64_t dim, int64_t start, int64_t end, int64_t step = 1) const;  // clamps like Python
-  Tensor narrow(int64_t dim, int64_t start, int64_t length) const;  // exact range or IndexError
-  Tensor select(int64_t dim, int64_t index) const;                  // removes dim
-  Tensor transpose(int64_t dim0, int64_t dim1) const;
-  Tensor permute(const std::vector<int64_t>& dims) const;
-  Tensor unsqueeze(int64_t dim) const;
-  Tensor squeeze(int64_t dim) const;  // removes a size-1 dim; ShapeError otherwise
-  Tensor expand(const Shape& shape) const;  // broadcast size-1 dims with stride 0
+  // Views and copies outside autograd: never recorded, so the result has no gradient path to
+  // *this. They are for kernels, backward functions and optimizers. Model code uses the
+  // recorded ops of the same names without the raw_ prefix (ops/shape_ops.h: tg::reshape,
+  // tg::transpose, ...); no name means "recorded" in one place and "not recorded" in another.
+  // Views share storage.
+  Tensor raw_view(const Shape& shape) const;     // one dim may be -1; ShapeError if not viewable
+  Tensor raw_reshape(const Shape& shape) const;  // view when possible, else a contiguous copy
+  Tensor raw_flatten() const { return raw_reshape({-1}); }
+  Tensor raw_slice(int64_t dim, int64_t start, int64_t end, int64_t step = 1) const;  // clamps like Python
+  Tensor raw_narrow(int64_t dim, int64_t start, int64_t length) const;  // exact range or IndexError
+  Tensor raw_select(int64_t dim, int64_t index) const;                  // removes dim
+  Tensor raw_transpose(int64_t dim0, int64_t dim1) const;
+  Tensor raw_permute(const std::vector<int64_t>& dims) const;
+  Tensor raw_unsqueeze(int64_t dim) const;
+  Tensor raw_squeeze(int64_t dim) const;  // removes a size-1 dim; ShapeError otherwise
+  Tensor raw_expand(const Shape& shape) const;  // broadcast size-1 dims with stride 0
   Tensor as_strided(const Shape& shape, const Strides& strides, int64_t offset) const;
 
-  // Copies.
-  Tensor contiguous() const;  // *this when already contiguous
+  // Copies (not recorded either; tg::cast in ops/shape_ops.h is the recorded dtype conversion).
+  Tensor raw_contiguous() const;  // *this when already contiguous
   Tensor clone() const;
   Tensor to(Device device) const;  // *this when already there
   Tensor to(DType dtype) const;    // *this when already that dtype
@@ -143,7 +148,7 @@ Tensor from_vector(const std::vector<T>& values, const Shape& shape, Device devi
 template <class T>
 std::vector<T> Tensor::to_vector() const {
   check_dtype(dtype_v<T>, "to_vector<T>()");
-  const Tensor host = to(Device::cpu()).contiguous();
+  const Tensor host = to(Device::cpu()).raw_contiguous();
   const T* begin = static_cast<const T*>(host.raw_data());
   return std::vector<T>(begin, begin + host.numel());
 }

@@ -26,7 +26,7 @@ void print_values(std::ostringstream& out, const Tensor& t, int64_t edge_items, 
       out << (t.dim() > 1 ? "...,\n" + std::string(static_cast<size_t>(depth + 1), ' ') : "..., ");
       i = n - edge_items;
     }
-    print_values(out, t.select(0, i), edge_items, depth + 1);
+    print_values(out, t.raw_select(0, i), edge_items, depth + 1);
     if (i + 1 < n) out << (t.dim() > 1 ? ",\n" + std::string(static_cast<size_t>(depth + 1), ' ') : ", ");
   }
   out << ']';

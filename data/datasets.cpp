@@ -238,8 +238,8 @@ ImageDataset make_synthetic(int64_t size, int64_t channels, int64_t image_size, 
 ImageDataset take_first(const ImageDataset& dataset, int64_t n) {
   ImageDataset subset = dataset;
   const int64_t keep = std::clamp<int64_t>(n, 0, dataset.size());
-  subset.images = dataset.images.narrow(0, 0, keep);
-  subset.labels = dataset.labels.narrow(0, 0, keep);
+  subset.images = dataset.images.raw_narrow(0, 0, keep);
+  subset.labels = dataset.labels.raw_narrow(0, 0, keep);
   return subset;
 }
 

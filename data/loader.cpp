@@ -15,8 +15,8 @@ DataLoader::DataLoader(const ImageDataset& dataset, Device device, LoaderConfig 
            "' has ", size_, " samples, fewer than one batch of ", config_.batch_size);
   // Validate the augmentation once, before any work.
   (void)make_augment_params(config_.augment, channels_, height_, width_, config_.seed, 0);
-  images_ = dataset.images.contiguous().to(device);
-  labels_ = dataset.labels.contiguous().to(device);
+  images_ = dataset.images.raw_contiguous().to(device);
+  labels_ = dataset.labels.raw_contiguous().to(device);
 }
 
 int64_t DataLoader::batches_per_epoch() const {
@@ -55,7 +55,7 @@ Batch DataLoader::batch(int64_t epoch, int64_t index) {
       make_augment_params(config_.augment, channels_, height_, width_, config_.seed, static_cast<uint64_t>(epoch));
   Batch batch{empty({count, channels_, params.output_size, params.output_size}, DType::f32, device_),
               empty({count}, DType::i64, device_)};
-  augment_batch(batch.images, batch.labels, images_, labels_, order_.narrow(0, start, count), params);
+  augment_batch(batch.images, batch.labels, images_, labels_, order_.raw_narrow(0, start, count), params);
   return batch;
 }
 

@@ -2,25 +2,56 @@
 #include "nn/layers.h"
 
 #include <cmath>
+#include <vector>
 
 #include "autograd/grad_mode.h"
 #include "autograd/node.h"
 #include "ops/dropout.h"
 #include "ops/elementwise.h"
 #include "ops/layer_norm.h"
-#include "ops/linear.h"
-#include "ops/linear_gelu.h"
-#include "ops/matmul.h"
+#include "ops/matmul/linear.h"
+#include "ops/matmul/linear_gelu.h"
+#include "ops/matmul/matmul.h"
 #include "ops/shape_ops.h"
 #include "ops/softmax.h"
 
 namespace tg::nn {
 
 void trunc_normal_(const Tensor& t, double std, Generator& generator, double low, double high) {
+  TG_CHECK(std > 0 && low < high, ValueError, "trunc_normal_: expected std > 0 and low < high, got std ", std,
+           " and [", low, ", ", high, "]");
+  const double kept = 0.5 * (std::erf(high / (std * M_SQRT2)) - std::erf(low / (std * M_SQRT2)));
+  TG_CHECK(kept > 1e-3, ValueError, "trunc_normal_: [", low, ", ", high, "] holds only ", kept,
+           " of N(0, ", std, "); redrawing would not end");
   NoGradGuard no_grad;
-  const Tensor sample = randn(t.shape(), DType::f32, t.device(), generator, 0, std);
-  // clamp(x, low, high) = low + relu(x - low) - relu(x - high), on the device.
-  t.copy_(affine(relu(sample - low) - relu(sample - high), 1, low));
+  // Drawn on the host (the CPU's Philox stream is the GPU's), then every value outside the bounds
+  // is redrawn, as a truncated normal is defined (clamping would pile mass onto the bounds).
+  Tensor values = randn({t.numel()}, DType::f32, Device::cpu(), generator, 0, std);
+  float* v = values.data<float>();
+  std::vector<int64_t> outside;
+  for (int64_t i = 0; i < t.numel(); ++i)
+    if (v[i] < low || v[i] > high) outside.push_back(i);
+  while (!outside.empty()) {
+    const Tensor redraw = randn({static_cast<int64_t>(outside.size())}, DType::f32, Device::cpu(), generator, 0, std);
+    std::vector<int64_t> still;
+    for (size_t j = 0; j < outside.size(); ++j) {
+      const float r = redraw.data<float>()[j];
+      if (r < low || r > high) still.push_back(outside[j]);
+      else v[outside[j]] = r;
+    }
+    outside.swap(still);
+  }
+  t.copy_(values.raw_reshape(t.shape()).to(t.device()));
+}
+
+void normal_(const Tensor& t, double std, Generator& generator) {
+  NoGradGuard no_grad;
+  t.copy_(randn(t.shape(), DType::f32, t.device(), generator, 0, std));
+}
+
+void uniform_(const Tensor& t, double bound, Generator& generator) {
+  NoGradGuard no_grad;
+  t.copy_(rand(t.shape(), DType::f32, t.device(), generator, -bound, bound));
 }
 
 Tensor tag_node(const Tensor& t, const std::string& tag) {
@@ -54,8 +85,8 @@ Tensor LayerNorm::forward(const Tensor& x) const { return tag_node(layer_norm(x,
 Mlp::Mlp(int64_t dim, int64_t hidden, double dropout, Device device, Generator& generator) : dropout_(dropout) {
   fc1 = register_module("fc1", std::make_shared<Linear>(dim, hidden, true, device, generator));
   fc2 = register_module("fc2", std::make_shared<Linear>(hidden, dim, true, device, generator));
-  fc1->set_role("fc1");
-  fc2->set_role("fc2");
+  fc1->set_role(target_name(MatmulTarget::fc1));
+  fc2->set_role(target_name(MatmulTarget::fc2));
 }
 
 Tensor Mlp::forward(const Tensor& x) const {
@@ -74,8 +105,8 @@ Attention::Attention(int64_t dim, int64_t heads, double attn_dropout, double pro
   TG_CHECK(heads > 0 && dim % heads == 0, ValueError, "Attention: dim ", dim, " is not divisible by ", heads, " heads");
   qkv = register_module("qkv", std::make_shared<Linear>(dim, 3 * dim, true, device, generator));
   proj = register_module("proj", std::make_shared<Linear>(dim, dim, true, device, generator));
-  qkv->set_role("qkv");
-  proj->set_role("proj");
+  qkv->set_role(target_name(MatmulTarget::qkv));
+  proj->set_role(target_name(MatmulTarget::proj));
 }
 
 Tensor Attention::forward(const Tensor& x) const {
@@ -86,13 +117,13 @@ Tensor Attention::forward(const Tensor& x) const {
   const std::vector<Tensor> parts = unbind(reshape(qkv->forward(x), {batch, tokens, 3, heads_, head_dim_}), 2);
   const Tensor q = permute(parts[0], {0, 2, 1, 3}), k = permute(parts[1], {0, 2, 1, 3}), v = permute(parts[2], {0, 2, 1, 3});
   const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
-  const Tensor scores =
-      tag_node(matmul(mul(q, scale), k, false, true, scores_strategy_.get()), "attn-scores");  // [B, H, T, T]
+  const Tensor scores = tag_node(matmul(mul(q, scale), k, false, true, scores_strategy_.get()),
+                                 target_name(MatmulTarget::attn_scores));  // [B, H, T, T]
   const Tensor attn = dropout(tag_node(softmax(scores), "softmax"), attn_dropout_, is_training(), dropout_generator());
   // dP samples V's columns; dV keeps P exact: softmax holds P for its own backward, so a
   // sampled copy of P's rows would add memory instead of saving it.
-  const Tensor context =
-      tag_node(matmul(attn, v, false, false, context_strategy_.get(), nullptr), "attn-context");  // [B, H, T, hd]
+  const Tensor context = tag_node(matmul(attn, v, false, false, context_strategy_.get(), nullptr),
+                                  target_name(MatmulTarget::attn_context));  // [B, H, T, hd]
   const Tensor merged = reshape(transpose(context, 1, 2), {batch, tokens, dim});
   return dropout(proj->forward(merged), proj_dropout_, is_training(), dropout_generator());
 }
@@ -108,6 +139,34 @@ Block::Block(int64_t dim, int64_t heads, double mlp_ratio, double dropout, Devic
 Tensor Block::forward(const Tensor& x) const {
   const Tensor h = add(x, attn->forward(norm1->forward(x)));
   return add(h, mlp->forward(norm2->forward(h)));
+}
+
+const std::vector<MatmulTargetInfo>& matmul_targets() {
+  static const std::vector<MatmulTargetInfo> table = {
+      {MatmulTarget::qkv, "qkv"},   {MatmulTarget::proj, "proj"},
+      {MatmulTarget::fc1, "fc1"},   {MatmulTarget::fc2, "fc2"},
+      {MatmulTarget::attn_scores, "attn-scores"}, {MatmulTarget::attn_context, "attn-context"},
+  };
+  return table;
+}
+
+const char* target_name(MatmulTarget target) { return matmul_targets()[static_cast<size_t>(target)].name; }
+
+std::shared_ptr<BackwardStrategy>& Block::strategy_slot(MatmulTarget target) {
+  switch (target) {
+    case MatmulTarget::qkv: return attn->qkv->backward_strategy();
+    case MatmulTarget::proj: return attn->proj->backward_strategy();
+    case MatmulTarget::fc1: return mlp->fc1->backward_strategy();
+    case MatmulTarget::fc2: return mlp->fc2->backward_strategy();
+    case MatmulTarget::attn_scores: return attn->scores_strategy();
+    case MatmulTarget::attn_context: return attn->context_strategy();
+  }
+  TG_INTERNAL_ASSERT(false, "Block::strategy_slot: unknown target ", static_cast<int>(target));
+  return attn->qkv->backward_strategy();
+}
+
+const std::shared_ptr<BackwardStrategy>& Block::strategy_slot(MatmulTarget target) const {
+  return const_cast<Block*>(this)->strategy_slot(target);
 }
 
 }  // namespace tg::nn

@@ -6,15 +6,20 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "nn/module.h"
+#include "ops/matmul/exact.h"
 #include "ops/matmul/strategy.h"
 
 namespace tg::nn {
 
-// Fills with N(0, std) truncated to [low, high] (timm's trunc_normal_; with std 0.02 and the
-// default bounds ±2 no draw is cut, as in timm).
+// Parameter fills, PyTorch's nn.init / timm's names. trunc_normal_: N(0, std) truncated to
+// [low, high] (values outside are redrawn). The bounds are absolute, as in timm: with std 0.02
+// and the default ±2 (100 std) nothing is ever cut. normal_: N(0, std). uniform_: U(-bound, bound).
 void trunc_normal_(const Tensor& t, double std, Generator& generator, double low = -2, double high = 2);
+void normal_(const Tensor& t, double std, Generator& generator);
+void uniform_(const Tensor& t, double bound, Generator& generator);
 
 class Linear : public Module {
  public:
@@ -23,6 +28,7 @@ class Linear : public Module {
   // The strategy forming the weight gradient (ExactStrategy unless set).
   void set_backward_strategy(std::shared_ptr<BackwardStrategy> strategy) { strategy_ = std::move(strategy); }
   const std::shared_ptr<BackwardStrategy>& backward_strategy() const { return strategy_; }
+  std::shared_ptr<BackwardStrategy>& backward_strategy() { return strategy_; }
   // The layer's role in its block ("qkv", "fc1", ...): the tag of the nodes it records, which
   // memory reports group saved bytes by. Empty: untagged.
   void set_role(std::string role) { role_ = std::move(role); }
@@ -69,6 +75,8 @@ class Attention : public Module {
   void set_context_strategy(std::shared_ptr<BackwardStrategy> s) { context_strategy_ = std::move(s); }
   const std::shared_ptr<BackwardStrategy>& scores_strategy() const { return scores_strategy_; }
   const std::shared_ptr<BackwardStrategy>& context_strategy() const { return context_strategy_; }
+  std::shared_ptr<BackwardStrategy>& scores_strategy() { return scores_strategy_; }
+  std::shared_ptr<BackwardStrategy>& context_strategy() { return context_strategy_; }
   std::shared_ptr<Linear> qkv, proj;
 
  private:
@@ -77,10 +85,28 @@ class Attention : public Module {
   std::shared_ptr<BackwardStrategy> scores_strategy_, context_strategy_;
 };
 
+// The matmul nodes of a block whose weight or operand gradient a backward strategy forms: the
+// four linears and the two attention matmuls (scores Q·Kᵀ, context P·V). One table of names,
+// which the command lines, reports and docs read; the name is also the tag of the layer's
+// nodes in memory reports.
+enum class MatmulTarget { qkv, proj, fc1, fc2, attn_scores, attn_context };
+
+struct MatmulTargetInfo {
+  MatmulTarget target;
+  const char* name;  // "qkv", ..., "attn-scores", "attn-context"
+};
+// Every target, in the order of the enum.
+const std::vector<MatmulTargetInfo>& matmul_targets();
+const char* target_name(MatmulTarget target);
+
 class Block : public Module {
  public:
   Block(int64_t dim, int64_t heads, double mlp_ratio, double dropout, Device device, Generator& generator);
   Tensor forward(const Tensor& x) const;
+  // The strategy slot of one target of this block (the layer's own pointer, to read or
+  // replace): callers loop over matmul_targets() instead of naming layers.
+  std::shared_ptr<BackwardStrategy>& strategy_slot(MatmulTarget target);
+  const std::shared_ptr<BackwardStrategy>& strategy_slot(MatmulTarget target) const;
   std::shared_ptr<LayerNorm> norm1, norm2;
   std::shared_ptr<Attention> attn;
   std::shared_ptr<Mlp> mlp;

@@ -48,7 +48,7 @@ void Module::to(Device device, DType dtype) {
     if (tensor.device() == device && tensor.dtype() == dtype) continue;
     // Layers hold the same handle (a shared TensorImpl): swap the new storage into that impl
     // instead of replacing the handle.
-    const Tensor moved = tensor.to(dtype).to(device).contiguous();
+    const Tensor moved = tensor.to(dtype).to(device).raw_contiguous();
     TensorImpl* impl = tensor.impl();
     impl->storage = moved.storage();
     impl->device = device;

@@ -44,7 +44,7 @@ void Optimizer::step() {
     const Tensor& param = params_[i].param;
     const Tensor grad = param.grad();
     if (!grad.defined()) continue;
-    update(i, param, grad.is_contiguous() ? grad : grad.contiguous());
+    update(i, param, grad.is_contiguous() ? grad : grad.raw_contiguous());
   }
 }
 
@@ -151,7 +151,7 @@ Tensor clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
       TG_CHECK(g.device() == grads.front().device(), TypeError, "clip_grad_norm: expected all gradients on ",
                grads.front().device().str(), ", got one on ", g.device().str());
     if (!g.is_contiguous()) {
-      g = g.contiguous();
+      g = g.raw_contiguous();
       p.set_grad(g);
     }
     grads.push_back(g);

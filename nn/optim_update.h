@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/dtype.h"
+#include "core/scalar_math.h"
 #include "nn/optim_kernels.h"
 
 namespace tg::nn {
@@ -15,7 +16,7 @@ TG_HOST_DEVICE inline void adam_element(A& p, A g, A& m, A& v, const AdamScalars
   else g += static_cast<A>(s.weight_decay) * p;
   m = static_cast<A>(s.beta1) * m + (A(1) - static_cast<A>(s.beta1)) * g;
   v = static_cast<A>(s.beta2) * v + (A(1) - static_cast<A>(s.beta2)) * g * g;
-  const A denom = sqrt(v) / static_cast<A>(s.bias_correction2_sqrt) + static_cast<A>(s.eps);
+  const A denom = scalar::sqrt(v) / static_cast<A>(s.bias_correction2_sqrt) + static_cast<A>(s.eps);
   p -= static_cast<A>(s.lr) / static_cast<A>(s.bias_correction1) * m / denom;
 }
 

@@ -44,7 +44,7 @@ void save_safetensors(const std::string& path, const std::map<std::string, Tenso
   size_t offset = 0;
   for (const auto& [name, tensor] : tensors) {
     TG_CHECK(name != "__metadata__", ValueError, "save_safetensors: '__metadata__' is reserved as a tensor name");
-    const Tensor h = tensor.detach().to(Device::cpu()).contiguous();
+    const Tensor h = tensor.detach().to(Device::cpu()).raw_contiguous();
     header[name] = {{"dtype", safetensors_dtype(h.dtype())}, {"shape", h.shape().dims()},
                     {"data_offsets", {offset, offset + h.nbytes()}}};
     offset += h.nbytes();

@@ -16,7 +16,7 @@ class DropoutBackward final : public Node {
       : Node("DropoutBackward"), p_(p), seed_(seed), first_block_(first_block) {}
 
   std::vector<Tensor> apply(std::vector<Tensor>&& grads) override {
-    const Tensor g = grads[0].contiguous();
+    const Tensor g = grads[0].raw_contiguous();
     Tensor gx = empty(g.shape(), g.dtype(), g.device());
     TG_DEVICE_DISPATCH(g.device(), dropout_mask_apply, gx, g, p_, seed_, first_block_);
     return {gx};
@@ -36,7 +36,7 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator& generator) {
   const uint64_t seed = generator.seed();
   const uint64_t first_block = generator.reserve(kernels::random_blocks(kernels::Distribution::uniform, x.numel()));
   Tensor out = empty(x.shape(), x.dtype(), x.device());
-  TG_DEVICE_DISPATCH(x.device(), dropout_mask_apply, out, x.contiguous(), p, seed, first_block);
+  TG_DEVICE_DISPATCH(x.device(), dropout_mask_apply, out, x.raw_contiguous(), p, seed, first_block);
   if (should_record({&x})) record(std::make_shared<DropoutBackward>(p, seed, first_block), {x}, {out});
   return out;
 }

@@ -39,7 +39,7 @@ Tensor binary_forward(BinaryOp op, const Tensor& a, const Tensor& b) {
   TG_CHECK(is_floating(a.dtype()), TypeError, name, ": expected a floating dtype, got ", dtype_name(a.dtype()));
   const Shape shape = broadcast_shapes(a.shape(), b.shape(), name);
   Tensor out = empty(shape, a.dtype(), a.device());
-  TG_DEVICE_DISPATCH(a.device(), binary, op, out, a.expand(shape), b.expand(shape));
+  TG_DEVICE_DISPATCH(a.device(), binary, op, out, a.raw_expand(shape), b.raw_expand(shape));
   return out;
 }
 

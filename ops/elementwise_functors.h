@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "core/dtype.h"
+#include "core/scalar_math.h"
 
 namespace tg {
 
@@ -33,13 +34,13 @@ template <class T>
 TG_HOST_DEVICE inline T unary_apply(UnaryOp op, T x, T p0, T p1) {
   switch (op) {
     case UnaryOp::affine: return p0 * x + p1;
-    case UnaryOp::exp: return exp(x);
-    case UnaryOp::log: return log(x);
-    case UnaryOp::sqrt: return sqrt(x);
-    case UnaryOp::tanh: return tanh(x);
+    case UnaryOp::exp: return scalar::exp(x);
+    case UnaryOp::log: return scalar::log(x);
+    case UnaryOp::sqrt: return scalar::sqrt(x);
+    case UnaryOp::tanh: return scalar::tanh(x);
     case UnaryOp::relu: return x > T(0) ? x : T(0);
-    case UnaryOp::gelu_erf: return static_cast<T>(0.5) * x * (T(1) + erf(x * static_cast<T>(0.7071067811865476)));
-    case UnaryOp::gelu_tanh: return static_cast<T>(0.5) * x * (T(1) + tanh(gelu_tanh_inner(x)));
+    case UnaryOp::gelu_erf: return static_cast<T>(0.5) * x * (T(1) + scalar::erf(x * static_cast<T>(0.7071067811865476)));
+    case UnaryOp::gelu_tanh: return static_cast<T>(0.5) * x * (T(1) + scalar::tanh(gelu_tanh_inner(x)));
   }
   return x;
 }
@@ -60,12 +61,12 @@ TG_HOST_DEVICE inline T unary_backward(UnaryOp op, T g, T s, T p0) {
     case UnaryOp::tanh: return g * (T(1) - s * s);
     case UnaryOp::relu: return s > T(0) ? g : T(0);
     case UnaryOp::gelu_erf: {
-      const T cdf = static_cast<T>(0.5) * (T(1) + erf(s * static_cast<T>(0.7071067811865476)));
-      const T pdf = exp(static_cast<T>(-0.5) * s * s) * static_cast<T>(0.3989422804014327);
+      const T cdf = static_cast<T>(0.5) * (T(1) + scalar::erf(s * static_cast<T>(0.7071067811865476)));
+      const T pdf = scalar::exp(static_cast<T>(-0.5) * s * s) * static_cast<T>(0.3989422804014327);
       return g * (cdf + s * pdf);
     }
     case UnaryOp::gelu_tanh: {
-      const T t = tanh(gelu_tanh_inner(s));
+      const T t = scalar::tanh(gelu_tanh_inner(s));
       const T dinner = static_cast<T>(0.7978845608028654) * (T(1) + static_cast<T>(3 * 0.044715) * s * s);
       return g * (static_cast<T>(0.5) * (T(1) + t) + static_cast<T>(0.5) * s * (T(1) - t * t) * dinner);
     }

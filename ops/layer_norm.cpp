@@ -33,8 +33,8 @@ LayerNormResult layer_norm_forward(const Tensor& x, const Tensor& weight, const 
   LayerNormResult r{empty(x.shape(), x.dtype(), x.device()), empty({rows}, stats, x.device()),
                     empty({rows}, stats, x.device())};
   if (x.numel() > 0) {
-    TG_DEVICE_DISPATCH(x.device(), layer_norm, r.y, r.mean, r.rstd, x.contiguous(),
-                       weight.defined() ? weight.contiguous() : weight, bias.defined() ? bias.contiguous() : bias,
+    TG_DEVICE_DISPATCH(x.device(), layer_norm, r.y, r.mean, r.rstd, x.raw_contiguous(),
+                       weight.defined() ? weight.raw_contiguous() : weight, bias.defined() ? bias.raw_contiguous() : bias,
                        cols, eps);
   }
   return r;
@@ -58,8 +58,8 @@ class LayerNormBackward final : public Node {
     if (needs_input_grad(1)) gw = empty({cols}, x.dtype(), x.device());
     if (needs_input_grad(2)) gb = empty({cols}, x.dtype(), x.device());
     if (x.numel() > 0) {
-      TG_DEVICE_DISPATCH(x.device(), layer_norm_backward, gx, gw, gb, grads[0].contiguous(), x.contiguous(),
-                         saved(1), saved(2), weight.defined() ? weight.contiguous() : weight, cols);
+      TG_DEVICE_DISPATCH(x.device(), layer_norm_backward, gx, gw, gb, grads[0].raw_contiguous(), x.raw_contiguous(),
+                         saved(1), saved(2), weight.defined() ? weight.raw_contiguous() : weight, cols);
     } else {
       for (const Tensor* t : {&gw, &gb})
         if (t->defined()) t->fill_(0);

@@ -53,7 +53,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, double label_s
            logits.device().str(), " like the logits, got ", targets.device().str());
   TG_CHECK(label_smoothing >= 0 && label_smoothing <= 1, ValueError,
            "cross_entropy: expected label_smoothing in [0, 1], got ", label_smoothing);
-  const Tensor x = logits.contiguous(), t = targets.contiguous();
+  const Tensor x = logits.raw_contiguous(), t = targets.raw_contiguous();
   const DType stats = logits.dtype() == DType::f64 ? DType::f64 : DType::f32;
   const Tensor row_loss = empty({logits.size(0)}, stats, logits.device());
   const Tensor lse = empty({logits.size(0)}, stats, logits.device());

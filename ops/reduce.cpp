@@ -45,7 +45,7 @@ ReducePlan plan_reduce(const Tensor& x, std::vector<int64_t> dims, bool keepdim,
     for (int64_t d = 0; d < dims.front(); ++d) outer *= x.shape()[d];
     for (int64_t d : dims) reduce *= x.shape()[d];
     for (int64_t d = dims.back() + 1; d < n; ++d) inner *= x.shape()[d];
-    plan.input = x.contiguous();
+    plan.input = x.raw_contiguous();
   } else {
     std::vector<int64_t> order;  // kept dims first, reduced dims last
     for (int64_t d = 0; d < n; ++d)
@@ -56,7 +56,7 @@ ReducePlan plan_reduce(const Tensor& x, std::vector<int64_t> dims, bool keepdim,
     }
     for (int64_t d = 0; d < n; ++d)
       if (!reduced[static_cast<size_t>(d)]) outer *= x.shape()[d];
-    plan.input = x.permute(order).contiguous();
+    plan.input = x.raw_permute(order).raw_contiguous();
   }
   plan.shape = {outer, reduce, inner};
   return plan;
@@ -83,7 +83,7 @@ class SumBackward final : public Node {
 
   std::vector<Tensor> apply(std::vector<Tensor>&& grads) override {
     const Shape& input_shape = input_metas()[0].shape;
-    return {affine(grads[0].reshape(keepdim_shape_).expand(input_shape), scale_, 0)};
+    return {affine(grads[0].raw_reshape(keepdim_shape_).raw_expand(input_shape), scale_, 0)};
   }
 
  private:
@@ -130,8 +130,8 @@ Tensor sum_to(const Tensor& x, const Shape& shape) {
       if (shape[d - lead] == 1 && x.shape()[d] != 1) dims.push_back(d);
     }
   }
-  if (dims.empty()) return x.reshape(shape);
-  return sum_forward(x, dims, /*keepdim=*/true, /*average=*/false, nullptr).reshape(shape);
+  if (dims.empty()) return x.raw_reshape(shape);
+  return sum_forward(x, dims, /*keepdim=*/true, /*average=*/false, nullptr).raw_reshape(shape);
 }
 
 }  // namespace tg

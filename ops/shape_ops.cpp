@@ -44,14 +44,14 @@ Tensor scatter_into_zeros(const Tensor& grad, const Node::InputMeta& input, Part
 }  // namespace
 
 Tensor reshape(const Tensor& x, const Shape& shape) {
-  return record_shape_op("Reshape", x, x.reshape(shape),
-                         [](const Tensor& g, const Node::InputMeta& in) { return g.reshape(in.shape); });
+  return record_shape_op("Reshape", x, x.raw_reshape(shape),
+                         [](const Tensor& g, const Node::InputMeta& in) { return g.raw_reshape(in.shape); });
 }
 
 // The gradient may be strided (e.g. it came through a transpose), so it is reshaped, not viewed.
 Tensor view(const Tensor& x, const Shape& shape) {
-  return record_shape_op("View", x, x.view(shape),
-                         [](const Tensor& g, const Node::InputMeta& in) { return g.reshape(in.shape); });
+  return record_shape_op("View", x, x.raw_view(shape),
+                         [](const Tensor& g, const Node::InputMeta& in) { return g.raw_reshape(in.shape); });
 }
 
 Tensor flatten(const Tensor& x, int64_t start_dim, int64_t end_dim) {
@@ -68,63 +68,70 @@ Tensor flatten(const Tensor& x, int64_t start_dim, int64_t end_dim) {
     dims.insert(dims.end(), x.shape().begin() + end + 1, x.shape().end());
     shape = Shape(std::move(dims));
   }
-  return record_shape_op("Flatten", x, x.reshape(shape),
-                         [](const Tensor& g, const Node::InputMeta& in) { return g.reshape(in.shape); });
+  return record_shape_op("Flatten", x, x.raw_reshape(shape),
+                         [](const Tensor& g, const Node::InputMeta& in) { return g.raw_reshape(in.shape); });
 }
 
 Tensor permute(const Tensor& x, const std::vector<int64_t>& dims) {
-  Tensor out = x.permute(dims);  // validates dims
+  Tensor out = x.raw_permute(dims);  // validates dims
   std::vector<int64_t> inverse(dims.size());
   for (size_t i = 0; i < dims.size(); ++i) inverse[static_cast<size_t>(wrap_dim(dims[i], x.dim()))] = static_cast<int64_t>(i);
   return record_shape_op("Permute", x, std::move(out),
-                         [inverse](const Tensor& g, const Node::InputMeta&) { return g.permute(inverse); });
+                         [inverse](const Tensor& g, const Node::InputMeta&) { return g.raw_permute(inverse); });
 }
 
 Tensor transpose(const Tensor& x, int64_t dim0, int64_t dim1) {
-  return record_shape_op("Transpose", x, x.transpose(dim0, dim1),
-                         [dim0, dim1](const Tensor& g, const Node::InputMeta&) { return g.transpose(dim0, dim1); });
+  return record_shape_op("Transpose", x, x.raw_transpose(dim0, dim1),
+                         [dim0, dim1](const Tensor& g, const Node::InputMeta&) { return g.raw_transpose(dim0, dim1); });
 }
 
 Tensor unsqueeze(const Tensor& x, int64_t dim) {
-  Tensor out = x.unsqueeze(dim);
+  Tensor out = x.raw_unsqueeze(dim);
   const int64_t d = wrap_dim(dim, out.dim());
   return record_shape_op("Unsqueeze", x, std::move(out),
-                         [d](const Tensor& g, const Node::InputMeta&) { return g.squeeze(d); });
+                         [d](const Tensor& g, const Node::InputMeta&) { return g.raw_squeeze(d); });
 }
 
 Tensor squeeze(const Tensor& x, int64_t dim) {
-  Tensor out = x.squeeze(dim);
+  Tensor out = x.raw_squeeze(dim);
   const int64_t d = wrap_dim(dim, x.dim());
   return record_shape_op("Squeeze", x, std::move(out),
-                         [d](const Tensor& g, const Node::InputMeta&) { return g.unsqueeze(d); });
+                         [d](const Tensor& g, const Node::InputMeta&) { return g.raw_unsqueeze(d); });
 }
 
 Tensor expand(const Tensor& x, const Shape& shape) {
-  return record_shape_op("Expand", x, x.expand(shape),
+  return record_shape_op("Expand", x, x.raw_expand(shape),
                          [](const Tensor& g, const Node::InputMeta& in) { return sum_to(g, in.shape); });
 }
 
 Tensor contiguous(const Tensor& x) {
   if (x.is_contiguous()) return x;  // the same tensor: there is nothing to record
-  return record_shape_op("Contiguous", x, x.contiguous(), [](const Tensor& g, const Node::InputMeta&) { return g; });
+  return record_shape_op("Contiguous", x, x.raw_contiguous(), [](const Tensor& g, const Node::InputMeta&) { return g; });
+}
+
+Tensor cast(const Tensor& x, DType dtype) {
+  TG_CHECK(is_floating(x.dtype()) && is_floating(dtype), TypeError, "cast: expected floating dtypes, got ",
+           dtype_name(x.dtype()), " to ", dtype_name(dtype));
+  if (x.dtype() == dtype) return x;
+  return record_shape_op("Cast", x, x.to(dtype), [](const Tensor& g, const Node::InputMeta& in) { return g.to(in.dtype); });
 }
 
 Tensor slice(const Tensor& x, int64_t dim, int64_t start, int64_t end, int64_t step) {
   // The same arguments pick the same part of a tensor of the input's shape (same clamping).
-  return record_shape_op("Slice", x, x.slice(dim, start, end, step), [=](const Tensor& g, const Node::InputMeta& in) {
-    return scatter_into_zeros(g, in, [&](const Tensor& t) { return t.slice(dim, start, end, step); });
+  return record_shape_op("Slice", x, x.raw_slice(dim, start, end, step), [=](const Tensor& g, const Node::InputMeta& in) {
+    return scatter_into_zeros(g, in, [&](const Tensor& t) { return t.raw_slice(dim, start, end, step); });
   });
 }
 
 Tensor narrow(const Tensor& x, int64_t dim, int64_t start, int64_t length) {
-  return record_shape_op("Narrow", x, x.narrow(dim, start, length), [=](const Tensor& g, const Node::InputMeta& in) {
-    return scatter_into_zeros(g, in, [&](const Tensor& t) { return t.narrow(dim, start, length); });
+  return record_shape_op("Narrow", x, x.raw_narrow(dim, start, length), [=](const Tensor& g, const Node::InputMeta& in) {
+    return scatter_into_zeros(g, in, [&](const Tensor& t) { return t.raw_narrow(dim, start, length); });
   });
 }
 
 Tensor select(const Tensor& x, int64_t dim, int64_t index) {
-  return record_shape_op("Select", x, x.select(dim, index), [=](const Tensor& g, const Node::InputMeta& in) {
-    return scatter_into_zeros(g, in, [&](const Tensor& t) { return t.select(dim, index); });
+  return record_shape_op("Select", x, x.raw_select(dim, index), [=](const Tensor& g, const Node::InputMeta& in) {
+    return scatter_into_zeros(g, in, [&](const Tensor& t) { return t.raw_select(dim, index); });
   });
 }
 
@@ -139,7 +146,7 @@ class ConcatBackward final : public Node {
     std::vector<Tensor> grad_inputs(sizes_.size());
     int64_t start = 0;
     for (size_t i = 0; i < sizes_.size(); ++i) {
-      if (needs_input_grad(i)) grad_inputs[i] = grads[0].narrow(dim_, start, sizes_[i]);
+      if (needs_input_grad(i)) grad_inputs[i] = grads[0].raw_narrow(dim_, start, sizes_[i]);
       start += sizes_[i];
     }
     return grad_inputs;
@@ -176,7 +183,7 @@ Tensor concat(const std::vector<Tensor>& xs, int64_t dim) {
   Tensor out = empty(shape, first.dtype(), first.device());
   int64_t start = 0;
   for (size_t i = 0; i < xs.size(); ++i) {
-    out.narrow(d, start, sizes[i]).copy_(xs[i]);
+    out.raw_narrow(d, start, sizes[i]).copy_(xs[i]);
     start += sizes[i];
   }
   if (should_record(xs)) record(std::make_shared<ConcatBackward>(d, std::move(sizes)), xs, {out});
@@ -193,7 +200,7 @@ class UnbindBackward final : public Node {
     const InputMeta& in = input_metas()[0];
     Tensor grad_x = empty(in.shape, in.dtype, in.device);
     for (size_t i = 0; i < grads.size(); ++i) {
-      const Tensor part = grad_x.select(dim_, static_cast<int64_t>(i));
+      const Tensor part = grad_x.raw_select(dim_, static_cast<int64_t>(i));
       if (grads[i].defined()) part.copy_(grads[i]);
       else part.fill_(0);
     }
@@ -210,7 +217,7 @@ std::vector<Tensor> unbind(const Tensor& x, int64_t dim) {
   const int64_t d = wrap_dim(dim, x.dim(), "unbind: dim");
   std::vector<Tensor> parts;
   parts.reserve(static_cast<size_t>(x.size(d)));
-  for (int64_t i = 0; i < x.size(d); ++i) parts.push_back(x.select(d, i));
+  for (int64_t i = 0; i < x.size(d); ++i) parts.push_back(x.raw_select(d, i));
   if (should_record({&x})) record(std::make_shared<UnbindBackward>(d), {x}, parts);
   return parts;
 }
@@ -236,7 +243,7 @@ class IndexSelectBackward final : public Node {
   std::vector<Tensor> apply(std::vector<Tensor>&& grads) override {
     const InputMeta& in = input_metas()[0];
     Tensor grad_x = zeros(in.shape, in.dtype, in.device);
-    TG_DEVICE_DISPATCH(in.device, index_select_backward, grad_x, grads[0].contiguous(), saved(0), shape_);
+    TG_DEVICE_DISPATCH(in.device, index_select_backward, grad_x, grads[0].raw_contiguous(), saved(0), shape_);
     return {grad_x};
   }
 
@@ -254,12 +261,12 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& indices) {
   TG_CHECK(indices.dim() == 1, ShapeError, "index_select: expected 1-D indices, got shape ", indices.shape().str());
   TG_CHECK(indices.device() == x.device(), TypeError, "index_select: expected indices on ", x.device().str(),
            " (the device of x), got ", indices.device().str());
-  const Tensor index = indices.contiguous();
+  const Tensor index = indices.raw_contiguous();
   const IndexShape s = index_shape(x.shape(), d, index.numel());
   Shape out_shape = x.shape();
   out_shape[d] = s.count;
   Tensor out = empty(out_shape, x.dtype(), x.device());
-  TG_DEVICE_DISPATCH(x.device(), index_select, out, x.contiguous(), index, s);
+  TG_DEVICE_DISPATCH(x.device(), index_select, out, x.raw_contiguous(), index, s);
   if (should_record({&x})) record(std::make_shared<IndexSelectBackward>(index, s), {x}, {out});
   return out;
 }

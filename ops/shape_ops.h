@@ -1,5 +1,5 @@
-// Shape and indexing ops with autograd: the differentiable counterparts of Tensor's own views
-// (which never record), concat and index_select. Views share storage with their input like the
+// Shape, dtype and indexing ops with autograd: the differentiable counterparts of Tensor's own
+// raw_ views and copies (which never record), the dtype cast, concat and index_select. Views share storage with their input like the
 // Tensor methods they wrap; their backward maps the gradient through the inverse view and
 // saves no tensors.
 #pragma once
@@ -23,6 +23,10 @@ Tensor squeeze(const Tensor& x, int64_t dim);  // the dim must have size 1
 Tensor expand(const Tensor& x, const Shape& shape);
 // `x` itself when already contiguous (nothing recorded), else a recorded copy.
 Tensor contiguous(const Tensor& x);
+// `x` in `dtype` (floating dtypes): `x` itself when it has that dtype already (nothing
+// recorded), else a converted copy whose backward converts the gradient back to x's dtype (the
+// seam of mixed precision: an f32 parameter cast to bf16 gets an f32 gradient). Saves nothing.
+Tensor cast(const Tensor& x, DType dtype);
 
 // Parts of a tensor along one dim (views). Backward writes the gradient into zeros of the
 // input's shape. slice clamps like Python; narrow and select raise IndexError out of range.

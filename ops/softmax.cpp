@@ -17,7 +17,7 @@ Tensor softmax_forward(const Tensor& x, bool log) {
   TG_CHECK(x.dim() >= 1, ShapeError, name, ": expected a tensor with at least one dim, got a scalar");
   TG_CHECK(is_floating(x.dtype()), TypeError, name, ": expected a floating dtype, got ", dtype_name(x.dtype()));
   Tensor y = empty(x.shape(), x.dtype(), x.device());
-  if (x.numel() > 0) TG_DEVICE_DISPATCH(x.device(), softmax, y, x.contiguous(), x.size(-1), log);
+  if (x.numel() > 0) TG_DEVICE_DISPATCH(x.device(), softmax, y, x.raw_contiguous(), x.size(-1), log);
   return y;
 }
 
@@ -30,7 +30,7 @@ class SoftmaxBackward final : public Node {
   std::vector<Tensor> apply(std::vector<Tensor>&& grads) override {
     const Tensor& y = saved(0);
     Tensor gx = empty(y.shape(), y.dtype(), y.device());
-    if (y.numel() > 0) TG_DEVICE_DISPATCH(y.device(), softmax_backward, gx, grads[0].contiguous(), y, y.size(-1), log_);
+    if (y.numel() > 0) TG_DEVICE_DISPATCH(y.device(), softmax_backward, gx, grads[0].raw_contiguous(), y, y.size(-1), log_);
     return {gx};
   }
 

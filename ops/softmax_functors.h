@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "core/dtype.h"
+#include "core/scalar_math.h"
 
 namespace tg {
 
@@ -19,14 +20,14 @@ struct MaxSum {
   TG_HOST_DEVICE void add(A x) {
     if (x == -static_cast<A>(INFINITY)) return;  // contributes exp(-inf) = 0; avoids -inf - -inf
     if (x > max) {
-      sum = sum * exp(max - x) + A(1);
+      sum = sum * scalar::exp(max - x) + A(1);
       max = x;
     } else {
-      sum += exp(x - max);  // NaN inputs land here and poison the sum, as they should
+      sum += scalar::exp(x - max);  // NaN inputs land here and poison the sum, as they should
     }
   }
 
-  TG_HOST_DEVICE A log_sum_exp() const { return max + log(sum); }
+  TG_HOST_DEVICE A log_sum_exp() const { return max + scalar::log(sum); }
 };
 
 // Symmetric in its arguments (bit for bit), so butterfly reductions agree on every lane.
@@ -35,7 +36,7 @@ TG_HOST_DEVICE inline MaxSum<A> combine(MaxSum<A> a, MaxSum<A> b) {
   if (a.max == -static_cast<A>(INFINITY)) return b;
   if (b.max == -static_cast<A>(INFINITY)) return a;
   const A m = a.max > b.max ? a.max : b.max;
-  return {m, a.sum * exp(a.max - m) + b.sum * exp(b.max - m)};
+  return {m, static_cast<A>(a.sum * scalar::exp(a.max - m) + b.sum * scalar::exp(b.max - m))};
 }
 
 }  // namespace tg

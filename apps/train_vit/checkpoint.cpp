@@ -12,7 +12,7 @@
 #include <fstream>
 #include <random>
 
-#include "apps/train_vit/strategies.h"
+#include "apps/vit/strategies.h"
 #include "core/file_io.h"
 #include "core/rng.h"
 #include "nn/bounded_json.h"

@@ -20,7 +20,7 @@
 #include <string>
 
 #include "apps/train_vit/options.h"
-#include "apps/train_vit/vit.h"
+#include "apps/vit/vit.h"
 #include "nn/optim.h"
 
 namespace tg::train {

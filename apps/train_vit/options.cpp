@@ -10,8 +10,8 @@
 #include <sstream>
 
 #include "apps/train_vit/checkpoint.h"
-#include "apps/train_vit/strategies.h"
-#include "apps/train_vit/vit.h"
+#include "apps/vit/strategies.h"
+#include "apps/vit/vit.h"
 #include "core/error.h"
 
 namespace tg::train {
@@ -41,15 +41,15 @@ void add_flags(CLI::App& app, Options& o) {
   app.add_option("--warmup-epochs", o.warmup_epochs, "linear warm-up length in epochs (fractions allowed)");
   app.add_option("--label-smoothing", o.label_smoothing, "label smoothing in [0, 1)");
   app.add_option("--clip-grad", o.clip_grad, "clip the global gradient norm to this value (0: off)");
-  app.add_option("--backward", o.backward, "exact | wta-crs | crs | topk: how the matmul weight gradients are formed");
+  app.add_option("--backward", o.backward, join_names(strategy_names(), " | ") + ": how the matmul weight gradients are formed");
   app.add_option("--ratio", o.ratio, "sampling budget rho in (0, 1] of the sampled backward");
   app.add_option("--wta-targets", o.wta_targets, "all, or a comma list of qkv,proj,fc1,fc2,attn-scores,attn-context");
   app.add_option("--wta-blocks", o.wta_blocks, "blocks using the strategy: all, or indices and ranges like 0-5,11");
   app.add_flag("--recompute-gelu", o.recompute_gelu,
                "fc1+GELU keeps fc1's input only and recomputes its output in backward (less activation memory)");
   app.add_option("--saved-dtype", o.saved_dtype,
-                 "same | bf16: what qkv, proj, fc1, fc2 and the attention matmuls keep for backward (all rows or "
-                 "the sampled ones) is stored in this dtype; bf16 halves it");
+                 "same | bf16: what every matmul node keeps for backward (all rows or the sampled ones) is "
+                 "stored in this dtype; bf16 halves it");
   app.add_option("--device", o.device, "auto | cpu | cuda | cuda:N (auto: CUDA when a GPU is usable)");
   app.add_option("--precision", o.precision, "fp32 | tf32 (TF32 tensor cores for f32 GEMMs on CUDA)");
   app.add_option("--seed", o.seed, "seed of initialization, shuffling, augmentation and sampling");
@@ -62,10 +62,6 @@ void add_flags(CLI::App& app, Options& o) {
   app.add_option("--metrics-out", o.metrics_out, "write metrics as JSON Lines to this file");
   app.add_flag("--memory-report", o.memory_report,
                "print the allocator summary and the saved-activation bytes by node type");
-}
-
-bool one_of(const std::string& value, std::initializer_list<const char*> choices) {
-  return std::any_of(choices.begin(), choices.end(), [&](const char* c) { return value == c; });
 }
 
 std::string join(const std::vector<std::string>& items, const char* separator) {
@@ -81,9 +77,9 @@ std::string num(double value) {
   return s.str();
 }
 
-void check_choice(const char* flag, const std::string& value, std::initializer_list<const char*> choices) {
-  std::vector<std::string> names(choices.begin(), choices.end());
-  TG_CHECK(one_of(value, choices), ValueError, flag, ": unknown value '", value, "' (expected ", join(names, ", "), ")");
+void check_choice(const char* flag, const std::string& value, const std::vector<std::string>& names) {
+  TG_CHECK(std::find(names.begin(), names.end(), value) != names.end(), ValueError, flag, ": unknown value '", value,
+           "' (expected ", join(names, ", "), ")");
 }
 
 // The CPU-sized run: a 3-block ViT-Tiny at Fashion-MNIST's native 28 px with 7-px patches (17
@@ -114,7 +110,7 @@ void validate(const Options& o, const std::set<std::string>& given) {
   check_choice("--augment", o.augment, {"auto", "none", "crop-flip"});
   check_choice("--model", o.model, {"vit-tiny", "vit-small", "vit-base"});
   check_choice("--optimizer", o.optimizer, {"adam", "adamw", "sgd"});
-  check_choice("--backward", o.backward, {"exact", "wta-crs", "crs", "topk"});
+  check_choice("--backward", o.backward, strategy_names());
   TG_CHECK(o.precision != "bf16", NotImplementedError,
            "--precision bf16 is not supported yet (bf16 mixed precision is planned); use fp32 or tf32");
   check_choice("--precision", o.precision, {"fp32", "tf32"});
@@ -158,8 +154,7 @@ void validate(const Options& o, const std::set<std::string>& given) {
   TG_CHECK(o.ratio > 0 && o.ratio <= 1, ValueError, "--ratio must be in (0, 1], got ", o.ratio);
   (void)strategy_targets(o);  // throws for an unknown target
   (void)strategy_blocks(o);   // throws for a malformed list or a block out of range
-  TG_CHECK(o.saved_dtype == "same" || o.saved_dtype == "bf16", ValueError, "--saved-dtype must be same or bf16, got '",
-           o.saved_dtype, "'");
+  (void)parse_precision_dtype(o.saved_dtype, "--saved-dtype");
   // Builds one strategy object, so that a strategy this build lacks fails before any work.
   (void)make_strategy(strategy_config(o), 0);
   if (o.backward == "exact") {
@@ -235,7 +230,7 @@ auto parse_flag(const char* flag, Parse&& parse) {
 }
 }  // namespace
 
-std::set<std::string> strategy_targets(const Options& o) {
+std::set<nn::MatmulTarget> strategy_targets(const Options& o) {
   return parse_flag("--wta-targets", [&] { return vit::parse_targets(o.wta_targets); });
 }
 
@@ -245,11 +240,17 @@ std::set<int64_t> strategy_blocks(const Options& o) {
 
 StrategyConfig strategy_config(const Options& o) {
   StrategyConfig config;
-  config.name = o.backward;
+  config.kind = parse_strategy(o.backward);
   config.ratio = o.ratio;
   config.seed = o.seed;
-  config.saved_dtype = o.saved_dtype;
   return config;
+}
+
+PrecisionPolicy precision_policy(const Options& o) {
+  PrecisionPolicy policy;
+  policy.allow_tf32 = o.precision == "tf32";
+  policy.saved_dtype = parse_precision_dtype(o.saved_dtype, "--saved-dtype");
+  return policy;
 }
 
 std::string data_directory(const Options& o) {
@@ -279,10 +280,8 @@ std::string describe(const Options& o) {
     std::string blocks;
     for (int64_t b : strategy_blocks(o)) blocks += (blocks.empty() ? "" : ",") + std::to_string(b);
     line("backward", o.backward + ", ratio " + num(o.ratio));
-    const std::set<std::string> selected = strategy_targets(o);
     std::vector<std::string> targets;
-    for (const std::string& t : vit::all_targets())
-      if (selected.count(t)) targets.push_back(t);
+    for (nn::MatmulTarget t : strategy_targets(o)) targets.push_back(nn::target_name(t));
     line("targets", join(targets, ","));
     line("blocks", o.wta_blocks == "all" ? "all (" + blocks + ")" : blocks);
   }

@@ -15,7 +15,9 @@
 #include <nlohmann/json.hpp>
 
 #include "core/device.h"
+#include "nn/layers.h"
 #include "ops/matmul/strategy.h"
+#include "ops/precision.h"
 
 namespace tg::train {
 
@@ -75,11 +77,13 @@ void resolve_options(Options& options, const std::set<std::string>& given);
 // The block count after --depth; the targets and blocks that use the strategy (vit::parse_*
 // with the flag's name in the message).
 int64_t model_depth(const Options& options);
-std::set<std::string> strategy_targets(const Options& options);
+std::set<nn::MatmulTarget> strategy_targets(const Options& options);
 std::set<int64_t> strategy_blocks(const Options& options);
 
 // --backward, --ratio and --seed as the strategy factory's configuration.
 StrategyConfig strategy_config(const Options& options);
+// --precision and --saved-dtype as the precision policy of the run.
+PrecisionPolicy precision_policy(const Options& options);
 
 // The dataset folder (--data-dir or the dataset's default).
 std::string data_directory(const Options& options);

@@ -1,7 +1,7 @@
 // Datasets, model, backward strategies and optimizer of a train_vit run.
 #include "apps/train_vit/setup.h"
 
-#include "apps/train_vit/strategies.h"
+#include "apps/vit/strategies.h"
 
 
 namespace tg::train {
@@ -30,8 +30,8 @@ constexpr int64_t kSyntheticTrain = 10000, kSyntheticTest = 2000, kSyntheticClas
 
 data::ImageDataset rows(const data::ImageDataset& d, int64_t start, int64_t count) {
   data::ImageDataset out = d;
-  out.images = d.images.narrow(0, start, count);
-  out.labels = d.labels.narrow(0, start, count);
+  out.images = d.images.raw_narrow(0, start, count);
+  out.labels = d.labels.raw_narrow(0, start, count);
   return out;
 }
 

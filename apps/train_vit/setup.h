@@ -6,7 +6,7 @@
 #include <memory>
 
 #include "apps/train_vit/options.h"
-#include "apps/train_vit/vit.h"
+#include "apps/vit/vit.h"
 #include "data/loader.h"
 #include "nn/optim.h"
 

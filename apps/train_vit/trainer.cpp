@@ -18,7 +18,7 @@
 #include "nn/layers.h"
 #include "ops/elementwise.h"
 #include "ops/loss.h"
-#include "ops/matmul.h"
+#include "ops/precision.h"
 #include "ops/reduce.h"
 #include "ops/shape_ops.h"
 
@@ -88,8 +88,8 @@ void Trainer::setup() {
   if (o_.cpu_recipe)
     out_ << "train_vit: no GPU in use: chose the CPU-sized run (" << o_.recipe_flags
          << "); give any of these flags to change it, or run on a GPU for the full recipe\n";
-  set_allow_tf32(o_.precision == "tf32");
-  nn::dropout_generator().manual_seed(o_.seed);
+  // Dropout masks get a stream of their own (the model initialization draws from another).
+  nn::dropout_generator().manual_seed(stream_seed(o_.seed, kDropoutStream));
   default_generator().manual_seed(o_.seed);
 
   data_ = load_data(o_);
@@ -300,6 +300,10 @@ void Trainer::print_summary(const RunSummary& s) {
 
 }  // namespace
 
-RunSummary run_training(const Options& options, std::ostream& out) { return Trainer(options, out).run(); }
+RunSummary run_training(const Options& options, std::ostream& out) {
+  // One policy for the whole run: forward and backward GEMMs and saved operands alike.
+  PrecisionGuard precision(precision_policy(options));
+  return Trainer(options, out).run();
+}
 
 }  // namespace tg::train

@@ -157,8 +157,8 @@ void layer_norm_backward(const Tensor& grad_x, const Tensor& grad_weight, const 
       TG_CUDA_CHECK_LAUNCH();
       if (!affine_grads) return;
       const Tensor sums = sum(partial, {0});  // [2, cols], deterministic
-      if (grad_weight.defined()) grad_weight.copy_(sums.select(0, 0));
-      if (grad_bias.defined()) grad_bias.copy_(sums.select(0, 1));
+      if (grad_weight.defined()) grad_weight.copy_(sums.raw_select(0, 0));
+      if (grad_bias.defined()) grad_bias.copy_(sums.raw_select(0, 1));
     });
   });
 }

@@ -1,6 +1,9 @@
 // ExactStrategy: keeps the operand itself (a view of the forward tensor, no copy), or a copy in
 // the saved dtype, and forms Gᵀ·X with one batched GEMM that reads G transposed in place.
-#include "ops/matmul.h"
+#include "ops/matmul/exact.h"
+
+#include "ops/matmul/gemm.h"
+#include "ops/precision.h"
 
 namespace tg {
 
@@ -23,11 +26,18 @@ class ExactSavedOperand final : public SavedOperand {
 
 }  // namespace
 
+std::string ExactStrategy::name() const { return strategy_info(StrategyKind::exact).name; }
+
 std::unique_ptr<SavedOperand> ExactStrategy::save(const Tensor& operand, int64_t) {
   TG_CHECK(operand.dim() == 3, ShapeError, "ExactStrategy: expected an operand [batch, K, D], got shape ",
            operand.shape().str());
   const Tensor kept = operand.detach();
-  return std::make_unique<ExactSavedOperand>(saved_dtype_ ? kept.to(*saved_dtype_) : kept);
+  const std::optional<DType>& saved = precision_policy().saved_dtype;
+  return std::make_unique<ExactSavedOperand>(saved ? kept.to(*saved) : kept);
+}
+
+std::shared_ptr<BackwardStrategy> make_exact_strategy(const StrategyConfig&, uint64_t) {
+  return std::make_shared<ExactStrategy>();
 }
 
 }  // namespace tg

@@ -48,7 +48,7 @@ RowSample sample_rows(const Tensor& scores, const SamplingConfig& config, uint64
   RowSample sample{empty({batch, config.k}, DType::i32, scores.device()),
                    empty({batch, config.k}, DType::f32, scores.device())};
   if (batch > 0)
-    TG_DEVICE_DISPATCH(scores.device(), sample_rows, sample.indices, sample.weights, scores.contiguous(), config, seed,
+    TG_DEVICE_DISPATCH(scores.device(), sample_rows, sample.indices, sample.weights, scores.raw_contiguous(), config, seed,
                        subsequence);
   return sample;
 }
@@ -65,8 +65,8 @@ Tensor row_norms(const Tensor& x, const Tensor& position_scale) {
   }
   Tensor out = empty({x.size(0), x.size(1)}, DType::f32, x.device());
   if (out.numel() > 0)
-    TG_DEVICE_DISPATCH(x.device(), row_norms, out, x.contiguous(),
-                       position_scale.defined() ? position_scale.contiguous() : Tensor());
+    TG_DEVICE_DISPATCH(x.device(), row_norms, out, x.raw_contiguous(),
+                       position_scale.defined() ? position_scale.raw_contiguous() : Tensor());
   return out;
 }
 
@@ -74,7 +74,7 @@ Tensor gather_rows(const Tensor& x, const Tensor& indices) {
   check_operand(x, "gather_rows", "x");
   check_indices(indices, x, "gather_rows");
   Tensor out = empty({x.size(0), indices.size(1), x.size(2)}, x.dtype(), x.device());
-  if (out.numel() > 0) TG_DEVICE_DISPATCH(x.device(), gather_rows, out, x.contiguous(), indices.contiguous());
+  if (out.numel() > 0) TG_DEVICE_DISPATCH(x.device(), gather_rows, out, x.raw_contiguous(), indices.raw_contiguous());
   return out;
 }
 
@@ -89,8 +89,8 @@ Tensor gather_scaled_rows(const Tensor& g, const Tensor& indices, const Tensor& 
            ", got ", weights.device().str());
   Tensor out = empty({g.size(0), indices.size(1), g.size(2)}, g.dtype(), g.device());
   if (out.numel() > 0)
-    TG_DEVICE_DISPATCH(g.device(), gather_scaled_rows, out, g.contiguous(), indices.contiguous(),
-                       weights.contiguous());
+    TG_DEVICE_DISPATCH(g.device(), gather_scaled_rows, out, g.raw_contiguous(), indices.raw_contiguous(),
+                       weights.raw_contiguous());
   return out;
 }
 
@@ -104,7 +104,7 @@ void update_row_norm_ema(const Tensor& ema, const Tensor& g, double beta) {
   TG_CHECK(ema.device() == g.device(), TypeError, "update_row_norm_ema: expected ema on ", g.device().str(), ", got ",
            ema.device().str());
   TG_CHECK(beta >= 0 && beta <= 1, ValueError, "update_row_norm_ema: expected 0 <= beta <= 1, got beta = ", beta);
-  if (g.size(0) * g.size(1) > 0) TG_DEVICE_DISPATCH(g.device(), update_row_norm_ema, ema, g.contiguous(), beta);
+  if (g.size(0) * g.size(1) > 0) TG_DEVICE_DISPATCH(g.device(), update_row_norm_ema, ema, g.raw_contiguous(), beta);
 }
 
 SamplingPlan plan_sample(const std::vector<float>& scores, const SamplingConfig& config) {
@@ -128,22 +128,37 @@ double predicted_mse(const SamplingPlan& plan, const std::vector<double>& x, int
            g.size());
   std::vector<bool> winner(static_cast<size_t>(K), false);
   for (int32_t row : plan.winners) winner[static_cast<size_t>(row)] = true;
-  // rest = Σ_{j∉C} g_jᵀ x_j  and  Σ_{j∉C} ||g_j||² ||x_j||² / p_j.
-  std::vector<double> rest(static_cast<size_t>(E * D), 0.0);
-  double weighted = 0;
+  // rest = Σ_{j∉C} g_jᵀ x_j, and the squared row norms.
+  std::vector<double> rest(static_cast<size_t>(E * D), 0.0), x_sq(static_cast<size_t>(K)), g_sq(static_cast<size_t>(K));
   for (int64_t j = 0; j < K; ++j) {
-    if (winner[static_cast<size_t>(j)]) continue;
     double gg = 0, xx = 0;
     for (int64_t e = 0; e < E; ++e) gg += g[static_cast<size_t>(j * E + e)] * g[static_cast<size_t>(j * E + e)];
     for (int64_t d = 0; d < D; ++d) xx += x[static_cast<size_t>(j * D + d)] * x[static_cast<size_t>(j * D + d)];
-    if (gg * xx > 0) weighted += gg * xx / plan.p[static_cast<size_t>(j)];
+    g_sq[static_cast<size_t>(j)] = gg;
+    x_sq[static_cast<size_t>(j)] = xx;
+    if (winner[static_cast<size_t>(j)]) continue;
     for (int64_t e = 0; e < E; ++e)
       for (int64_t d = 0; d < D; ++d)
         rest[static_cast<size_t>(e * D + d)] += g[static_cast<size_t>(j * E + e)] * x[static_cast<size_t>(j * D + d)];
   }
   double rest_squared = 0;
   for (double v : rest) rest_squared += v * v;
+  return predicted_mse(plan, x_sq, g_sq, rest_squared);
+}
+
+double predicted_mse(const SamplingPlan& plan, const std::vector<double>& x_squared_norms,
+                     const std::vector<double>& g_squared_norms, double rest_squared) {
+  const size_t K = plan.p.size();
+  TG_CHECK(x_squared_norms.size() == K && g_squared_norms.size() == K, ShapeError, "predicted_mse: expected ", K,
+           " squared row norms of x and of g, got ", x_squared_norms.size(), " and ", g_squared_norms.size());
   if (plan.draws == 0) return rest_squared;
+  std::vector<bool> winner(K, false);
+  for (int32_t row : plan.winners) winner[static_cast<size_t>(row)] = true;
+  double weighted = 0;  // Σ_{j∉C} ||g_j||² ||x_j||² / p_j
+  for (size_t j = 0; j < K; ++j) {
+    const double gx = g_squared_norms[j] * x_squared_norms[j];
+    if (!winner[j] && gx > 0) weighted += gx / plan.p[j];
+  }
   return (plan.rest_mass * weighted - rest_squared) / static_cast<double>(plan.draws);
 }
 

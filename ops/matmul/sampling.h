@@ -73,5 +73,9 @@ SamplingPlan plan_sample(const std::vector<float>& scores, const SamplingConfig&
 // without draws (topk, or winners holding all mass) the squared bias ||Σ_{j∉C} g_jᵀ x_j||²_F.
 double predicted_mse(const SamplingPlan& plan, const std::vector<double>& x, int64_t D,
                      const std::vector<double>& g, int64_t E);
+// The same formula from its parts, for callers that form them elsewhere (on the device): the
+// squared row norms ||x_j||², ||g_j||² (row order) and ||Σ_{j∉C} g_jᵀ x_j||²_F.
+double predicted_mse(const SamplingPlan& plan, const std::vector<double>& x_squared_norms,
+                     const std::vector<double>& g_squared_norms, double rest_squared);
 
 }  // namespace tg

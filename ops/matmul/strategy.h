@@ -15,6 +15,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "core/tensor.h"
 
@@ -48,38 +49,61 @@ class BackwardStrategy {
   virtual void load_state_dict(const std::map<std::string, Tensor>& state) { (void)state; }
 };
 
-// Saves X as it is (no copy: the node shares the forward tensor) and contracts with one
-// batched GEMM. With a saved dtype other than X's (bf16 for f32 X) it keeps a converted copy
-// instead, so the forward tensor can die, and converts it back for the GEMM in backward.
-class ExactStrategy final : public BackwardStrategy {
- public:
-  explicit ExactStrategy(std::optional<DType> saved_dtype = std::nullopt) : saved_dtype_(saved_dtype) {}
-  std::string name() const override { return "exact"; }
-  std::unique_ptr<SavedOperand> save(const Tensor& operand, int64_t period = 0) override;
+// The strategies there are, one row each in the table strategy_table() (strategy.cpp), which
+// the command lines, the benchmarks, the docs and the tests all read.
+enum class StrategyKind {
+  exact,    // keep X, contract exactly (exact.h)
+  wta_crs,  // winners plus importance-weighted draws: unbiased (sampled.h)
+  crs,      // importance-weighted draws only: unbiased (sampled.h)
+  topk,     // the k largest scores with weight 1: biased, for ablations (sampled.h)
+};
 
- private:
-  std::optional<DType> saved_dtype_;
+// The gradient-norm proxy that sampled strategies multiply ||x_i|| by (WTACRS.md §3).
+enum class ProxyKind {
+  position_ema,  // EMA of ||g|| per token position from earlier backward passes
+  none,          // p ∝ ||x_i|| alone
 };
 
 // Everything that selects and configures a strategy (the command line's --backward, --ratio, ...).
+// What the strategies keep is stored in the PrecisionPolicy's saved dtype (ops/precision.h).
 struct StrategyConfig {
-  std::string name = "exact";  // exact | wta-crs | crs | topk
-  double ratio = 1.0;          // rho in (0, 1]: the budget k = min(max(floor(rho N), k_min), N)
+  StrategyKind kind = StrategyKind::exact;
+  double ratio = 1.0;   // rho in (0, 1]: the budget k = min(max(floor(rho N), k_min), N)
   int64_t k_min = 10;
-  double alpha = 0.05;         // share of the uniform term in the sampling probabilities
-  std::string proxy = "position-ema";  // gradient-norm proxy: position-ema | none
+  double alpha = 0.05;  // share of the uniform term in the sampling probabilities
+  ProxyKind proxy = ProxyKind::position_ema;
   double ema_beta = 0.9;
   uint64_t seed = 0;
-  // What a node keeps of its operand (all of it or the sampled rows) is stored in: "same" (the
-  // operand's dtype) or "bf16" (half the bytes of f32; converted back for the backward GEMM).
-  std::string saved_dtype = "same";
 };
 
-// The dtype StrategyConfig::saved_dtype names: nullopt for "same". ValueError for other names.
-std::optional<DType> saved_dtype(const StrategyConfig& config);
+// One row of the strategy table: its name on command lines and in reports, a one-line summary
+// for --help and the docs, and the factory for one node (`node_id` keys its random stream,
+// with the seed and the step).
+struct StrategyInfo {
+  StrategyKind kind;
+  const char* name;
+  const char* summary;
+  std::shared_ptr<BackwardStrategy> (*make)(const StrategyConfig& config, uint64_t node_id);
+};
 
-// A new strategy object for one node; `node_id` keys its random stream (with the seed and the
-// step). ValueError for an unknown name, proxy or a ratio outside (0, 1].
+// Every strategy, in the order of the enum.
+const std::vector<StrategyInfo>& strategy_table();
+const StrategyInfo& strategy_info(StrategyKind kind);
+// The names in table order: {"exact", "wta-crs", "crs", "topk"}.
+std::vector<std::string> strategy_names();
+// The kind called `name`; ValueError listing the table's names otherwise.
+StrategyKind parse_strategy(const std::string& name);
+
+// The proxies' names ("position-ema", "none"), likewise.
+const char* proxy_name(ProxyKind proxy);
+std::vector<std::string> proxy_names();
+ProxyKind parse_proxy(const std::string& name);
+
+// "a, b, c or d": a list of names for messages and --help.
+std::string join_names(const std::vector<std::string>& names, const char* last_separator = " or ");
+
+// A new strategy object for one node, from the table. ValueError for a ratio outside (0, 1] or
+// another parameter out of range.
 std::shared_ptr<BackwardStrategy> make_strategy(const StrategyConfig& config, uint64_t node_id);
 
 }  // namespace tg

@@ -4,8 +4,8 @@
 // bytes stop growing after the first steps (no creeping fragmentation).
 #include <doctest/doctest.h>
 
-#include "apps/train_vit/strategies.h"
-#include "apps/train_vit/vit.h"
+#include "apps/vit/strategies.h"
+#include "apps/vit/vit.h"
 #include "autograd/engine.h"
 #include "core/allocator.h"
 #include "nn/optim.h"
@@ -32,7 +32,7 @@ SoakResult soak(const std::string& backward, int steps, int warmup) {
   config.heads = 2;
   vit::VisionTransformer model(config, Device::cpu(), 7);
   StrategyConfig strategy;
-  strategy.name = backward;
+  strategy.kind = parse_strategy(backward);
   strategy.ratio = 0.5;
   strategy.k_min = 2;
   vit::install_strategies(model, strategy, vit::parse_targets("all"), vit::parse_blocks("all", config.depth));

@@ -10,7 +10,7 @@
 
 #include "apps/train_vit/checkpoint.h"
 #include "apps/train_vit/trainer.h"
-#include "apps/train_vit/vit.h"
+#include "apps/vit/vit.h"
 #include "core/error.h"
 #include "nn/safetensors.h"
 #include "tests/apps/train_vit_fixture.h"
@@ -132,7 +132,7 @@ TEST_CASE("--wta-blocks selects blocks by index and range") {
   o.wta_blocks = "0-2,5,11,1";
   CHECK(train::strategy_blocks(o) == std::set<int64_t>{0, 1, 2, 5, 11});
   o.wta_targets = "fc2,qkv";
-  CHECK(train::strategy_targets(o) == std::set<std::string>{"qkv", "fc2"});
+  CHECK(train::strategy_targets(o) == std::set<nn::MatmulTarget>{nn::MatmulTarget::qkv, nn::MatmulTarget::fc2});
 }
 
 TEST_CASE("train_vit writes JSON Lines records with the documented keys, and the memory report") {

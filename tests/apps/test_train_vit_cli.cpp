@@ -44,18 +44,6 @@ const std::string kShortRun =
     " --model vit-tiny --depth 2 --img 28 --patch 7 --train-subset 6000 --test-subset 2000 --batch-size 64"
     " --epochs 1 --warmup-epochs 0.2 --log-every 20";
 
-bool strategy_available(const std::string& name) {
-  StrategyConfig config;
-  config.name = name;
-  config.ratio = 0.5;
-  try {
-    make_strategy(config, 0);
-    return true;
-  } catch (const NotImplementedError&) {
-    return false;
-  }
-}
-
 }  // namespace
 
 TEST_CASE("train_vit trains on a Fashion-MNIST subset with exact gradients") {
@@ -67,10 +55,6 @@ TEST_CASE("train_vit trains on a Fashion-MNIST subset with exact gradients") {
 }
 
 TEST_CASE("train_vit trains on a Fashion-MNIST subset with WTA-CRS gradients at ratio 0.5") {
-  if (!strategy_available("wta-crs")) {
-    MESSAGE("make_strategy does not implement wta-crs in this build: case skipped");
-    return;
-  }
   test::ScratchDir dir("train_vit_cli_wta");
   const test::ProcessResult r = run_train_vit(kShortRun + " --backward wta-crs --ratio 0.5", dir);
   INFO(r.out, r.err);

@@ -1,7 +1,7 @@
 // A small ViT and a batch for the model tests (CPU and CUDA).
 #pragma once
 
-#include "apps/train_vit/vit.h"
+#include "apps/vit/vit.h"
 #include "autograd/engine.h"
 #include "ops/loss.h"
 #include "tests/support/op_checks.h"

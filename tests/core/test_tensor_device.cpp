@@ -44,23 +44,23 @@ TEST_CASE("strided copies on the device match the host's") {
   std::iota(values.begin(), values.end(), 1.0f);
   const Tensor host = from_vector(values, {2, 3, 5});
   const Tensor there = host.to(dev);
-  const Tensor permuted = there.permute({2, 0, 1}).contiguous();
+  const Tensor permuted = there.raw_permute({2, 0, 1}).raw_contiguous();
   CHECK(permuted.is_contiguous());
-  CHECK(permuted.to_vector<float>() == host.permute({2, 0, 1}).contiguous().to_vector<float>());
-  const Tensor sliced = there.slice(2, 1, 5, 2).slice(1, 0, 3, 2);
-  CHECK(sliced.to_vector<float>() == host.slice(2, 1, 5, 2).slice(1, 0, 3, 2).to_vector<float>());
+  CHECK(permuted.to_vector<float>() == host.raw_permute({2, 0, 1}).raw_contiguous().to_vector<float>());
+  const Tensor sliced = there.raw_slice(2, 1, 5, 2).raw_slice(1, 0, 3, 2);
+  CHECK(sliced.to_vector<float>() == host.raw_slice(2, 1, 5, 2).raw_slice(1, 0, 3, 2).to_vector<float>());
   // Copy into a strided destination, with conversion.
   const Tensor dst = zeros({5, 2, 3}, DType::f64, dev);
-  dst.permute({1, 2, 0}).copy_(there);
-  CHECK(dst.to_vector<double>() == host.permute({2, 0, 1}).to(DType::f64).contiguous().to_vector<double>());
+  dst.raw_permute({1, 2, 0}).copy_(there);
+  CHECK(dst.to_vector<double>() == host.raw_permute({2, 0, 1}).to(DType::f64).raw_contiguous().to_vector<double>());
   // Broadcast copy (a stride-0 source) and a fill through a view.
   const Tensor row = from_vector<float>({1, 2, 3, 4, 5}, {5}).to(dev);
   const Tensor grid = empty({3, 5}, DType::f32, dev);
   grid.copy_(row);
   CHECK(grid.to_vector<float>() == std::vector<float>{1, 2, 3, 4, 5, 1, 2, 3, 4, 5, 1, 2, 3, 4, 5});
-  grid.slice(1, 0, 5, 2).fill_(-1);
-  CHECK(grid.select(0, 2).to_vector<float>() == std::vector<float>{-1, 2, -1, 4, -1});
-  CHECK(grid.select(0, 1).select(0, 3).item() == 4.0);
+  grid.raw_slice(1, 0, 5, 2).fill_(-1);
+  CHECK(grid.raw_select(0, 2).to_vector<float>() == std::vector<float>{-1, 2, -1, 4, -1});
+  CHECK(grid.raw_select(0, 1).raw_select(0, 3).item() == 4.0);
 }
 
 TEST_CASE("layout changes with a contiguous innermost dim (16-byte vector copies on CUDA) match the host's") {
@@ -69,22 +69,22 @@ TEST_CASE("layout changes with a contiguous innermost dim (16-byte vector copies
   std::iota(values.begin(), values.end(), 0.5f);
   const Tensor host = from_vector(values, {2, 5, 3, 8});  // [B, T, H, hd]
   const Tensor there = host.to(dev);
-  const auto expected = [&](const Tensor& t) { return t.contiguous().to_vector<float>(); };
+  const auto expected = [&](const Tensor& t) { return t.raw_contiguous().to_vector<float>(); };
   // [B, T, H, hd] -> [B, H, T, hd] and back; bf16 has 8 elements per vector.
-  CHECK(there.permute({0, 2, 1, 3}).contiguous().to_vector<float>() == expected(host.permute({0, 2, 1, 3})));
-  const Tensor heads = there.permute({0, 2, 1, 3}).contiguous();
+  CHECK(there.raw_permute({0, 2, 1, 3}).raw_contiguous().to_vector<float>() == expected(host.raw_permute({0, 2, 1, 3})));
+  const Tensor heads = there.raw_permute({0, 2, 1, 3}).raw_contiguous();
   const Tensor back = empty({2, 5, 3, 8}, DType::f32, dev);
-  back.permute({0, 2, 1, 3}).copy_(heads);
+  back.raw_permute({0, 2, 1, 3}).copy_(heads);
   CHECK(back.to_vector<float>() == values);
   const Tensor bf = there.to(DType::bf16);
-  CHECK(bf.permute({0, 2, 1, 3}).contiguous().to(DType::f32).to_vector<float>() ==
-        expected(host.to(DType::bf16).permute({0, 2, 1, 3}).to(DType::f32)));
+  CHECK(bf.raw_permute({0, 2, 1, 3}).raw_contiguous().to(DType::f32).to_vector<float>() ==
+        expected(host.to(DType::bf16).raw_permute({0, 2, 1, 3}).to(DType::f32)));
   // Cases that must take the element path: an innermost dim that is not a whole number of
   // vectors, and a source that starts mid-vector.
-  CHECK(there.narrow(3, 0, 6).permute({0, 2, 1, 3}).contiguous().to_vector<float>() ==
-        expected(host.narrow(3, 0, 6).permute({0, 2, 1, 3})));
-  CHECK(there.narrow(3, 1, 4).permute({0, 2, 1, 3}).contiguous().to_vector<float>() ==
-        expected(host.narrow(3, 1, 4).permute({0, 2, 1, 3})));
+  CHECK(there.raw_narrow(3, 0, 6).raw_permute({0, 2, 1, 3}).raw_contiguous().to_vector<float>() ==
+        expected(host.raw_narrow(3, 0, 6).raw_permute({0, 2, 1, 3})));
+  CHECK(there.raw_narrow(3, 1, 4).raw_permute({0, 2, 1, 3}).raw_contiguous().to_vector<float>() ==
+        expected(host.raw_narrow(3, 1, 4).raw_permute({0, 2, 1, 3})));
 }
 
 TEST_CASE("tensors on the device are counted by that device's allocator") {

@@ -94,10 +94,10 @@ TEST_CASE("CIFAR-10 binary: values and labels read back exactly") {
   CHECK(train.num_classes == 10);
   const ImageDataset test = load_cifar10(folder.string(), Split::test);
   CHECK(test.labels.to_vector<int64_t>() == std::vector<int64_t>{3, 0, 7});
-  const auto pixels = test.images.select(0, 2).flatten().to_vector<uint8_t>();  // record 2
+  const auto pixels = test.images.raw_select(0, 2).raw_flatten().to_vector<uint8_t>();  // record 2
   for (int p = 0; p < 3072; p += 511) CHECK(pixels[static_cast<size_t>(p)] == (2 * 7 + p) % 256);
   // Channel planes: R first, then G, then B.
-  CHECK(test.images.select(0, 1).select(0, 1).select(0, 0).select(0, 0).item() == (7 + 1024) % 256);
+  CHECK(test.images.raw_select(0, 1).raw_select(0, 1).raw_select(0, 0).raw_select(0, 0).item() == (7 + 1024) % 256);
 }
 
 TEST_CASE("CIFAR-100 binary: fine and coarse labels") {
@@ -122,7 +122,7 @@ TEST_CASE("IDX files, plain and gzip") {
   write_bytes(dir.file("train-labels-idx1-ubyte"), idx_file(0x801, {3}, {9, 0, 4}));
   const ImageDataset d = load_fashion_mnist(dir.path.string(), Split::train);
   CHECK(d.images.shape() == Shape{3, 1, 4, 5});
-  CHECK(d.images.flatten().to_vector<uint8_t>() == pixels);
+  CHECK(d.images.raw_flatten().to_vector<uint8_t>() == pixels);
   CHECK(d.labels.to_vector<int64_t>() == std::vector<int64_t>{9, 0, 4});
 }
 
@@ -171,9 +171,9 @@ TEST_CASE("bad inputs stop with one clear message naming the file") {
 
 TEST_CASE("synthetic data is deterministic and class-dependent; take_first makes subsets") {
   const ImageDataset a = make_synthetic(40, 3, 8, 4, 11), b = make_synthetic(40, 3, 8, 4, 11);
-  CHECK(a.images.flatten().to_vector<uint8_t>() == b.images.flatten().to_vector<uint8_t>());
+  CHECK(a.images.raw_flatten().to_vector<uint8_t>() == b.images.raw_flatten().to_vector<uint8_t>());
   CHECK(a.labels.to_vector<int64_t>()[5] == 1);
-  CHECK(make_synthetic(40, 3, 8, 4, 12).images.flatten().to_vector<uint8_t>() != a.images.flatten().to_vector<uint8_t>());
+  CHECK(make_synthetic(40, 3, 8, 4, 12).images.raw_flatten().to_vector<uint8_t>() != a.images.raw_flatten().to_vector<uint8_t>());
   const ImageDataset head = take_first(a, 7);
   CHECK(head.size() == 7);
   CHECK(head.images.shares_storage(a.images));

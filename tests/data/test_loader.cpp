@@ -1,8 +1,10 @@
-// Augmentation semantics against host references, and seeded, resumable shuffling.
+// Augmentation semantics against host references, seeded, resumable shuffling, and the pinned
+// order and choices that tests/pytorch/tapegrad_data.py replays.
 #include <doctest/doctest.h>
 
 #include <algorithm>
 
+#include "data/augment_pixel.h"
 #include "data/loader.h"
 
 using namespace tg;
@@ -25,7 +27,7 @@ TEST_CASE("without augmentation a batch is the normalized images in permutation 
   const Batch batch = loader.batch(0, 1);
   CHECK(batch.images.shape() == Shape{4, 3, 6, 6});
   const auto images = batch.images.to_vector<float>();
-  const auto pixels = d.images.flatten().to_vector<uint8_t>();
+  const auto pixels = d.images.raw_flatten().to_vector<uint8_t>();
   for (int64_t b = 0; b < 4; ++b) {
     const int64_t sample = order[static_cast<size_t>(4 + b)];
     CHECK(batch.labels.to_vector<int64_t>()[static_cast<size_t>(b)] == d.labels.to_vector<int64_t>()[static_cast<size_t>(sample)]);
@@ -48,7 +50,7 @@ TEST_CASE("crop with padding and flip move pixels as specified") {
   DataLoader loader(d, Device::cpu(), config);
   const Batch batch = loader.batch(3, 0);
   const auto out = batch.images.to_vector<float>();
-  const auto pixels = d.images.flatten().to_vector<uint8_t>();
+  const auto pixels = d.images.raw_flatten().to_vector<uint8_t>();
   int flipped = 0, shifted = 0;
   for (int64_t b = 0; b < 10; ++b) {
     // Recover the choice by matching against all 5 x 5 offsets and both flips.
@@ -115,4 +117,26 @@ TEST_CASE("shuffling is seeded, differs between epochs and resumes exactly") {
   config.augment.std = {1.0f, 1.0f};
   CHECK_THROWS_WITH_AS(DataLoader(d, Device::cpu(), config), "augment: expected 1 per-channel mean and std values, got 2 and 2",
                        ValueError);
+}
+
+TEST_CASE("permutation and crop/flip choices of seed 7 (pinned: tests/pytorch/tapegrad_data.py replays them)") {
+  // train_timm.py feeds PyTorch tapegrad's batches image for image; its Python replica of the
+  // order and of choose() asserts these same values, so a change here must change it too.
+  const ImageDataset d = make_synthetic(1000, 1, 4, 10, 1);
+  LoaderConfig config;
+  config.batch_size = 10;
+  config.seed = 7;
+  const DataLoader loader(d, Device::cpu(), config);
+  const std::vector<int64_t> e0 = loader.permutation(0), e2 = loader.permutation(2);
+  CHECK(std::vector<int64_t>(e0.begin(), e0.begin() + 8) == std::vector<int64_t>{898, 906, 799, 987, 681, 240, 139, 880});
+  CHECK(std::vector<int64_t>(e2.begin(), e2.begin() + 8) == std::vector<int64_t>{856, 901, 330, 283, 116, 902, 302, 845});
+  AugmentParams p{};
+  p.crop_padding = 4;
+  p.flip = true;
+  p.seed = 7;
+  p.epoch = 2;
+  const ImageChoice c0 = choose(p, 0), c1 = choose(p, 1), c999 = choose(p, 999);
+  CHECK((c0.crop_y == 4 && c0.crop_x == 4 && !c0.flip));
+  CHECK((c1.crop_y == 6 && c1.crop_x == 5 && c1.flip));
+  CHECK((c999.crop_y == 1 && c999.crop_x == 4 && c999.flip));
 }

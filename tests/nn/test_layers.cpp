@@ -1,7 +1,9 @@
-// Layers against hand-computed f64 references (LayerNorm, attention, Mlp) and gradcheck of
-// the attention, the Mlp and a whole pre-norm Block (all parameters and the input).
+// Layers against hand-computed f64 references (LayerNorm, attention, Mlp), gradcheck of the
+// attention, the Mlp and a whole pre-norm Block (all parameters and the input), and the
+// parameter fills against their distributions.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "autograd/gradcheck.h"
@@ -34,6 +36,29 @@ std::vector<Tensor> with_params(const Tensor& x, const M& module) {
 }
 
 }  // namespace
+
+TEST_CASE("trunc_normal_ redraws values outside the bounds: the truncated normal's moments, no mass on a bound") {
+  // N(0, 1) cut to [-0.5, 1]: mean (phi(a) - phi(b)) / Z, variance 1 + (a phi(a) - b phi(b)) / Z - mean^2.
+  const double a = -0.5, b = 1.0, n = 40000;
+  const auto phi = [](double x) { return std::exp(-x * x / 2) / std::sqrt(2 * M_PI); };
+  const auto cdf = [](double x) { return 0.5 * (1 + std::erf(x / M_SQRT2)); };
+  const double z = cdf(b) - cdf(a), mean = (phi(a) - phi(b)) / z;
+  const double std = std::sqrt(1 + (a * phi(a) - b * phi(b)) / z - mean * mean);
+  Generator generator(11);
+  const Tensor t = empty({static_cast<int64_t>(n)});
+  nn::trunc_normal_(t, 1.0, generator, a, b);
+  const std::vector<double> v = host_values(t);
+  double m = 0, var = 0;
+  for (double x : v) m += x / n;
+  for (double x : v) var += (x - m) * (x - m) / n;
+  CHECK(*std::min_element(v.begin(), v.end()) >= a);
+  CHECK(*std::max_element(v.begin(), v.end()) <= b);
+  // Clamping instead would put 16% of the draws exactly on 1 and 31% on -0.5.
+  CHECK(std::count(v.begin(), v.end(), b) + std::count(v.begin(), v.end(), a) < 3);
+  CHECK(std::abs(m - mean) < 5 * std / std::sqrt(n));
+  CHECK(std::abs(std::sqrt(var) / std - 1) < 0.02);
+  CHECK_THROWS_AS(nn::trunc_normal_(t, 0.02, generator, 1.0, 2.0), ValueError);  // 50 std out: no end
+}
 
 TEST_CASE("LayerNorm module: (x - mean) / sqrt(var + eps) * weight + bias") {
   nn::LayerNorm norm(5, Device::cpu());

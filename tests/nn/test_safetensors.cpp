@@ -63,7 +63,7 @@ TEST_CASE("every dtype round-trips, with metadata") {
   const Tensor f = test::random_tensor({3, 5}, 1);
   std::map<std::string, Tensor> tensors = {
       {"f32", f}, {"f64", f.to(DType::f64)}, {"bf16", f.to(DType::bf16)},
-      {"i64", arange(0, 6, 1, DType::i64).reshape({2, 3})}, {"u8", full({4}, 200, DType::u8)}, {"scalar", full({}, 2.5)}};
+      {"i64", arange(0, 6, 1, DType::i64).raw_reshape({2, 3})}, {"u8", full({4}, 200, DType::u8)}, {"scalar", full({}, 2.5)}};
   save_safetensors(path, tensors, {{"epoch", "3"}});
   const SafetensorsFile file = load_safetensors(path);
   CHECK(file.metadata.at("epoch") == "3");

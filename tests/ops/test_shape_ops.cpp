@@ -1,9 +1,14 @@
 // Shape and indexing ops on the CPU: forward values against plain-loop references, storage
 // sharing of views, recording, gradcheck of every op (also on non-contiguous inputs), concat,
-// index_select with duplicate and unordered indices, and error messages.
+// index_select with duplicate and unordered indices, error messages; cast; and that the view
+// names model code reaches are the recorded ops.
 #include <doctest/doctest.h>
 
+#include <functional>
+
+#include "autograd/engine.h"
 #include "autograd/gradcheck.h"
+#include "ops/reduce.h"
 #include "ops/shape_ops.h"
 #include "tests/support/op_checks.h"
 
@@ -262,7 +267,7 @@ TEST_CASE("index_select: duplicate and unordered indices, any dim, i32 and i64")
         std::vector<uint8_t>{11, 13, 15});
   const Tensor b = x.to(DType::bf16);
   CHECK(host_values(index_select(b, 0, from_vector<int64_t>({1, 0}, {2}))) ==
-        host_values(concat({select(b, 0, 1).unsqueeze(0), select(b, 0, 0).unsqueeze(0)}, 0)));
+        host_values(concat({select(b, 0, 1).raw_unsqueeze(0), select(b, 0, 0).raw_unsqueeze(0)}, 0)));
   CHECK(index_select(x, 0, from_vector<int64_t>({}, {0})).shape() == Shape{0, 5, 3});
 }
 
@@ -316,4 +321,71 @@ TEST_CASE("shape op errors name the op, what was expected and what was got") {
   CHECK_THROWS_AS(squeeze(a, 0), ShapeError);
   CHECK_THROWS_AS(narrow(a, 1, 2, 2), IndexError);
   CHECK_THROWS_AS(expand(a, {3, 3}), ShapeError);
+}
+
+TEST_CASE("cast: converted values, the gradient in the input's dtype, nothing recorded for the same dtype") {
+  const Tensor x = f64_param({3, 4}, 620);
+  const Tensor y = cast(x, DType::f32);
+  CHECK(y.dtype() == DType::f32);
+  CHECK(host_values(y) == host_values(x.to(DType::f32)));
+  REQUIRE(y.grad_fn());
+  CHECK(y.grad_fn()->name() == "CastBackward");
+  CHECK(cast(x, DType::f64).grad_fn() == x.grad_fn());  // x itself: no node
+  // An f32 parameter used in bf16 gets an f32 gradient equal to the bf16 gradient widened.
+  Tensor w = random_tensor({5}, 621);
+  w.set_requires_grad(true);
+  const Tensor g = random_tensor({5}, 622).to(DType::bf16);
+  backward(cast(w, DType::bf16), g);
+  CHECK(w.grad().dtype() == DType::f32);
+  CHECK(host_values(w.grad()) == host_values(g.to(DType::f32)));
+  // Through a round trip f64 -> f32 -> f64 the gradient is the identity (finite differences
+  // large enough that f32 rounding is far below the tolerance).
+  GradcheckOptions options;
+  options.eps = 1e-3;
+  options.atol = 1e-4;
+  const auto result = gradcheck([](const std::vector<Tensor>& in) { return cast(cast(in[0], DType::f32), DType::f64); },
+                                {f64_param({2, 3}, 623)}, options);
+  CHECK_MESSAGE(result.ok, result.message);
+  CHECK_THROWS_WITH_AS(cast(zeros({2}, DType::i64), DType::f32), "cast: expected floating dtypes, got i64 to f32",
+                       TypeError);
+}
+
+// Model code reaches Tensor's views only through the recorded ops: the Tensor methods of the
+// same names do not exist (the raw_ ones are for kernels), so x.transpose(1, 2) cannot silently
+// cut the graph; it does not compile.
+template <class T>
+concept HasUnrecordedViewNames = requires(T t) { t.transpose(0, 1); } || requires(T t) { t.reshape(Shape{1}); } ||
+                                 requires(T t) { t.permute(std::vector<int64_t>{0}); } ||
+                                 requires(T t) { t.expand(Shape{1}); } || requires(T t) { t.view(Shape{1}); } ||
+                                 requires(T t) { t.contiguous(); } || requires(T t) { t.unsqueeze(0); } ||
+                                 requires(T t) { t.squeeze(0); } || requires(T t) { t.flatten(); } ||
+                                 requires(T t) { t.slice(0, 0, 1); } || requires(T t) { t.narrow(0, 0, 1); } ||
+                                 requires(T t) { t.select(0, 0); };
+static_assert(!HasUnrecordedViewNames<Tensor>, "Tensor must not have methods named like the recorded ops");
+
+TEST_CASE("the view ops model code reaches are recorded: each carries the gradient back to its input") {
+  const Tensor x = f64_param({2, 3, 4}, 624);
+  const std::vector<std::pair<const char*, std::function<Tensor(const Tensor&)>>> ops = {
+      {"reshape", [](const Tensor& t) { return reshape(t, {6, 4}); }},
+      {"view", [](const Tensor& t) { return view(t, {4, 6}); }},
+      {"flatten", [](const Tensor& t) { return flatten(t); }},
+      {"permute", [](const Tensor& t) { return permute(t, {2, 0, 1}); }},
+      {"transpose", [](const Tensor& t) { return transpose(t, 0, 2); }},
+      {"unsqueeze", [](const Tensor& t) { return unsqueeze(t, 1); }},
+      {"squeeze", [](const Tensor& t) { return squeeze(unsqueeze(t, 0), 0); }},
+      {"expand", [](const Tensor& t) { return expand(unsqueeze(t, 0), {2, 2, 3, 4}); }},
+      {"contiguous", [](const Tensor& t) { return contiguous(transpose(t, 0, 1)); }},
+      {"slice", [](const Tensor& t) { return slice(t, 2, 1, 3); }},
+      {"narrow", [](const Tensor& t) { return narrow(t, 1, 1, 2); }},
+      {"select", [](const Tensor& t) { return select(t, 0, 1); }},
+  };
+  for (const auto& [name, op] : ops) {
+    CAPTURE(name);
+    const Tensor y = op(x);
+    REQUIRE(y.grad_fn());
+    backward(sum(y));
+    REQUIRE(x.grad().defined());
+    CHECK(x.grad().shape() == x.shape());
+    x.set_grad(Tensor());
+  }
 }

@@ -69,9 +69,9 @@ TEST_CASE("softmax is stable for large logits and ignores -inf entries") {
 
 TEST_CASE("softmax of a strided view equals softmax of its contiguous copy") {
   const Tensor x = random_tensor({6, 9}, 230);
-  const Tensor xt = x.transpose(0, 1);
-  CHECK(host_values(softmax(xt)) == host_values(softmax(xt.contiguous())));
-  CHECK(host_values(log_softmax(xt)) == host_values(log_softmax(xt.contiguous())));
+  const Tensor xt = x.raw_transpose(0, 1);
+  CHECK(host_values(softmax(xt)) == host_values(softmax(xt.raw_contiguous())));
+  CHECK(host_values(log_softmax(xt)) == host_values(log_softmax(xt.raw_contiguous())));
 }
 
 TEST_CASE("gradcheck: softmax and log_softmax") {

@@ -29,7 +29,7 @@ inline Tensor random_param(const Shape& shape, uint64_t seed, double low = -2, d
 }
 
 inline std::vector<double> host_values(const Tensor& t) {
-  return t.to(Device::cpu()).to(DType::f64).contiguous().to_vector<double>();
+  return t.to(Device::cpu()).to(DType::f64).raw_contiguous().to_vector<double>();
 }
 
 using OpFn = std::function<Tensor(const std::vector<Tensor>&)>;

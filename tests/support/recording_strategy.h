@@ -6,7 +6,7 @@
 #include <optional>
 #include <vector>
 
-#include "ops/matmul/strategy.h"
+#include "ops/matmul/exact.h"
 
 namespace tg::test {
 

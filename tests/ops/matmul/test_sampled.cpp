@@ -9,9 +9,11 @@
 
 #include "autograd/engine.h"
 #include "ops/elementwise.h"
-#include "ops/linear.h"
-#include "ops/matmul.h"
-#include "ops/matmul/wta_crs.h"
+#include "ops/matmul/linear.h"
+#include "ops/matmul/gemm.h"
+#include "ops/matmul/matmul.h"
+#include "ops/matmul/sampled.h"
+#include "ops/precision.h"
 #include "ops/reduce.h"
 #include "tests/support/op_checks.h"
 
@@ -31,11 +33,18 @@ Tensor lognormal_rows(int64_t n, int64_t d, double sigma, uint64_t seed) {
 
 StrategyConfig config(const std::string& name, double ratio, uint64_t seed, const std::string& proxy = "none") {
   StrategyConfig c;
-  c.name = name;
+  c.kind = parse_strategy(name);
   c.ratio = ratio;
   c.seed = seed;
-  c.proxy = proxy;
+  c.proxy = parse_proxy(proxy);
   return c;
+}
+
+// The policy that keeps saved operands in `saved_dtype` ("same" or "bf16").
+PrecisionPolicy saving_in(const std::string& saved_dtype) {
+  PrecisionPolicy policy;
+  policy.saved_dtype = parse_precision_dtype(saved_dtype, "saved dtype");
+  return policy;
 }
 
 // dW of y = x·Wᵀ with upstream gradient g, formed through `strategy`.
@@ -94,8 +103,8 @@ int64_t peak_of_step(const std::string& name, int64_t layers, const Tensor& inpu
                      const std::function<Tensor(int64_t, const Tensor&, BackwardStrategy*)>& layer, size_t& saved,
                      const std::string& saved_dtype = "same") {
   CachingAllocator& alloc = allocator_for(Device::cpu());
-  StrategyConfig c = config(name, 0.3, 9);
-  c.saved_dtype = saved_dtype;
+  const PrecisionGuard precision(saving_in(saved_dtype));
+  const StrategyConfig c = config(name, 0.3, 9);
   std::vector<std::shared_ptr<BackwardStrategy>> strategies;
   for (int64_t i = 0; i < layers; ++i) strategies.push_back(make_strategy(c, static_cast<uint64_t>(i)));
   zero_grad(weights);
@@ -149,7 +158,7 @@ TEST_CASE("linear dW: WTA-CRS and CRS are unbiased, match the variance formula, 
     });
     CHECK(max_z(m, exact, trials) < 4.0);
     // The formula, from the plan the sampler follows (scores = ||x_i||: proxy "none").
-    const SamplingPlan plan = plan_sample(row_norms(x.unsqueeze(0)).to_vector<float>(),
+    const SamplingPlan plan = plan_sample(row_norms(x.raw_unsqueeze(0)).to_vector<float>(),
                                           {sample_budget(n, 0.3, 10), 0.05, name == "crs" ? SamplingVariant::crs : SamplingVariant::wta_crs});
     // predicted_mse takes C = Σ g_iᵀ x_i laid out [E, D] from rows x [K, D], g [K, E].
     const double predicted = predicted_mse(plan, host_values(x), d, host_values(g), e);
@@ -194,7 +203,7 @@ TEST_CASE("k = N, ratio 1 and N < k_min are exact") {
 
 TEST_CASE("edge cases: zero rows contribute nothing, all-zero inputs give zero, topk is deterministic") {
   Tensor x = lognormal_rows(100, 8, 1.0, 41);
-  x.narrow(0, 10, 30).fill_(0);  // 30 zero rows
+  x.raw_narrow(0, 10, 30).fill_(0);  // 30 zero rows
   const Tensor g = random_tensor({100, 4}, 42);
   const auto exact = weight_grad(x, g, nullptr);
   const int trials = 800;
@@ -211,11 +220,11 @@ TEST_CASE("edge cases: zero rows contribute nothing, all-zero inputs give zero, 
 }
 
 TEST_CASE("saved bytes are |rows|·D·sizeof(dtype) + 8·|rows|, and the proxy follows the gradient norms") {
-  const Tensor x = lognormal_rows(2 * 50, 16, 1.0, 51).reshape({2, 50, 16});  // [B, T, D]
+  const Tensor x = lognormal_rows(2 * 50, 16, 1.0, 51).raw_reshape({2, 50, 16});  // [B, T, D]
   Tensor w = random_tensor({4, 16}, 52);
   w.set_requires_grad(true);
   StrategyConfig c = config("wta-crs", 0.3, 7, "position-ema");
-  auto strategy = std::make_shared<SamplingStrategy>(SamplingVariant::wta_crs, c, 3);
+  auto strategy = std::make_shared<SamplingStrategy>(c, 3);
   const Tensor y = linear(x, w, Tensor(), strategy.get());
   const int64_t k = sample_budget(100, 0.3, 10);
   CHECK(y.grad_fn()->saved_bytes() == static_cast<size_t>(k * 16 * 4 + 8 * k));
@@ -238,18 +247,18 @@ TEST_CASE("saved bytes are |rows|·D·sizeof(dtype) + 8·|rows|, and the proxy f
 }
 
 TEST_CASE("state_dict carries the step counter and the proxy: a restored strategy draws what the original draws") {
-  const Tensor x = lognormal_rows(2 * 50, 16, 1.0, 54).reshape({2, 50, 16});
+  const Tensor x = lognormal_rows(2 * 50, 16, 1.0, 54).raw_reshape({2, 50, 16});
   const Tensor g = random_tensor({2, 50, 4}, 55);
   Tensor w = random_tensor({4, 16}, 56);
   w.set_requires_grad(true);
   const StrategyConfig c = config("wta-crs", 0.3, 7, "position-ema");
-  auto original = std::make_shared<SamplingStrategy>(SamplingVariant::wta_crs, c, 3);
+  auto original = std::make_shared<SamplingStrategy>(c, 3);
   for (int step = 0; step < 2; ++step) backward(linear(x, w, Tensor(), original.get()), g);
   const std::map<std::string, Tensor> state = original->state_dict();
   CHECK(state.at("step").to_vector<int64_t>() == std::vector<int64_t>{2});
   CHECK(state.at("proxy").to_vector<float>() == original->proxy().to_vector<float>());
 
-  auto restored = std::make_shared<SamplingStrategy>(SamplingVariant::wta_crs, c, 3);
+  auto restored = std::make_shared<SamplingStrategy>(c, 3);
   restored->load_state_dict(state);
   w.set_grad(Tensor());
   backward(linear(x, w, Tensor(), original.get()), g);
@@ -304,9 +313,10 @@ TEST_CASE("saved dtype bf16: half the saved bytes, the gradient of the rounded o
   const Tensor x = random_tensor({2, 40, 24}, 73), g = random_tensor({2, 40, 8}, 74);
   Tensor w = random_tensor({8, 24}, 75);
   w.set_requires_grad(true);
-  StrategyConfig c = config("exact", 1.0, 0);
-  c.saved_dtype = "bf16";
-  backward(linear(x, w, Tensor(), make_strategy(c, 0).get()), g);
+  {
+    const PrecisionGuard precision(saving_in("bf16"));
+    backward(linear(x, w, Tensor(), make_strategy(config("exact", 1.0, 0), 0).get()), g);
+  }
   const std::vector<float> from_bf16 = w.grad().to_vector<float>();
   w.set_grad(Tensor());
   backward(linear(x.to(DType::bf16).to(DType::f32), w, Tensor()), g);
@@ -318,33 +328,31 @@ TEST_CASE("strategy configuration errors") {
                        ValueError);
   CHECK_THROWS_WITH_AS(make_strategy(config("wta-crs", 1.5, 0), 0), "backward strategy: ratio must be in (0, 1], got 1.5",
                        ValueError);
-  CHECK_THROWS_WITH_AS(make_strategy(config("random", 0.5, 0), 0),
-                       "unknown backward strategy 'random': expected exact, wta-crs, crs or topk", ValueError);
-  CHECK_THROWS_WITH_AS(make_strategy(config("crs", 0.5, 0, "oracle"), 0),
-                       "backward strategy: unknown proxy 'oracle': expected position-ema or none", ValueError);
+  CHECK_THROWS_WITH_AS(parse_strategy("random"), "unknown backward strategy 'random': expected exact, wta-crs, crs or topk",
+                       ValueError);
+  CHECK_THROWS_WITH_AS(parse_proxy("oracle"), "backward strategy: unknown proxy 'oracle': expected position-ema or none",
+                       ValueError);
   CHECK(make_strategy(config("exact", 0.5, 0), 0)->name() == "exact");
   CHECK(make_strategy(config("topk", 0.5, 0), 0)->name() == "topk");
-  StrategyConfig c = config("exact", 1.0, 0);
-  c.saved_dtype = "f16";
-  CHECK_THROWS_WITH_AS(make_strategy(c, 0), "backward strategy: unknown saved dtype 'f16': expected same or bf16",
+  CHECK_THROWS_WITH_AS(parse_precision_dtype("f16", "--saved-dtype"), "--saved-dtype must be same or bf16, got 'f16'",
                        ValueError);
 }
 
 TEST_CASE("attention matmul: each operand gradient's MSE matches the variance formula summed over items") {
   // R = A·B per item; dB = Aᵀ·dR samples A's rows (scores ||a_m||), dA = dR·Bᵀ samples Bᵀ's rows.
   const int64_t batch = 3, m = 60, d = 6, n = 50;
-  const Tensor a = lognormal_rows(batch * m, d, 1.2, 71).reshape({batch, m, d});
-  const Tensor b = lognormal_rows(batch * n, d, 1.2, 72).reshape({batch, n, d}).transpose(1, 2).contiguous();  // [batch, d, n]
+  const Tensor a = lognormal_rows(batch * m, d, 1.2, 71).raw_reshape({batch, m, d});
+  const Tensor b = lognormal_rows(batch * n, d, 1.2, 72).raw_reshape({batch, n, d}).raw_transpose(1, 2).raw_contiguous();  // [batch, d, n]
   const Tensor g = random_tensor({batch, m, n}, 73);
   // Exact gradients and the per-item predicted MSE of each side.
   const std::vector<double> exact_da = host_values(gemm(g, false, b, true)), exact_db = host_values(gemm(a, true, g, false));
   double predicted_da = 0, predicted_db = 0;
   for (int64_t i = 0; i < batch; ++i) {
-    const Tensor ai = a.select(0, i), bti = b.select(0, i).transpose(0, 1).contiguous(), gi = g.select(0, i);
-    const Tensor gti = gi.transpose(0, 1).contiguous();
-    const SamplingPlan plan_b = plan_sample(row_norms(ai.unsqueeze(0)).to_vector<float>(), {sample_budget(m, 0.3, 10), 0.05, SamplingVariant::wta_crs});
+    const Tensor ai = a.raw_select(0, i), bti = b.raw_select(0, i).raw_transpose(0, 1).raw_contiguous(), gi = g.raw_select(0, i);
+    const Tensor gti = gi.raw_transpose(0, 1).raw_contiguous();
+    const SamplingPlan plan_b = plan_sample(row_norms(ai.raw_unsqueeze(0)).to_vector<float>(), {sample_budget(m, 0.3, 10), 0.05, SamplingVariant::wta_crs});
     predicted_db += predicted_mse(plan_b, host_values(ai), d, host_values(gi), n);
-    const SamplingPlan plan_a = plan_sample(row_norms(bti.unsqueeze(0)).to_vector<float>(), {sample_budget(n, 0.3, 10), 0.05, SamplingVariant::wta_crs});
+    const SamplingPlan plan_a = plan_sample(row_norms(bti.raw_unsqueeze(0)).to_vector<float>(), {sample_budget(n, 0.3, 10), 0.05, SamplingVariant::wta_crs});
     predicted_da += predicted_mse(plan_a, host_values(bti), d, host_values(gti), m);
   }
   const int trials = 1500;

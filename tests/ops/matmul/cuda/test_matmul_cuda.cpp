@@ -3,10 +3,11 @@
 #include <doctest/doctest.h>
 
 #include "core/allocator.h"
-#include "ops/linear.h"
-#include "ops/linear_gelu.h"
-#include "ops/matmul.h"
-#include "tests/ops/matmul_shapes.h"
+#include "ops/matmul/linear.h"
+#include "ops/matmul/linear_gelu.h"
+#include "ops/matmul/matmul.h"
+#include "ops/precision.h"
+#include "tests/ops/matmul/matmul_shapes.h"
 #include "tests/support/op_checks.h"
 
 using namespace tg;
@@ -19,17 +20,12 @@ Tensor param(const Shape& shape, uint64_t seed, DType dtype = DType::f32) {
   return test::random_param(shape, seed, -1, 1, dtype);
 }
 
-// TF32 on while alive; the previous setting comes back even when a check throws.
-class AllowTf32 {
- public:
-  AllowTf32() : previous_(allow_tf32()) { set_allow_tf32(true); }
-  ~AllowTf32() { set_allow_tf32(previous_); }
-  AllowTf32(const AllowTf32&) = delete;
-  AllowTf32& operator=(const AllowTf32&) = delete;
-
- private:
-  bool previous_;
-};
+// TF32 on while alive; the previous policy comes back even when a check throws.
+PrecisionPolicy tf32_policy() {
+  PrecisionPolicy policy;
+  policy.allow_tf32 = true;
+  return policy;
+}
 
 const std::pair<bool, bool> kTransposes[] = {{false, false}, {true, false}, {false, true}, {true, true}};
 
@@ -41,7 +37,7 @@ Tensor linear_no_bias(const std::vector<Tensor>& in) { return linear(in[0], in[1
 }  // namespace
 
 TEST_CASE("matmul on attention sizes: CUDA matches CPU") {
-  REQUIRE_FALSE(allow_tf32());
+  REQUIRE_FALSE(precision_policy().allow_tf32);
   const Tensor q = param({12, 65, 64}, 400), k = param({12, 65, 64}, 401), kt = param({12, 64, 65}, 402);
   const Tensor p = param({12, 65, 65}, 403), v = param({12, 65, 64}, 404);
   check_cuda_matches_cpu(matmul_nn, {q, kt});  // scores, K given as [12, 64, 65]
@@ -81,28 +77,28 @@ TEST_CASE("matmul on strided inputs: CUDA matches CPU, transposed views without 
   const Tensor wide = random_tensor({12, 65, 70}, 422);
   // Transposed view: a transpose flag, not a copy (one allocation: the output).
   {
-    const Tensor a = base.to(Device::cuda(0)).transpose(1, 2), b = other.to(Device::cuda(0));
+    const Tensor a = base.to(Device::cuda(0)).raw_transpose(1, 2), b = other.to(Device::cuda(0));
     const int64_t before = memory_stats(Device::cuda(0)).allocation[0].allocated;
     const Tensor r = matmul(a, b);
     CHECK(memory_stats(Device::cuda(0)).allocation[0].allocated - before == 1);
-    CHECK(test::relative_error(test::host_values(r), test::host_values(matmul(base.transpose(1, 2), other))) < 1e-5);
+    CHECK(test::relative_error(test::host_values(r), test::host_values(matmul(base.raw_transpose(1, 2), other))) < 1e-5);
   }
-  check_cuda_matches_cpu([](const std::vector<Tensor>& in) { return matmul(in[0].transpose(1, 2), in[1]); },
+  check_cuda_matches_cpu([](const std::vector<Tensor>& in) { return matmul(in[0].raw_transpose(1, 2), in[1]); },
                          {base, other});
   // Rows with a larger stride (column slice; also an odd element offset).
-  check_cuda_matches_cpu([](const std::vector<Tensor>& in) { return matmul(in[0].narrow(2, 3, 64), in[1]); },
+  check_cuda_matches_cpu([](const std::vector<Tensor>& in) { return matmul(in[0].raw_narrow(2, 3, 64), in[1]); },
                          {wide, other});
   // Column stride 2 (copied) and a batch broadcast by expand (batch stride 0).
   check_cuda_matches_cpu(
-      [](const std::vector<Tensor>& in) { return matmul(in[0].slice(2, 0, 70, 2), in[1], false, true); },
+      [](const std::vector<Tensor>& in) { return matmul(in[0].raw_slice(2, 0, 70, 2), in[1], false, true); },
       {wide, random_tensor({12, 9, 35}, 423)});
   check_cuda_matches_cpu(
-      [](const std::vector<Tensor>& in) { return matmul(in[0].expand({12, 65, 64}), in[1]); },
+      [](const std::vector<Tensor>& in) { return matmul(in[0].raw_expand({12, 65, 64}), in[1]); },
       {random_tensor({1, 65, 64}, 424), other});
 }
 
 TEST_CASE("linear on ViT sizes, with and without bias: CUDA matches CPU") {
-  REQUIRE_FALSE(allow_tf32());
+  REQUIRE_FALSE(precision_policy().allow_tf32);
   const Tensor x = param({4, 65, 192}, 430);
   const Tensor qkv_w = param({576, 192}, 431), qkv_b = param({576}, 432);
   check_cuda_matches_cpu(linear_bias, {x, qkv_w, qkv_b});
@@ -115,7 +111,7 @@ TEST_CASE("linear on ViT sizes, with and without bias: CUDA matches CPU") {
   const DType f64 = DType::f64;
   check_cuda_matches_cpu(linear_bias, {param({2, 33, 17}, 442, f64), param({13, 17}, 443, f64), param({13}, 444, f64)});
   // Input rows with a stride and an odd offset: cuBLASLt must pick a kernel for that alignment.
-  check_cuda_matches_cpu([](const std::vector<Tensor>& in) { return linear(in[0].narrow(1, 1, 191), in[1], in[2]); },
+  check_cuda_matches_cpu([](const std::vector<Tensor>& in) { return linear(in[0].raw_narrow(1, 1, 191), in[1], in[2]); },
                          {random_tensor({260, 193}, 445), param({576, 191}, 446), param({576}, 447)});
 }
 
@@ -129,11 +125,11 @@ TEST_CASE("bf16 matmul and linear: CUDA matches CPU within 1e-2") {
 }
 
 TEST_CASE("TF32 on: CUDA matches CPU within 1e-2, and the switch is restored") {
-  REQUIRE_FALSE(allow_tf32());
+  REQUIRE_FALSE(precision_policy().allow_tf32);
   const Tensor x = param({4, 65, 192}, 460), w = param({576, 192}, 461), b = param({576}, 462);
   const Tensor q = param({12, 65, 64}, 463), k = param({12, 65, 64}, 464);
   {
-    AllowTf32 tf32;
+    PrecisionGuard tf32(tf32_policy());
     check_cuda_matches_cpu(linear_bias, {x, w, b}, 1e-2);
     check_cuda_matches_cpu(matmul_nt, {q, k}, 1e-2);
     // TF32 rounds the inputs to 10 mantissa bits: the product should differ from f32 by more
@@ -142,7 +138,7 @@ TEST_CASE("TF32 on: CUDA matches CPU within 1e-2, and the switch is restored") {
     const Tensor y_cpu = matmul(q.detach(), k.detach(), false, true);
     WARN(test::relative_error(test::host_values(y), test::host_values(y_cpu)) > 1e-6);
   }
-  CHECK_FALSE(allow_tf32());
+  CHECK_FALSE(precision_policy().allow_tf32);
 }
 
 TEST_CASE("linear_gelu: CUDA matches CPU") {

@@ -1,11 +1,11 @@
-// CPU kernels of the matmul family: Eigen GEMMs over strided maps of the operands (no copies
+// CPU kernels of the GEMM: Eigen GEMMs over strided maps of the operands (no copies
 // for f32/f64); bf16 operands are widened to f32 matrices first, so bf16 products accumulate
 // in f32 and are rounded once.
 #include <Eigen/Core>
 
 #include <type_traits>
 
-#include "ops/matmul_kernels.h"
+#include "ops/matmul/gemm_kernels.h"
 
 namespace tg::cpu {
 
@@ -70,13 +70,14 @@ void gemm_typed(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& b,
 
 }  // namespace
 
-void gemm(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, bool accumulate) {
+void gemm(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, bool accumulate, GemmMath) {
   TG_DISPATCH_FLOATING(c.dtype(), "matmul", [&] { gemm_typed<scalar_t>(c, a, trans_a, b, trans_b, accumulate); });
 }
 
-void gemm_bias(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& bias) {
-  c.copy_(bias.expand(c.shape()));
-  gemm(c, a, trans_a, b, trans_b, /*accumulate=*/true);
+void gemm_bias(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& bias,
+               GemmMath math) {
+  c.copy_(bias.raw_expand(c.shape()));
+  gemm(c, a, trans_a, b, trans_b, /*accumulate=*/true, math);
 }
 
 }  // namespace tg::cpu

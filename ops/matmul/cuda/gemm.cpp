@@ -1,4 +1,4 @@
-// CUDA kernels of the matmul family. Row-major operands go to column-major cuBLAS by the usual
+// CUDA kernels of the GEMM. Row-major operands go to column-major cuBLAS by the usual
 // swap: row-major C = op(A)·op(B) is column-major Cᵀ = op(B)ᵀ·op(A)ᵀ, and a row-major matrix
 // with row stride ld is, to cuBLAS, its transpose with leading dimension ld; so B goes first
 // and each operand keeps its own transpose flag. Plain GEMMs use cublasGemmStridedBatchedEx;
@@ -21,8 +21,7 @@
 #include "core/cuda/cublas_check.h"
 #include "core/cuda/device_guard.h"
 #include "core/cuda/launch.h"
-#include "ops/matmul.h"
-#include "ops/matmul_kernels.h"
+#include "ops/matmul/gemm_kernels.h"
 
 namespace tg::cuda {
 
@@ -76,10 +75,10 @@ struct GemmTypes {
   cudaDataType scale;  // of alpha and beta
 };
 
-GemmTypes gemm_types(DType dtype) {
+GemmTypes gemm_types(DType dtype, GemmMath math) {
   switch (dtype) {
     case DType::f32:
-      return {CUDA_R_32F, allow_tf32() ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F, CUDA_R_32F};
+      return {CUDA_R_32F, math.allow_tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F, CUDA_R_32F};
     case DType::f64: return {CUDA_R_64F, CUBLAS_COMPUTE_64F, CUDA_R_64F};
     case DType::bf16: return {CUDA_R_16BF, CUBLAS_COMPUTE_32F, CUDA_R_32F};
     default: TG_THROW(TypeError, "matmul: expected a floating dtype (f32, f64, bf16), got ", dtype_name(dtype));
@@ -246,8 +245,9 @@ std::unique_ptr<LtPlan> make_lt_plan(const Tensor& c, const Tensor& a, bool tran
 // C = op(A)·op(B) + bias through cuBLASLt's bias epilogue; false when cuBLASLt has no algorithm
 // for the case (nothing was enqueued then). Plans are cached per key for the process's life
 // (like the handles), so a training step pays only for setting the bias pointer and the launch.
-bool lt_gemm_bias(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& bias) {
-  const GemmTypes t = gemm_types(c.dtype());
+bool lt_gemm_bias(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& bias,
+                  GemmMath math) {
+  const GemmTypes t = gemm_types(c.dtype(), math);
   if (t.data == CUDA_R_64F) return false;  // cuBLASLt's epilogues cover f32 and bf16
   static std::mutex mutex;
   static auto* plans = new std::unordered_map<LtPlanKey, std::unique_ptr<LtPlan>, LtPlanKeyHash>();
@@ -275,9 +275,9 @@ bool lt_gemm_bias(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& 
 
 }  // namespace
 
-void gemm(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, bool accumulate) {
+void gemm(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, bool accumulate, GemmMath math) {
   DeviceGuard guard(c.device().index);
-  const GemmTypes t = gemm_types(c.dtype());
+  const GemmTypes t = gemm_types(c.dtype(), math);
   const ColumnMajorShape s = column_major_shape(c, a, trans_a);
   const Scalar one(1), beta(accumulate ? 1 : 0);
   TG_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
@@ -287,11 +287,12 @@ void gemm(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool 
       checked_int(c.stride(1), "ldc"), c.stride(0), checked_int(c.size(0), "batch"), t.compute, CUBLAS_GEMM_DEFAULT));
 }
 
-void gemm_bias(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& bias) {
+void gemm_bias(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& bias,
+               GemmMath math) {
   DeviceGuard guard(c.device().index);
-  if (lt_gemm_bias(c, a, trans_a, b, trans_b, bias)) return;
-  c.copy_(bias.expand(c.shape()));
-  gemm(c, a, trans_a, b, trans_b, /*accumulate=*/true);
+  if (lt_gemm_bias(c, a, trans_a, b, trans_b, bias, math)) return;
+  c.copy_(bias.raw_expand(c.shape()));
+  gemm(c, a, trans_a, b, trans_b, /*accumulate=*/true, math);
 }
 
 }  // namespace tg::cuda

@@ -1,10 +1,11 @@
-// Sampled strategies (WTA-CRS, CRS, top-k) and the strategy factory.
-#include "ops/matmul/wta_crs.h"
+// Sampled strategies (WTA-CRS, CRS, top-k): what a node keeps and how it contracts.
+#include "ops/matmul/sampled.h"
 
 #include <cmath>
 
 #include "autograd/grad_mode.h"
-#include "ops/matmul.h"
+#include "ops/matmul/gemm.h"
+#include "ops/precision.h"
 
 namespace tg {
 
@@ -34,31 +35,27 @@ class SampledOperand final : public SavedOperand {
   double beta_;
 };
 
-SamplingVariant variant_of(const std::string& name) {
-  if (name == "wta-crs") return SamplingVariant::wta_crs;
-  if (name == "crs") return SamplingVariant::crs;
-  if (name == "topk") return SamplingVariant::topk;
-  TG_THROW(ValueError, "unknown backward strategy '", name, "': expected exact, wta-crs, crs or topk");
-}
-
 }  // namespace
+
+SamplingVariant sampling_variant(StrategyKind kind) {
+  switch (kind) {
+    case StrategyKind::wta_crs: return SamplingVariant::wta_crs;
+    case StrategyKind::crs: return SamplingVariant::crs;
+    case StrategyKind::topk: return SamplingVariant::topk;
+    case StrategyKind::exact: break;
+  }
+  TG_THROW(ValueError, "backward strategy ", strategy_info(kind).name, " is not a sampled strategy");
+}
 
 int64_t sample_budget(int64_t rows, double ratio, int64_t k_min) {
   const auto k = static_cast<int64_t>(std::floor(ratio * static_cast<double>(rows)));
   return std::min(std::max(k, k_min), rows);
 }
 
-SamplingStrategy::SamplingStrategy(SamplingVariant variant, const StrategyConfig& config, uint64_t node_id)
-    : variant_(variant), config_(config), node_id_(node_id), exact_(saved_dtype(config)) {}
+SamplingStrategy::SamplingStrategy(const StrategyConfig& config, uint64_t node_id)
+    : variant_(sampling_variant(config.kind)), config_(config), node_id_(node_id) {}
 
-std::string SamplingStrategy::name() const {
-  switch (variant_) {
-    case SamplingVariant::wta_crs: return "wta-crs";
-    case SamplingVariant::crs: return "crs";
-    case SamplingVariant::topk: return "topk";
-  }
-  return "?";
-}
+std::string SamplingStrategy::name() const { return strategy_info(config_.kind).name; }
 
 std::unique_ptr<SavedOperand> SamplingStrategy::save(const Tensor& operand, int64_t period) {
   TG_CHECK(operand.dim() == 3, ShapeError, name(), ": expected an operand [batch, K, D], got shape ",
@@ -68,7 +65,7 @@ std::unique_ptr<SavedOperand> SamplingStrategy::save(const Tensor& operand, int6
   if (k >= rows) return exact_.save(operand, period);
   NoGradGuard no_grad;
   const uint64_t step = step_++;
-  const bool use_proxy = config_.proxy == "position-ema";
+  const bool use_proxy = config_.proxy == ProxyKind::position_ema;
   if (use_proxy) {
     const int64_t positions = period > 0 ? period : rows;
     TG_CHECK((batch * rows) % positions == 0, ShapeError, name(), ": ", batch * rows,
@@ -82,7 +79,7 @@ std::unique_ptr<SavedOperand> SamplingStrategy::save(const Tensor& operand, int6
   const Tensor scores = row_norms(operand, use_proxy ? proxy_ : Tensor());  // f32 [batch, K]
   RowSample sample = sample_rows(scores, {k, config_.alpha, variant_}, config_.seed, (node_id_ << 32) | step);
   Tensor kept = gather_rows(operand, sample.indices);  // [batch, k, D]
-  if (const std::optional<DType> saved = saved_dtype(config_)) kept = kept.to(*saved);
+  if (const std::optional<DType>& saved = precision_policy().saved_dtype) kept = kept.to(*saved);
   return std::make_unique<SampledOperand>(std::move(kept), std::move(sample), use_proxy ? proxy_ : Tensor(),
                                           config_.ema_beta);
 }
@@ -108,25 +105,8 @@ void SamplingStrategy::load_state_dict(const std::map<std::string, Tensor>& stat
   proxy_ = proxy != state.end() ? proxy->second.clone() : Tensor();
 }
 
-std::optional<DType> saved_dtype(const StrategyConfig& config) {
-  if (config.saved_dtype == "same") return std::nullopt;
-  if (config.saved_dtype == "bf16") return DType::bf16;
-  TG_THROW(ValueError, "backward strategy: unknown saved dtype '", config.saved_dtype, "': expected same or bf16");
-}
-
-std::shared_ptr<BackwardStrategy> make_strategy(const StrategyConfig& config, uint64_t node_id) {
-  TG_CHECK(config.ratio > 0 && config.ratio <= 1, ValueError, "backward strategy: ratio must be in (0, 1], got ",
-           config.ratio);
-  TG_CHECK(config.k_min >= 1, ValueError, "backward strategy: k_min must be at least 1, got ", config.k_min);
-  TG_CHECK(config.alpha >= 0 && config.alpha < 1, ValueError, "backward strategy: alpha must be in [0, 1), got ",
-           config.alpha);
-  TG_CHECK(config.proxy == "position-ema" || config.proxy == "none", ValueError, "backward strategy: unknown proxy '",
-           config.proxy, "': expected position-ema or none");
-  TG_CHECK(config.ema_beta >= 0 && config.ema_beta < 1, ValueError,
-           "backward strategy: ema_beta must be in [0, 1), got ", config.ema_beta);
-  const std::optional<DType> saved = saved_dtype(config);
-  if (config.name == "exact") return std::make_shared<ExactStrategy>(saved);
-  return std::make_shared<SamplingStrategy>(variant_of(config.name), config, node_id);
+std::shared_ptr<BackwardStrategy> make_sampling_strategy(const StrategyConfig& config, uint64_t node_id) {
+  return std::make_shared<SamplingStrategy>(config, node_id);
 }
 
 }  // namespace tg

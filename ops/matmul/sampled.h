@@ -6,17 +6,22 @@
 // Everything runs on the tensors' device with no host synchronisation.
 #pragma once
 
+#include "ops/matmul/exact.h"
 #include "ops/matmul/sampling.h"
 #include "ops/matmul/strategy.h"
 
 namespace tg {
+
+// The sampler's variant of a sampled strategy kind (wta_crs, crs or topk).
+SamplingVariant sampling_variant(StrategyKind kind);
 
 // The budget of WTACRS.md §2: k = min(max(floor(ratio * K), k_min), K).
 int64_t sample_budget(int64_t rows, double ratio, int64_t k_min);
 
 class SamplingStrategy final : public BackwardStrategy {
  public:
-  SamplingStrategy(SamplingVariant variant, const StrategyConfig& config, uint64_t node_id);
+  // config.kind is wta_crs, crs or topk.
+  SamplingStrategy(const StrategyConfig& config, uint64_t node_id);
   std::string name() const override;
   // Exact (the operand itself) when the budget covers every row (ratio 1, or K <= k_min).
   std::unique_ptr<SavedOperand> save(const Tensor& operand, int64_t period = 0) override;
@@ -37,5 +42,8 @@ class SamplingStrategy final : public BackwardStrategy {
   Tensor proxy_;       // f32 [P] on the operand's device
   ExactStrategy exact_;
 };
+
+// The factory of the strategy table's wta-crs, crs and topk rows (config.kind says which).
+std::shared_ptr<BackwardStrategy> make_sampling_strategy(const StrategyConfig& config, uint64_t node_id);
 
 }  // namespace tg

@@ -8,24 +8,21 @@
 #include <string>
 #include <vector>
 
-#include "apps/train_vit/vit.h"
+#include "apps/vit/vit.h"
 #include "ops/matmul/strategy.h"
 
 namespace tg::vit {
 
-inline const std::vector<std::string>& all_targets() {
-  static const std::vector<std::string> targets = {"qkv", "proj", "fc1", "fc2", "attn-scores", "attn-context"};
-  return targets;
-}
-
-// "qkv,fc1" -> {"qkv", "fc1"}; "all" -> all six. ValueError naming an unknown target.
-std::set<std::string> parse_targets(const std::string& list);
+// "qkv,fc1" -> {qkv, fc1}; "all" -> all six (nn::matmul_targets()). ValueError naming an unknown
+// target.
+std::set<nn::MatmulTarget> parse_targets(const std::string& list);
 // "all", "0-5,11" -> block indices below `depth`. ValueError for bad syntax or out-of-range blocks.
 std::set<int64_t> parse_blocks(const std::string& list, int64_t depth);
 
 // Returns the number of nodes that got a non-exact strategy.
-int64_t install_strategies(VisionTransformer& model, const StrategyConfig& config, const std::set<std::string>& targets,
-                           const std::set<int64_t>& blocks);
+// Node ids are block * 6 + the target's index in nn::matmul_targets().
+int64_t install_strategies(VisionTransformer& model, const StrategyConfig& config,
+                           const std::set<nn::MatmulTarget>& targets, const std::set<int64_t>& blocks);
 
 // Every strategy's state (BackwardStrategy::state_dict) as "blocks.<b>.<target>.<key>", and its
 // inverse; load_strategy_state raises ValueError naming the strategy whose state is missing.

@@ -1,6 +1,6 @@
-// Matrix products with autograd: matmul (batched, optional transposes, pluggable backward
-// strategy), the non-recording GEMM that matmul, linear and the backward strategies share, and
-// the TF32 switch for f32 GEMMs on CUDA.
+// matmul: batched matrix products with autograd (optional transposes, a pluggable backward
+// strategy per operand gradient). The non-recording product is gemm (ops/matmul/gemm.h); its
+// precision comes from the PrecisionPolicy (ops/precision.h).
 #pragma once
 
 #include "core/tensor.h"
@@ -22,14 +22,5 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a = false, bool trans
 // is its last holder: attention's P·V keeps P exact because softmax holds P anyway.
 Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b, BackwardStrategy* for_grad_a,
               BackwardStrategy* for_grad_b);
-
-// op(a)·op(b) with matmul's shapes and checks, plus `bias` [N] on every row when defined (fused
-// into the GEMM). For backward functions and strategies: it records no node.
-Tensor gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& bias = Tensor());
-
-// Lets f32 GEMMs on CUDA use TF32 tensor cores (10-bit mantissa inputs, f32 accumulation).
-// Off by default, so f32 products are full f32 unless a caller opts in. Process-wide.
-void set_allow_tf32(bool allow);
-bool allow_tf32();
 
 }  // namespace tg

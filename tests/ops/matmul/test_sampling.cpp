@@ -299,7 +299,7 @@ TEST_CASE("sampling is reproducible per (seed, subsequence) and items draw indep
   CHECK(sample_rows(scores, config, 1, 3).indices.to_vector<int32_t>() != a.indices.to_vector<int32_t>());
   CHECK(sample_rows(scores, config, 2, 2).indices.to_vector<int32_t>() != a.indices.to_vector<int32_t>());
   // Identical items get different draws (the counter includes the item).
-  const Tensor same = scores.narrow(0, 0, 1).expand({2, 100});
+  const Tensor same = scores.raw_narrow(0, 0, 1).raw_expand({2, 100});
   const auto idx = sample_rows(same, config, 1, 2).indices.to_vector<int32_t>();
   CHECK(std::vector<int32_t>(idx.begin(), idx.begin() + 20) != std::vector<int32_t>(idx.begin() + 20, idx.end()));
 }
@@ -336,10 +336,10 @@ TEST_CASE("row_norms, gather_rows, gather_scaled_rows match host loops") {
   }
   // Strided input: a transposed view is gathered like its contiguous copy.
   const Tensor base = random_tensor({2, 4, 5}, 31);
-  const Tensor x = base.transpose(1, 2);  // [2, 5, 4]
+  const Tensor x = base.raw_transpose(1, 2);  // [2, 5, 4]
   const Tensor indices = from_vector<int32_t>({0, 4, 3, 3}, {2, 2});
-  CHECK(gather_rows(x, indices).to_vector<float>() == gather_rows(x.contiguous(), indices).to_vector<float>());
-  CHECK(row_norms(x).to_vector<float>() == row_norms(x.contiguous()).to_vector<float>());
+  CHECK(gather_rows(x, indices).to_vector<float>() == gather_rows(x.raw_contiguous(), indices).to_vector<float>());
+  CHECK(row_norms(x).to_vector<float>() == row_norms(x.raw_contiguous()).to_vector<float>());
 }
 
 TEST_CASE("update_row_norm_ema averages the row norms per position") {
@@ -399,5 +399,5 @@ TEST_CASE("sampling ops report bad arguments") {
   CHECK_THROWS_AS(update_row_norm_ema(ones({2, 2}), x, 0.9), ShapeError);
   CHECK_THROWS_AS(update_row_norm_ema(ones({4}, DType::f64), x, 0.9), TypeError);
   CHECK_THROWS_AS(update_row_norm_ema(ones({4}), x, 1.5), ValueError);
-  CHECK_THROWS_AS(update_row_norm_ema(ones({8}).slice(0, 0, 8, 2), x, 0.9), ValueError);
+  CHECK_THROWS_AS(update_row_norm_ema(ones({8}).raw_slice(0, 0, 8, 2), x, 0.9), ValueError);
 }

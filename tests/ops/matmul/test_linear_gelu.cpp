@@ -2,8 +2,8 @@
 #include <doctest/doctest.h>
 
 #include "autograd/gradcheck.h"
-#include "ops/linear.h"
-#include "ops/linear_gelu.h"
+#include "ops/matmul/linear.h"
+#include "ops/matmul/linear_gelu.h"
 #include "tests/support/op_checks.h"
 
 using namespace tg;

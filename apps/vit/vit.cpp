@@ -1,10 +1,12 @@
-// VisionTransformer construction (timm initialization), forward, and timm-compatible weight files.
-#include "apps/train_vit/vit.h"
+// VisionTransformer construction (timm's initialization per tensor), forward, timm-compatible weights.
+#include "apps/vit/vit.h"
+
+#include <cmath>
 
 #include "autograd/grad_mode.h"
 #include "nn/safetensors.h"
 #include "ops/elementwise.h"
-#include "ops/linear.h"
+#include "ops/matmul/linear.h"
 #include "ops/shape_ops.h"
 
 namespace tg::vit {
@@ -37,15 +39,21 @@ VisionTransformer::VisionTransformer(const VitConfig& config, Device device, uin
   TG_CHECK(c.patch_size > 0 && c.image_size % c.patch_size == 0, ValueError, "ViT: patch size ", c.patch_size,
            " does not divide the image size ", c.image_size);
   TG_CHECK(c.heads > 0 && c.dim % c.heads == 0, ValueError, "ViT: dim ", c.dim, " is not divisible by ", c.heads, " heads");
-  Generator generator(seed);
+  // timm's VisionTransformer.init_weights (mode ''): every Linear trunc_normal(0.02) with zero
+  // bias (nn/layers.cpp), pos_embed trunc_normal(0.02), cls_token normal(1e-6), LayerNorms
+  // ones/zeros; the patch embedding is a Conv2d that timm leaves at PyTorch's default,
+  // kaiming_uniform(a = sqrt(5)): weight and bias U(±1/sqrt(fan_in)), fan_in = C·p·p.
+  Generator generator(stream_seed(seed, kInitStream));
   auto patch_embed = std::make_shared<NamedParams>();
   auto proj = std::make_shared<NamedParams>();
+  const double patch_bound = 1.0 / std::sqrt(static_cast<double>(c.in_channels * c.patch_size * c.patch_size));
   patch_weight = proj->add("weight", empty({c.dim, c.in_channels, c.patch_size, c.patch_size}, DType::f32, device));
-  nn::trunc_normal_(patch_weight, 0.02, generator);
-  patch_bias = proj->add("bias", zeros({c.dim}, DType::f32, device));
+  nn::uniform_(patch_weight, patch_bound, generator);
+  patch_bias = proj->add("bias", empty({c.dim}, DType::f32, device));
+  nn::uniform_(patch_bias, patch_bound, generator);
   patch_embed->child("proj", proj);
   cls_token = register_parameter("cls_token", empty({1, 1, c.dim}, DType::f32, device));
-  nn::trunc_normal_(cls_token, 1e-6, generator);
+  nn::normal_(cls_token, 1e-6, generator);
   pos_embed = register_parameter("pos_embed", empty({1, c.tokens(), c.dim}, DType::f32, device));
   nn::trunc_normal_(pos_embed, 0.02, generator);
   register_module("patch_embed", patch_embed);

@@ -1,10 +1,12 @@
 // linear: checks, the forward GEMM with fused bias, and the backward node (dX and db exact,
 // dW through the backward strategy over the N = batch × tokens rows).
-#include "ops/linear.h"
+#include "ops/matmul/linear.h"
 
 #include "autograd/engine.h"
 #include "ops/dispatch.h"
-#include "ops/matmul.h"
+#include "ops/matmul/exact.h"
+#include "ops/matmul/gemm.h"
+#include "ops/precision.h"
 #include "ops/reduce.h"
 
 namespace tg {
@@ -28,7 +30,7 @@ void check_linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
 Tensor rows_of(const Tensor& x) {
   const Shape& s = x.shape();
   const int64_t rows = Shape(std::vector<int64_t>(s.begin(), s.end() - 1)).numel();
-  return x.reshape({rows, x.size(-1)});
+  return x.raw_reshape({rows, x.size(-1)});
 }
 
 class LinearBackward final : public Node {
@@ -41,17 +43,18 @@ class LinearBackward final : public Node {
     // dW = dYᵀ·X is a contraction over the rows: the strategy decides what of X to keep.
     // Rows of a [B, T, D] input hold token positions t = row % T (the strategy's proxy is per position).
     const int64_t period = x.dim() >= 3 ? x.size(-2) : 0;
-    if (weight.requires_grad()) saved_x_ = (strategy ? *strategy : exact_).save(x_rows.unsqueeze(0), period);
+    if (weight.requires_grad()) saved_x_ = (strategy ? *strategy : exact_).save(x_rows.raw_unsqueeze(0), period);
   }
 
   std::vector<Tensor> apply(std::vector<Tensor>&& grads) override {
+    const PrecisionGuard precision(policy_);  // backward GEMMs run in the forward's precision
     check_not_released();
     const Tensor g = rows_of(grads[0]);  // dY [N, D_out]
     Tensor gx, gw, gb;
-    if (needs_input_grad(0)) gx = gemm(g, false, saved(weight_slot_), false).reshape(input_metas()[0].shape);
+    if (needs_input_grad(0)) gx = gemm(g, false, saved(weight_slot_), false).raw_reshape(input_metas()[0].shape);
     if (needs_input_grad(1)) {
       TG_INTERNAL_ASSERT(saved_x_, "LinearBackward: X was not saved");
-      gw = saved_x_->contract(g.unsqueeze(0)).squeeze(0);
+      gw = saved_x_->contract(g.raw_unsqueeze(0)).raw_squeeze(0);
     }
     if (needs_input_grad(2)) gb = sum_to(g, input_metas()[2].shape);
     return {gx, gw, gb};
@@ -66,6 +69,7 @@ class LinearBackward final : public Node {
   }
 
  private:
+  PrecisionPolicy policy_ = precision_policy();
   ExactStrategy exact_;  // the strategy when the caller gives none
   size_t weight_slot_ = 0;
   std::unique_ptr<SavedOperand> saved_x_;
@@ -78,7 +82,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Backwar
   const Tensor x_rows = rows_of(x);
   Shape out_shape = x.shape();
   out_shape[out_shape.ndim() - 1] = weight.size(0);
-  Tensor out = gemm(x_rows, false, weight, /*trans_b=*/true, bias).view(out_shape);
+  Tensor out = gemm(x_rows, false, weight, /*trans_b=*/true, bias).raw_view(out_shape);
   if (should_record({&x, &weight, &bias}))
     record(std::make_shared<LinearBackward>(x, x_rows, weight, strategy), {x, weight, bias}, {out});
   return out;

@@ -1,10 +1,11 @@
 // linear_gelu forward and its recomputing backward node.
-#include "ops/linear_gelu.h"
+#include "ops/matmul/linear_gelu.h"
 
 #include "autograd/engine.h"
 #include "ops/dispatch.h"
 #include "ops/elementwise_kernels.h"
-#include "ops/matmul.h"
+#include "ops/matmul/gemm.h"
+#include "ops/precision.h"
 #include "ops/reduce.h"
 
 namespace tg {
@@ -16,7 +17,7 @@ UnaryOp gelu_op(GeluApproximation approximation) {
 }
 
 // x [..., D] as its rows [N, D].
-Tensor rows_of(const Tensor& x) { return x.reshape({x.numel() / x.size(-1), x.size(-1)}); }
+Tensor rows_of(const Tensor& x) { return x.raw_reshape({x.numel() / x.size(-1), x.size(-1)}); }
 
 class LinearGeluBackward final : public Node {
  public:
@@ -29,6 +30,7 @@ class LinearGeluBackward final : public Node {
   }
 
   std::vector<Tensor> apply(std::vector<Tensor>&& grads) override {
+    const PrecisionGuard precision(policy_);  // backward GEMMs run in the forward's precision
     const Tensor x = rows_of(saved(x_slot_));
     const Tensor& weight = saved(weight_slot_);
     const Tensor dy = rows_of(grads[0]);
@@ -36,7 +38,7 @@ class LinearGeluBackward final : public Node {
     Tensor dh = gemm(x, false, weight, true, has_bias_ ? saved(bias_slot_) : Tensor());
     TG_DEVICE_DISPATCH(dh.device(), unary_backward, op_, dh, dy, dh, 0.0);
     Tensor gx, gw, gb;
-    if (needs_input_grad(0)) gx = gemm(dh, false, weight, false).reshape(input_metas()[0].shape);
+    if (needs_input_grad(0)) gx = gemm(dh, false, weight, false).raw_reshape(input_metas()[0].shape);
     if (needs_input_grad(1)) gw = gemm(dh, true, x, false);
     if (needs_input_grad(2)) gb = sum_to(dh, input_metas()[2].shape);
     return {gx, gw, gb};
@@ -46,6 +48,7 @@ class LinearGeluBackward final : public Node {
   size_t saved_bytes() const override { return released() ? 0 : saved(x_slot_).storage()->nbytes(); }
 
  private:
+  PrecisionPolicy policy_ = precision_policy();
   UnaryOp op_;
   size_t x_slot_ = 0, weight_slot_ = 0, bias_slot_ = 0;
   bool has_bias_ = false;
@@ -65,7 +68,7 @@ Tensor linear_gelu(const Tensor& x, const Tensor& weight, const Tensor& bias, Ge
   // The activation is written over the pre-activation: one buffer, which dies with the forward.
   Tensor out = gemm(rows_of(x), false, weight, true, bias);
   TG_DEVICE_DISPATCH(out.device(), unary, gelu_op(approximation), out, out, 0.0, 0.0);
-  out = out.view(Shape(out_dims));
+  out = out.raw_view(Shape(out_dims));
   if (should_record({&x, &weight, &bias}))
     record(std::make_shared<LinearGeluBackward>(x, weight, bias, approximation), {x, weight, bias}, {out});
   return out;

@@ -3,9 +3,9 @@
 #include <doctest/doctest.h>
 
 #include "autograd/engine.h"
-#include "ops/linear.h"
-#include "ops/matmul.h"
-#include "ops/matmul/wta_crs.h"
+#include "ops/matmul/linear.h"
+#include "ops/matmul/matmul.h"
+#include "ops/matmul/sampled.h"
 #include "tests/support/op_checks.h"
 
 using namespace tg;
@@ -13,7 +13,7 @@ using namespace tg;
 namespace {
 StrategyConfig sampled(const std::string& name, double ratio, uint64_t seed) {
   StrategyConfig c;
-  c.name = name;
+  c.kind = parse_strategy(name);
   c.ratio = ratio;
   c.seed = seed;
   return c;
@@ -50,7 +50,7 @@ TEST_CASE("the position-EMA proxy updates on the device like on the CPU") {
   std::vector<std::vector<float>> proxies;
   for (Device device : {Device::cpu(), Device::cuda(0)}) {
     StrategyConfig c = sampled("wta-crs", 0.3, 9);
-    c.proxy = "position-ema";
+    c.proxy = ProxyKind::position_ema;
     SamplingStrategy strategy(SamplingVariant::wta_crs, c, 4);
     Tensor w = test::random_tensor({8, 32}, 5).to(device);
     w.set_requires_grad(true);

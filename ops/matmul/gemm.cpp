@@ -1,0 +1,99 @@
+// gemm: shape checks, operand layouts for BLAS and the precision policy, then the device kernel.
+#include "ops/matmul/gemm.h"
+
+#include "ops/dispatch.h"
+#include "ops/matmul/gemm_kernels.h"
+#include "ops/precision.h"
+
+namespace tg {
+
+namespace {
+
+Shape leading_dims(const Tensor& x) {
+  return Shape(std::vector<int64_t>(x.shape().begin(), x.shape().end() - 2));
+}
+
+// A GEMM operand: [batch, rows, cols] with unit-stride rows, used as op(matrix).
+struct GemmOperand {
+  Tensor matrix;
+  bool trans;
+};
+
+// `x` [..., r, c] as a GEMM operand. Rows that are unit-stride are read in place; a transposed
+// view of such a matrix is passed as that matrix with `trans` flipped. Only other layouts, and
+// batch dims that do not flatten to one stride, are copied.
+GemmOperand gemm_operand(const Tensor& x, bool trans, int64_t batch) {
+  const int64_t r = x.size(-2), c = x.size(-1);
+  const Tensor x3 = x.raw_reshape({batch, r, c});
+  const int64_t sb = x3.stride(0), sr = x3.stride(1), sc = x3.stride(2);
+  // The stride of a size-1 dim is arbitrary: BLAS only needs it to be at least the row length.
+  if ((c == 1 || sc == 1) && (r == 1 || sr >= c))
+    return {x3.as_strided({batch, r, c}, {sb, r == 1 ? c : sr, 1}, x3.offset()), trans};
+  if ((r == 1 || sr == 1) && (c == 1 || sc >= r))
+    return {x3.as_strided({batch, c, r}, {sb, c == 1 ? r : sc, 1}, x3.offset()), !trans};
+  return {x3.raw_contiguous(), trans};
+}
+
+// The product in the policy's GEMM dtype, when it asks for one other than the operands': the
+// operands rounded to it, the product computed there and returned in the operands' dtype.
+Tensor gemm_in(DType compute, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& bias) {
+  const DType dtype = a.dtype();
+  PrecisionPolicy same = precision_policy();
+  same.gemm_dtype.reset();
+  PrecisionGuard guard(same);
+  return gemm(a.to(compute), trans_a, b.to(compute), trans_b, bias.defined() ? bias.to(compute) : Tensor())
+      .to(dtype);
+}
+
+}  // namespace
+
+MatmulShape check_matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
+  check_same_device_dtype("matmul", a, {&b});
+  TG_CHECK(is_floating(a.dtype()), TypeError, "matmul: expected a floating dtype, got ", dtype_name(a.dtype()));
+  TG_CHECK(a.dim() >= 2, ShapeError, "matmul: a must have at least 2 dims ([..., M, K]), got shape ", a.shape().str());
+  TG_CHECK(b.dim() >= 2, ShapeError, "matmul: b must have at least 2 dims ([..., K, N]), got shape ", b.shape().str());
+  const int64_t ka = trans_a ? a.size(-2) : a.size(-1);
+  const int64_t kb = trans_b ? b.size(-1) : b.size(-2);
+  TG_CHECK(ka == kb, ShapeError, "matmul: inner dimensions differ: a is ", a.shape().str(), " (",
+           trans_a ? "transposed, " : "", "K = ", ka, "), b is ", b.shape().str(), " (", trans_b ? "transposed, " : "",
+           "K = ", kb, ")");
+  MatmulShape s{leading_dims(a), 1, trans_a ? a.size(-1) : a.size(-2), ka, trans_b ? b.size(-2) : b.size(-1)};
+  const Shape b_batch = leading_dims(b);
+  TG_CHECK(s.batch_dims == b_batch, ShapeError, "matmul: batch dims differ: a is ", a.shape().str(), " (batch ",
+           s.batch_dims.str(), "), b is ", b.shape().str(), " (batch ", b_batch.str(),
+           "); they must be identical (no broadcasting)");
+  s.batch = s.batch_dims.numel();
+  return s;
+}
+
+Tensor gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& bias) {
+  const MatmulShape s = check_matmul(a, b, trans_a, trans_b);
+  if (bias.defined()) {
+    check_same_device_dtype("matmul", a, {&bias});
+    TG_CHECK(bias.dim() == 1 && bias.size(0) == s.n, ShapeError, "matmul: bias must have shape [", s.n,
+             "] (N), got ", bias.shape().str());
+  }
+  const PrecisionPolicy& policy = precision_policy();
+  if (policy.gemm_dtype && *policy.gemm_dtype != a.dtype() && a.dtype() == DType::f32)
+    return gemm_in(*policy.gemm_dtype, a, trans_a, b, trans_b, bias);
+  Shape out_shape = s.batch_dims;
+  out_shape.dims().insert(out_shape.dims().end(), {s.m, s.n});
+  Tensor out = empty(out_shape, a.dtype(), a.device());
+  if (out.numel() == 0) return out;
+  const Tensor c = out.raw_view({s.batch, s.m, s.n});
+  if (s.k == 0) {  // an empty sum
+    if (bias.defined()) c.copy_(bias.raw_expand(c.shape()));
+    else c.fill_(0);
+    return out;
+  }
+  const GemmOperand ga = gemm_operand(a, trans_a, s.batch), gb = gemm_operand(b, trans_b, s.batch);
+  const GemmMath math{policy.allow_tf32};
+  if (bias.defined())
+    TG_DEVICE_DISPATCH(a.device(), gemm_bias, c, ga.matrix, ga.trans, gb.matrix, gb.trans, bias.raw_contiguous(),
+                       math);
+  else
+    TG_DEVICE_DISPATCH(a.device(), gemm, c, ga.matrix, ga.trans, gb.matrix, gb.trans, /*accumulate=*/false, math);
+  return out;
+}
+
+}  // namespace tg

@@ -1,0 +1,32 @@
+// Kernel entry points of the GEMM (ops/matmul/cpu/gemm.cpp, ops/matmul/cuda/gemm.cpp): batched
+// GEMM in BLAS's terms. Every operand is a 3-D [batch, rows, cols] tensor whose rows are
+// unit-stride (stride(2) == 1, row stride stride(1) >= cols, any batch stride including 0),
+// used as op(X) = trans ? Xᵀ : X; the output is a contiguous [batch, M, N] tensor allocated by
+// the caller. All sizes are positive (the caller handles empty products). bf16 accumulates in
+// f32. The kernels read no global state: what the precision policy decides arrives as GemmMath.
+#pragma once
+
+#include "core/tensor.h"
+
+namespace tg {
+
+// How an f32 GEMM may compute (from the PrecisionPolicy, ops/precision.h).
+struct GemmMath {
+  bool allow_tf32 = false;  // TF32 tensor cores for f32 operands (CUDA only)
+};
+
+namespace cpu {
+// C[b] = op(A[b])·op(B[b]), plus the previous C[b] when `accumulate`. The CPU has no TF32.
+void gemm(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, bool accumulate, GemmMath math);
+// C[b] = op(A[b])·op(B[b]) + bias, with bias [N] added to every row.
+void gemm_bias(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& bias,
+               GemmMath math);
+}  // namespace cpu
+#if TG_WITH_CUDA
+namespace cuda {
+void gemm(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, bool accumulate, GemmMath math);
+void gemm_bias(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& bias,
+               GemmMath math);
+}  // namespace cuda
+#endif
+}  // namespace tg

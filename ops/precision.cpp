@@ -1,0 +1,31 @@
+// The thread's precision policy and its scoped guard.
+#include "ops/precision.h"
+
+#include "core/error.h"
+
+namespace tg {
+
+namespace {
+thread_local PrecisionPolicy current_policy;
+}  // namespace
+
+const PrecisionPolicy& precision_policy() { return current_policy; }
+
+PrecisionGuard::PrecisionGuard(const PrecisionPolicy& policy) : previous_(current_policy) { current_policy = policy; }
+
+PrecisionGuard::~PrecisionGuard() { current_policy = previous_; }
+
+std::string PrecisionPolicy::str() const {
+  return "gemm " + (gemm_dtype ? dtype_name(*gemm_dtype) : std::string("same")) + ", tf32 " +
+         (allow_tf32 ? "on" : "off") + ", saved " + precision_dtype_name(saved_dtype);
+}
+
+std::optional<DType> parse_precision_dtype(const std::string& name, const std::string& what) {
+  if (name == "same") return std::nullopt;
+  if (name == "bf16") return DType::bf16;
+  TG_THROW(ValueError, what, " must be same or bf16, got '", name, "'");
+}
+
+std::string precision_dtype_name(const std::optional<DType>& dtype) { return dtype ? dtype_name(*dtype) : "same"; }
+
+}  // namespace tg
