@@ -214,7 +214,7 @@ TEST_CASE("a gzip file with trailing garbage is refused like the plain file with
   std::ofstream joined(dir.file("joined.gz"), std::ios::binary);
   joined << std::ifstream(dir.file("a.gz"), std::ios::binary).rdbuf() << std::ifstream(dir.file("b.gz"), std::ios::binary).rdbuf();
   joined.close();
-  CHECK(load_idx(dir.file("joined.gz"), dir.file("labels"), 10, "x").images.flatten().to_vector<uint8_t>() ==
+  CHECK(load_idx(dir.file("joined.gz"), dir.file("labels"), 10, "x").images.raw_flatten().to_vector<uint8_t>() ==
         std::vector<uint8_t>(8, 1));
 }
 

@@ -16,7 +16,7 @@ TEST_CASE("fuzz: safetensors files load or raise IoError") {
   const std::string path =
       (std::filesystem::temp_directory_path() / detail::concat("tapegrad-fuzz-", ::getpid(), ".safetensors")).string();
   nn::save_safetensors(path,
-                       {{"blocks.0.weight", arange(0, 12, 1, DType::f32).reshape({3, 4})},
+                       {{"blocks.0.weight", arange(0, 12, 1, DType::f32).raw_reshape({3, 4})},
                         {"blocks.0.bias", full({3}, 0.5, DType::bf16)},
                         {"step", full({1}, 7, DType::i64)}},
                        {{"format", "pt"}, {"epoch", "3"}});
