@@ -39,6 +39,10 @@ std::string concat(const Parts&... parts) {
 std::string where(const char* file, int line);
 }  // namespace detail
 
+// Throws `error` again as the same tg::Error subclass with `prefix` put before its message
+// (e.g. the file a state dict came from).
+[[noreturn]] void rethrow_with_prefix(const Error& error, const std::string& prefix);
+
 }  // namespace tg
 
 // TG_CHECK(cond, ErrorType, message parts...): throws tg::ErrorType when cond is false.

@@ -10,6 +10,8 @@
 #include <filesystem>
 #include <vector>
 
+#include "core/file_io.h"
+
 namespace tg::data {
 
 namespace fs = std::filesystem;
@@ -18,34 +20,54 @@ namespace {
 
 constexpr int64_t kCifarPixels = 3 * 32 * 32;
 
-// Reads a whole file, decompressing gzip transparently.
-std::vector<uint8_t> read_file(const std::string& path) {
-  TG_CHECK(fs::is_regular_file(path), IoError, "cannot read '", path, "': no such file");
-  gzFile file = gzopen(path.c_str(), "rb");
-  TG_CHECK(file != nullptr, IoError, "cannot open '", path, "': ", std::strerror(errno));
-  std::vector<uint8_t> bytes;
-  std::vector<uint8_t> chunk(1 << 20);
-  while (true) {
-    const int n = gzread(file, chunk.data(), static_cast<unsigned>(chunk.size()));
-    if (n < 0) {
-      int code = 0;
-      const std::string message = gzerror(file, &code);
-      gzclose(file);
-      TG_THROW(IoError, "cannot read '", path, "': ", message, " (corrupt or truncated gzip data?)");
-    }
-    if (n == 0) {
-      int code = Z_OK;
-      const char* message = gzerror(file, &code);
-      if (code != Z_OK) {
-        const std::string text = message;
-        gzclose(file);
-        TG_THROW(IoError, "cannot read '", path, "': ", text, " (corrupt or truncated gzip data?)");
+// gzip data (RFC 1952, one or more members) inflated whole. Bytes after the last member that do
+// not start another member are an error, as is a member cut short.
+std::vector<uint8_t> gunzip(const std::vector<uint8_t>& compressed, const std::string& path) {
+  TG_CHECK(compressed.size() <= UINT32_MAX, IoError, "cannot read '", path, "': ", compressed.size(),
+           " bytes of gzip data, more than this reader takes (4 GiB); decompress the file first");
+  z_stream z{};
+  TG_CHECK(inflateInit2(&z, 16 + MAX_WBITS) == Z_OK, IoError, "cannot read '", path, "': zlib: ", z.msg ? z.msg : "init failed");
+  std::vector<uint8_t> out;
+  size_t used = 0;
+  z.next_in = const_cast<Bytef*>(compressed.data());
+  z.avail_in = static_cast<uInt>(compressed.size());
+  auto fail = [&](const std::string& what, const char* hint = " (corrupt or truncated gzip data?)") {
+    inflateEnd(&z);
+    TG_THROW(IoError, "cannot read '", path, "': ", what, hint);
+  };
+  try {
+    out.resize(std::max<size_t>(compressed.size() * 4, 1 << 16));
+    while (true) {
+      if (out.size() - used < (1 << 16)) out.resize(out.size() * 2);  // deflate expands at most 1032x
+      const auto room = static_cast<uInt>(std::min<size_t>(out.size() - used, 1u << 30));
+      z.next_out = out.data() + used;
+      z.avail_out = room;
+      const int rc = inflate(&z, Z_NO_FLUSH);
+      used += room - z.avail_out;
+      if (rc == Z_STREAM_END) {
+        if (z.avail_in == 0) break;
+        if (z.avail_in >= 2 && z.next_in[0] == 0x1f && z.next_in[1] == 0x8b) {  // another member
+          inflateReset(&z);
+          continue;
+        }
+        fail(detail::concat(z.avail_in, " bytes of trailing garbage after the end of the gzip data"), "");
       }
-      break;
+      if (rc == Z_BUF_ERROR && z.avail_in == 0) fail("unexpected end of file");
+      if (rc != Z_OK && rc != Z_BUF_ERROR) fail(z.msg ? z.msg : "inflate failed");
     }
-    bytes.insert(bytes.end(), chunk.begin(), chunk.begin() + n);
+  } catch (const std::bad_alloc&) {
+    inflateEnd(&z);
+    throw_host_oom(path, out.size() * 2);
   }
-  gzclose(file);
+  out.resize(used);
+  inflateEnd(&z);
+  return out;
+}
+
+// Reads a whole file, decompressing it when it starts with the gzip magic bytes.
+std::vector<uint8_t> read_file(const std::string& path) {
+  std::vector<uint8_t> bytes = read_file_bytes(path);
+  if (bytes.size() >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b) return gunzip(bytes, path);
   return bytes;
 }
 
@@ -53,7 +75,7 @@ std::vector<uint8_t> read_file(const std::string& path) {
 std::string locate(const std::string& dir, const std::string& nested, const std::string& probe,
                    const std::string& dataset, const std::string& how_to_get) {
   for (const fs::path& candidate : {fs::path(dir), fs::path(dir) / nested})
-    if (fs::is_regular_file(candidate / probe)) return candidate.string();
+    if (fs::exists(candidate / probe)) return candidate.string();  // read_file says if it is no file
   TG_THROW(IoError, dataset, " not found: '", dir, "' (nor '", (fs::path(dir) / nested).string(), "') has no ",
            probe, ". ", how_to_get);
 }
@@ -79,22 +101,26 @@ void read_cifar_records(const std::string& path, int64_t label_bytes, int64_t la
   TG_CHECK(!bytes.empty() && static_cast<int64_t>(bytes.size()) % record == 0, IoError, "'", path, "' has ",
            bytes.size(), " bytes, not a whole number of ", record, "-byte records (truncated or not a CIFAR file)");
   const int64_t n = static_cast<int64_t>(bytes.size()) / record;
-  for (int64_t i = 0; i < n; ++i) {
-    const uint8_t* r = bytes.data() + i * record;
-    const int64_t label = r[label_offset];
-    TG_CHECK(label < num_classes, IoError, "'", path, "': record ", i, " has label ", label,
-             ", out of range for ", num_classes, " classes");
-    labels.push_back(label);
-    pixels.insert(pixels.end(), r + label_bytes, r + record);
+  try {
+    for (int64_t i = 0; i < n; ++i) {
+      const uint8_t* r = bytes.data() + i * record;
+      const int64_t label = r[label_offset];
+      TG_CHECK(label < num_classes, IoError, "'", path, "': record ", i, " has label ", label,
+               ", out of range for ", num_classes, " classes");
+      labels.push_back(label);
+      pixels.insert(pixels.end(), r + label_bytes, r + record);
+    }
+  } catch (const std::bad_alloc&) {
+    throw_host_oom(path, pixels.size() + bytes.size());
   }
 }
 
-ImageDataset make_dataset(std::string name, std::vector<uint8_t>& pixels, std::vector<int64_t>& labels,
+ImageDataset make_dataset(std::string name, const uint8_t* pixels, std::vector<int64_t>& labels,
                           int64_t channels, int64_t height, int64_t width, int64_t num_classes) {
   const auto n = static_cast<int64_t>(labels.size());
   ImageDataset d;
   d.name = std::move(name);
-  d.images = from_host(pixels.data(), {n, channels, height, width}, DType::u8);
+  d.images = from_host(pixels, {n, channels, height, width}, DType::u8);
   d.labels = from_vector(labels, {n});
   d.num_classes = num_classes;
   return d;
@@ -115,13 +141,15 @@ std::vector<int64_t> idx_dims(const std::vector<uint8_t>& bytes, const std::stri
   const size_t header = 4 + 4 * static_cast<size_t>(dims);
   TG_CHECK(bytes.size() >= header, IoError, "'", path, "' is truncated inside its IDX header");
   std::vector<int64_t> shape;
-  int64_t count = 1;
-  for (int d = 0; d < dims; ++d) {
-    shape.push_back(big_endian_u32(bytes, 4 + 4 * static_cast<size_t>(d)));
-    count *= shape.back();
-  }
-  TG_CHECK(bytes.size() == header + static_cast<size_t>(count), IoError, "'", path, "' has ", bytes.size() - header,
-           " data bytes, expected ", count, " for shape ", Shape(shape).str(), " (truncated or corrupt)");
+  for (int d = 0; d < dims; ++d) shape.push_back(big_endian_u32(bytes, 4 + 4 * static_cast<size_t>(d)));
+  for (int d = 0; d < dims; ++d)
+    TG_CHECK(shape[static_cast<size_t>(d)] > 0, IoError, "'", path, "': IDX dim ", d, " of shape ", Shape(shape).str(),
+             " is 0, expected a positive size (an empty or corrupt file)");
+  const auto data_bytes = static_cast<int64_t>(bytes.size() - header);
+  const std::optional<int64_t> count = checked_product(shape);
+  TG_CHECK(count && *count == data_bytes, IoError, "'", path, "' has ", data_bytes, " data bytes, expected ",
+           count ? std::to_string(*count) : std::string("more than 2^63"), " for shape ", Shape(shape).str(),
+           " (truncated or corrupt)");
   return shape;
 }
 
@@ -139,7 +167,7 @@ ImageDataset load_cifar10(const std::string& dir, Split split) {
   } else {
     read_cifar_records((fs::path(folder) / "test_batch.bin").string(), 1, 0, 10, pixels, labels);
   }
-  return make_dataset("cifar10", pixels, labels, 3, 32, 32, 10);
+  return make_dataset("cifar10", pixels.data(), labels, 3, 32, 32, 10);
 }
 
 ImageDataset load_cifar100(const std::string& dir, Split split, bool coarse_labels) {
@@ -149,7 +177,7 @@ ImageDataset load_cifar100(const std::string& dir, Split split, bool coarse_labe
   std::vector<int64_t> labels;
   const int64_t classes = coarse_labels ? 20 : 100;
   read_cifar_records((fs::path(folder) / file).string(), 2, coarse_labels ? 0 : 1, classes, pixels, labels);
-  return make_dataset(coarse_labels ? "cifar100-coarse" : "cifar100", pixels, labels, 3, 32, 32, classes);
+  return make_dataset(coarse_labels ? "cifar100-coarse" : "cifar100", pixels.data(), labels, 3, 32, 32, classes);
 }
 
 ImageDataset load_idx(const std::string& images_path, const std::string& labels_path, int64_t num_classes,
@@ -160,22 +188,25 @@ ImageDataset load_idx(const std::string& images_path, const std::string& labels_
   const std::vector<int64_t> label_shape = idx_dims(label_bytes, labels_path, 1);
   TG_CHECK(image_shape[0] == label_shape[0], IoError, "'", images_path, "' holds ", image_shape[0], " images but '",
            labels_path, "' holds ", label_shape[0], " labels");
-  std::vector<int64_t> labels;
-  for (int64_t i = 0; i < label_shape[0]; ++i) {
-    const int64_t label = label_bytes[8 + static_cast<size_t>(i)];
-    TG_CHECK(label < num_classes, IoError, "'", labels_path, "': label ", label, " at index ", i,
-             " is out of range for ", num_classes, " classes");
-    labels.push_back(label);
+  try {
+    std::vector<int64_t> labels;
+    for (int64_t i = 0; i < label_shape[0]; ++i) {
+      const int64_t label = label_bytes[8 + static_cast<size_t>(i)];
+      TG_CHECK(label < num_classes, IoError, "'", labels_path, "': label ", label, " at index ", i,
+               " is out of range for ", num_classes, " classes");
+      labels.push_back(label);
+    }
+    return make_dataset(name, image_bytes.data() + 16, labels, 1, image_shape[1], image_shape[2], num_classes);
+  } catch (const std::bad_alloc&) {
+    throw_host_oom(images_path, image_bytes.size());
   }
-  std::vector<uint8_t> pixels(image_bytes.begin() + 16, image_bytes.end());
-  return make_dataset(name, pixels, labels, 1, image_shape[1], image_shape[2], num_classes);
 }
 
 ImageDataset load_fashion_mnist(const std::string& dir, Split split) {
   const std::string prefix = split == Split::train ? "train" : "t10k";
   auto find = [&](const std::string& stem) {
     for (const std::string& candidate : {stem, stem + ".gz"})
-      if (fs::is_regular_file(fs::path(dir) / candidate)) return (fs::path(dir) / candidate).string();
+      if (fs::exists(fs::path(dir) / candidate)) return (fs::path(dir) / candidate).string();
     TG_THROW(IoError, "Fashion-MNIST not found: '", dir, "' has no ", stem, " (nor ", stem, ".gz). ", kFashionHelp);
   };
   const std::string images = find(prefix + "-images-idx3-ubyte");
@@ -201,7 +232,7 @@ ImageDataset make_synthetic(int64_t size, int64_t channels, int64_t image_size, 
       images[static_cast<size_t>(i * pixels + p)] = static_cast<uint8_t>(std::clamp(v, 0.0f, 255.0f));
     }
   }
-  return make_dataset("synthetic", images, labels, channels, image_size, image_size, num_classes);
+  return make_dataset("synthetic", images.data(), labels, channels, image_size, image_size, num_classes);
 }
 
 ImageDataset take_first(const ImageDataset& dataset, int64_t n) {

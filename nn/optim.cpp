@@ -56,27 +56,55 @@ std::map<std::string, Tensor> Optimizer::state_dict() const {
   std::map<std::string, Tensor> state;
   state["step"] = from_vector<int64_t>({steps_}, {1});
   const auto names = buffer_names();
+  // Every buffer of every parameter, zeros where none was made yet (exactly what buffer() would
+  // create), so that loading can insist on the complete set.
   for (size_t i = 0; i < params_.size(); ++i)
-    for (size_t b = 0; b < buffers_[i].size(); ++b)
-      if (buffers_[i][b].defined()) state[params_[i].name + "." + names[b]] = buffers_[i][b];
+    for (size_t b = 0; b < names.size(); ++b)
+      state[params_[i].name + "." + names[b]] = b < buffers_[i].size() && buffers_[i][b].defined()
+                                                    ? buffers_[i][b]
+                                                    : zeros_like(params_[i].param);
   return state;
 }
 
 void Optimizer::load_state_dict(const std::map<std::string, Tensor>& state) {
   auto step = state.find("step");
   TG_CHECK(step != state.end(), ValueError, "optimizer load_state_dict: missing key 'step'");
-  steps_ = static_cast<int64_t>(step->second.item());
+  const Tensor& count = step->second;
+  TG_CHECK(count.dtype() == DType::i64 && count.numel() == 1, ValueError,
+           "optimizer load_state_dict: 'step' must be one i64, got ", dtype_name(count.dtype()), " of shape ",
+           count.shape().str());
+  const auto steps = count.to_vector<int64_t>()[0];
+  TG_CHECK(steps >= 0, ValueError, "optimizer load_state_dict: 'step' is ", steps, ", expected >= 0");
+  // Strict both ways: every buffer present with the parameter's shape and dtype, nothing else.
   const auto names = buffer_names();
+  std::set<std::string> expected{"step"};
+  std::vector<std::vector<Tensor>> loaded(params_.size());
   for (size_t i = 0; i < params_.size(); ++i) {
+    const Tensor& param = params_[i].param;
     for (size_t b = 0; b < names.size(); ++b) {
       const std::string key = params_[i].name + "." + names[b];
+      expected.insert(key);
       auto it = state.find(key);
-      if (it == state.end()) continue;  // a parameter that never had a gradient has no state
-      TG_CHECK(it->second.shape() == params_[i].param.shape(), ShapeError, "optimizer load_state_dict: '", key,
-               "' has shape ", it->second.shape().str(), ", expected ", params_[i].param.shape().str());
-      buffer(i, b) = it->second.to(params_[i].param.device()).to(params_[i].param.dtype()).clone();
+      TG_CHECK(it != state.end(), ValueError, "optimizer load_state_dict: missing key '", key, "' (expected shape ",
+               param.shape().str(), ")");
+      TG_CHECK(it->second.shape() == param.shape(), ShapeError, "optimizer load_state_dict: '", key, "' has shape ",
+               it->second.shape().str(), ", expected ", param.shape().str());
+      TG_CHECK(it->second.dtype() == param.dtype(), TypeError, "optimizer load_state_dict: '", key, "' has dtype ",
+               dtype_name(it->second.dtype()), ", expected ", dtype_name(param.dtype()));
+      loaded[i].push_back(it->second.to(param.device()).clone());
     }
   }
+  for (const auto& [key, value] : state)
+    TG_CHECK(expected.count(key) == 1, ValueError, "optimizer load_state_dict: unexpected key '", key, "' (shape ",
+             value.shape().str(), ") is not 'step' nor '<parameter>.<buffer>' of this optimizer (buffers: ",
+             [&] {
+               std::string list;
+               for (const std::string& n : names) list += (list.empty() ? "" : ", ") + n;
+               return list;
+             }(), ")");
+  // Only a complete, checked state replaces the current one.
+  steps_ = steps;
+  buffers_ = std::move(loaded);
 }
 
 SGD::SGD(std::vector<ParamSpec> params, SgdOptions options) : Optimizer(std::move(params), options.lr), options_(options) {

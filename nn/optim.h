@@ -32,8 +32,11 @@ class Optimizer {
   void set_lr(double lr) { lr_ = lr; }
   double lr() const { return lr_; }
   int64_t step_count() const { return steps_; }
-  // Everything needed for an exact resume: "step" and per-parameter buffers ("<name>.<buffer>").
+  // Everything needed for an exact resume: "step" and every parameter's buffers
+  // ("<name>.<buffer>"; zeros for a parameter that had no gradient yet).
   std::map<std::string, Tensor> state_dict() const;
+  // Strict: a missing, unexpected, mis-shaped or mis-typed key is an error naming it, and then
+  // nothing is changed.
   void load_state_dict(const std::map<std::string, Tensor>& state);
 
  protected:

@@ -1,10 +1,21 @@
-// Saving and restoring train_vit checkpoints.
+// Saving, publishing and restoring train_vit checkpoints (Note [checkpoint publication] in
+// checkpoint.h).
 #include "apps/train_vit/checkpoint.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <random>
 
 #include "apps/vit/strategies.h"
+#include "core/file_io.h"
 #include "core/rng.h"
+#include "nn/bounded_json.h"
 #include "nn/layers.h"
 #include "nn/safetensors.h"
 
@@ -14,8 +25,34 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const char* const kFormat = "tapegrad.train_vit.v1";
+const char* const kFormat = "tapegrad.train_vit.v2";
 const char* const kStrategyPrefix = "backward_strategy.";
+const char* const kModelFile = "model.safetensors";
+const char* const kStateFile = "train_state.safetensors";
+const char* const kVersionPrefix = "step-";  // version folders: step-<12 digits>-<16 hex digits>
+const char* const kTempPrefix = ".tmp-";
+const char* const kLatestTempPrefix = ".latest.tmp-";
+
+std::function<void(const std::string&)>& fault_hook() {
+  static std::function<void(const std::string&)> hook;
+  return hook;
+}
+void completed(const std::string& point) {
+  if (fault_hook()) fault_hook()(point);
+}
+
+bool is_version_name(const std::string& name) {
+  if (name.size() != 5 + 12 + 1 + 16 || name.rfind(kVersionPrefix, 0) != 0 || name[17] != '-') return false;
+  for (size_t i = 5; i < name.size(); ++i)
+    if (i != 17 && !std::isxdigit(static_cast<unsigned char>(name[i]))) return false;
+  return true;
+}
+
+std::string checkpoint_id(int64_t step, const std::string& run_id) {
+  char text[64];
+  std::snprintf(text, sizeof text, "%s%012lld-%s", kVersionPrefix, static_cast<long long>(step), run_id.c_str());
+  return text;
+}
 
 // The generators a training step can draw from: dropout masks and ops given no generator.
 struct NamedGenerator {
@@ -29,38 +66,124 @@ std::vector<NamedGenerator> training_generators() {
 const std::string& metadata(const nn::SafetensorsFile& file, const std::string& path, const std::string& key) {
   auto it = file.metadata.find(key);
   TG_CHECK(it != file.metadata.end(), IoError, "'", path, "' has no metadata entry '", key,
-           "' (not a checkpoint written by train_vit --save?)");
+           "' (not a checkpoint written by this train_vit --save?)");
   return it->second;
 }
 
-int64_t metadata_int(const nn::SafetensorsFile& file, const std::string& path, const std::string& key) {
+// A metadata integer in [lo, hi]; IoError naming the file, the key, the range and the value.
+int64_t metadata_int(const nn::SafetensorsFile& file, const std::string& path, const std::string& key, int64_t lo,
+                     int64_t hi, const std::string& why = "") {
   const std::string& text = metadata(file, path, key);
-  try {
-    size_t used = 0;
-    const long long value = std::stoll(text, &used);
-    if (used == text.size()) return value;
-  } catch (const std::exception&) {
-  }
-  TG_THROW(IoError, "'", path, "': metadata entry '", key, "' is '", text, "', expected an integer");
+  errno = 0;
+  char* end = nullptr;
+  const long long value = std::strtoll(text.c_str(), &end, 10);
+  TG_CHECK(!text.empty() && end == text.c_str() + text.size() && errno == 0, IoError, "'", path,
+           "': metadata entry '", key, "' is '", text, "', expected an integer");
+  TG_CHECK(value >= lo && value <= hi, IoError, "'", path, "': metadata ", key, " ", value, " is out of range [", lo,
+           ", ", hi, "]", why);
+  return value;
 }
 
-// Writes `path` through a temporary name, so that the previous file survives an interrupted write.
-template <class Write>
-void save_replacing(const fs::path& path, Write&& write) {
-  const fs::path partial = path.string() + ".partial";
-  write(partial.string());
-  fs::rename(partial, path);
+uint64_t metadata_u64(const nn::SafetensorsFile& file, const std::string& path, const std::string& key) {
+  const std::string& text = metadata(file, path, key);
+  errno = 0;
+  char* end = nullptr;
+  const unsigned long long value = std::strtoull(text.c_str(), &end, 10);
+  TG_CHECK(!text.empty() && text[0] != '-' && end == text.c_str() + text.size() && errno == 0, IoError, "'", path,
+           "': metadata entry '", key, "' is '", text, "', expected an unsigned 64-bit integer");
+  return value;
+}
+
+// Writes `text` to `path` and fsyncs it (the caller renames it into place).
+void write_text_synced(const std::string& path, const std::string& text) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  TG_CHECK(fd >= 0, IoError, "--save: cannot create '", path, "': ", std::strerror(errno));
+  const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
+  const int code = errno;
+  ::close(fd);
+  TG_CHECK(ok, IoError, "--save: cannot write '", path, "': ", std::strerror(code));
+}
+
+void rename_or_throw(const fs::path& from, const fs::path& to) {
+  std::error_code error;
+  fs::rename(from, to, error);
+  TG_CHECK(!error, IoError, "--save: cannot rename '", from.string(), "' to '", to.string(), "': ", error.message());
+}
+
+// Removes version folders other than `keep` and leftovers of interrupted saves.
+void prune(const fs::path& dir, const std::string& keep) {
+  std::error_code error;
+  for (const fs::directory_entry& entry : fs::directory_iterator(dir, error)) {
+    const std::string name = entry.path().filename().string();
+    const bool stale = (is_version_name(name) && name != keep) || name.rfind(kTempPrefix, 0) == 0 ||
+                       name.rfind(kLatestTempPrefix, 0) == 0;
+    if (stale) fs::remove_all(entry.path(), error);  // best effort: the next save tries again
+  }
+}
+
+// Runs `load` and puts the file's name before any tg::Error it throws.
+template <class Load>
+void naming_file(const std::string& path, Load&& load) {
+  try {
+    load();
+  } catch (const Error& e) {
+    rethrow_with_prefix(e, "'" + path + "': ");
+  }
 }
 
 }  // namespace
 
-void save_checkpoint(const std::string& dir, const vit::VisionTransformer& model, const nn::Optimizer& optimizer,
-                     const TrainPosition& position, const Options& options) {
+std::string new_run_id() {
+  std::random_device device;
+  const uint64_t id = (uint64_t{device()} << 32) ^ device();
+  char text[17];
+  std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(id));
+  return text;
+}
+
+void check_save_dir(const std::string& dir) {
   std::error_code error;
+  TG_CHECK(!fs::exists(dir, error) || fs::is_directory(dir, error), ValueError, "--save ", dir,
+           ": it exists and is not a folder (expected a folder for the checkpoints)");
   fs::create_directories(dir, error);
+  TG_CHECK(!error, ValueError, "--save ", dir, ": cannot create the folder: ", error.message());
+  const std::string probe = (fs::path(dir) / (kTempPrefix + std::string("probe-") + new_run_id())).string();
+  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  TG_CHECK(fd >= 0, ValueError, "--save ", dir, ": cannot write into the folder: ", std::strerror(errno));
+  ::close(fd);
+  ::unlink(probe.c_str());
+}
+
+CheckpointFiles checkpoint_files(const std::string& dir) {
+  const fs::path root(dir), latest = root / "latest";
+  fs::path version = root;
+  if (fs::exists(latest)) {
+    const std::vector<uint8_t> bytes = read_file_bytes(latest.string());
+    std::string name(bytes.begin(), bytes.end());
+    while (!name.empty() && (name.back() == '\n' || name.back() == '\r')) name.pop_back();
+    TG_CHECK(is_version_name(name), IoError, "'", latest.string(), "' holds '", name.substr(0, 64),
+             "', expected the name of a version folder (step-<step>-<run id>)");
+    version = root / name;
+    TG_CHECK(fs::is_directory(version), IoError, "'", latest.string(), "' names '", name,
+             "', but that folder does not exist (the checkpoint was moved or deleted in part)");
+  } else {
+    TG_CHECK(fs::exists(root / kModelFile) || fs::exists(root / kStateFile), IoError, "--resume ", dir,
+             ": no checkpoint there (expected ", latest.string(), ", written by --save, or a version folder with ",
+             kModelFile, " and ", kStateFile, ")");
+  }
+  return {(version / kModelFile).string(), (version / kStateFile).string()};
+}
+
+void save_checkpoint(const std::string& dir, const vit::VisionTransformer& model, const nn::Optimizer& optimizer,
+                     const TrainPosition& position, const Options& options, const std::string& run_id) {
+  const fs::path root(dir);
+  std::error_code error;
+  fs::create_directories(root, error);
   TG_CHECK(!error, IoError, "--save: cannot create the folder '", dir, "': ", error.message());
+  const std::string id = checkpoint_id(position.step, run_id);
   std::map<std::string, std::string> meta{
       {"format", kFormat},
+      {"checkpoint_id", id},
       {"epoch", std::to_string(position.epoch)},
       {"batch", std::to_string(position.batch)},
       {"step", std::to_string(position.step)},
@@ -71,27 +194,52 @@ void save_checkpoint(const std::string& dir, const vit::VisionTransformer& model
     meta[std::string(g.name) + ".seed"] = std::to_string(g.generator.seed());
     meta[std::string(g.name) + ".offset"] = std::to_string(g.generator.offset());
   }
-  // The model first: a checkpoint whose train state is present always has matching weights.
-  save_replacing(fs::path(dir) / "model.safetensors", [&](const std::string& path) { vit::save_weights(model, path); });
   // The optimizer's tensors, and the backward strategies' under kStrategyPrefix.
   std::map<std::string, Tensor> tensors = optimizer.state_dict();
   for (auto& [name, tensor] : vit::strategy_state(model)) tensors[kStrategyPrefix + name] = tensor;
-  save_replacing(fs::path(dir) / "train_state.safetensors",
-                 [&](const std::string& path) { nn::save_safetensors(path, tensors, meta); });
+
+  const fs::path temp = root / (kTempPrefix + id), version = root / id;
+  fs::remove_all(temp, error);
+  fs::create_directory(temp, error);
+  TG_CHECK(!error, IoError, "--save: cannot create the folder '", temp.string(), "': ", error.message());
+  // "format": "pt" is what safetensors.torch writes (vit::save_weights writes the same file).
+  nn::save_safetensors((temp / kModelFile).string(), model.state_dict(), {{"format", "pt"}, {"checkpoint_id", id}});
+  completed("write model.safetensors");
+  fsync_path((temp / kModelFile).string());
+  completed("fsync model.safetensors");
+  nn::save_safetensors((temp / kStateFile).string(), tensors, meta);
+  completed("write train_state.safetensors");
+  fsync_path((temp / kStateFile).string());
+  completed("fsync train_state.safetensors");
+  fsync_path(temp.string());
+  completed("fsync the temporary folder");
+  fs::remove_all(version, error);  // a save at the same step of the same run (only on a retry)
+  rename_or_throw(temp, version);
+  completed("rename the temporary folder");
+  fsync_path(root.string());
+  completed("fsync the checkpoint folder");
+  const fs::path latest_temp = root / (kLatestTempPrefix + id);
+  write_text_synced(latest_temp.string(), id + "\n");
+  completed("write and fsync latest");
+  rename_or_throw(latest_temp, root / "latest");
+  completed("rename latest");
+  fsync_path(root.string());
+  completed("fsync the checkpoint folder again");
+  prune(root, id);
+  completed("remove older checkpoints");
 }
 
 TrainPosition load_checkpoint(const std::string& dir, vit::VisionTransformer& model, nn::Optimizer& optimizer,
-                              const Options& options) {
-  const std::string state_path = (fs::path(dir) / "train_state.safetensors").string();
-  const nn::SafetensorsFile state = nn::load_safetensors(state_path);
+                              const Options& options, int64_t steps_per_epoch) {
+  const CheckpointFiles files = checkpoint_files(dir);
+  const nn::SafetensorsFile state = nn::load_safetensors(files.train_state);
+  const std::string& state_path = files.train_state;
   TG_CHECK(metadata(state, state_path, "format") == kFormat, IoError, "'", state_path, "' has format '",
            metadata(state, state_path, "format"), "', expected '", kFormat, "'");
-  nlohmann::json saved_config;
-  try {
-    saved_config = nlohmann::json::parse(metadata(state, state_path, "config"));
-  } catch (const nlohmann::json::exception& e) {
-    TG_THROW(IoError, "'", state_path, "': metadata entry 'config' is not valid JSON: ", e.what());
-  }
+  const nlohmann::json saved_config =
+      nn::parse_bounded_json(metadata(state, state_path, "config"), "'" + state_path + "': metadata entry 'config'");
+  TG_CHECK(saved_config.is_object(), IoError, "'", state_path, "': metadata entry 'config' is ",
+           saved_config.type_name(), ", expected a JSON object");
   const std::vector<std::string> differences = trajectory_differences(saved_config, to_json(options));
   if (!differences.empty()) {
     std::string list;
@@ -100,32 +248,54 @@ TrainPosition load_checkpoint(const std::string& dir, vit::VisionTransformer& mo
              "same flags to continue it exactly:", list);
   }
 
-  vit::load_weights(model, (fs::path(dir) / "model.safetensors").string());
-  optimizer.load_state_dict(state.tensors);
-  std::map<std::string, Tensor> strategies;
-  for (const auto& [name, tensor] : state.tensors)
-    if (name.rfind(kStrategyPrefix, 0) == 0) strategies[name.substr(std::string(kStrategyPrefix).size())] = tensor;
-  try {
-    vit::load_strategy_state(model, strategies);
-  } catch (const ValueError& e) {
-    TG_THROW(IoError, "'", state_path, "': ", e.what());
-  }
-  for (const NamedGenerator& g : training_generators()) {
-    g.generator.manual_seed(static_cast<uint64_t>(metadata_int(state, state_path, std::string(g.name) + ".seed")));
-    g.generator.set_offset(static_cast<uint64_t>(metadata_int(state, state_path, std::string(g.name) + ".offset")));
-  }
+  const nn::SafetensorsFile weights = nn::load_safetensors(files.model);
+  const std::string& state_id = metadata(state, state_path, "checkpoint_id");
+  const auto model_id = weights.metadata.find("checkpoint_id");
+  TG_CHECK(model_id != weights.metadata.end() && model_id->second == state_id, IoError, "'", files.model,
+           "' (checkpoint ", model_id == weights.metadata.end() ? std::string("id missing") : model_id->second,
+           ") and '", state_path, "' (checkpoint ", state_id,
+           ") are not one checkpoint (a torn save or files mixed by hand); resume from a complete checkpoint");
+
+  // Position first: nothing is restored from a checkpoint whose position is out of range.
+  const int64_t epochs = options.epochs;
   TrainPosition position;
-  position.epoch = metadata_int(state, state_path, "epoch");
-  position.batch = metadata_int(state, state_path, "batch");
-  position.step = metadata_int(state, state_path, "step");
-  try {
-    position.best_test_acc = nlohmann::json::parse(metadata(state, state_path, "best_test_acc")).get<double>();
-  } catch (const nlohmann::json::exception& e) {
-    TG_THROW(IoError, "'", state_path, "': metadata entry 'best_test_acc' is not a number: ", e.what());
+  position.epoch = metadata_int(state, state_path, "epoch", 0, epochs, detail::concat(" (--epochs ", epochs, ")"));
+  const int64_t last_batch = position.epoch == epochs ? 0 : std::max<int64_t>(steps_per_epoch - 1, 0);
+  position.batch = metadata_int(state, state_path, "batch", 0, last_batch,
+                                detail::concat(" (", steps_per_epoch, " steps per epoch, epoch ", position.epoch, ")"));
+  const int64_t expected_step = position.epoch * steps_per_epoch + position.batch;  // both in range: no overflow
+  position.step = metadata_int(state, state_path, "step", expected_step, expected_step,
+                               detail::concat(" (epoch ", position.epoch, " x ", steps_per_epoch, " steps + batch ",
+                                              position.batch, ")"));
+  const nlohmann::json best =
+      nn::parse_bounded_json(metadata(state, state_path, "best_test_acc"), "'" + state_path + "': metadata entry 'best_test_acc'");
+  TG_CHECK(best.is_number() && (best.get<double>() == -1 || (best.get<double>() >= 0 && best.get<double>() <= 100)),
+           IoError, "'", state_path, "': metadata best_test_acc is ", best.dump(), ", expected -1 or a percentage");
+  position.best_test_acc = best.get<double>();
+  std::vector<std::pair<uint64_t, uint64_t>> generator_states;
+  for (const NamedGenerator& g : training_generators())
+    generator_states.emplace_back(metadata_u64(state, state_path, std::string(g.name) + ".seed"),
+                                  metadata_u64(state, state_path, std::string(g.name) + ".offset"));
+
+  naming_file(files.model, [&] { model.load_state_dict(weights.tensors, /*strict=*/true); });
+  std::map<std::string, Tensor> optimizer_state, strategies;
+  for (const auto& [name, tensor] : state.tensors) {
+    if (name.rfind(kStrategyPrefix, 0) == 0) strategies[name.substr(std::string(kStrategyPrefix).size())] = tensor;
+    else optimizer_state[name] = tensor;
   }
+  naming_file(state_path, [&] { optimizer.load_state_dict(optimizer_state); });
+  naming_file(state_path, [&] { vit::load_strategy_state(model, strategies); });
   TG_CHECK(position.step == optimizer.step_count(), IoError, "'", state_path, "': metadata step ", position.step,
            " differs from the optimizer's step ", optimizer.step_count());
+  for (size_t i = 0; i < generator_states.size(); ++i) {
+    training_generators()[i].generator.manual_seed(generator_states[i].first);
+    training_generators()[i].generator.set_offset(generator_states[i].second);
+  }
   return position;
 }
+
+namespace testing {
+void set_checkpoint_fault_hook(std::function<void(const std::string& point)> hook) { fault_hook() = std::move(hook); }
+}  // namespace testing
 
 }  // namespace tg::train

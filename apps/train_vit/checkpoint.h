@@ -1,11 +1,22 @@
-// Checkpoints of train_vit: a folder with model.safetensors (the model's state dict under timm's
+// Checkpoints of train_vit. `--save DIR` keeps one complete checkpoint as a version folder
+// DIR/step-<step>-<run id>/ holding model.safetensors (the model's state dict under timm's
 // names, loadable by timm) and train_state.safetensors (the optimizer's state dict plus
-// __metadata__: position in training, best accuracy, generator states and the configuration).
-// Together they continue a run exactly: N steps straight equal N/2 steps, save, resume, N/2
-// steps, bit for bit on the CPU.
+// __metadata__: position in training, best accuracy, generator states and the configuration),
+// and a pointer file DIR/latest that names that folder.
+//
+// Note [checkpoint publication]: a save writes both files into DIR/.tmp-<id>/, fsyncs them and
+// the folder, renames the folder to DIR/<id>, fsyncs DIR, then replaces DIR/latest by writing
+// DIR/.latest.tmp-<id>, fsyncing it and renaming it over DIR/latest (fsync DIR again). The one
+// rename of `latest` publishes the checkpoint: a save killed at any point leaves `latest`
+// naming the previous complete checkpoint (or no checkpoint at all), never a mix. Older version
+// folders and leftovers of interrupted saves are removed afterwards. Both files carry the same
+// `checkpoint_id` metadata, and loading refuses a pair whose ids differ (a torn or hand-mixed
+// copy), naming both files. N steps straight equal N/2 steps, save, resume, N/2 steps, bit for
+// bit on the CPU.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "apps/train_vit/options.h"
@@ -25,15 +36,38 @@ struct TrainPosition {
   friend bool operator==(const TrainPosition&, const TrainPosition&) = default;
 };
 
-// Writes both files into `dir` (created if needed); each file is written under a temporary
-// name and renamed, so an interrupted save leaves the previous checkpoint intact.
-void save_checkpoint(const std::string& dir, const vit::VisionTransformer& model, const nn::Optimizer& optimizer,
-                     const TrainPosition& position, const Options& options);
+// The two files of the checkpoint that `dir` holds: the version folder DIR/latest names, or
+// `dir` itself when it is a version folder (holds both files). IoError when there is none.
+struct CheckpointFiles {
+  std::string model, train_state;
+};
+CheckpointFiles checkpoint_files(const std::string& dir);
 
-// Restores model, optimizer and the generators from `dir` and returns the position. IoError for
-// a file that is not a train_vit checkpoint; ValueError when the checkpoint's configuration
-// differs from `options` in anything that changes the trajectory (listing the differences).
+// A random id for the checkpoints of one run (16 hex digits).
+std::string new_run_id();
+
+// Creates `dir` if needed and checks that files can be written into it: ValueError naming
+// --save and the reason (exists as a file, read-only, ...), for validation before any work.
+void check_save_dir(const std::string& dir);
+
+// Publishes a checkpoint of (model, optimizer, position) in `dir` (Note [checkpoint publication]).
+void save_checkpoint(const std::string& dir, const vit::VisionTransformer& model, const nn::Optimizer& optimizer,
+                     const TrainPosition& position, const Options& options, const std::string& run_id);
+
+// Restores model, optimizer and the generators from the checkpoint in `dir` and returns the
+// position. IoError naming the file for a file that is not a train_vit checkpoint, for two files
+// of different checkpoints, for missing, extra or mis-shaped state and for metadata out of
+// range (epoch in [0, --epochs], batch in [0, steps_per_epoch), step = epoch * steps_per_epoch
+// + batch); ValueError when the checkpoint's configuration differs from `options` in anything
+// that changes the trajectory (listing the differences).
 TrainPosition load_checkpoint(const std::string& dir, vit::VisionTransformer& model, nn::Optimizer& optimizer,
-                              const Options& options);
+                              const Options& options, int64_t steps_per_epoch);
+
+namespace testing {
+// Called with the name of each step of a save right after it completed ("write model.safetensors",
+// "fsync model.safetensors", ..., "rename latest", ...); a hook that throws simulates a kill
+// there. Empty: none.
+void set_checkpoint_fault_hook(std::function<void(const std::string& point)> hook);
+}  // namespace testing
 
 }  // namespace tg::train

@@ -11,7 +11,13 @@ nlohmann::json memory_fields(Device device) {
   const auto all = static_cast<size_t>(StatType::all);
   return {{"allocated_bytes", stats.allocated_bytes[all].current},
           {"peak_allocated_bytes", stats.allocated_bytes[all].peak},
-          {"reserved_bytes", stats.reserved_bytes[all].current}};
+          {"reserved_bytes", stats.reserved_bytes[all].current},
+          {"peak_reserved_bytes", stats.reserved_bytes[all].peak},
+          // Fragmentation and pressure, for soak runs (scripts/gpu_soak.sh).
+          {"inactive_split", stats.inactive_split[all].current},
+          {"inactive_split_bytes", stats.inactive_split_bytes[all].current},
+          {"num_alloc_retries", stats.num_alloc_retries},
+          {"num_ooms", stats.num_ooms}};
 }
 
 MetricsWriter::MetricsWriter(const std::string& path, bool append)

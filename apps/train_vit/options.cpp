@@ -5,9 +5,11 @@
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <sstream>
 
+#include "apps/train_vit/checkpoint.h"
 #include "apps/vit/strategies.h"
 #include "apps/vit/vit.h"
 #include "core/error.h"
@@ -132,9 +134,19 @@ void validate(const Options& o, const std::set<std::string>& given) {
 
   TG_CHECK(o.epochs > 0, ValueError, "--epochs must be positive, got ", o.epochs);
   TG_CHECK(o.batch_size > 0, ValueError, "--batch-size must be positive, got ", o.batch_size);
+  // Every real-valued flag is finite: inf or nan would pass a sign check and poison the run.
+  const std::pair<const char*, double> reals[] = {{"--lr", o.lr},
+                                                   {"--weight-decay", o.weight_decay},
+                                                   {"--warmup-epochs", o.warmup_epochs},
+                                                   {"--label-smoothing", o.label_smoothing},
+                                                   {"--clip-grad", o.clip_grad},
+                                                   {"--ratio", o.ratio}};
+  for (const auto& [flag, value] : reals)
+    TG_CHECK(std::isfinite(value), ValueError, flag, " must be a finite number, got ", value);
   TG_CHECK(o.lr > 0, ValueError, "--lr must be positive, got ", o.lr);
   TG_CHECK(o.weight_decay >= 0, ValueError, "--weight-decay must be >= 0, got ", o.weight_decay);
-  TG_CHECK(o.warmup_epochs >= 0, ValueError, "--warmup-epochs must be >= 0, got ", o.warmup_epochs);
+  TG_CHECK(o.warmup_epochs >= 0 && o.warmup_epochs <= static_cast<double>(o.epochs), ValueError,
+           "--warmup-epochs must be in [0, --epochs] = [0, ", o.epochs, "], got ", o.warmup_epochs);
   TG_CHECK(o.label_smoothing >= 0 && o.label_smoothing < 1, ValueError, "--label-smoothing must be in [0, 1), got ",
            o.label_smoothing);
   TG_CHECK(o.clip_grad >= 0, ValueError, "--clip-grad must be >= 0 (0: off), got ", o.clip_grad);
@@ -164,10 +176,17 @@ void validate(const Options& o, const std::set<std::string>& given) {
   TG_CHECK(o.resume.empty() || o.init_from.empty(), ValueError,
            "--resume and --init-from exclude each other (a resumed run takes its weights from the checkpoint)");
   namespace fs = std::filesystem;
-  if (!o.resume.empty())
-    for (const char* file : {"model.safetensors", "train_state.safetensors"})
-      TG_CHECK(fs::is_regular_file(fs::path(o.resume) / file), ValueError, "--resume ", o.resume, ": ",
-               (fs::path(o.resume) / file).string(), " does not exist (expected a folder written by --save)");
+  if (!o.resume.empty()) {
+    try {
+      for (const std::string& file : {checkpoint_files(o.resume).model, checkpoint_files(o.resume).train_state})
+        TG_CHECK(fs::is_regular_file(file), ValueError, "--resume ", o.resume, ": ", file,
+                 " does not exist (expected a folder written by --save)");
+    } catch (const IoError& e) {
+      TG_THROW(ValueError, e.what());
+    }
+  }
+  // Before any work: an unwritable --save would otherwise fail after the first epoch.
+  if (!o.save.empty()) check_save_dir(o.save);
   TG_CHECK(o.init_from.empty() || fs::is_regular_file(o.init_from), ValueError, "--init-from: '", o.init_from,
            "' does not exist (expected a safetensors file)");
 }

@@ -4,6 +4,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
+#include <optional>
 #include <ostream>
 
 #include "apps/train_vit/checkpoint.h"
@@ -12,6 +14,7 @@
 #include "apps/train_vit/setup.h"
 #include "autograd/engine.h"
 #include "core/allocator.h"
+#include "core/file_io.h"
 #include "nn/layers.h"
 #include "ops/elementwise.h"
 #include "ops/loss.h"
@@ -40,7 +43,8 @@ std::string format_duration(double seconds) {
 
 class Trainer {
  public:
-  Trainer(const Options& options, std::ostream& out) : o_(options), out_(out), device_(options.resolved_device) {}
+  Trainer(const Options& options, std::ostream& out)
+      : o_(options), out_(out), device_(options.resolved_device), run_id_(new_run_id()) {}
   RunSummary run();
 
  private:
@@ -49,12 +53,14 @@ class Trainer {
   void log_progress();
   void evaluate();
   void save();
+  void check_free_space();
   void print_summary(const RunSummary& summary);
   int64_t epoch_label() const { return std::min(position_.epoch + 1, o_.epochs); }  // 1-based, for output
 
   const Options& o_;
   std::ostream& out_;
   Device device_;
+  std::string run_id_;  // ties the two files of each checkpoint this run writes
   TrainData data_;
   std::unique_ptr<data::DataLoader> train_loader_, test_loader_;
   std::unique_ptr<vit::VisionTransformer> model_;
@@ -90,7 +96,11 @@ void Trainer::setup() {
   train_loader_ = std::make_unique<data::DataLoader>(data_.train, device_, data_.train_loader);
   test_loader_ = std::make_unique<data::DataLoader>(data_.test, device_, data_.test_loader);
   steps_per_epoch_ = train_loader_->batches_per_epoch();
-  schedule_steps_ = o_.epochs * steps_per_epoch_;
+  const std::optional<int64_t> schedule = checked_mul(o_.epochs, steps_per_epoch_);
+  TG_CHECK(schedule, ValueError, "--epochs ", o_.epochs, " x ", steps_per_epoch_,
+           " steps per epoch is more than 2^63 steps; expected a run that can end");
+  schedule_steps_ = *schedule;
+  // warmup_epochs is finite and at most epochs (validated), so this is at most schedule_steps_.
   warmup_steps_ = std::llround(o_.warmup_epochs * static_cast<double>(steps_per_epoch_));
   last_step_ = o_.max_steps > 0 ? std::min(o_.max_steps, schedule_steps_) : schedule_steps_;
   out_ << "data: " << data_.train.name << ", " << data_.train.size() << " training and " << data_.test.size()
@@ -102,11 +112,16 @@ void Trainer::setup() {
   parameters_ = model_->parameters();
   out_ << "model: " << o_.model << ", depth " << model_->config().depth << ", dim " << model_->config().dim
        << ", " << model_->config().tokens() << " tokens, " << model_->num_parameters() << " parameters\n";
+  if (!o_.save.empty()) check_free_space();
   if (!o_.resume.empty()) {
-    position_ = load_checkpoint(o_.resume, *model_, *optimizer_, o_);
+    position_ = load_checkpoint(o_.resume, *model_, *optimizer_, o_, steps_per_epoch_);
     out_ << "resumed from " << o_.resume << " at epoch " << position_.epoch + 1 << ", step " << position_.step << "\n";
   } else if (!o_.init_from.empty()) {
-    vit::load_weights(*model_, o_.init_from);
+    try {
+      vit::load_weights(*model_, o_.init_from);
+    } catch (const Error& e) {
+      rethrow_with_prefix(e, "--init-from '" + o_.init_from + "': ");
+    }
     out_ << "initialized the model from " << o_.init_from << "\n";
   }
   if (!o_.metrics_out.empty()) metrics_ = MetricsWriter(o_.metrics_out, /*append=*/!o_.resume.empty());
@@ -114,6 +129,20 @@ void Trainer::setup() {
   for (const vit::SampledSlot& slot : vit::sampled_slots(*model_))
     sampled.push_back({{"block", slot.block}, {"slot", slot.slot}, {"strategy", slot.strategy}});
   metrics_.write({{"type", "config"}, {"options", to_json(o_)}, {"sampled", sampled}});
+}
+
+// A checkpoint needs the model and the optimizer's state once more next to the previous one;
+// where the file system reports free space, too little of it stops the run before step 1.
+void Trainer::check_free_space() {
+  const nn::Optimizer& optimizer = *optimizer_;
+  uint64_t bytes = 1 << 20;  // headers and the strategies' few scalars
+  for (const auto& [_, tensor] : model_->state_dict()) bytes += tensor.nbytes();
+  for (const auto& [_, tensor] : optimizer.state_dict()) bytes += tensor.nbytes();
+  std::error_code error;
+  const std::filesystem::space_info space = std::filesystem::space(o_.save, error);
+  if (error) return;  // unknown: the save itself reports a full disk
+  TG_CHECK(space.available >= bytes, IoError, "--save ", o_.save, ": its file system has ", space.available,
+           " bytes free, a checkpoint of this run needs about ", bytes);
 }
 
 void Trainer::train_step() {
@@ -210,7 +239,7 @@ void Trainer::evaluate() {
 
 void Trainer::save() {
   const Clock::time_point begin = Clock::now();
-  save_checkpoint(o_.save, *model_, *optimizer_, position_, o_);
+  save_checkpoint(o_.save, *model_, *optimizer_, position_, o_, run_id_);
   last_save_step_ = position_.step;
   paused_seconds_ += seconds_since(begin);
   interval_start_ += Clock::now() - begin;

@@ -1,11 +1,12 @@
 // train_vit in-process: flag validation messages, the CPU recipe, strategy block lists, the
-// metrics records, the memory report, and the exact (bitwise) continuation of a resumed run.
+// metrics records, the memory report, and the exact (bitwise) continuation of a resumed run;
+// the checks issue 14 added (non-finite flags, --save checked early, epochs x steps overflow).
 #include <doctest/doctest.h>
 
 #include <algorithm>
-
 #include <cmath>
 #include <cstring>
+#include <fstream>
 
 #include "apps/train_vit/checkpoint.h"
 #include "apps/train_vit/trainer.h"
@@ -17,6 +18,7 @@
 using namespace tg;
 using test::parse_args;
 using test::run;
+using test::set_flag;
 using test::with;
 
 namespace {
@@ -55,8 +57,8 @@ TEST_CASE("train_vit rejects bad flags and combinations with one clear message")
   CHECK(parse_error({"--dataset", "cifar10"}) ==
         "--dataset cifar10 needs --data-dir DIR: the folder of its binary version (see README.md, 'Training the ViT')");
   CHECK(parse_error({"--resume", "/nonexistent/ckpt"}) ==
-        "--resume /nonexistent/ckpt: /nonexistent/ckpt/model.safetensors does not exist (expected a folder written by "
-        "--save)");
+        "--resume /nonexistent/ckpt: no checkpoint there (expected /nonexistent/ckpt/latest, written by --save, or a "
+        "version folder with model.safetensors and train_state.safetensors)");
   CHECK(parse_error({"--init-from", "a.safetensors", "--resume", "b"}) ==
         "--resume and --init-from exclude each other (a resumed run takes its weights from the checkpoint)");
   CHECK(parse_error({"--label-smoothing", "1"}) == "--label-smoothing must be in [0, 1), got 1");
@@ -70,8 +72,40 @@ TEST_CASE("train_vit rejects bad flags and combinations with one clear message")
     CHECK(parse_error({"--device", "cpu", "--precision", "tf32"}) ==
           "--precision tf32 needs a CUDA device (TF32 is a tensor-core mode), but the run is on cpu");
   }
+  // Non-finite values pass a sign check; each is refused naming the flag.
+  CHECK(parse_error({"--lr", "inf"}) == "--lr must be a finite number, got inf");
+  CHECK(parse_error({"--weight-decay", "inf"}) == "--weight-decay must be a finite number, got inf");
+  CHECK(parse_error({"--warmup-epochs", "inf"}) == "--warmup-epochs must be a finite number, got inf");
+  CHECK(parse_error({"--clip-grad", "nan"}) == "--clip-grad must be a finite number, got nan");
+  CHECK(parse_error({"--epochs", "2", "--warmup-epochs", "3"}) == "--warmup-epochs must be in [0, --epochs] = [0, 2], got 3");
   CHECK_THROWS_AS(parse_args({"--precision", "bf16"}), NotImplementedError);
   CHECK_THROWS_AS(parse_args({"--ratio", "2", "--backward", "wta-crs"}), ValueError);
+}
+
+TEST_CASE("--save is checked before any work: a file, or a folder that cannot be made") {
+  test::ScratchDir dir("train_vit_save_check");
+  { std::ofstream(dir / "file") << "x"; }
+  CHECK(parse_error({"--device", "cpu", "--save", dir / "file"}) ==
+        "--save " + (dir / "file") + ": it exists and is not a folder (expected a folder for the checkpoints)");
+  CHECK(parse_error({"--device", "cpu", "--save", dir / "file/sub"}) ==
+        "--save " + (dir / "file/sub") + ": cannot create the folder: Not a directory");
+  CHECK(parse_error({"--device", "cpu", "--save", "/proc/tapegrad-ckpt"})
+            .rfind("--save /proc/tapegrad-ckpt: cannot create the folder: ", 0) == 0);
+  CHECK(parse_args({"--device", "cpu", "--save", dir / "ok"}).save == dir / "ok");
+}
+
+TEST_CASE("--epochs times the steps per epoch is overflow-checked before step 1") {
+  // 512 images in batches of 32: 16 steps per epoch, and 16 x 10^18 > 2^63.
+  std::vector<std::string> args = test::tiny_run_args();
+  set_flag(args, "--epochs", "1000000000000000000");
+  set_flag(args, "--train-subset", "512");
+  std::string message;
+  try {
+    run(args);
+  } catch (const ValueError& e) {
+    message = e.what();
+  }
+  CHECK(message == "--epochs 1000000000000000000 x 16 steps per epoch is more than 2^63 steps; expected a run that can end");
 }
 
 TEST_CASE("train_vit on a CPU fills unset flags with the CPU-sized run; given flags win") {
@@ -149,7 +183,8 @@ TEST_CASE("train_vit writes JSON Lines records with the documented keys, and the
   for (const nlohmann::json& r : records) {
     CAPTURE(r.dump());
     for (const char* key : {"type", "epoch", "step", "loss", "lr", "img_per_s", "allocated_bytes",
-                            "peak_allocated_bytes", "reserved_bytes", "elapsed_s"})
+                            "peak_allocated_bytes", "reserved_bytes", "peak_reserved_bytes", "inactive_split",
+                            "inactive_split_bytes", "num_alloc_retries", "num_ooms", "elapsed_s"})
       CHECK(r.contains(key));
     if (r["type"] == "eval") {
       ++eval_records;
@@ -198,4 +233,14 @@ TEST_CASE("--init-from's loader is strict: a head of another class count names t
                        "load_state_dict: key 'head.weight' has shape [100, 192] in the state dict, but the model "
                        "expects [10, 192]",
                        ShapeError);
+  // train_vit --init-from names the file.
+  std::string message;
+  try {
+    run(with(test::tiny_run_args(), {"--init-from", dir / "w.safetensors"}));
+  } catch (const ShapeError& e) {
+    message = e.what();
+  }
+  CHECK(message == "--init-from '" + (dir / "w.safetensors") +
+                       "': load_state_dict: key 'head.weight' has shape [100, 192] in the state dict, but the model "
+                       "expects [10, 192]");
 }

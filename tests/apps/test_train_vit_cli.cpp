@@ -24,17 +24,8 @@ namespace {
 
 const char* const kFashionMnist = "/usr/share/datasets/fashion-mnist";
 
-struct Result {
-  int exit_code;
-  std::string out, err;
-};
-
-Result run_train_vit(const std::string& args, const test::ScratchDir& dir) {
-  const std::string out = dir / "stdout.txt", err = dir / "stderr.txt";
-  const std::string command = std::string("'") + TRAIN_VIT_EXE + "' " + args + " >'" + out + "' 2>'" + err + "'";
-  const int status = std::system(command.c_str());
-  REQUIRE(WIFEXITED(status));
-  return {WEXITSTATUS(status), test::read_text(out), test::read_text(err)};
+test::ProcessResult run_train_vit(const std::string& args, const test::ScratchDir& dir) {
+  return test::run_executable(TRAIN_VIT_EXE, args, dir);
 }
 
 // The final test accuracy of a run's summary line.
@@ -57,7 +48,7 @@ const std::string kShortRun =
 
 TEST_CASE("train_vit trains on a Fashion-MNIST subset with exact gradients") {
   test::ScratchDir dir("train_vit_cli_exact");
-  const Result r = run_train_vit(kShortRun + " --backward exact", dir);
+  const test::ProcessResult r = run_train_vit(kShortRun + " --backward exact", dir);
   INFO(r.out, r.err);
   REQUIRE(r.exit_code == 0);
   CHECK(final_accuracy(r.out) >= 63.0);
@@ -65,7 +56,7 @@ TEST_CASE("train_vit trains on a Fashion-MNIST subset with exact gradients") {
 
 TEST_CASE("train_vit trains on a Fashion-MNIST subset with WTA-CRS gradients at ratio 0.5") {
   test::ScratchDir dir("train_vit_cli_wta");
-  const Result r = run_train_vit(kShortRun + " --backward wta-crs --ratio 0.5", dir);
+  const test::ProcessResult r = run_train_vit(kShortRun + " --backward wta-crs --ratio 0.5", dir);
   INFO(r.out, r.err);
   REQUIRE(r.exit_code == 0);
   CHECK(final_accuracy(r.out) >= 62.0);
@@ -82,7 +73,7 @@ TEST_CASE("train_vit exits with 1 and names the file for a truncated dataset") {
   const std::string truncated = (data / "train-images-idx3-ubyte.gz").string();
   std::ofstream(truncated, std::ios::binary) << images.substr(0, images.size() / 2);
 
-  const Result r = run_train_vit("--device cpu --data-dir '" + data.string() + "'", dir);
+  const test::ProcessResult r = run_train_vit("--device cpu --data-dir '" + data.string() + "'", dir);
   CHECK(r.exit_code == 1);
   CHECK(r.err.find("train_vit: error: cannot read '" + truncated + "': ") == 0);
   CHECK(r.err.find("(corrupt or truncated gzip data?)") != std::string::npos);
@@ -91,7 +82,7 @@ TEST_CASE("train_vit exits with 1 and names the file for a truncated dataset") {
 
 TEST_CASE("train_vit exits with 1 for a missing dataset and with 2 for a usage error, before any work") {
   test::ScratchDir dir("train_vit_cli_usage");
-  Result r = run_train_vit("--device cpu --data-dir '" + (dir / "empty") + "'", dir);
+  test::ProcessResult r = run_train_vit("--device cpu --data-dir '" + (dir / "empty") + "'", dir);
   CHECK(r.exit_code == 1);
   CHECK(r.err.find("train_vit: error: Fashion-MNIST not found: '" + (dir / "empty") +
                    "' has no train-images-idx3-ubyte (nor train-images-idx3-ubyte.gz).") == 0);

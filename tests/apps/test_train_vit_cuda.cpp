@@ -1,9 +1,19 @@
-// train_vit on the GPU: a resumed run continues bit for bit (issue 5: exact resume on GPU too).
+// train_vit on the GPU: a resumed run continues bit for bit (issue 5: exact resume on GPU too);
+// a step that does not fit raises OutOfMemoryError after the allocator's free-and-retry, the
+// executable exits with 1, and a smaller run afterwards succeeds (issue 14).
 #include <doctest/doctest.h>
 
 #include <cstring>
 
+#include "core/allocator.h"
+#include "core/error.h"
 #include "tests/apps/train_vit_fixture.h"
+
+#include "tests/support/test_support.h"
+
+#if !defined(TRAIN_VIT_EXE) || !defined(TRAIN_VIT_FROM_TEST)
+#error "TRAIN_VIT_EXE and TRAIN_VIT_FROM_TEST (where train_vit was built) must be defined"
+#endif
 
 using namespace tg;
 
@@ -24,4 +34,55 @@ TEST_CASE("CUDA: N steps straight equal N/2 steps, save, resume and N/2 steps, b
 
 TEST_CASE("CUDA: the same with WTA-CRS (strategy state in the checkpoint)") {
   test::check_bitwise_resume(test::with(cuda_run_args(), {"--backward", "wta-crs", "--ratio", "0.5"}));
+}
+
+namespace {
+// ViT-B/16 at 224 px on 8192 images in one batch: about 5 GB per [B, T, D] activation and over
+// a terabyte for the step, far beyond any one GPU.
+std::vector<std::string> too_large_run_args() {
+  std::vector<std::string> args = cuda_run_args();
+  test::set_flag(args, "--model", "vit-base");
+  test::set_flag(args, "--depth", "12");
+  test::set_flag(args, "--img", "224");
+  test::set_flag(args, "--patch", "16");
+  test::set_flag(args, "--train-subset", "8192");
+  test::set_flag(args, "--batch-size", "8192");
+  test::set_flag(args, "--test-subset", "64");
+  return test::with(args, {"--max-steps", "1"});
+}
+}  // namespace
+
+TEST_CASE("CUDA: an out-of-memory step raises OutOfMemoryError with the breakdown after free-and-retry; "
+          "a smaller run in the same process then succeeds") {
+  const Device device = Device::cuda(0);
+  const auto all = static_cast<size_t>(StatType::all);
+  const MemoryStats before = memory_stats(device);
+  std::string message;
+  try {
+    test::run(too_large_run_args());
+  } catch (const OutOfMemoryError& e) {
+    message = e.what();
+  }
+  const MemoryStats after = memory_stats(device);
+  MESSAGE(message);
+  CHECK(message.find("out of memory on cuda:0: tried to allocate ") == 0);
+  CHECK(message.find("The device has a total capacity of ") != std::string::npos);
+  CHECK(message.find(" is allocated by tapegrad and ") != std::string::npos);
+  CHECK(message.find(" is reserved by tapegrad but unallocated.") != std::string::npos);
+  CHECK(after.num_alloc_retries > before.num_alloc_retries);  // the cache was flushed and the allocation retried
+  CHECK(after.num_ooms == before.num_ooms + 1);
+  // The failed step's tensors were all released by the unwinding.
+  CHECK(after.allocated_bytes[all].current == before.allocated_bytes[all].current);
+  // A run that fits trains in the same process.
+  CHECK(test::run(test::with(cuda_run_args(), {"--max-steps", "4"})).steps == 4);
+}
+
+TEST_CASE("CUDA: train_vit reports an out-of-memory step on stderr and exits with 1") {
+  test::ScratchDir dir("train_vit_oom");
+  std::string args;
+  for (const std::string& a : too_large_run_args()) args += " '" + a + "'";
+  const test::ProcessResult r = test::run_executable(test::built_executable(TRAIN_VIT_EXE, TRAIN_VIT_FROM_TEST), args, dir);
+  CHECK(r.exit_code == 1);
+  CHECK(r.err.find("train_vit: error: out of memory on cuda:0: tried to allocate ") == 0);
+  CHECK(r.err.find(" is reserved by tapegrad but unallocated.") != std::string::npos);
 }

@@ -13,6 +13,7 @@
 
 #include "nn/safetensors.h"
 #include "tests/apps/vit_fixture.h"
+#include "tests/support/test_support.h"
 
 using namespace tg;
 
@@ -30,12 +31,8 @@ struct ScratchDir {
   std::string file(const std::string& name) const { return (path / name).string(); }
 };
 
-// The executable where CMake built it (VIT_CROSSCHECK_EXE) or, when the build folder was moved
-// (binaries carried to the GPU machine), at the same place relative to this test executable.
-std::string crosscheck_exe() {
-  if (std::filesystem::exists(VIT_CROSSCHECK_EXE)) return VIT_CROSSCHECK_EXE;
-  return (std::filesystem::read_symlink("/proc/self/exe").parent_path() / VIT_CROSSCHECK_FROM_TEST).string();
-}
+// The executable where CMake built it, or at the same place relative to this test executable.
+std::string crosscheck_exe() { return test::built_executable(VIT_CROSSCHECK_EXE, VIT_CROSSCHECK_FROM_TEST); }
 
 // The small test config as vit_crosscheck flags.
 std::string config_flags(const vit::VitConfig& c) {

@@ -1,7 +1,12 @@
 // Helpers of the train_vit tests: parsing a command line given as strings, a scratch folder,
-// reading JSON Lines, and the small CPU configuration the in-process runs use.
+// reading JSON Lines, running the built executable, and the small CPU configuration the
+// in-process runs use.
 #pragma once
 
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -13,6 +18,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "apps/train_vit/checkpoint.h"
 #include "apps/train_vit/options.h"
 #include "apps/train_vit/trainer.h"
 #include "nn/safetensors.h"
@@ -79,6 +85,26 @@ inline std::vector<std::string> with(std::vector<std::string> args, const std::v
   return args;
 }
 
+// Sets the value of `flag` in `args` (which must hold it).
+inline void set_flag(std::vector<std::string>& args, const std::string& flag, const std::string& value) {
+  const auto at = std::find(args.begin(), args.end(), flag);
+  REQUIRE(at != args.end());
+  *(at + 1) = value;
+}
+
+// The exit code and output of the executable `exe` run with `args` (a shell fragment).
+struct ProcessResult {
+  int exit_code;
+  std::string out, err;
+};
+inline ProcessResult run_executable(const std::string& exe, const std::string& args, const ScratchDir& dir) {
+  const std::string out = dir / "stdout.txt", err = dir / "stderr.txt";
+  const std::string command = "'" + exe + "' " + args + " >'" + out + "' 2>'" + err + "'";
+  const int status = std::system(command.c_str());
+  REQUIRE(WIFEXITED(status));
+  return {WEXITSTATUS(status), read_text(out), read_text(err)};
+}
+
 // N steps straight equal N/2 steps + save + resume + N/2 steps, bit for bit (losses, model and
 // optimizer state), for the run `base` describes (CPU or CUDA). Uses doctest's checks.
 inline void check_bitwise_resume(const std::vector<std::string>& base) {
@@ -94,7 +120,8 @@ inline void check_bitwise_resume(const std::vector<std::string>& base) {
   };
   const std::vector<double> straight = losses(dir / "straight.jsonl");
   REQUIRE(straight.size() == kSteps);
-  const nn::SafetensorsFile straight_state = nn::load_safetensors(dir / "straight/train_state.safetensors");
+  const train::CheckpointFiles straight_files = train::checkpoint_files(dir / "straight");
+  const nn::SafetensorsFile straight_state = nn::load_safetensors(straight_files.train_state);
 
   // Split mid-epoch (6) and at the epoch boundary (8).
   for (const int split : {6, 8}) {
@@ -110,8 +137,16 @@ inline void check_bitwise_resume(const std::vector<std::string>& base) {
       CAPTURE(i);
       CHECK(split_losses[static_cast<size_t>(i)] == straight[static_cast<size_t>(i)]);
     }
-    CHECK(read_text(ckpt + "/model.safetensors") == read_text(dir / "straight/model.safetensors"));
-    const nn::SafetensorsFile state = nn::load_safetensors(ckpt + "/train_state.safetensors");
+    // The same weights; the files differ only in their checkpoint ids.
+    const nn::SafetensorsFile model = nn::load_safetensors(train::checkpoint_files(ckpt).model);
+    const nn::SafetensorsFile straight_model = nn::load_safetensors(straight_files.model);
+    REQUIRE(model.tensors.size() == straight_model.tensors.size());
+    for (const auto& [name, tensor] : straight_model.tensors) {
+      CAPTURE(name);
+      REQUIRE(model.tensors.at(name).nbytes() == tensor.nbytes());
+      CHECK(std::memcmp(model.tensors.at(name).raw_data(), tensor.raw_data(), tensor.nbytes()) == 0);
+    }
+    const nn::SafetensorsFile state = nn::load_safetensors(train::checkpoint_files(ckpt).train_state);
     REQUIRE(state.tensors.size() == straight_state.tensors.size());
     for (const auto& [name, tensor] : straight_state.tensors) {
       CAPTURE(name);

@@ -1,10 +1,14 @@
-// Dataset readers on files written here in the exact formats, and every kind of bad input.
+// Dataset readers on files written here in the exact formats, and every kind of bad input
+// (issue 14's regressions included: header sizes that overflow, empty dims, gzip trailing bytes,
+// non-files named like data files, host memory running out).
 #include <doctest/doctest.h>
 #include <zlib.h>
 
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "data/datasets.h"
@@ -175,3 +179,87 @@ TEST_CASE("synthetic data is deterministic and class-dependent; take_first makes
   CHECK(head.images.shares_storage(a.images));
   CHECK_THROWS_AS(make_synthetic(10, 3, 8, 1, 0), ValueError);
 }
+
+TEST_CASE("IDX sizes from the header are overflow-checked: dims (4, 2^31, 2^31) with no data are refused") {
+  TempDir dir;
+  write_bytes(dir.file("images"), idx_file(0x803, {4, 0x80000000u, 0x80000000u}, {}));
+  write_bytes(dir.file("labels"), idx_file(0x801, {4}, {1, 2, 3, 4}));
+  CHECK(message_of([&] { load_idx(dir.file("images"), dir.file("labels"), 10, "x"); }) ==
+        detail::concat("'", dir.file("images"), "' has 0 data bytes, expected more than 2^63 for shape "
+                       "[4, 2147483648, 2147483648] (truncated or corrupt)"));
+}
+
+TEST_CASE("IDX images of 0 x 28 pixels are refused, naming the dim") {
+  TempDir dir;
+  write_bytes(dir.file("images"), idx_file(0x803, {3, 0, 28}, {}));
+  write_bytes(dir.file("labels"), idx_file(0x801, {3}, {1, 2, 3}));
+  CHECK(message_of([&] { load_idx(dir.file("images"), dir.file("labels"), 10, "x"); }) ==
+        detail::concat("'", dir.file("images"), "': IDX dim 1 of shape [3, 0, 28] is 0, expected a positive size "
+                       "(an empty or corrupt file)"));
+}
+
+TEST_CASE("a gzip file with trailing garbage is refused like the plain file with extra bytes") {
+  TempDir dir;
+  write_bytes(dir.file("labels"), idx_file(0x801, {2}, {1, 2}));
+  write_gzip(dir.file("images.gz"), idx_file(0x803, {2, 2, 2}, std::vector<uint8_t>(8, 1)));
+  CHECK(load_idx(dir.file("images.gz"), dir.file("labels"), 10, "x").size() == 2);
+  std::ofstream(dir.file("images.gz"), std::ios::binary | std::ios::app) << "xyz";
+  CHECK(message_of([&] { load_idx(dir.file("images.gz"), dir.file("labels"), 10, "x"); }) ==
+        detail::concat("cannot read '", dir.file("images.gz"), "': 3 bytes of trailing garbage after the end of the "
+                       "gzip data"));
+  // Two gzip members one after the other are one valid stream (as gzip -d reads them).
+  std::vector<uint8_t> whole = idx_file(0x803, {2, 2, 2}, std::vector<uint8_t>(8, 1));
+  write_gzip(dir.file("a.gz"), std::vector<uint8_t>(whole.begin(), whole.begin() + 10));
+  write_gzip(dir.file("b.gz"), std::vector<uint8_t>(whole.begin() + 10, whole.end()));
+  std::ofstream joined(dir.file("joined.gz"), std::ios::binary);
+  joined << std::ifstream(dir.file("a.gz"), std::ios::binary).rdbuf() << std::ifstream(dir.file("b.gz"), std::ios::binary).rdbuf();
+  joined.close();
+  CHECK(load_idx(dir.file("joined.gz"), dir.file("labels"), 10, "x").images.raw_flatten().to_vector<uint8_t>() ==
+        std::vector<uint8_t>(8, 1));
+}
+
+TEST_CASE("a folder or a FIFO named like a data file is reported as such, not as missing") {
+  TempDir dir;
+  fs::create_directories(dir.file("train-images-idx3-ubyte"));
+  write_bytes(dir.file("train-labels-idx1-ubyte"), idx_file(0x801, {1}, {1}));
+  CHECK(message_of([&] { load_fashion_mnist(dir.path.string(), Split::train); }) ==
+        detail::concat("cannot read '", dir.file("train-images-idx3-ubyte"), "': it is a directory, expected a "
+                       "regular file"));
+  REQUIRE(::mkfifo(dir.file("test_batch.bin").c_str(), 0600) == 0);
+  CHECK(message_of([&] { load_cifar10(dir.path.string(), Split::test); }) ==
+        detail::concat("cannot read '", dir.file("test_batch.bin"), "': it is a FIFO (named pipe), expected a regular "
+                       "file"));
+}
+
+#if !defined(__SANITIZE_ADDRESS__)  // AddressSanitizer reserves terabytes of address space
+TEST_CASE("running out of host memory while loading is an OutOfMemoryError naming the file") {
+  TempDir dir;
+  // A sparse 2 GiB IDX file (no disk used), loaded under an address-space limit of 1 GiB more
+  // than the process has mapped now.
+  constexpr int64_t kSide = 1 << 15, kImages = 2;
+  {
+    std::vector<uint8_t> header = idx_file(0x803, {kImages, kSide, kSide}, {});
+    write_bytes(dir.file("images"), header);
+    REQUIRE(::truncate(dir.file("images").c_str(), static_cast<off_t>(header.size() + kImages * kSide * kSide)) == 0);
+  }
+  write_bytes(dir.file("labels"), idx_file(0x801, {kImages}, {1, 2}));
+  long pages = 0;
+  std::ifstream("/proc/self/statm") >> pages;
+  rlimit saved{};
+  REQUIRE(::getrlimit(RLIMIT_AS, &saved) == 0);
+  rlimit limited = saved;
+  limited.rlim_cur = static_cast<rlim_t>(pages) * static_cast<rlim_t>(::sysconf(_SC_PAGESIZE)) + (rlim_t{1} << 30);
+  REQUIRE(::setrlimit(RLIMIT_AS, &limited) == 0);
+  std::string message = "(no OutOfMemoryError)";
+  try {
+    load_idx(dir.file("images"), dir.file("labels"), 10, "x");
+  } catch (const OutOfMemoryError& e) {
+    message = e.what();
+  } catch (const std::exception& e) {
+    message = detail::concat("another error: ", e.what());
+  }
+  REQUIRE(::setrlimit(RLIMIT_AS, &saved) == 0);
+  CHECK(message == detail::concat("out of host memory while loading '", dir.file("images"), "': could not hold ",
+                                  16 + kImages * kSide * kSide, " bytes (free host memory, or load a subset of the data)"));
+}
+#endif

@@ -163,3 +163,40 @@ TEST_CASE("cosine schedule with linear warm-up") {
   CHECK(cosine_lr(55, 100, 10, 1.0) == doctest::Approx(0.5));
   CHECK(cosine_lr(100, 100, 10, 1.0, 0.1) == doctest::Approx(0.1));
 }
+
+TEST_CASE("optimizer state loading is strict: a missing, extra, mis-shaped or mis-typed buffer is an error") {
+  Fixture a;
+  Adam adam({{"w", a.param, true}}, AdamOptions{});
+  a.set_grad(0);
+  adam.step();
+  const auto state = adam.state_dict();
+  CHECK(state.size() == 3);  // step, w.exp_avg, w.exp_avg_sq
+  auto without = state;
+  without.erase("w.exp_avg_sq");
+  CHECK_THROWS_WITH_AS(adam.load_state_dict(without),
+                       "optimizer load_state_dict: missing key 'w.exp_avg_sq' (expected shape [4])", ValueError);
+  auto extra = state;
+  extra["v.exp_avg"] = zeros({4}, DType::f64);
+  CHECK_THROWS_WITH_AS(adam.load_state_dict(extra),
+                       "optimizer load_state_dict: unexpected key 'v.exp_avg' (shape [4]) is not 'step' nor "
+                       "'<parameter>.<buffer>' of this optimizer (buffers: exp_avg, exp_avg_sq)",
+                       ValueError);
+  auto misshaped = state;
+  misshaped["w.exp_avg"] = zeros({2}, DType::f64);
+  CHECK_THROWS_WITH_AS(adam.load_state_dict(misshaped), "optimizer load_state_dict: 'w.exp_avg' has shape [2], expected [4]",
+                       ShapeError);
+  auto mistyped = state;
+  mistyped["w.exp_avg"] = zeros({4}, DType::f32);
+  CHECK_THROWS_WITH_AS(adam.load_state_dict(mistyped), "optimizer load_state_dict: 'w.exp_avg' has dtype f32, expected f64",
+                       TypeError);
+  auto negative = state;
+  negative["step"] = from_vector<int64_t>({-3}, {1});
+  CHECK_THROWS_WITH_AS(adam.load_state_dict(negative), "optimizer load_state_dict: 'step' is -3, expected >= 0", ValueError);
+  // A refused state leaves the optimizer as it was.
+  CHECK(adam.step_count() == 1);
+  // A parameter without a gradient yet has zero buffers in the state dict, so it round-trips.
+  Fixture fresh;
+  SGD sgd({{"w", fresh.param, false}}, SgdOptions{});
+  CHECK(sgd.state_dict().at("w.momentum_buffer").to_vector<double>() == std::vector<double>{0, 0, 0, 0});
+  sgd.load_state_dict(sgd.state_dict());
+}

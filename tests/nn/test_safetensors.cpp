@@ -1,4 +1,5 @@
-// safetensors: exact format bytes, round trips of every dtype, malformed files, state dicts.
+// safetensors: exact format bytes, round trips of every dtype, malformed and hostile files
+// (issue 14: deep JSON, overflowing sizes, overlapping tensors), state dicts.
 #include <doctest/doctest.h>
 
 #include <cstdio>
@@ -23,6 +24,15 @@ std::vector<char> read_all(const std::string& path) {
 void write_all(const std::string& path, const std::string& bytes) {
   std::ofstream out(path, std::ios::binary);
   out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+// The IoError message of loading `path`.
+std::string load_error(const std::string& path) {
+  try {
+    load_safetensors(path);
+  } catch (const IoError& e) {
+    return e.what();
+  }
+  return "(no IoError)";
 }
 std::string with_header(const std::string& json, const std::string& data) {
   std::string bytes(8, '\0');
@@ -70,14 +80,7 @@ TEST_CASE("every dtype round-trips, with metadata") {
 
 TEST_CASE("malformed files fail naming the file and the problem") {
   const std::string path = temp_path("bad.safetensors");
-  auto message = [&] {
-    try {
-      load_safetensors(path);
-    } catch (const IoError& e) {
-      return std::string(e.what());
-    }
-    return std::string("(no error)");
-  };
+  auto message = [&] { return load_error(path); };
   write_all(path, "abc");
   CHECK(message() == detail::concat("'", path, "' is too short for a safetensors file (3 bytes)"));
   write_all(path, with_header("{not json", ""));
@@ -89,6 +92,65 @@ TEST_CASE("malformed files fail naming the file and the problem") {
   write_all(path, with_header(R"({"w":{"dtype":"F16","shape":[1],"data_offsets":[0,2]}})", std::string(2, '\0')));
   CHECK(message() == detail::concat("'", path, "': tensor 'w' has dtype F16, which tapegrad does not support (F32, F64, BF16, I32, I64, U8)"));
   std::remove(path.c_str());
+}
+
+namespace {
+// A header, the size of the data section after it, and the message after "'<path>': ".
+struct Refused {
+  std::string header;
+  size_t data_bytes;
+  std::string message;
+};
+void check_refused(const std::string& name, const std::vector<Refused>& cases) {
+  const std::string path = temp_path(name);
+  for (const Refused& c : cases) {
+    CAPTURE(c.message);
+    write_all(path, with_header(c.header, std::string(c.data_bytes, '\0')));
+    CHECK(load_error(path) == "'" + path + "': " + c.message);
+  }
+  std::remove(path.c_str());
+}
+}  // namespace
+
+TEST_CASE("hostile headers: deep JSON, sizes that overflow, non-integer and negative shapes, bad metadata") {
+  const std::string tensor = R"("w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]})";
+  check_refused("hostile.safetensors", {
+      // 200,000 nested arrays in __metadata__ used to overflow the stack when printed back.
+      {R"({"__metadata__":{"k":)" + std::string(200000, '[') + std::string(200000, ']') + "}," + tensor + "}", 8,
+       "the header nests deeper than 64 JSON levels (corrupt or hostile file)"},
+      // [2^62 + 4] x 4 bytes wraps to 16 in 64 bits.
+      {R"({"w":{"dtype":"F32","shape":[4611686018427387908],"data_offsets":[0,16]}})", 16,
+       "tensor 'w' of shape [4611686018427387908] and dtype f32 needs more than 2^63 bytes (corrupt header)"},
+      {R"({"w":{"dtype":"F32","shape":[2.9],"data_offsets":[0,8]}})", 8,
+       "tensor 'w' has shape entry 2.9, expected a non-negative integer below 2^63"},
+      {R"({"w":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", 8,
+       "tensor 'w' has shape entry -2, expected a non-negative integer below 2^63"},
+      {R"({"__metadata__":["format","pt"],)" + tensor + "}", 8, "__metadata__ is array, expected an object of strings"},
+      {R"({"__metadata__":{"epoch":3},)" + tensor + "}", 8, "__metadata__ entry 'epoch' is number, expected a string"},
+      {R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,18446744073709551615]}})", 8,
+       "tensor 'w' has data_offsets entry 18446744073709551615, expected a non-negative integer below 2^63"},
+  });
+}
+
+TEST_CASE("the tensors must tile the data section: overlaps, holes and trailing bytes are refused") {
+  check_refused("tiling.safetensors", {
+      {R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
+       12, "tensors 'a' (bytes 0..8) and 'b' (bytes 4..12) overlap"},
+      {R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})",
+       12, "bytes 4..8 of the data section belong to no tensor (expected the tensors to tile it)"},
+      {R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", 8,
+       "the data section has 8 bytes but its tensors end at byte 4 (expected the tensors to tile it)"},
+  });
+}
+
+TEST_CASE("a folder named like a safetensors file is reported as a folder") {
+  const std::string path = temp_path("folder.safetensors");
+  std::filesystem::create_directories(path);
+  CHECK_THROWS_WITH_AS(load_safetensors(path),
+                       detail::concat("load_safetensors: cannot read '", path, "': it is a directory, expected a regular "
+                                      "file").c_str(),
+                       IoError);
+  std::filesystem::remove_all(path);
 }
 
 namespace {

@@ -1,7 +1,10 @@
-// Helpers shared by the tests: which device a test executable targets, and numeric comparison.
+// Helpers shared by the tests: which device a test executable targets, where a built executable
+// is, and numeric comparison.
 #pragma once
 
 #include <cmath>
+#include <filesystem>
+#include <string>
 #include <vector>
 
 #include "core/allocator.h"
@@ -12,6 +15,13 @@
 #endif
 
 namespace tg::test {
+
+// An executable where CMake built it (`built`) or, when the build folder was moved (binaries
+// carried to the GPU machine), at `from_test`: its path relative to the running test executable.
+inline std::string built_executable(const std::string& built, const std::string& from_test) {
+  if (std::filesystem::exists(built)) return built;
+  return (std::filesystem::read_symlink("/proc/self/exe").parent_path() / from_test).string();
+}
 
 // True in executables that hold CUDA tests (built with TG_TEST_CUDA=1).
 inline bool cuda_tests_requested() { return TG_TEST_CUDA != 0; }
