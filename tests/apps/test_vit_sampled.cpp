@@ -27,11 +27,15 @@ vit::VitConfig tiny_vit() {
   return c;
 }
 
+// ema_beta 0: after one backward the proxy is the last ||g|| by position, so the scores are
+// close to the optimal ||x||·||g|| and the rows that carry the gradient (the class token's)
+// become winners: the measured step exercises the winners and the (1 - P_C) of the draws.
 StrategyConfig sampled(const std::string& name, uint64_t seed) {
   StrategyConfig c;
   c.kind = parse_strategy(name);
   c.ratio = 0.5;
   c.seed = seed;
+  c.ema_beta = 0.0;
   return c;
 }
 
