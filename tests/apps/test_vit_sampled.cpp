@@ -10,6 +10,7 @@
 #include <string>
 
 #include "apps/vit/strategies.h"
+#include "ops/matmul/sampled.h"
 #include "tests/apps/vit_fixture.h"
 #include "tests/support/estimator_stats.h"
 
@@ -87,8 +88,10 @@ TEST_CASE("whole ViT, all six targets sampled: the mean gradient over seeds is t
 
   for (const std::string name : {"wta-crs", "crs"}) {
     CAPTURE(name);
-    // One seed: every block target was installed, and every sampled linear's weight gradient
-    // differs from the exact one (the attention targets feed qkv's and earlier gradients).
+    // One seed, first step (proxy ≡ 1): every block target was installed, and every sampled
+    // linear's weight gradient differs from the exact one (the attention targets feed qkv's and
+    // earlier gradients). Later steps can be exact where few rows carry gradient: the last
+    // block's proj and fc2 see a gradient on the class token only, which become winners.
     REQUIRE(vit::install_strategies(model, sampled(name, 0), targets, blocks) ==
             static_cast<int64_t>(config.depth * targets.size()));
     const test::VitRun one = test::vit_step(model, batch);
@@ -101,6 +104,28 @@ TEST_CASE("whole ViT, all six targets sampled: the mean gradient over seeds is t
       ++sampled_weights;
     }
     CHECK(sampled_weights == 4 * config.depth);
+    // The measured step has winners: replay its saves' plans (scores ||x||·proxy, per item).
+    {
+      vit::VisionTransformer recorded(config, Device::cpu(), 1234);
+      const auto recorders = test::install_recorders(recorded, sampled(name, 0));
+      for (int step = 0; step < 2; ++step) (void)test::vit_step(recorded, batch);
+      int64_t items = 0, with_winners = 0;
+      for (const auto& recorder : recorders)
+        for (size_t call = recorder->calls.size() / 2; call < recorder->calls.size(); ++call) {
+          const test::RecordingStrategy::SaveCall& save = recorder->calls[call];
+          const int64_t K = save.operand.size(1), k = sample_budget(K, 0.5, 10);
+          if (k >= K) continue;  // exact (attention's context over a head dim below k_min)
+          const Tensor scores = row_norms(save.operand, save.state.at("proxy"));  // [batch, K]
+          const std::vector<float> all = scores.to_vector<float>();
+          for (int64_t b = 0; b < scores.size(0); ++b, ++items)
+            with_winners += !plan_sample(std::vector<float>(all.begin() + b * K, all.begin() + (b + 1) * K),
+                                         {k, 0.05, sampling_variant(parse_strategy(name))})
+                                 .winners.empty();
+        }
+      MESSAGE(name, ": ", with_winners, " of ", items, " sampled items of the measured step have winners");
+      CHECK(items > 0);
+      CHECK((name == "crs" ? with_winners == 0 : with_winners > 0));
+    }
 
     // Many seeds: each trial a fresh set of strategies (seed = trial) and one warm-up step, so
     // the measured step draws with a learned proxy at step 1.

@@ -4,7 +4,6 @@
 #include <doctest/doctest.h>
 
 #include "tests/apps/vit_fixture.h"
-#include "tests/support/recording_strategy.h"
 
 using namespace tg;
 
@@ -26,24 +25,6 @@ vit::VitConfig step_vit() {
   c.dim = 32;
   c.heads = 2;
   return c;
-}
-
-// Every target of every block gets a recorder around its own sampled strategy (node id
-// block * 6 + target index), which copies each operand it is asked to save and the strategy's
-// state before that save.
-std::vector<std::shared_ptr<test::RecordingStrategy>> install_recorders(vit::VisionTransformer& model,
-                                                                        const StrategyConfig& config) {
-  std::vector<std::shared_ptr<test::RecordingStrategy>> recorders;
-  uint64_t node = 0;
-  for (const auto& block : model.blocks)
-    for (const nn::MatmulTargetInfo& info : nn::matmul_targets()) {
-      auto recorder = std::make_shared<test::RecordingStrategy>();
-      recorder->inner = make_strategy(config, node++);
-      recorder->keep_operands = true;
-      block->strategy_slot(info.target) = recorder;
-      recorders.push_back(recorder);
-    }
-  return recorders;
 }
 
 // Σ_slots w·g_idxᵀ x_idx for G = the identity of each item: row i of the result is (total
@@ -69,7 +50,7 @@ TEST_CASE("whole ViT step, every target sampled: CUDA keeps the CPU's rows and w
     const Device devices[2] = {Device::cpu(), kCuda};
     for (int d = 0; d < 2; ++d) {
       vit::VisionTransformer model(c, devices[d], 1234);
-      recorders[d] = install_recorders(model, sampled(name));
+      recorders[d] = test::install_recorders(model, sampled(name));
       const test::VitBatch batch = test::vit_batch(c, devices[d]);
       // Two steps: the second samples with the proxy learned in the first backward.
       for (int step = 0; step < 2; ++step) runs[d].push_back(test::vit_step(model, batch));

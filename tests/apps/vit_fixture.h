@@ -1,10 +1,12 @@
-// A small ViT and a batch for the model tests (CPU and CUDA).
+// A small ViT, a batch and a training step for the model tests (CPU and CUDA), and recorders
+// around sampled strategies on every target.
 #pragma once
 
 #include "apps/vit/vit.h"
 #include "autograd/engine.h"
 #include "ops/loss.h"
 #include "tests/support/op_checks.h"
+#include "tests/support/recording_strategy.h"
 
 namespace tg::test {
 
@@ -47,6 +49,24 @@ inline VitRun vit_step(const vit::VisionTransformer& model, const VitBatch& batc
 inline VitRun run_vit(const vit::VitConfig& config, Device device, int64_t batch = 4) {
   const vit::VisionTransformer model(config, device, 1234);
   return vit_step(model, vit_batch(config, device, batch));
+}
+
+// Every target of every block gets a recorder around its own strategy from `config` (node id
+// block * 6 + target index, as vit::install_strategies numbers them), which copies each operand
+// it is asked to save and the strategy's state before that save.
+inline std::vector<std::shared_ptr<RecordingStrategy>> install_recorders(vit::VisionTransformer& model,
+                                                                         const StrategyConfig& config) {
+  std::vector<std::shared_ptr<RecordingStrategy>> recorders;
+  uint64_t node = 0;
+  for (const auto& block : model.blocks)
+    for (const nn::MatmulTargetInfo& info : nn::matmul_targets()) {
+      auto recorder = std::make_shared<RecordingStrategy>();
+      recorder->inner = make_strategy(config, node++);
+      recorder->keep_operands = true;
+      block->strategy_slot(info.target) = recorder;
+      recorders.push_back(recorder);
+    }
+  return recorders;
 }
 
 }  // namespace tg::test
