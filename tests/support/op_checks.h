@@ -1,5 +1,6 @@
-// Checks shared by the op tests: random inputs that are never all zero, f64 host copies, and
-// the CUDA-versus-CPU comparison of an op's outputs and input gradients.
+// Checks shared by the op tests: random inputs that are never all zero (uniform, or rows with
+// log-normal norms), f64 host copies, and the CUDA-versus-CPU comparison of an op's outputs and
+// input gradients.
 #pragma once
 
 #include <functional>
@@ -9,6 +10,7 @@
 #include <doctest/doctest.h>
 
 #include "autograd/engine.h"
+#include "ops/elementwise.h"
 #include "tests/support/test_support.h"
 
 namespace tg::test {
@@ -18,6 +20,15 @@ inline Tensor random_tensor(const Shape& shape, uint64_t seed, double low = -2, 
                             DType dtype = DType::f32, Device device = Device::cpu()) {
   Generator generator(seed);
   return rand(shape, dtype, device, generator, low, high);
+}
+
+// X [n, d] (f32, CPU) whose row norms spread like real activations: standard normal rows, row i
+// scaled by exp(sigma * z_i). A large sigma gives the sampled strategies winners.
+inline Tensor lognormal_rows(int64_t n, int64_t d, double sigma, uint64_t seed) {
+  Generator g(seed);
+  const Tensor base = randn({n, d}, DType::f32, Device::cpu(), g);
+  const Tensor scale = exp(randn({n, 1}, DType::f32, Device::cpu(), g, 0, sigma));
+  return base * scale;
 }
 
 // random_tensor that requires grad (a leaf for gradient checks).

@@ -3,6 +3,7 @@
 // k = N, the edge cases of WTACRS.md §6, saved bytes, and real memory savings.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <map>
@@ -15,21 +16,17 @@
 #include "ops/matmul/sampled.h"
 #include "ops/precision.h"
 #include "ops/reduce.h"
+#include "tests/support/estimator_stats.h"
 #include "tests/support/op_checks.h"
 
 using namespace tg;
+using test::estimate_moments;
 using test::host_values;
+using test::lognormal_rows;
+using test::max_z;
 using test::random_tensor;
 
 namespace {
-
-// X [N, D] whose row norms spread like real activations: row i scaled by exp(sigma * z_i).
-Tensor lognormal_rows(int64_t n, int64_t d, double sigma, uint64_t seed) {
-  Generator g(seed);
-  const Tensor base = randn({n, d}, DType::f32, Device::cpu(), g);
-  const Tensor scale = exp(randn({n, 1}, DType::f32, Device::cpu(), g, 0, sigma));
-  return base * scale;
-}
 
 StrategyConfig config(const std::string& name, double ratio, uint64_t seed, const std::string& proxy = "none") {
   StrategyConfig c;
@@ -47,47 +44,12 @@ PrecisionPolicy saving_in(const std::string& saved_dtype) {
   return policy;
 }
 
-// dW of y = x·Wᵀ with upstream gradient g, formed through `strategy`.
+// dW of y = x·Wᵀ (x [N, D] or [B, T, D]) with upstream gradient g, formed through `strategy`.
 std::vector<double> weight_grad(const Tensor& x, const Tensor& g, BackwardStrategy* strategy) {
-  Tensor w = random_tensor({g.size(1), x.size(1)}, 3);
+  Tensor w = random_tensor({g.size(-1), x.size(-1)}, 3);
   w.set_requires_grad(true);
   backward(linear(x, w, Tensor(), strategy), g);
   return host_values(w.grad());
-}
-
-struct Moments {
-  std::vector<double> mean, var;
-  double mse = 0;  // mean of ||estimate - exact||^2
-};
-
-Moments estimate_moments(const std::vector<double>& exact, int trials,
-                         const std::function<std::vector<double>(uint64_t)>& estimate) {
-  Moments m{std::vector<double>(exact.size(), 0), std::vector<double>(exact.size(), 0), 0};
-  std::vector<double> sq(exact.size(), 0);
-  for (int t = 0; t < trials; ++t) {
-    const auto e = estimate(static_cast<uint64_t>(t));
-    for (size_t i = 0; i < e.size(); ++i) {
-      m.mean[i] += e[i];
-      sq[i] += e[i] * e[i];
-      m.mse += (e[i] - exact[i]) * (e[i] - exact[i]);
-    }
-  }
-  for (size_t i = 0; i < exact.size(); ++i) {
-    m.mean[i] /= trials;
-    m.var[i] = sq[i] / trials - m.mean[i] * m.mean[i];
-  }
-  m.mse /= trials;
-  return m;
-}
-
-// Largest |mean - exact| in units of the standard error of the mean.
-double max_z(const Moments& m, const std::vector<double>& exact, int trials) {
-  double worst = 0;
-  for (size_t i = 0; i < exact.size(); ++i) {
-    const double se = std::sqrt(std::max(m.var[i], 1e-30) / trials);
-    worst = std::max(worst, std::abs(m.mean[i] - exact[i]) / se);
-  }
-  return worst;
 }
 
 double squared_norm(const std::vector<double>& v) {
@@ -168,24 +130,42 @@ TEST_CASE("linear dW: WTA-CRS and CRS are unbiased, match the variance formula, 
   CHECK(mse[0] < mse[1]);
 }
 
-TEST_CASE("attention matmul: both operand gradients are unbiased under WTA-CRS") {
-  const Tensor a = random_tensor({3, 40, 8}, 21), b = random_tensor({3, 8, 50}, 22), g = random_tensor({3, 40, 50}, 23);
-  auto grads = [&](BackwardStrategy* for_a, BackwardStrategy* for_b) {
+TEST_CASE("attention matmul: both operand gradients are unbiased under WTA-CRS, on heavy-tailed rows with winners") {
+  // Log-normal row norms of A (sampled for dB) and of Bᵀ (sampled for dA), so that items have
+  // winners and the winners' part and the (1 - P_C) of the draws are both exercised.
+  const int64_t batch = 3, m = 40, d = 8, n = 50;
+  const Tensor a = lognormal_rows(batch * m, d, 1.5, 21).raw_reshape({batch, m, d});
+  const Tensor b = lognormal_rows(batch * n, d, 1.5, 22).raw_reshape({batch, n, d}).raw_transpose(1, 2).raw_contiguous();
+  const Tensor g = random_tensor({batch, m, n}, 23);
+  // The items really have winners on both sides (scores = row norms: proxy "none").
+  int64_t items_with_winners[2] = {0, 0};
+  for (int64_t i = 0; i < batch; ++i) {
+    const Tensor sides[2] = {a.raw_select(0, i), b.raw_select(0, i).raw_transpose(0, 1).raw_contiguous()};
+    for (int side = 0; side < 2; ++side) {
+      const std::vector<float> scores = row_norms(sides[side].raw_unsqueeze(0)).to_vector<float>();
+      const int64_t rows = static_cast<int64_t>(scores.size());
+      items_with_winners[side] += !plan_sample(scores, {sample_budget(rows, 0.3, 10), 0.05}).winners.empty();
+    }
+  }
+  MESSAGE("items with winners: dB side ", items_with_winners[0], ", dA side ", items_with_winners[1], " of ", batch);
+  REQUIRE(items_with_winners[0] == batch);
+  REQUIRE(items_with_winners[1] == batch);
+  auto grads = [&](BackwardStrategy* for_grad_a, BackwardStrategy* for_grad_b) {
     Tensor aa = a.clone(), bb = b.clone();
     aa.set_requires_grad(true);
     bb.set_requires_grad(true);
-    backward(matmul(aa, bb, false, false, for_a, for_b), g);
+    backward(matmul(aa, bb, false, false, for_grad_a, for_grad_b), g);
     auto ga = host_values(aa.grad()), gb = host_values(bb.grad());
     ga.insert(ga.end(), gb.begin(), gb.end());
     return ga;
   };
   const auto exact = grads(nullptr, nullptr);
   const int trials = 1500;
-  const auto m = estimate_moments(exact, trials, [&](uint64_t seed) {
+  const auto moments = estimate_moments(exact, trials, [&](uint64_t seed) {
     auto for_a = make_strategy(config("wta-crs", 0.3, seed), 0), for_b = make_strategy(config("wta-crs", 0.3, seed), 1);
     return grads(for_a.get(), for_b.get());
   });
-  CHECK(max_z(m, exact, trials) < 4.5);
+  CHECK(max_z(moments, exact, trials) < 4.5);
 }
 
 TEST_CASE("k = N, ratio 1 and N < k_min are exact") {
@@ -272,6 +252,71 @@ TEST_CASE("state_dict carries the step counter and the proxy: a restored strateg
   CHECK_THROWS_WITH_AS(restored->load_state_dict({{"step", zeros({1})}}),
                        "wta-crs load_state_dict: 'step' must be one i64, got f32 of shape [1]", ValueError);
   CHECK(ExactStrategy().state_dict().empty());
+}
+
+TEST_CASE("the random stream is keyed by the node id and the step: every (node, step) pair draws its own rows") {
+  // Proxy "none": every forward sees the same scores, so only the key can change the rows.
+  const Tensor x = lognormal_rows(100, 12, 0.5, 57), g = random_tensor({100, 6}, 58);
+  std::vector<std::vector<double>> estimates;  // estimates[3 * node + step]
+  for (uint64_t node = 0; node < 3; ++node) {
+    auto strategy = make_strategy(config("wta-crs", 0.3, 7), node);
+    for (int step = 0; step < 3; ++step) estimates.push_back(weight_grad(x, g, strategy.get()));
+  }
+  for (size_t i = 0; i < estimates.size(); ++i)
+    for (size_t j = i + 1; j < estimates.size(); ++j) {
+      INFO("node " << i / 3 << " step " << i % 3 << " against node " << j / 3 << " step " << j % 3);
+      CHECK(estimates[i] != estimates[j]);
+    }
+  // The same seed, node and step draw the same rows: the differences come from the key alone.
+  auto again = make_strategy(config("wta-crs", 0.3, 7), 1);
+  CHECK(weight_grad(x, g, again.get()) == estimates[3]);
+}
+
+TEST_CASE("the items of a batched matmul draw independently: two identical items get different rows") {
+  // dB = Aᵀ·dR samples A's rows item by item; items 0 and 1 hold the same A and dR.
+  const Tensor a = lognormal_rows(40, 8, 0.5, 59).raw_unsqueeze(0).raw_expand({2, 40, 8}).raw_contiguous();
+  const Tensor g = random_tensor({1, 40, 30}, 60).raw_expand({2, 40, 30}).raw_contiguous();
+  const Tensor b = random_tensor({2, 8, 30}, 61);
+  auto item_grads = [&](BackwardStrategy* strategy) {
+    Tensor bb = b.clone();
+    bb.set_requires_grad(true);
+    backward(matmul(a, bb, false, false, nullptr, strategy), g);
+    const std::vector<double> db = host_values(bb.grad());
+    const auto half = static_cast<std::ptrdiff_t>(db.size() / 2);
+    return std::make_pair(std::vector<double>(db.begin(), db.begin() + half), std::vector<double>(db.begin() + half, db.end()));
+  };
+  const auto exact = item_grads(nullptr);
+  REQUIRE(exact.first == exact.second);
+  auto strategy = make_strategy(config("wta-crs", 0.3, 3), 0);
+  const auto sampled = item_grads(strategy.get());
+  CHECK(sampled.first != exact.first);
+  CHECK(sampled.first != sampled.second);
+}
+
+TEST_CASE("the learned proxy is used: rows that carry the gradient become winners and the estimate exact") {
+  // Only 5 of 50 token positions get a gradient; ||x|| alone is near uniform (no winners). Once
+  // the per-position EMA has learned ||g|| (the other positions' proxy decays as 0.9^steps),
+  // the 10 live rows are the winners, the draws land on rows without gradient, and dW is exact.
+  const int64_t B = 2, T = 50, D = 16, E = 4;
+  const Tensor x = random_tensor({B, T, D}, 91, 1, 2);
+  const Tensor g = random_tensor({B, T, E}, 92);
+  const std::vector<int64_t> live{3, 17, 29, 41, 48};
+  for (int64_t t = 0; t < T; ++t)
+    if (std::find(live.begin(), live.end(), t) == live.end()) g.raw_narrow(1, t, 1).fill_(0);
+  const auto exact = weight_grad(x, g, nullptr);
+  auto learned = std::make_shared<SamplingStrategy>(config("wta-crs", 0.3, 5, "position-ema"), 0);
+  std::vector<double> estimate;
+  for (int step = 0; step < 60; ++step) estimate = weight_grad(x, g, learned.get());
+  const std::vector<float> proxy = learned->proxy().to_vector<float>();
+  for (int64_t t = 0; t < T; ++t) {
+    CAPTURE(t);
+    const bool is_live = std::find(live.begin(), live.end(), t) != live.end();
+    CHECK((is_live ? proxy[static_cast<size_t>(t)] > 0.5f : proxy[static_cast<size_t>(t)] < 0.01f));
+  }
+  CHECK(test::relative_error(estimate, exact) < 1e-5);
+  // Without the proxy the same budget leaves the live rows to the draws: far from exact.
+  auto plain = make_strategy(config("wta-crs", 0.3, 5), 0);
+  CHECK(test::relative_error(weight_grad(x, g, plain.get()), exact) > 0.05);
 }
 
 TEST_CASE("memory is really saved: a stack of sampled linears lowers the peak by the saved-bytes difference") {

@@ -9,10 +9,14 @@
 #include <string>
 
 #include "ops/matmul/sampling.h"
+#include "tests/support/estimator_stats.h"
 #include "tests/support/op_checks.h"
 
 using namespace tg;
+using test::estimate_moments;
 using test::host_values;
+using test::max_z;
+using test::Moments;
 using test::random_tensor;
 
 namespace {
@@ -57,24 +61,15 @@ Operands make_operands(int64_t K, int64_t D, int64_t E, double sigma, uint64_t s
   return o;
 }
 
-// Mean and variance per element of Ĉ = Σ_slots w g_idxᵀ x_idx over `draws` subsequences, and the
-// mean squared error E||Ĉ - C||²_F. Every weight is multiplied by `bias`, to show that the
-// z-test rejects a biased estimator.
-struct EstimateStats {
-  std::vector<double> mean, variance;
-  double mse = 0;
-};
-
-EstimateStats estimate(const Operands& o, const std::vector<float>& scores, const SamplingConfig& config, int draws,
-                       double bias = 1.0) {
-  const size_t n = static_cast<size_t>(o.E * o.D);
-  std::vector<double> sum(n, 0.0), squares(n, 0.0), c(n);
-  double error = 0;
-  for (int s = 0; s < draws; ++s) {
-    const RowSample sample = sample_one(scores, config, static_cast<uint64_t>(s));
+// Moments of Ĉ = Σ_slots w g_idxᵀ x_idx over `draws` subsequences around the exact C. Every
+// weight is multiplied by `bias`, to show that the z-test rejects a biased estimator.
+Moments estimate(const Operands& o, const std::vector<float>& scores, const SamplingConfig& config, int draws,
+                 double bias = 1.0) {
+  return estimate_moments(o.exact, draws, [&](uint64_t s) {
+    const RowSample sample = sample_one(scores, config, s);
     const auto idx = sample.indices.to_vector<int32_t>();
     const auto w = sample.weights.to_vector<float>();
-    std::fill(c.begin(), c.end(), 0.0);
+    std::vector<double> c(static_cast<size_t>(o.E * o.D), 0.0);
     for (size_t j = 0; j < idx.size(); ++j) {
       const double weight = w[j] * bias;
       const int64_t row = idx[j];
@@ -83,31 +78,8 @@ EstimateStats estimate(const Operands& o, const std::vector<float>& scores, cons
           c[static_cast<size_t>(e * o.D + d)] +=
               weight * o.g[static_cast<size_t>(row * o.E + e)] * o.x[static_cast<size_t>(row * o.D + d)];
     }
-    for (size_t i = 0; i < n; ++i) {
-      sum[i] += c[i];
-      squares[i] += c[i] * c[i];
-      error += (c[i] - o.exact[i]) * (c[i] - o.exact[i]);
-    }
-  }
-  EstimateStats stats;
-  for (size_t i = 0; i < n; ++i) {
-    const double mean = sum[i] / draws;
-    stats.mean.push_back(mean);
-    stats.variance.push_back(std::max(squares[i] / draws - mean * mean, 0.0) * draws / (draws - 1));
-  }
-  stats.mse = error / draws;
-  return stats;
-}
-
-// Largest |mean - exact| / standard error over the elements of C.
-double max_z(const EstimateStats& stats, const Operands& o, int draws) {
-  double worst = 0;
-  for (size_t i = 0; i < o.exact.size(); ++i) {
-    const double se = std::sqrt(stats.variance[i] / draws);
-    const double diff = std::abs(stats.mean[i] - o.exact[i]);
-    worst = std::max(worst, se > 0 ? diff / se : (diff > 1e-9 ? INFINITY : 0.0));
-  }
-  return worst;
+    return c;
+  });
 }
 
 }  // namespace
@@ -207,8 +179,8 @@ TEST_CASE("the estimate is unbiased: mean over 2000 draws within 4 standard erro
     for (const bool optimal : {true, false}) {
       const SamplingConfig config{60, 0.05, variant};
       const auto& scores = optimal ? o.optimal_scores : o.rough_scores;
-      const EstimateStats stats = estimate(o, scores, config, kDraws);
-      const double z = max_z(stats, o, kDraws);
+      const Moments stats = estimate(o, scores, config, kDraws);
+      const double z = max_z(stats, o.exact, kDraws);
       MESSAGE(variant_name(variant), std::string(optimal ? " optimal" : " rough"),
               " proxy: winners ", plan_sample(scores, config).winners.size(), ", max |z| over 48 elements ", z);
       CHECK(z < 4.0);
@@ -216,9 +188,29 @@ TEST_CASE("the estimate is unbiased: mean over 2000 draws within 4 standard erro
   }
   // The test has power: weights of the draws off by 10% are rejected.
   const SamplingConfig config{60, 0.05, SamplingVariant::crs};
-  const double biased_z = max_z(estimate(o, o.optimal_scores, config, kDraws, 1.1), o, kDraws);
+  const double biased_z = max_z(estimate(o, o.optimal_scores, config, kDraws, 1.1), o.exact, kDraws);
   MESSAGE("crs with draw weights x1.1: max |z| ", biased_z);
   CHECK(biased_z > 4.0);
+}
+
+TEST_CASE("the z-check fails a NaN or infinite estimate and a difference without variance") {
+  const std::vector<double> exact{1.0, 2.0};
+  for (const double bad : {static_cast<double>(NAN), static_cast<double>(INFINITY), -static_cast<double>(INFINITY)}) {
+    CAPTURE(bad);
+    const Moments m = estimate_moments(exact, 10, [&](uint64_t t) {
+      return std::vector<double>{t == 3 ? bad : 1.0 + (t % 2 == 0 ? 0.1 : -0.1), 2.0};
+    });
+    CHECK_FALSE(max_z(m, exact, 10) < 1e300);
+  }
+  // Element 0 is noisy and centred, element 1 is always right: z stays small.
+  const Moments good = estimate_moments(exact, 10, [](uint64_t t) {
+    return std::vector<double>{1.0 + (t % 2 == 0 ? 0.1 : -0.1), 2.0};
+  });
+  CHECK(max_z(good, exact, 10) < 1e-9);
+  // A constant estimate off by 1e-6 is rejected, unless a rounding resolution covers it.
+  const Moments off = estimate_moments(exact, 10, [](uint64_t) { return std::vector<double>{1.0, 2.0 + 1e-6}; });
+  CHECK_FALSE(max_z(off, exact, 10) < 1e300);
+  CHECK(max_z(off, exact, 10, 1e-5) < 1.0);
 }
 
 TEST_CASE("measured MSE matches the variance formula; WTA-CRS beats CRS on skewed rows") {

@@ -1,22 +1,33 @@
 // Sampled strategies on CUDA: the same sample as on the CPU for the same seed (so the same
-// estimate up to GEMM rounding), unbiasedness on the device, and the proxy update.
+// estimate up to GEMM rounding), unbiasedness on the device (the mean over seeds of a linear's
+// dW and of both attention operand gradients, on heavy-tailed rows with winners, within a
+// z-bound of the exact gradient), and the proxy update.
 #include <doctest/doctest.h>
 
 #include "autograd/engine.h"
 #include "ops/matmul/linear.h"
 #include "ops/matmul/matmul.h"
 #include "ops/matmul/sampled.h"
+#include "tests/support/estimator_stats.h"
 #include "tests/support/op_checks.h"
 
 using namespace tg;
 
 namespace {
+const Device kCuda = Device::cuda(0);
+
 StrategyConfig sampled(const std::string& name, double ratio, uint64_t seed) {
   StrategyConfig c;
   c.kind = parse_strategy(name);
   c.ratio = ratio;
   c.seed = seed;
   return c;
+}
+
+// Whether the sampler gives item `rows` [K, D] (CPU) winners at ratio 0.3 (scores ||x||).
+bool has_winners(const Tensor& rows) {
+  const std::vector<float> scores = row_norms(rows.raw_unsqueeze(0)).to_vector<float>();
+  return !plan_sample(scores, {sample_budget(rows.size(0), 0.3, 10), 0.05}).winners.empty();
 }
 }  // namespace
 
@@ -61,4 +72,52 @@ TEST_CASE("the position-EMA proxy updates on the device like on the CPU") {
     proxies.push_back(strategy.proxy().to(Device::cpu()).to_vector<float>());
   }
   CHECK(test::relative_error(proxies[1], proxies[0]) < 1e-5);
+}
+
+TEST_CASE("sampled strategies are unbiased on the device: mean over seeds of dW and of both attention gradients") {
+  const int trials = 1000;
+  // A linear's dW over log-normal rows (winners for wta-crs).
+  const Tensor x = test::lognormal_rows(256, 12, 1.5, 31);
+  REQUIRE(has_winners(x));
+  const Tensor x_cuda = x.to(kCuda), g = test::random_tensor({256, 6}, 32).to(kCuda);
+  const auto weight_grad = [&](BackwardStrategy* strategy) {
+    Tensor w = test::random_tensor({6, 12}, 33).to(kCuda);
+    w.set_requires_grad(true);
+    backward(linear(x_cuda, w, Tensor(), strategy), g);
+    return test::host_values(w.grad());
+  };
+  // Attention R = A·B per item, both operands heavy-tailed: dB samples A's rows, dA Bᵀ's.
+  const int64_t batch = 3, m = 40, d = 8, n = 50;
+  const Tensor a = test::lognormal_rows(batch * m, d, 1.5, 34).raw_reshape({batch, m, d});
+  const Tensor bt = test::lognormal_rows(batch * n, d, 1.5, 35).raw_reshape({batch, n, d});
+  for (int64_t i = 0; i < batch; ++i) {
+    REQUIRE(has_winners(a.raw_select(0, i)));
+    REQUIRE(has_winners(bt.raw_select(0, i)));
+  }
+  const Tensor a_cuda = a.to(kCuda), b_cuda = bt.raw_transpose(1, 2).raw_contiguous().to(kCuda);
+  const Tensor gr = test::random_tensor({batch, m, n}, 36).to(kCuda);
+  const auto attention_grads = [&](BackwardStrategy* for_a, BackwardStrategy* for_b) {
+    Tensor aa = a_cuda.clone(), bb = b_cuda.clone();
+    aa.set_requires_grad(true);
+    bb.set_requires_grad(true);
+    backward(matmul(aa, bb, false, false, for_a, for_b), gr);
+    auto ga = test::host_values(aa.grad()), gb = test::host_values(bb.grad());
+    ga.insert(ga.end(), gb.begin(), gb.end());
+    return ga;
+  };
+  for (const std::string name : {"wta-crs", "crs"}) {
+    CAPTURE(name);
+    const auto exact_dw = weight_grad(nullptr);
+    const test::Moments dw = test::estimate_moments(exact_dw, trials, [&](uint64_t seed) {
+      auto s = make_strategy(sampled(name, 0.3, seed), 0);
+      return weight_grad(s.get());
+    });
+    CHECK(test::max_z(dw, exact_dw, trials) < 4.5);
+    const auto exact_att = attention_grads(nullptr, nullptr);
+    const test::Moments att = test::estimate_moments(exact_att, trials, [&](uint64_t seed) {
+      auto for_a = make_strategy(sampled(name, 0.3, seed), 0), for_b = make_strategy(sampled(name, 0.3, seed), 1);
+      return attention_grads(for_a.get(), for_b.get());
+    });
+    CHECK(test::max_z(att, exact_att, trials) < 4.5);
+  }
 }
