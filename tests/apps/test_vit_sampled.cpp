@@ -86,14 +86,15 @@ TEST_CASE("whole ViT, all six targets sampled: the mean gradient over seeds is t
   double scale = 0;  // rounding allowance: the exact projections' size times a few f32 ulps
   for (double v : exact_projections) scale = std::max(scale, std::abs(v));
 
-  for (const std::string name : {"wta-crs", "crs"}) {
+  for (const std::string name : {"wta-crs", "crs", "wta-wor"}) {
     CAPTURE(name);
     // One seed, first step (proxy ≡ 1): every block target was installed, and every sampled
     // linear's weight gradient differs from the exact one (the attention targets feed qkv's and
     // earlier gradients). Later steps can be exact where few rows carry gradient: the last
     // block's proj and fc2 see a gradient on the class token only, which become winners.
+    // Seven slots per block: the six targets, attn-scores with one per operand gradient.
     REQUIRE(vit::install_strategies(model, sampled(name, 0), targets, blocks) ==
-            static_cast<int64_t>(config.depth * targets.size()));
+            static_cast<int64_t>(config.depth * (targets.size() + 1)));
     const test::VitRun one = test::vit_step(model, batch);
     CHECK(one.loss == exact.loss);  // forward is exact
     int64_t sampled_weights = 0;
