@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The study of issue 6 on the GPU machine: vit-small/4 at 32 px, batch 64, Adam 3e-4, crop+flip,
-# one run per DATASET:RATIO[:TARGETS] job (ratio 1.0 = exact; others = WTA-CRS with GELU
-# recompute on TARGETS, default all six). Jobs are spread over the GPUs (all, or those listed in
+# one run per DATASET:RATIO[:TARGETS] job (ratio 1.0 = exact; others = the sampled strategy,
+# WTA-CRS unless STUDY_BACKWARD says otherwise, on TARGETS, default all six). Jobs are spread over the GPUs (all, or those listed in
 # STUDY_GPUS, e.g. STUDY_GPUS=0,1,2), one process per GPU at a time (so img/s is that of a GPU
 # of its own); each GPU works through its share of the jobs in order.
 #

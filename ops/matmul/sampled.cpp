@@ -84,7 +84,10 @@ std::unique_ptr<SavedOperand> SamplingStrategy::save(const Tensor& input, int64_
   }
   // s_r = ||x_r||·ĝ[r % P]: row r holds token position r % P.
   const Tensor scores = row_norms(operand, use_proxy ? proxy_ : Tensor());  // f32 [batch, K]
-  RowSample sample = sample_rows(scores, {k, config_.alpha, variant_}, config_.seed, (node_id_ << 32) | step);
+  // The sampler's own Philox key, so no node's draws reuse the numbers the data augmentation
+  // (key = seed) takes for the same counters.
+  RowSample sample = sample_rows(scores, {k, config_.alpha, variant_}, stream_seed(config_.seed, kSamplingStream),
+                                 (node_id_ << 32) | step);
   Tensor kept = gather_rows(operand, sample.indices);  // [batch, k, D]
   if (const std::optional<DType>& saved = precision_policy().saved_dtype) kept = kept.to(*saved);
   return std::make_unique<SampledOperand>(std::move(kept), std::move(sample), use_proxy ? proxy_ : Tensor(),
