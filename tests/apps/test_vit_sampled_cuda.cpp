@@ -1,8 +1,18 @@
 // A whole ViT training step with sampled strategies on every target, CUDA against the CPU: on
-// the operands the CUDA step really sampled, the CUDA and CPU samplers keep the same rows with
-// the same weights bit for bit; and both steps give the same gradients up to GEMM rounding.
+// the scores of every save the CUDA step really made (its operands and proxies), the CUDA and
+// CPU samplers keep the same rows with the same weights bit for bit; the two steps agree on the
+// loss, the step counters and the proxies.
+//
+// The two steps' sampled gradients are not compared: the rows of a LayerNorm output (the qkv
+// and fc1 operands) all have norm ≈ √D, so their scores are near-ties that the devices' row
+// norms (equal to ~1e-7, not bit for bit) order differently, and a different order draws
+// different rows (measured on the H200: qkv's dW 73% apart, proj's equal). The sampler itself is
+// deterministic given the scores, which is what this test pins.
 #include <doctest/doctest.h>
 
+#include "ops/elementwise.h"
+#include "ops/matmul/sampled.h"
+#include "ops/reduce.h"
 #include "tests/apps/vit_fixture.h"
 
 using namespace tg;
@@ -27,23 +37,19 @@ vit::VitConfig step_vit() {
   return c;
 }
 
-// Σ_slots w·g_idxᵀ x_idx for G = the identity of each item: row i of the result is (total
-// weight of row i)·x_i, a single product per element, so it is exact on both devices and shows
-// which rows were kept with which weights.
-std::vector<float> kept_rows(BackwardStrategy& strategy, const Tensor& operand, int64_t period, bool centred) {
-  const int64_t batch = operand.size(0), K = operand.size(1);
-  std::vector<float> identity(static_cast<size_t>(batch * K * K), 0.0f);
-  for (int64_t b = 0; b < batch; ++b)
-    for (int64_t i = 0; i < K; ++i) identity[static_cast<size_t>((b * K + i) * K + i)] = 1.0f;
-  const std::unique_ptr<SavedOperand> saved = strategy.save(operand, period, centred);
-  return saved->contract(from_vector(identity, {batch, K, K}, operand.device())).to(Device::cpu()).to_vector<float>();
+// The scores a sampled strategy forms for a save: ||x_r||·proxy[r % P] of the operand, centred
+// over K first where the save allows it (the dQ side of the scores).
+Tensor save_scores(const test::RecordingStrategy::SaveCall& call) {
+  const Tensor x = call.gradient_rows_sum_to_zero ? sub(call.operand, mean(call.operand, {1}, true)) : call.operand;
+  const auto proxy = call.state.find("proxy");
+  return row_norms(x, proxy != call.state.end() ? proxy->second.to(x.device()) : Tensor());
 }
 
 }  // namespace
 
-TEST_CASE("whole ViT step, every target sampled: CUDA keeps the CPU's rows and weights bit for bit, same gradients") {
+TEST_CASE("whole ViT steps, every target sampled: on every save's scores the CUDA sampler keeps the CPU's rows and weights bit for bit") {
   const vit::VitConfig c = step_vit();
-  for (const std::string name : {"wta-crs", "crs"}) {
+  for (const std::string name : {"wta-crs", "crs", "wta-wor"}) {
     CAPTURE(name);
     std::vector<test::VitRun> runs[2];
     std::vector<std::shared_ptr<test::RecordingStrategy>> recorders[2];
@@ -58,30 +64,28 @@ TEST_CASE("whole ViT step, every target sampled: CUDA keeps the CPU's rows and w
     for (int step = 0; step < 2; ++step) {
       CAPTURE(step);
       CHECK(std::abs(runs[1][step].loss - runs[0][step].loss) / std::abs(runs[0][step].loss) < 1e-5);
-      for (size_t p = 0; p < runs[0][step].grads.size(); ++p) {
-        CAPTURE(runs[0][step].grads[p].first);
-        CHECK(test::relative_error(runs[1][step].grads[p].second, runs[0][step].grads[p].second) < 1e-4);
-      }
     }
-    // Replay every save of the CUDA step through fresh strategies (same config, node id and
-    // state) on the CUDA operand and on its CPU copy.
+    // Every save of the CUDA step: its scores (formed once, on the device) through the CUDA and
+    // the CPU sampler, with the budget, variant and random key the strategy uses.
     int64_t saves = 0, mismatched = 0;
     for (size_t r = 0; r < recorders[1].size(); ++r) {
       const auto& calls = recorders[1][r]->calls;
       REQUIRE(calls.size() == recorders[0][r]->calls.size());
-      for (const test::RecordingStrategy::SaveCall& call : calls) {
-        std::vector<float> kept[2];
-        for (int d = 0; d < 2; ++d) {
-          const std::shared_ptr<BackwardStrategy> twin = make_strategy(sampled(name), r);
-          twin->load_state_dict(call.state);
-          kept[d] = kept_rows(*twin, call.operand.to(devices[d]), call.period, call.gradient_rows_sum_to_zero);
-        }
+      for (size_t i = 0; i < calls.size(); ++i) {
+        const Tensor scores = save_scores(calls[i]);  // [batch, K] on CUDA
+        const int64_t K = scores.size(1), k = sample_budget(K, 0.5, 10);
+        if (k >= K) continue;  // exact: nothing sampled
+        const SamplingConfig config{k, 0.05, sampling_variant(parse_strategy(name))};
+        const uint64_t subsequence = (static_cast<uint64_t>(r) << 32) | i;
+        const RowSample on_cuda = sample_rows(scores, config, 3, subsequence);
+        const RowSample on_cpu = sample_rows(scores.to(Device::cpu()), config, 3, subsequence);
         ++saves;
-        mismatched += kept[0] != kept[1];
+        mismatched += on_cuda.indices.to_vector<int32_t>() != on_cpu.indices.to_vector<int32_t>() ||
+                      on_cuda.weights.to_vector<float>() != on_cpu.weights.to_vector<float>();
       }
     }
     MESSAGE(name, ": ", saves, " sampled saves replayed");
-    CHECK(saves >= 2 * static_cast<int64_t>(recorders[1].size()));  // every target saves in each step
+    CHECK(saves > static_cast<int64_t>(recorders[1].size()));
     CHECK(mismatched == 0);
     // The strategies end in the same state: step counters exactly, proxies up to rounding.
     for (size_t r = 0; r < recorders[1].size(); ++r) {
