@@ -1,5 +1,5 @@
 // Shape and indexing ops on CUDA against the CPU (forward and gradients, poisoned allocations)
-// at ViT sizes; index_select's backward bitwise reproducible; out-of-range indices clamped away.
+// at ViT sizes; cast; index_select's backward bitwise reproducible; out-of-range indices clamped away.
 #include <doctest/doctest.h>
 
 #include "ops/shape_ops.h"
@@ -45,6 +45,12 @@ TEST_CASE("views and copies: CUDA matches CPU on ViT-sized activations") {
     CAPTURE(name);
     check_cuda_matches_cpu([&](const std::vector<Tensor>& in) { return fn(in[0]); }, {x});
   }
+}
+
+TEST_CASE("cast: CUDA matches CPU, f32 -> bf16 -> f32 forward and the gradient back in f32") {
+  check_cuda_matches_cpu(
+      [](const std::vector<Tensor>& in) { return cast(cast(in[0], DType::bf16), DType::f32); },
+      {param({4, 65, 192}, 90)}, 1e-12);  // the same rounding on both: equal
 }
 
 TEST_CASE("concat: CUDA matches CPU (cls token prepend, dims 0 and -1)") {
