@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "nn/safetensors.h"
 #include "tests/apps/train_vit_fixture.h"
+#include "tests/support/test_support.h"
 
 using namespace tg;
 using test::run;
@@ -27,14 +28,7 @@ std::vector<std::string> small_run() {
   return args;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+std::string error_of(const std::function<void()>& f) { return test::thrown_message(f); }
 
 void check_same_tensors(const std::string& a, const std::string& b) {
   const nn::SafetensorsFile x = nn::load_safetensors(a), y = nn::load_safetensors(b);

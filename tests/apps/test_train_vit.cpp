@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "nn/safetensors.h"
 #include "tests/apps/train_vit_fixture.h"
+#include "tests/support/test_support.h"
 
 using namespace tg;
 using test::parse_args;
@@ -24,12 +25,7 @@ using test::with;
 namespace {
 
 std::string parse_error(const std::vector<std::string>& args) {
-  try {
-    parse_args(args);
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
+  return test::thrown_message([&] { parse_args(args); });
 }
 
 

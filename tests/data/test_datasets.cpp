@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "data/datasets.h"
+#include "tests/support/test_support.h"
 
 using namespace tg;
 using namespace tg::data;
@@ -68,14 +69,7 @@ std::vector<uint8_t> idx_file(uint32_t magic, const std::vector<uint32_t>& dims,
   return bytes;
 }
 
-std::string message_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const IoError& e) {
-    return e.what();
-  }
-  return "(no IoError)";
-}
+std::string message_of(const std::function<void()>& f) { return test::thrown_message<IoError>(f, "(no IoError)"); }
 
 }  // namespace
 

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,18 @@ namespace tg::test {
 inline std::string built_executable(const std::string& built, const std::string& from_test) {
   if (std::filesystem::exists(built)) return built;
   return (std::filesystem::read_symlink("/proc/self/exe").parent_path() / from_test).string();
+}
+
+// The message of the `ErrorType` that `f` throws, or `none` when it throws none (other errors
+// propagate and fail the test).
+template <class ErrorType = Error>
+std::string thrown_message(const std::function<void()>& f, const char* none = "(no error)") {
+  try {
+    f();
+  } catch (const ErrorType& e) {
+    return e.what();
+  }
+  return none;
 }
 
 // True in executables that hold CUDA tests (built with TG_TEST_CUDA=1).
