@@ -71,7 +71,8 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b, Back
               BackwardStrategy* for_grad_b, bool grad_rows_sum_to_zero) {
   Tensor out = gemm(a, trans_a, b, trans_b);
   if (should_record({&a, &b})) {
-    const int64_t batch = check_matmul(a, b, trans_a, trans_b).batch;
+    int64_t batch = 1;  // the leading dims, already checked by gemm
+    for (int64_t d = 0; d + 2 < a.dim(); ++d) batch *= a.size(d);
     record(std::make_shared<MatmulBackward>(a, b, trans_a, trans_b, batch, for_grad_a, for_grad_b,
                                             grad_rows_sum_to_zero),
            {a, b}, {out});

@@ -9,8 +9,6 @@ namespace tg {
 
 namespace {
 
-std::vector<std::string> names_of(const std::vector<const char*>& names) { return {names.begin(), names.end()}; }
-
 const std::vector<const char*>& proxy_table() {
   static const std::vector<const char*> names = {"position-ema", "none"};  // ProxyKind order
   return names;
@@ -39,9 +37,9 @@ const StrategyInfo& strategy_info(StrategyKind kind) {
 }
 
 std::vector<std::string> strategy_names() {
-  std::vector<const char*> names;
+  std::vector<std::string> names;
   for (const StrategyInfo& info : strategy_table()) names.push_back(info.name);
-  return names_of(names);
+  return names;
 }
 
 StrategyKind parse_strategy(const std::string& name) {
@@ -52,7 +50,7 @@ StrategyKind parse_strategy(const std::string& name) {
 
 const char* proxy_name(ProxyKind proxy) { return proxy_table()[static_cast<size_t>(proxy)]; }
 
-std::vector<std::string> proxy_names() { return names_of(proxy_table()); }
+std::vector<std::string> proxy_names() { return {proxy_table().begin(), proxy_table().end()}; }
 
 ProxyKind parse_proxy(const std::string& name) {
   for (size_t i = 0; i < proxy_table().size(); ++i)
