@@ -29,7 +29,7 @@ int main(int argc, char** argv) {
           steps = 30;
   double ratio = 1.0;
   bool recompute_gelu = false;
-  std::string saved_dtype = "same";
+  std::string saved_dtype = "same", attention = "fused";
   CLI::App app{"bench_vit: ViT training-step time and peak memory (tapegrad side of torch_vit_bench.py)"};
   app.add_option("--preset", preset, "vit-tiny, vit-small or vit-base");
   app.add_option("--dim", dim, "override the preset's width");
@@ -40,7 +40,9 @@ int main(int argc, char** argv) {
   app.add_option("--channels", channels);
   app.add_option("--classes", classes);
   app.add_option("--batch", batch);
-  app.add_option("--precision", precision)->check(CLI::IsMember({"fp32", "tf32"}));
+  app.add_option("--precision", precision, "fp32 | tf32 | bf16 (mixed precision)");
+  auto* attention_option = app.add_option("--attention", attention, "fused | explicit (needed to sample attn-scores / attn-context)")
+      ->check(CLI::IsMember({"fused", "explicit"}));
   app.add_option("--backward", backward_name)->check(CLI::IsMember(strategy_names()));
   app.add_option("--ratio", ratio);
   app.add_option("--targets", targets, "comma list of qkv,proj,fc1,fc2,attn-scores,attn-context or all");
@@ -62,15 +64,20 @@ int main(int argc, char** argv) {
     config.image_size = img;
     config.in_channels = channels;
     config.num_classes = classes;
-    PrecisionPolicy policy;
-    policy.allow_tf32 = precision == "tf32";
+    const std::set<nn::MatmulTarget> target_set = vit::parse_targets(targets);
+    // As train_vit: the sampled attention matmuls pick the explicit attention unless it was given.
+    if (attention_option->count() == 0 && backward_name != "exact" &&
+        (target_set.count(nn::MatmulTarget::attn_scores) || target_set.count(nn::MatmulTarget::attn_context)))
+      attention = "explicit";
+    config.fused_attention = attention == "fused";
+    PrecisionPolicy policy = precision_mode(precision);
     policy.saved_dtype = parse_precision_dtype(saved_dtype, "--saved-dtype");
     PrecisionGuard precision_guard(policy);
     vit::VisionTransformer model(config, device, 0);
     StrategyConfig strategy;
     strategy.kind = parse_strategy(backward_name);
     strategy.ratio = ratio;
-    const int64_t sampled = vit::install_strategies(model, strategy, vit::parse_targets(targets),
+    const int64_t sampled = vit::install_strategies(model, strategy, target_set,
                                                     vit::parse_blocks(blocks, config.depth));
     for (const auto& block : model.blocks) block->mlp->set_recompute_gelu(recompute_gelu);
     nn::Adam adam(nn::decay_specs(model.named_parameters()), nn::AdamOptions{3e-4});
@@ -115,7 +122,8 @@ int main(int argc, char** argv) {
     const MemoryStats stats = allocator_for(device).stats();
     nlohmann::ordered_json line = {{"framework", "tapegrad"}, {"preset", preset}, {"dim", config.dim},
                                    {"depth", config.depth}, {"heads", config.heads}, {"patch", patch}, {"img", img},
-                                   {"batch", batch}, {"precision", precision}, {"backward", backward_name},
+                                   {"batch", batch}, {"precision", precision}, {"attention", attention},
+                                   {"backward", backward_name},
                                    {"ratio", ratio}, {"recompute_gelu", recompute_gelu}, {"saved_dtype", saved_dtype},
                                    {"sampled_nodes", sampled}, {"ms_per_step", ms},
                                    {"host_ms", host_ms},

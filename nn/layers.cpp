@@ -6,12 +6,14 @@
 
 #include "autograd/grad_mode.h"
 #include "autograd/node.h"
+#include "ops/attention.h"
 #include "ops/dropout.h"
 #include "ops/elementwise.h"
 #include "ops/layer_norm.h"
 #include "ops/matmul/linear.h"
 #include "ops/matmul/linear_gelu.h"
 #include "ops/matmul/matmul.h"
+#include "ops/precision.h"
 #include "ops/shape_ops.h"
 #include "ops/softmax.h"
 
@@ -72,7 +74,7 @@ Linear::Linear(int64_t in_features, int64_t out_features, bool with_bias, Device
 }
 
 Tensor Linear::forward(const Tensor& x) const {
-  return tag_node(linear(x, weight, bias, strategy_.get()), role_);
+  return tag_node(linear(autocast(x), autocast(weight), autocast(bias), strategy_.get()), role_);
 }
 
 LayerNorm::LayerNorm(int64_t dim, Device device, double eps) : eps_(eps) {
@@ -95,7 +97,7 @@ Tensor Mlp::forward(const Tensor& x) const {
            "backward strategy must be exact, got ", fc1->backward_strategy()->name());
   // Tagged for memory reports: "gelu" keeps its input (fc1's output), the fused "fc1-gelu" node
   // keeps fc1's input and recomputes the rest.
-  const Tensor activated = recompute_gelu_ ? tag_node(linear_gelu(x, fc1->weight, fc1->bias), "fc1-gelu")
+  const Tensor activated = recompute_gelu_ ? tag_node(linear_gelu(autocast(x), autocast(fc1->weight), autocast(fc1->bias)), "fc1-gelu")
                                            : tag_node(gelu(fc1->forward(x)), "gelu");
   const Tensor h = dropout(activated, dropout_, is_training(), dropout_generator());
   return dropout(fc2->forward(h), dropout_, is_training(), dropout_generator());
@@ -121,6 +123,24 @@ Tensor Attention::forward(const Tensor& x) const {
   const std::vector<Tensor> parts = unbind(reshape(qkv->forward(x), {batch, tokens, 3, heads_, head_dim_}), 2);
   const Tensor q = permute(parts[0], {0, 2, 1, 3}), k = permute(parts[1], {0, 2, 1, 3}), v = permute(parts[2], {0, 2, 1, 3});
   const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
+  Tensor context;  // [B, H, T, hd]
+  if (fused_) {
+    for (const auto* strategy : {&scores_dq_strategy, &scores_dk_strategy, &context_strategy})
+      TG_CHECK(dynamic_cast<const ExactStrategy*>(strategy->get()), ValueError,
+               "Attention: a sampled attention matmul (", (*strategy)->name(),
+               ") needs the explicit attention: the fused attention has no matmul nodes to sample");
+    TG_CHECK(attn_dropout_ == 0 || !is_training(), ValueError,
+             "Attention: attention dropout needs the explicit attention (the fused one keeps no probabilities), got ",
+             attn_dropout_);
+    context = tag_node(scaled_dot_product_attention(q, k, v, scale), "attention");
+  } else {
+    context = explicit_attention(q, k, v, scale);
+  }
+  const Tensor merged = reshape(transpose(context, 1, 2), {batch, tokens, dim});
+  return dropout(proj->forward(merged), proj_dropout_, is_training(), dropout_generator());
+}
+
+Tensor Attention::explicit_attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale) const {
   // softmax's input gradient has rows that sum to zero, so dQ's strategy may centre K.
   const Tensor scores = tag_node(matmul(mul(q, scale), k, false, true, scores_dq_strategy.get(),
                                         scores_dk_strategy.get(), /*grad_rows_sum_to_zero=*/true),
@@ -128,10 +148,8 @@ Tensor Attention::forward(const Tensor& x) const {
   const Tensor attn = dropout(tag_node(softmax(scores), "softmax"), attn_dropout_, is_training(), dropout_generator());
   // dP samples V's columns; dV keeps P exact: softmax holds P for its own backward, so a
   // sampled copy of P's rows would add memory instead of saving it.
-  const Tensor context = tag_node(matmul(attn, v, false, false, context_strategy.get(), nullptr),
-                                  target_name(MatmulTarget::attn_context));  // [B, H, T, hd]
-  const Tensor merged = reshape(transpose(context, 1, 2), {batch, tokens, dim});
-  return dropout(proj->forward(merged), proj_dropout_, is_training(), dropout_generator());
+  return tag_node(matmul(attn, v, false, false, context_strategy.get(), nullptr),
+                  target_name(MatmulTarget::attn_context));
 }
 
 Block::Block(int64_t dim, int64_t heads, double mlp_ratio, double dropout, Device device, Generator& generator) {
@@ -143,8 +161,10 @@ Block::Block(int64_t dim, int64_t heads, double mlp_ratio, double dropout, Devic
 }
 
 Tensor Block::forward(const Tensor& x) const {
-  const Tensor h = add(x, attn->forward(norm1->forward(x)));
-  return add(h, mlp->forward(norm2->forward(h)));
+  // The residual stream keeps x's dtype (f32 under autocast, as PyTorch's type promotion does);
+  // the branches may compute in the autocast dtype.
+  const Tensor h = add(x, cast(attn->forward(norm1->forward(x)), x.dtype()));
+  return add(h, cast(mlp->forward(norm2->forward(h)), x.dtype()));
 }
 
 const std::vector<MatmulTargetInfo>& matmul_targets() {

@@ -71,6 +71,12 @@ class Attention : public Module {
  public:
   Attention(int64_t dim, int64_t heads, double attn_dropout, double proj_dropout, Device device, Generator& generator);
   Tensor forward(const Tensor& x) const;  // x [B, T, D]
+  // Fused (the default): softmax(Q·Kᵀ·scale)·V in one op (ops/attention.h) that keeps Q, K, V,
+  // the output and the row log-sum-exp, never the [T, T] probabilities. Explicit: two matmul
+  // nodes and a softmax, which the attention strategies below need; forward refuses a sampled
+  // attention strategy (or attention dropout) with the fused attention (ValueError).
+  void set_fused(bool fused) { fused_ = fused; }
+  bool fused() const { return fused_; }
   std::shared_ptr<Linear> qkv, proj;
   // Strategies of the attention matmuls, one per operand gradient (each with its own proxy and
   // random stream): the scores S = Q·Kᵀ form dQ keeping (centred) K and dK keeping Q; the
@@ -78,8 +84,11 @@ class Attention : public Module {
   std::shared_ptr<BackwardStrategy> scores_dq_strategy, scores_dk_strategy, context_strategy;
 
  private:
+  Tensor explicit_attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale) const;
+
   int64_t heads_, head_dim_;
   double attn_dropout_, proj_dropout_;
+  bool fused_ = true;
 };
 
 // The matmul nodes of a block whose weight or operand gradient a backward strategy forms: the

@@ -2,6 +2,7 @@
 #include "ops/precision.h"
 
 #include "core/error.h"
+#include "ops/shape_ops.h"
 
 namespace tg {
 
@@ -17,7 +18,28 @@ PrecisionGuard::~PrecisionGuard() { current_policy = previous_; }
 
 std::string PrecisionPolicy::str() const {
   return "gemm " + (gemm_dtype ? dtype_name(*gemm_dtype) : std::string("same")) + ", tf32 " +
-         (allow_tf32 ? "on" : "off") + ", saved " + precision_dtype_name(saved_dtype);
+         (allow_tf32 ? "on" : "off") + ", saved " + precision_dtype_name(saved_dtype) +
+         (autocast_dtype ? std::string(", autocast ") + dtype_name(*autocast_dtype) : std::string());
+}
+
+PrecisionPolicy precision_mode(const std::string& mode) {
+  PrecisionPolicy policy;
+  if (mode == "fp32") return policy;
+  if (mode == "tf32") {
+    policy.allow_tf32 = true;
+    return policy;
+  }
+  if (mode == "bf16") {
+    policy.autocast_dtype = DType::bf16;
+    return policy;
+  }
+  TG_THROW(ValueError, "--precision: unknown value '", mode, "' (expected fp32, tf32, bf16)");
+}
+
+Tensor autocast(const Tensor& x) {
+  const std::optional<DType>& dtype = current_policy.autocast_dtype;
+  if (!dtype || !x.defined() || x.dtype() != DType::f32) return x;
+  return cast(x, *dtype);
 }
 
 std::optional<DType> parse_precision_dtype(const std::string& name, const std::string& what) {

@@ -1,5 +1,6 @@
 // The precision policy: in which dtype GEMMs compute, whether f32 GEMMs may use TF32 tensor
-// cores, and in which dtype matmul nodes keep their saved operands. One object, current per
+// cores, in which dtype matmul nodes keep their saved operands, and the mixed-precision
+// (autocast) dtype in which nn layers run on f32 master weights. One object, current per
 // thread and set for a scope by PrecisionGuard (like NoGradGuard for recording). Every GEMM
 // reads it through ops/matmul/gemm.h; the matmul family's strategies read `saved_dtype` when a
 // node saves in forward. The default is plain fp32: no TF32, operands kept as they are.
@@ -12,6 +13,7 @@
 #include <string>
 
 #include "core/dtype.h"
+#include "core/tensor.h"
 
 namespace tg {
 
@@ -27,6 +29,13 @@ struct PrecisionPolicy {
   // in this dtype (bf16: half the bytes of f32, converted back for the backward GEMM); nullopt
   // keeps the operand's dtype.
   std::optional<DType> saved_dtype;
+  // Mixed precision (PyTorch's autocast): nn layers cast their f32 parameters and inputs to this
+  // dtype (bf16) for their matmuls and attention, so activations flow and are kept in bf16 with
+  // f32 accumulation inside every GEMM; LayerNorm, the residual stream, the loss and reductions
+  // stay f32, and parameters, gradients and optimizer state stay f32 (the casts' backward
+  // returns f32 gradients). nullopt: no casts. bf16 shares f32's exponent range, so gradients
+  // need no loss scaling.
+  std::optional<DType> autocast_dtype;
 
   bool operator==(const PrecisionPolicy&) const = default;
   // "gemm f32, tf32 off, saved same" style summary, for configuration printouts.
@@ -47,6 +56,16 @@ class PrecisionGuard {
  private:
   PrecisionPolicy previous_;
 };
+
+// The policy of a `--precision` mode: "fp32" (the default policy), "tf32" (allow_tf32) or
+// "bf16" (autocast_dtype bf16: mixed precision). ValueError naming the modes otherwise, in the
+// command lines' words: "--precision: unknown value 'fp16' (expected fp32, tf32, bf16)".
+PrecisionPolicy precision_mode(const std::string& mode);
+
+// `x` cast (recorded, tg::cast) to the policy's autocast dtype when one is set and `x` is f32;
+// `x` itself otherwise (undefined stays undefined). Layers call it on their inputs and
+// parameters before a matmul: the cast's backward hands f32 gradients to f32 parameters.
+Tensor autocast(const Tensor& x);
 
 // The dtype named by a saved-dtype or GEMM-dtype option: "same" -> nullopt, "bf16" -> bf16.
 // ValueError naming `what` (e.g. "--saved-dtype") and the accepted names otherwise.

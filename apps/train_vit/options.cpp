@@ -51,13 +51,16 @@ void add_flags(CLI::App& app, Options& o) {
                  "same | bf16: what every matmul node keeps for backward (all rows or the sampled ones) is "
                  "stored in this dtype; bf16 halves it");
   app.add_option("--device", o.device, "auto | cpu | cuda | cuda:N (auto: CUDA when a GPU is usable)");
-  app.add_option("--precision", o.precision, "fp32 | tf32 (TF32 tensor cores for f32 GEMMs on CUDA)");
+  app.add_option("--precision", o.precision, "fp32 | tf32 (TF32 tensor cores for f32 GEMMs on CUDA) | bf16 (mixed precision: bf16 activations and GEMMs, f32 weights, statistics and optimizer state)");
   app.add_option("--seed", o.seed, "seed of initialization, shuffling, augmentation and sampling");
   app.add_option("--max-steps", o.max_steps, "stop after this many optimizer steps (0: no limit)");
   app.add_option("--eval-every", o.eval_every, "also evaluate every N steps (0: after each epoch only)");
   app.add_option("--log-every", o.log_every, "progress line (and metrics record) every N steps");
   app.add_option("--save", o.save, "checkpoint folder, written after each epoch and at the end");
   app.add_option("--resume", o.resume, "continue exactly from a checkpoint folder written by --save");
+  app.add_option("--attention", o.attention,
+                 "fused (default: keeps no attention probabilities) | explicit (matmul, softmax, matmul; needed to "
+                 "sample attn-scores / attn-context, and chosen by itself then)");
   app.add_option("--init-from", o.init_from, "initialize the model from a safetensors file (timm names, strict)");
   app.add_option("--metrics-out", o.metrics_out, "write metrics as JSON Lines to this file");
   app.add_flag("--memory-report", o.memory_report,
@@ -75,6 +78,13 @@ std::string num(double value) {
   std::ostringstream s;
   s << value;
   return s.str();
+}
+
+// A sampled backward whose targets include an attention matmul (throws for an unknown target).
+bool samples_attention(const Options& o) {
+  if (o.backward == "exact") return false;
+  const std::set<nn::MatmulTarget> targets = strategy_targets(o);
+  return targets.count(nn::MatmulTarget::attn_scores) + targets.count(nn::MatmulTarget::attn_context) > 0;
 }
 
 void check_choice(const char* flag, const std::string& value, const std::vector<std::string>& names) {
@@ -111,9 +121,7 @@ void validate(const Options& o, const std::set<std::string>& given) {
   check_choice("--model", o.model, {"vit-tiny", "vit-small", "vit-base"});
   check_choice("--optimizer", o.optimizer, {"adam", "adamw", "sgd"});
   check_choice("--backward", o.backward, strategy_names());
-  TG_CHECK(o.precision != "bf16", NotImplementedError,
-           "--precision bf16 is not supported yet (bf16 mixed precision is planned); use fp32 or tf32");
-  check_choice("--precision", o.precision, {"fp32", "tf32"});
+  (void)precision_mode(o.precision);
   TG_CHECK(o.precision != "tf32" || o.resolved_device.is_cuda(), ValueError,
            "--precision tf32 needs a CUDA device (TF32 is a tensor-core mode), but the run is on ",
            o.resolved_device.str());
@@ -157,6 +165,10 @@ void validate(const Options& o, const std::set<std::string>& given) {
            "--recompute-gelu keeps fc1's input for the recomputation, so a sampled fc1 would save nothing (its weight "
            "gradient would be exact): leave fc1 out of --wta-targets (e.g. --wta-targets qkv,proj,fc2) or drop "
            "--recompute-gelu");
+  check_choice("--attention", o.attention, {"fused", "explicit"});
+  TG_CHECK(o.attention == "explicit" || !samples_attention(o), ValueError,
+           "--attention fused has no attention matmuls to sample, but --wta-targets includes attn-scores or "
+           "attn-context: use --attention explicit, or leave them out (e.g. --wta-targets qkv,proj,fc1,fc2)");
   (void)strategy_blocks(o);   // throws for a malformed list or a block out of range
   (void)parse_precision_dtype(o.saved_dtype, "--saved-dtype");
   // Builds one strategy object, so that a bad parameter fails before any work.
@@ -219,6 +231,7 @@ void resolve_options(Options& o, const std::set<std::string>& given) {
   if (o.resolved_device.is_cpu()) apply_cpu_recipe(o, given);
   // The default decay suits AdamW's decoupled form; as an L2 term (adam, sgd) it would not.
   if (!given.count("--weight-decay") && o.optimizer != "adamw") o.weight_decay = 0;
+  if (!given.count("--attention") && samples_attention(o)) o.attention = "explicit";
   validate(o, given);
 }
 
@@ -253,8 +266,7 @@ StrategyConfig strategy_config(const Options& o) {
 }
 
 PrecisionPolicy precision_policy(const Options& o) {
-  PrecisionPolicy policy;
-  policy.allow_tf32 = o.precision == "tf32";
+  PrecisionPolicy policy = precision_mode(o.precision);
   policy.saved_dtype = parse_precision_dtype(o.saved_dtype, "--saved-dtype");
   return policy;
 }
@@ -295,6 +307,7 @@ std::string describe(const Options& o) {
   line("recompute gelu", o.recompute_gelu ? "on" : "off");
   line("saved dtype", o.saved_dtype);
   line("precision", o.precision);
+  line("attention", o.attention);
   line("seed", o.seed);
   line("max steps", o.max_steps > 0 ? std::to_string(o.max_steps) : "-");
   line("eval every", o.eval_every > 0 ? std::to_string(o.eval_every) + " steps and each epoch" : "each epoch");
@@ -316,7 +329,8 @@ nlohmann::json to_json(const Options& o) {
           {"label_smoothing", o.label_smoothing}, {"clip_grad", o.clip_grad}, {"backward", o.backward},
           {"ratio", o.ratio},           {"wta_targets", o.wta_targets},   {"wta_blocks", o.wta_blocks}, {"recompute_gelu", o.recompute_gelu},
           {"saved_dtype", o.saved_dtype},
-          {"device", o.resolved_device.str()}, {"precision", o.precision}, {"seed", o.seed},
+          {"device", o.resolved_device.str()}, {"precision", o.precision}, {"attention", o.attention},
+          {"seed", o.seed},
           {"max_steps", o.max_steps},   {"eval_every", o.eval_every},     {"log_every", o.log_every}};
 }
 
@@ -326,7 +340,7 @@ std::vector<std::string> trajectory_differences(const nlohmann::json& saved, con
                                         "img",      "depth",     "epochs",        "batch_size",   "lr",
                                         "optimizer", "weight_decay", "warmup_epochs", "label_smoothing",
                                         "clip_grad", "backward", "ratio",         "wta_targets",  "wta_blocks",
-                                        "recompute_gelu", "saved_dtype", "precision", "seed"};
+                                        "recompute_gelu", "saved_dtype", "precision", "attention", "seed"};
   std::vector<std::string> differences;
   for (const char* field : kFields) {
     const nlohmann::json a = saved.value(field, nlohmann::json()), b = current.value(field, nlohmann::json());

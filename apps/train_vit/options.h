@@ -49,7 +49,10 @@ struct Options {
   std::string saved_dtype = "same";  // same | bf16: dtype of what the six targets keep for backward
   // Execution.
   std::string device = "auto";     // auto | cpu | cuda | cuda:N
-  std::string precision = "fp32";  // fp32 | tf32
+  std::string precision = "fp32";  // fp32 | tf32 | bf16
+  // fused | explicit; fused unless given, or unless a sampled backward samples the attention
+  // matmuls (resolve_options then picks explicit, which they need).
+  std::string attention = "fused";
   uint64_t seed = 0;
   int64_t max_steps = 0;   // 0: run every epoch
   int64_t eval_every = 0;  // 0: evaluate after each epoch only

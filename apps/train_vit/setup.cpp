@@ -86,6 +86,7 @@ std::unique_ptr<vit::VisionTransformer> build_model(const Options& o, int64_t ch
   config.in_channels = channels;
   config.num_classes = classes;
   config.depth = model_depth(o);
+  config.fused_attention = o.attention == "fused";
   auto model = std::make_unique<vit::VisionTransformer>(config, o.resolved_device, o.seed);
   vit::install_strategies(*model, strategy_config(o), strategy_targets(o), strategy_blocks(o));
   for (const auto& block : model->blocks) block->mlp->set_recompute_gelu(o.recompute_gelu);

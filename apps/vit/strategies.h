@@ -23,7 +23,8 @@ std::set<int64_t> parse_blocks(const std::string& list, int64_t depth);
 // Gives every matmul slot of every block (nn::Block::matmul_slots) a strategy object of its own:
 // `config` for the slots of `targets` in `blocks`, exact elsewhere. Node ids (which key the
 // random streams) count the slots in order: block * 7 + the slot's index. Returns the number of
-// slots that got a sampled strategy.
+// slots that got a sampled strategy. Sampling an attention target on a model with fused
+// attention raises ValueError.
 int64_t install_strategies(VisionTransformer& model, const StrategyConfig& config,
                            const std::set<nn::MatmulTarget>& targets, const std::set<int64_t>& blocks);
 

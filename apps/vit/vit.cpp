@@ -7,6 +7,7 @@
 #include "nn/safetensors.h"
 #include "ops/elementwise.h"
 #include "ops/matmul/linear.h"
+#include "ops/precision.h"
 #include "ops/shape_ops.h"
 
 namespace tg::vit {
@@ -60,6 +61,7 @@ VisionTransformer::VisionTransformer(const VitConfig& config, Device device, uin
   auto block_list = std::make_shared<NamedParams>();
   for (int64_t i = 0; i < c.depth; ++i) {
     blocks.push_back(std::make_shared<nn::Block>(c.dim, c.heads, c.mlp_ratio, c.dropout, device, generator));
+    blocks.back()->attn->set_fused(c.fused_attention);
     block_list->child(std::to_string(i), blocks.back());
   }
   register_module("blocks", block_list);
@@ -79,12 +81,15 @@ Tensor VisionTransformer::forward(const Tensor& images) const {
   // the conv weight's (C, p, p) order.
   const Tensor patches = reshape(permute(reshape(images, {batch, c.in_channels, grid, p, grid, p}), {0, 2, 4, 1, 3, 5}),
                                  {batch, grid * grid, c.in_channels * p * p});
-  const Tensor embedded =
-      nn::tag_node(linear(patches, reshape(patch_weight, {c.dim, c.in_channels * p * p}), patch_bias), "patch-embed");
-  Tensor x = add(concat({expand(cls_token, {batch, 1, c.dim}), embedded}, 1), pos_embed);
+  // Under autocast the patch GEMM runs in bf16; the residual stream (tokens) stays in f32.
+  const Tensor embedded = nn::tag_node(
+      linear(autocast(patches), autocast(reshape(patch_weight, {c.dim, c.in_channels * p * p})), autocast(patch_bias)),
+      "patch-embed");
+  Tensor x = add(concat({expand(cls_token, {batch, 1, c.dim}), cast(embedded, cls_token.dtype())}, 1), pos_embed);
   for (const auto& block : blocks) x = block->forward(x);
   // LayerNorm is per token, so normalizing only the class token equals timm's norm-then-pick.
-  return head->forward(norm->forward(select(x, 1, 0)));
+  // The logits are f32 in every precision: the loss computes in f32.
+  return cast(head->forward(norm->forward(select(x, 1, 0))), DType::f32);
 }
 
 void save_weights(const VisionTransformer& model, const std::string& path) {

@@ -16,6 +16,9 @@ struct VitConfig {
   int64_t image_size = 32, patch_size = 4, in_channels = 3, num_classes = 10;
   int64_t dim = 192, depth = 12, heads = 3;
   double mlp_ratio = 4.0, dropout = 0.0;
+  // Fused attention (nn::Attention::set_fused; keeps no [T, T] probabilities) or the explicit
+  // one, which the sampled attention matmuls (attn-scores, attn-context) need.
+  bool fused_attention = true;
 
   int64_t num_patches() const { return (image_size / patch_size) * (image_size / patch_size); }
   int64_t tokens() const { return num_patches() + 1; }

@@ -48,8 +48,11 @@ TEST_CASE("train_vit rejects bad flags and combinations with one clear message")
   CHECK(parse_error({"--backward", "sampled"}) ==
         "--backward: unknown value 'sampled' (expected exact, wta-crs, crs, topk, wta-wor)");
   CHECK(parse_error({"--model", "vit-huge"}) == "--model: unknown value 'vit-huge' (expected vit-tiny, vit-small, vit-base)");
-  CHECK(parse_error({"--precision", "bf16"}) ==
-        "--precision bf16 is not supported yet (bf16 mixed precision is planned); use fp32 or tf32");
+  CHECK(parse_error({"--precision", "fp16"}) == "--precision: unknown value 'fp16' (expected fp32, tf32, bf16)");
+  CHECK(parse_error({"--attention", "flash"}) == "--attention: unknown value 'flash' (expected fused, explicit)");
+  CHECK(parse_error({"--backward", "wta-crs", "--attention", "fused"}) ==
+        "--attention fused has no attention matmuls to sample, but --wta-targets includes attn-scores or "
+        "attn-context: use --attention explicit, or leave them out (e.g. --wta-targets qkv,proj,fc1,fc2)");
   CHECK(parse_error({"--dataset", "cifar10"}) ==
         "--dataset cifar10 needs --data-dir DIR: the folder of its binary version (see README.md, 'Training the ViT')");
   CHECK(parse_error({"--resume", "/nonexistent/ckpt"}) ==
@@ -74,7 +77,11 @@ TEST_CASE("train_vit rejects bad flags and combinations with one clear message")
   CHECK(parse_error({"--warmup-epochs", "inf"}) == "--warmup-epochs must be a finite number, got inf");
   CHECK(parse_error({"--clip-grad", "nan"}) == "--clip-grad must be a finite number, got nan");
   CHECK(parse_error({"--epochs", "2", "--warmup-epochs", "3"}) == "--warmup-epochs must be in [0, --epochs] = [0, 2], got 3");
-  CHECK_THROWS_AS(parse_args({"--precision", "bf16"}), NotImplementedError);
+  // The attention follows the targets unless given: explicit when the attention matmuls are sampled.
+  CHECK(parse_args({}).attention == "fused");
+  CHECK(parse_args({"--backward", "wta-crs"}).attention == "explicit");
+  CHECK(parse_args({"--backward", "wta-crs", "--wta-targets", "qkv,fc2"}).attention == "fused");
+  CHECK(parse_args({"--precision", "bf16"}).precision == "bf16");
   CHECK_THROWS_AS(parse_args({"--ratio", "2", "--backward", "wta-crs"}), ValueError);
 }
 
@@ -197,8 +204,8 @@ TEST_CASE("train_vit writes JSON Lines records with the documented keys, and the
   CHECK(train_records == 10);
   CHECK(eval_records == 2);  // after epoch 1 (step 8) and at the end (step 10)
   CHECK(records.back()["epoch"] == 2);
-  for (const char* kind : {"qkv", "proj", "fc1", "fc2", "attn-scores", "attn-context", "softmax", "layer-norm",
-                           "gelu", "head", "patch-embed"}) {
+  // The fused attention is one node ("attention"); the explicit one's are attn-scores, softmax, attn-context.
+  for (const char* kind : {"qkv", "proj", "fc1", "fc2", "attention", "layer-norm", "gelu", "head", "patch-embed"}) {
     CAPTURE(kind);
     CHECK(output.find("\n  " + std::string(kind) + " ") != std::string::npos);
   }
@@ -208,6 +215,10 @@ TEST_CASE("train_vit writes JSON Lines records with the documented keys, and the
 
 TEST_CASE("N steps straight equal N/2 steps, save, resume and N/2 steps, bit for bit") {
   test::check_bitwise_resume(test::tiny_run_args());
+}
+
+TEST_CASE("in bf16 mixed precision with explicit attention too") {
+  test::check_bitwise_resume(test::with(test::tiny_run_args(), {"--precision", "bf16", "--attention", "explicit"}));
 }
 
 TEST_CASE("with WTA-CRS too: the strategies' step counters and proxies are in the checkpoint") {

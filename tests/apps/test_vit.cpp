@@ -1,6 +1,8 @@
 // The ViT model: timm's parameter names and shapes, presets, and a CPU forward/backward.
 #include <doctest/doctest.h>
 
+#include "core/allocator.h"
+#include "ops/precision.h"
 #include "tests/apps/vit_fixture.h"
 
 using namespace tg;
@@ -40,4 +42,56 @@ TEST_CASE("ViT forward and backward on the CPU: a finite loss near log(classes),
     CHECK(std::isfinite(norm));
     CHECK(norm > 0);
   }
+}
+
+TEST_CASE("fused and explicit attention give the same loss and gradients") {
+  const test::VitRun fused = test::run_vit(test::small_vit_config(), Device::cpu());
+  const test::VitRun plain = test::run_vit(test::with_explicit_attention(test::small_vit_config()), Device::cpu());
+  CHECK(fused.loss == doctest::Approx(plain.loss).epsilon(1e-6));
+  REQUIRE(fused.grads.size() == plain.grads.size());
+  for (size_t i = 0; i < fused.grads.size(); ++i) {
+    CAPTURE(fused.grads[i].first);
+    CHECK(test::relative_error(fused.grads[i].second, plain.grads[i].second) < 1e-4);
+  }
+}
+
+TEST_CASE("bf16 autocast: f32 logits and parameter gradients, values within bf16 rounding of f32") {
+  const vit::VitConfig config = test::small_vit_config();
+  const vit::VisionTransformer model(config, Device::cpu(), 1234);
+  const test::VitBatch batch = test::vit_batch(config, Device::cpu());
+  const test::VitRun in_f32 = test::vit_step(model, batch);
+  PrecisionGuard guard(precision_mode("bf16"));
+  CHECK(model.forward(batch.images).dtype() == DType::f32);
+  const test::VitRun in_bf16 = test::vit_step(model, batch);
+  for (const auto& [name, p] : model.named_parameters()) {
+    CAPTURE(name);
+    CHECK(p.dtype() == DType::f32);
+    CHECK(p.grad().dtype() == DType::f32);
+  }
+  CHECK(in_bf16.loss == doctest::Approx(in_f32.loss).epsilon(1e-2));
+  CHECK(in_bf16.loss != in_f32.loss);  // really computed in bf16
+  for (size_t i = 0; i < in_f32.grads.size(); ++i) {
+    CAPTURE(in_f32.grads[i].first);
+    CHECK(test::relative_error(in_bf16.grads[i].second, in_f32.grads[i].second) < 0.1);
+  }
+}
+
+TEST_CASE("bf16 autocast keeps the blocks' activations in bf16: about half the saved bytes of f32") {
+  const vit::VitConfig config = test::small_vit_config();
+  const vit::VisionTransformer model(config, Device::cpu(), 1234);
+  // A batch whose activations outweigh the bf16 weight copies the linears keep for dX.
+  const test::VitBatch batch = test::vit_batch(config, Device::cpu(), 64);
+  auto saved_after_forward = [&] {
+    const int64_t before = allocator_for(Device::cpu()).stats().allocated_bytes[0].current;
+    const Tensor loss = cross_entropy(model.forward(batch.images), batch.targets);
+    return allocator_for(Device::cpu()).stats().allocated_bytes[0].current - before;
+  };
+  const int64_t f32_bytes = saved_after_forward();
+  PrecisionGuard guard(precision_mode("bf16"));
+  const int64_t bf16_bytes = saved_after_forward();
+  MESSAGE("kept after forward: f32 " << f32_bytes << " B, bf16 " << bf16_bytes << " B");
+  // The residual stream LayerNorm keeps stays f32 and the weights' bf16 copies are kept for dX,
+  // so the ratio is above one half.
+  CHECK(bf16_bytes < 0.7 * static_cast<double>(f32_bytes));
+  CHECK(bf16_bytes > 0.4 * static_cast<double>(f32_bytes));
 }

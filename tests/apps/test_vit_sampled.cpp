@@ -21,7 +21,7 @@ namespace {
 // A ViT small enough for CI that still samples everywhere: 17 tokens (16 patches + class token),
 // so attention items of K = 17 rows sample k = 10, and the linears' 4·17 = 68 rows sample 34.
 vit::VitConfig tiny_vit() {
-  vit::VitConfig c = test::small_vit_config();
+  vit::VitConfig c = test::with_explicit_attention(test::small_vit_config());
   c.dim = 16;
   c.heads = 2;
   c.depth = 2;

@@ -31,7 +31,7 @@ StrategyConfig sampled(const std::string& name) {
 
 // A ViT of 17 tokens (attention items of K = 17 sample k = 10; the linears' 4·17 rows sample 34).
 vit::VitConfig step_vit() {
-  vit::VitConfig c = test::small_vit_config();
+  vit::VitConfig c = test::with_explicit_attention(test::small_vit_config());
   c.dim = 32;
   c.heads = 2;
   return c;

@@ -23,7 +23,7 @@ StrategyConfig wta_crs() {
 }  // namespace
 
 TEST_CASE("every slot gets its own strategy object: attn-scores has one per operand gradient") {
-  vit::VisionTransformer model(test::small_vit_config(), Device::cpu(), 1);
+  vit::VisionTransformer model(test::with_explicit_attention(test::small_vit_config()), Device::cpu(), 1);
   const int64_t installed = vit::install_strategies(model, wta_crs(), vit::parse_targets("all"), {0, 1});
   CHECK(installed == 2 * 7);
   std::set<const BackwardStrategy*> objects;
@@ -47,7 +47,7 @@ TEST_CASE("every slot gets its own strategy object: attn-scores has one per oper
 }
 
 TEST_CASE("sampled_slots lists what is installed, and the state of every slot round-trips") {
-  vit::VisionTransformer model(test::small_vit_config(), Device::cpu(), 1);
+  vit::VisionTransformer model(test::with_explicit_attention(test::small_vit_config()), Device::cpu(), 1);
   vit::install_strategies(model, wta_crs(), vit::parse_targets("qkv,attn-scores"), {1});
   const std::vector<vit::SampledSlot> slots = vit::sampled_slots(model);
   REQUIRE(slots.size() == 3);
@@ -63,7 +63,7 @@ TEST_CASE("sampled_slots lists what is installed, and the state of every slot ro
 }
 
 TEST_CASE("recomputing fc1 under a sampled fc1 strategy is refused, not silently exact") {
-  vit::VisionTransformer model(test::small_vit_config(), Device::cpu(), 1);
+  vit::VisionTransformer model(test::with_explicit_attention(test::small_vit_config()), Device::cpu(), 1);
   vit::install_strategies(model, wta_crs(), vit::parse_targets("fc1"), {0});
   for (const auto& block : model.blocks) block->mlp->set_recompute_gelu(true);
   const Tensor images = test::random_tensor({2, 3, 16, 16}, 6, -1, 1);
@@ -71,4 +71,14 @@ TEST_CASE("recomputing fc1 under a sampled fc1 strategy is refused, not silently
                        "Mlp: recompute_gelu keeps fc1's input for the recomputation, so fc1's weight gradient is "
                        "exact; its backward strategy must be exact, got wta-crs",
                        ValueError);
+}
+
+TEST_CASE("sampling the attention matmuls of a fused-attention model is refused; the linears are fine") {
+  vit::VisionTransformer model(test::small_vit_config(), Device::cpu(), 1);
+  CHECK_THROWS_WITH_AS(vit::install_strategies(model, wta_crs(), vit::parse_targets("qkv,attn-context"), {0}),
+                       "the attention matmuls (attn-context) can only be sampled with the explicit attention "
+                       "(VitConfig::fused_attention false, train_vit --attention explicit); the fused attention has "
+                       "no matmul nodes",
+                       ValueError);
+  CHECK(vit::install_strategies(model, wta_crs(), vit::parse_targets("qkv,proj,fc1,fc2"), {0, 1}) == 2 * 4);
 }

@@ -19,6 +19,12 @@ inline vit::VitConfig small_vit_config() {
   return c;
 }
 
+// `c` with the explicit attention, which sampling the attention matmuls needs.
+inline vit::VitConfig with_explicit_attention(vit::VitConfig c) {
+  c.fused_attention = false;
+  return c;
+}
+
 struct VitRun {
   double loss;
   std::vector<std::pair<std::string, std::vector<double>>> grads;  // f64 host copies, by parameter

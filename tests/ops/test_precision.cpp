@@ -9,6 +9,8 @@
 #include "ops/matmul/gemm.h"
 #include "ops/matmul/linear.h"
 #include "ops/precision.h"
+#include "ops/reduce.h"
+#include "ops/shape_ops.h"
 #include "tests/support/op_checks.h"
 
 using namespace tg;
@@ -106,4 +108,25 @@ TEST_CASE("backward GEMMs run in the policy of their forward, whatever is curren
   const Tensor bf16_dw =
       gemm(g.to(DType::bf16), true, x.to(DType::bf16), false).to(DType::f32);
   CHECK(outside == host_values(bf16_dw));
+}
+
+TEST_CASE("precision modes, and autocast casting only f32 tensors, only when the policy asks") {
+  CHECK(precision_mode("fp32") == PrecisionPolicy{});
+  CHECK(precision_mode("tf32").allow_tf32);
+  CHECK(precision_mode("bf16").autocast_dtype == DType::bf16);
+  CHECK(precision_mode("bf16").str() == "gemm same, tf32 off, saved same, autocast bf16");
+  CHECK_THROWS_WITH_AS(precision_mode("fp16"), "--precision: unknown value 'fp16' (expected fp32, tf32, bf16)",
+                       ValueError);
+  Tensor x = random_tensor({3, 4}, 720);
+  x.set_requires_grad(true);
+  CHECK(autocast(x).dtype() == DType::f32);  // no autocast in the default policy
+  const PrecisionGuard guard(precision_mode("bf16"));
+  const Tensor y = autocast(x);
+  CHECK(y.dtype() == DType::bf16);
+  CHECK(host_values(y) == host_values(x.to(DType::bf16)));
+  CHECK(autocast(x.to(DType::f64)).dtype() == DType::f64);  // only f32 is cast
+  CHECK(!autocast(Tensor()).defined());
+  backward(sum(cast(y, DType::f32)));
+  CHECK(x.grad().dtype() == DType::f32);  // the cast's backward returns the f32 gradient
+  CHECK(host_values(x.grad()) == std::vector<double>(12, 1.0));
 }

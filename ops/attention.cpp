@@ -1,0 +1,75 @@
+// scaled_dot_product_attention: checks, the forward dispatch and the backward node, which keeps
+// q, k, v, out and the row log-sum-exp (never the probabilities).
+#include "ops/attention.h"
+
+#include "autograd/engine.h"
+#include "ops/attention_kernels.h"
+#include "ops/dispatch.h"
+
+namespace tg {
+
+namespace {
+
+// x with a contiguous last dim (the kernels' only layout requirement).
+Tensor last_dim_contiguous(const Tensor& x) { return x.stride(-1) == 1 ? x : x.raw_contiguous(); }
+
+// A [B, H, T, D] tensor laid out as [B, T, H, D] in memory.
+Tensor empty_heads_inner(const Shape& bhtd, DType dtype, Device device) {
+  return empty({bhtd[0], bhtd[2], bhtd[1], bhtd[3]}, dtype, device).raw_permute({0, 2, 1, 3});
+}
+
+void check_attention(const Tensor& q, const Tensor& k, const Tensor& v) {
+  check_same_device_dtype("scaled_dot_product_attention", q, {&k, &v});
+  TG_CHECK(is_floating(q.dtype()), TypeError, "scaled_dot_product_attention: expected a floating dtype, got ",
+           dtype_name(q.dtype()));
+  TG_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, ShapeError,
+           "scaled_dot_product_attention: expected q, k, v [B, H, T, D], got ", q.shape().str(), ", ",
+           k.shape().str(), ", ", v.shape().str());
+  TG_CHECK(k.shape() == v.shape() && q.size(0) == k.size(0) && q.size(1) == k.size(1) && q.size(3) == k.size(3),
+           ShapeError, "scaled_dot_product_attention: expected q [B, H, Tq, D] and k, v [B, H, Tk, D], got ",
+           q.shape().str(), ", ", k.shape().str(), ", ", v.shape().str());
+  TG_CHECK(k.size(2) > 0, ShapeError, "scaled_dot_product_attention: k and v have no tokens (shape ",
+           k.shape().str(), ")");
+}
+
+class AttentionBackward final : public Node {
+ public:
+  AttentionBackward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse, double scale)
+      : Node("AttentionBackward"), scale_(scale) {
+    save(q);
+    save(k);
+    save(v);
+    save(out);
+    save(lse);
+  }
+
+  std::vector<Tensor> apply(std::vector<Tensor>&& grads) override {
+    const Tensor &q = saved(0), &k = saved(1), &v = saved(2), &out = saved(3), &lse = saved(4);
+    Tensor gq = empty_heads_inner(q.shape(), q.dtype(), q.device());
+    Tensor gk = empty_heads_inner(k.shape(), k.dtype(), k.device());
+    Tensor gv = empty_heads_inner(v.shape(), v.dtype(), v.device());
+    if (q.numel() > 0)
+      TG_DEVICE_DISPATCH(q.device(), attention_backward, gq, gk, gv, last_dim_contiguous(grads[0]), q, k, v, out, lse,
+                         scale_);
+    return {gq, gk, gv};
+  }
+
+ private:
+  double scale_;
+};
+
+}  // namespace
+
+Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, double scale) {
+  check_attention(q_in, k_in, v_in);
+  const Tensor q = last_dim_contiguous(q_in), k = last_dim_contiguous(k_in), v = last_dim_contiguous(v_in);
+  Tensor out = empty_heads_inner(q.shape(), q.dtype(), q.device());
+  // f64 inputs keep an f64 log-sum-exp, so that gradcheck sees f64 precision.
+  Tensor lse = empty({q.size(0), q.size(1), q.size(2)}, q.dtype() == DType::f64 ? DType::f64 : DType::f32, q.device());
+  if (q.numel() > 0) TG_DEVICE_DISPATCH(q.device(), attention_forward, out, lse, q, k, v, scale);
+  if (should_record({&q_in, &k_in, &v_in}))
+    record(std::make_shared<AttentionBackward>(q, k, v, out, lse, scale), {q_in, k_in, v_in}, {out});
+  return out;
+}
+
+}  // namespace tg

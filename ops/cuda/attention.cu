@@ -1,0 +1,527 @@
+// CUDA kernels of fused attention (flash attention's scheme): tiles of 64 queries × 64 keys in
+// shared memory, an online softmax in forward, and a backward that recomputes the probabilities
+// from the saved row log-sum-exp. Backward runs two kernels so that every output is written by
+// one block, without atomics (bit-reproducible): one per key tile for dK and dV, one per query
+// tile for dQ. The tile products run on tensor cores for bf16 (WMMA 16×16×16, f32 accumulators)
+// and on CUDA cores for f32 (no TF32: fp32 attention stays fp32-accurate). Head dims 32 and 64.
+#include <cuda_bf16.h>
+#include <mma.h>
+
+#include <algorithm>
+#include <type_traits>
+
+#include "core/cuda/cuda_check.h"
+#include "core/cuda/launch.h"
+#include "ops/attention_kernels.h"
+
+namespace tg::cuda {
+
+namespace {
+
+constexpr int kTile = 64;      // query rows and key rows per tile
+constexpr int kThreads = 128;  // 4 warps
+
+__device__ inline float to_f32(float x) { return x; }
+__device__ inline float to_f32(__nv_bfloat16 x) { return __bfloat162float(x); }
+template <class E>
+__device__ inline E from_f32(float x) {
+  if constexpr (std::is_same_v<E, float>) return x;
+  else return __float2bfloat16(x);
+}
+
+// Tile products on CUDA cores (f32). 128 threads: thread t owns the output rows t/16 + 8i
+// (i < 8) and the columns t%16 + 16j, so a warp reads 2 rows of the left operand (broadcast)
+// and 16 consecutive columns or rows of the right one (odd row strides: no bank conflicts).
+struct SimtMma {
+  using Elem = float;
+  static constexpr int kPadElem = 1, kPadAcc = 1;
+
+  // S[64×N] = A[64×K]·B[N×K]ᵀ
+  template <int N, int K>
+  static __device__ void abt(float* S, int lds, const float* A, int lda, const float* B, int ldb) {
+    const int r0 = threadIdx.x / 16, c0 = threadIdx.x % 16;
+    float acc[8][N / 16] = {};
+    for (int k = 0; k < K; ++k) {
+      float a[8];
+      for (int i = 0; i < 8; ++i) a[i] = A[(r0 + 8 * i) * lda + k];
+      for (int j = 0; j < N / 16; ++j) {
+        const float b = B[(c0 + 16 * j) * ldb + k];
+        for (int i = 0; i < 8; ++i) acc[i][j] += a[i] * b;
+      }
+    }
+    for (int i = 0; i < 8; ++i)
+      for (int j = 0; j < N / 16; ++j) S[(r0 + 8 * i) * lds + c0 + 16 * j] = acc[i][j];
+  }
+
+  // C[64×N] += P[64×K]·X[K×N]
+  template <int N, int K>
+  static __device__ void ab_acc(float* C, int ldc, const float* P, int ldp, const float* X, int ldx) {
+    const int r0 = threadIdx.x / 16, c0 = threadIdx.x % 16;
+    float acc[8][N / 16] = {};
+    for (int k = 0; k < K; ++k) {
+      float a[8];
+      for (int i = 0; i < 8; ++i) a[i] = P[(r0 + 8 * i) * ldp + k];
+      for (int j = 0; j < N / 16; ++j) {
+        const float x = X[k * ldx + c0 + 16 * j];
+        for (int i = 0; i < 8; ++i) acc[i][j] += a[i] * x;
+      }
+    }
+    for (int i = 0; i < 8; ++i)
+      for (int j = 0; j < N / 16; ++j) C[(r0 + 8 * i) * ldc + c0 + 16 * j] += acc[i][j];
+  }
+
+  // C[64×N] += P[K×64]ᵀ·X[K×N]
+  template <int N, int K>
+  static __device__ void atb_acc(float* C, int ldc, const float* P, int ldp, const float* X, int ldx) {
+    const int r0 = threadIdx.x / 16, c0 = threadIdx.x % 16;
+    float acc[8][N / 16] = {};
+    for (int k = 0; k < K; ++k) {
+      float a[8];
+      for (int i = 0; i < 8; ++i) a[i] = P[k * ldp + r0 + 8 * i];
+      for (int j = 0; j < N / 16; ++j) {
+        const float x = X[k * ldx + c0 + 16 * j];
+        for (int i = 0; i < 8; ++i) acc[i][j] += a[i] * x;
+      }
+    }
+    for (int i = 0; i < 8; ++i)
+      for (int j = 0; j < N / 16; ++j) C[(r0 + 8 * i) * ldc + c0 + 16 * j] += acc[i][j];
+  }
+};
+
+// Tile products on tensor cores (bf16 operands, f32 accumulators): warp w owns output rows
+// 16w..16w+15. Row strides are padded by 8 bf16 / 4 f32 (multiples of WMMA's 16 bytes that
+// shift rows across banks); every fragment pointer stays 32-byte aligned.
+struct WmmaMma {
+  using Elem = __nv_bfloat16;
+  static constexpr int kPadElem = 8, kPadAcc = 4;
+  template <class Use, class Layout>
+  using Fragment = nvcuda::wmma::fragment<Use, 16, 16, 16, __nv_bfloat16, Layout>;
+  using Accumulator = nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 16, float>;
+
+  template <int N, int K>
+  static __device__ void abt(float* S, int lds, const Elem* A, int lda, const Elem* B, int ldb) {
+    using namespace nvcuda::wmma;
+    const int w = threadIdx.x / 32;
+    for (int n = 0; n < N / 16; ++n) {
+      Accumulator acc;
+      fill_fragment(acc, 0.0f);
+      for (int k = 0; k < K / 16; ++k) {
+        Fragment<matrix_a, row_major> a;
+        Fragment<matrix_b, col_major> b;  // Bᵀ: element (k, n) at B[n][k]
+        load_matrix_sync(a, A + 16 * w * lda + 16 * k, lda);
+        load_matrix_sync(b, B + 16 * n * ldb + 16 * k, ldb);
+        mma_sync(acc, a, b, acc);
+      }
+      store_matrix_sync(S + 16 * w * lds + 16 * n, acc, lds, mem_row_major);
+    }
+  }
+
+  template <int N, int K>
+  static __device__ void ab_acc(float* C, int ldc, const Elem* P, int ldp, const Elem* X, int ldx) {
+    using namespace nvcuda::wmma;
+    const int w = threadIdx.x / 32;
+    for (int n = 0; n < N / 16; ++n) {
+      Accumulator acc;
+      load_matrix_sync(acc, C + 16 * w * ldc + 16 * n, ldc, mem_row_major);
+      for (int k = 0; k < K / 16; ++k) {
+        Fragment<matrix_a, row_major> a;
+        Fragment<matrix_b, row_major> b;
+        load_matrix_sync(a, P + 16 * w * ldp + 16 * k, ldp);
+        load_matrix_sync(b, X + 16 * k * ldx + 16 * n, ldx);
+        mma_sync(acc, a, b, acc);
+      }
+      store_matrix_sync(C + 16 * w * ldc + 16 * n, acc, ldc, mem_row_major);
+    }
+  }
+
+  template <int N, int K>
+  static __device__ void atb_acc(float* C, int ldc, const Elem* P, int ldp, const Elem* X, int ldx) {
+    using namespace nvcuda::wmma;
+    const int w = threadIdx.x / 32;
+    for (int n = 0; n < N / 16; ++n) {
+      Accumulator acc;
+      load_matrix_sync(acc, C + 16 * w * ldc + 16 * n, ldc, mem_row_major);
+      for (int k = 0; k < K / 16; ++k) {
+        Fragment<matrix_a, col_major> a;  // Pᵀ: element (m, k) at P[k][m]
+        Fragment<matrix_b, row_major> b;
+        load_matrix_sync(a, P + 16 * k * ldp + 16 * w, ldp);
+        load_matrix_sync(b, X + 16 * k * ldx + 16 * n, ldx);
+        mma_sync(acc, a, b, acc);
+      }
+      store_matrix_sync(C + 16 * w * ldc + 16 * n, acc, ldc, mem_row_major);
+    }
+  }
+};
+
+constexpr size_t align_up(size_t bytes) { return (bytes + 127) / 128 * 128; }
+
+// Row strides (elements) and byte sizes of the shared-memory tiles.
+template <class Mma, int D>
+struct Tiles {
+  using Elem = typename Mma::Elem;
+  static constexpr int ld_elem = D + Mma::kPadElem;      // [64, D] operand tiles: Q, K, V, dO
+  static constexpr int ld_prob = kTile + Mma::kPadElem;  // [64, 64] operand tiles: P, dS
+  static constexpr int ld_score = kTile + Mma::kPadAcc;  // [64, 64] f32: S, dP
+  static constexpr int ld_acc = D + Mma::kPadAcc;        // [64, D] f32 accumulators: O, dQ, dK, dV
+  static constexpr size_t elem_bytes = align_up(kTile * ld_elem * sizeof(Elem));
+  static constexpr size_t prob_bytes = align_up(kTile * ld_prob * sizeof(Elem));
+  static constexpr size_t score_bytes = align_up(kTile * ld_score * sizeof(float));
+  static constexpr size_t acc_bytes = align_up(kTile * ld_acc * sizeof(float));
+  static constexpr size_t row_bytes = align_up(kTile * sizeof(float));
+};
+
+// Carves typed tiles out of the dynamic shared memory, in order.
+struct SharedCursor {
+  unsigned char* next;
+  template <class T>
+  __device__ T* take(size_t bytes) {
+    T* p = reinterpret_cast<T*>(next);
+    next += bytes;
+    return p;
+  }
+};
+
+// One [B, H, T, D] operand: element (b, h, t, d) at data[b·sb + h·sh + t·st + d].
+template <class E>
+struct HeadsArg {
+  E* data;
+  int64_t sb, sh, st;
+  __device__ E* row(int b, int h, int t) const { return data + b * sb + h * sh + static_cast<int64_t>(t) * st; }
+};
+
+template <class E>
+HeadsArg<E> heads_arg(const Tensor& x) {
+  return {static_cast<E*>(x.raw_data()), x.stride(0), x.stride(1), x.stride(2)};
+}
+
+// dst[r, d] = rows r < valid of the operand from token t0, zero below (padding rows).
+template <int D, int ld, class E>
+__device__ void load_tile(E* dst, const HeadsArg<const E>& src, int b, int h, int t0, int valid) {
+  for (int i = threadIdx.x; i < kTile * D; i += kThreads) {
+    const int r = i / D, d = i % D;
+    dst[r * ld + d] = r < valid ? src.row(b, h, t0 + r)[d] : from_f32<E>(0.0f);
+  }
+}
+
+template <int ld>
+__device__ void zero_acc(float* acc, int cols) {
+  for (int i = threadIdx.x; i < kTile * cols; i += kThreads) acc[(i / cols) * ld + i % cols] = 0.0f;
+}
+
+// out[r] = acc[r] · row_scale[r] (row_scale null: 1) for rows r < valid.
+template <int D, int ld, class E>
+__device__ void store_tile(const HeadsArg<E>& dst, int b, int h, int t0, int valid, const float* acc,
+                           const float* row_scale) {
+  for (int i = threadIdx.x; i < kTile * D; i += kThreads) {
+    const int r = i / D, d = i % D;
+    if (r < valid) dst.row(b, h, t0 + r)[d] = from_f32<E>(acc[r * ld + d] * (row_scale ? row_scale[r] : 1.0f));
+  }
+}
+
+struct Geometry {
+  int heads, tq, tk;
+  float scale;
+};
+
+template <class Mma, int D>
+__global__ void __launch_bounds__(kThreads)
+    attention_forward_kernel(HeadsArg<typename Mma::Elem> out, float* lse, HeadsArg<const typename Mma::Elem> q,
+                             HeadsArg<const typename Mma::Elem> k, HeadsArg<const typename Mma::Elem> v, Geometry g) {
+  using E = typename Mma::Elem;
+  using L = Tiles<Mma, D>;
+  extern __shared__ __align__(128) unsigned char shared[];
+  SharedCursor cursor{shared};
+  E* sQ = cursor.take<E>(L::elem_bytes);
+  E* sK = cursor.take<E>(L::elem_bytes);
+  E* sV = cursor.take<E>(L::elem_bytes);
+  float* sS = cursor.take<float>(L::score_bytes);
+  E* sP = cursor.take<E>(L::prob_bytes);
+  float* sO = cursor.take<float>(L::acc_bytes);
+  float* row_max = cursor.take<float>(L::row_bytes);
+  float* row_sum = cursor.take<float>(L::row_bytes);
+
+  const int bh = blockIdx.y, b = bh / g.heads, h = bh % g.heads, q0 = blockIdx.x * kTile;
+  const int q_rows = min(kTile, g.tq - q0);
+  load_tile<D, L::ld_elem>(sQ, q, b, h, q0, q_rows);
+  zero_acc<L::ld_acc>(sO, D);
+  if (threadIdx.x < kTile) {
+    row_max[threadIdx.x] = -INFINITY;
+    row_sum[threadIdx.x] = 0.0f;
+  }
+  for (int k0 = 0; k0 < g.tk; k0 += kTile) {
+    const int k_rows = min(kTile, g.tk - k0);
+    __syncthreads();  // the previous tile's products are done with sK, sV and sP
+    load_tile<D, L::ld_elem>(sK, k, b, h, k0, k_rows);
+    load_tile<D, L::ld_elem>(sV, v, b, h, k0, k_rows);
+    __syncthreads();
+    Mma::template abt<kTile, D>(sS, L::ld_score, sQ, L::ld_elem, sK, L::ld_elem);
+    __syncthreads();
+    {  // Online softmax: two neighbouring threads share a row, 32 columns each.
+      const int r = threadIdx.x / 2, half = threadIdx.x % 2;
+      const float* s_row = sS + r * L::ld_score;
+      float tile_max = -INFINITY;
+      for (int c = 32 * half; c < 32 * half + 32; ++c)
+        if (c < k_rows) tile_max = fmaxf(tile_max, s_row[c] * g.scale);
+      tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
+      const float old_max = row_max[r], new_max = fmaxf(old_max, tile_max);
+      float tile_sum = 0.0f;
+      for (int c = 32 * half; c < 32 * half + 32; ++c) {
+        const float p = c < k_rows ? expf(s_row[c] * g.scale - new_max) : 0.0f;
+        sP[r * L::ld_prob + c] = from_f32<E>(p);
+        tile_sum += p;
+      }
+      tile_sum += __shfl_xor_sync(0xffffffffu, tile_sum, 1);
+      const float rescale = expf(old_max - new_max);  // 0 on the first tile (old_max = -inf)
+      for (int d = half * (D / 2); d < (half + 1) * (D / 2); ++d) sO[r * L::ld_acc + d] *= rescale;
+      __syncwarp();
+      if (half == 0) {
+        row_max[r] = new_max;
+        row_sum[r] = row_sum[r] * rescale + tile_sum;
+      }
+    }
+    __syncthreads();
+    Mma::template ab_acc<D, kTile>(sO, L::ld_acc, sP, L::ld_prob, sV, L::ld_elem);
+  }
+  __syncthreads();
+  if (threadIdx.x < kTile) {
+    const int r = threadIdx.x;
+    if (r < q_rows) lse[static_cast<int64_t>(bh) * g.tq + q0 + r] = row_max[r] + logf(row_sum[r]);
+    row_sum[r] = 1.0f / row_sum[r];
+  }
+  __syncthreads();
+  store_tile<D, L::ld_acc>(out, b, h, q0, q_rows, sO, row_sum);
+}
+
+// dot[bh, t] = Σ_d dO·O: one warp per query row.
+template <class E, int D>
+__global__ void row_dot_kernel(float* dot, HeadsArg<const E> grad_out, HeadsArg<const E> out, int heads, int tq,
+                               int64_t rows) {
+  const int64_t row = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
+  const int lane = threadIdx.x % 32;
+  if (row >= rows) return;
+  const int t = static_cast<int>(row % tq), bh = static_cast<int>(row / tq), b = bh / heads, h = bh % heads;
+  const E *g = grad_out.row(b, h, t), *o = out.row(b, h, t);
+  float sum = 0.0f;
+  for (int d = lane; d < D; d += 32) sum += to_f32(g[d]) * to_f32(o[d]);
+  for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, offset);
+  if (lane == 0) dot[row] = sum;
+}
+
+// The query tile's log-sum-exp and row dots into shared memory (0 on padding rows).
+__device__ void load_rows(float* s_lse, float* s_dot, const float* lse, const float* dot, int64_t offset, int valid) {
+  if (threadIdx.x < kTile) {
+    const int r = threadIdx.x;
+    s_lse[r] = r < valid ? lse[offset + r] : 0.0f;
+    s_dot[r] = r < valid ? dot[offset + r] : 0.0f;
+  }
+}
+
+// P = exp(S·scale − lse) in place in sS (f32) and as the operand sP; 0 outside the valid tile.
+template <class L, class E>
+__device__ void probabilities(float* sS, E* sP, const float* s_lse, int q_rows, int k_rows, float scale) {
+  for (int i = threadIdx.x; i < kTile * kTile; i += kThreads) {
+    const int r = i / kTile, c = i % kTile;
+    float& s = sS[r * L::ld_score + c];
+    const float p = r < q_rows && c < k_rows ? expf(s * scale - s_lse[r]) : 0.0f;
+    s = p;
+    if (sP) sP[r * L::ld_prob + c] = from_f32<E>(p);
+  }
+}
+
+// dS = P ∘ (dP − dot) · scale as an operand tile (P from sS, dP from sdP).
+template <class L, class E>
+__device__ void score_grads(E* sdS, const float* sS, const float* sdP, const float* s_dot, float scale) {
+  for (int i = threadIdx.x; i < kTile * kTile; i += kThreads) {
+    const int r = i / kTile, c = i % kTile;
+    sdS[r * L::ld_prob + c] = from_f32<E>(sS[r * L::ld_score + c] * (sdP[r * L::ld_score + c] - s_dot[r]) * scale);
+  }
+}
+
+// dK and dV of one key tile: a loop over every query tile.
+template <class Mma, int D>
+__global__ void __launch_bounds__(kThreads)
+    attention_grad_kv_kernel(HeadsArg<typename Mma::Elem> grad_k, HeadsArg<typename Mma::Elem> grad_v,
+                             HeadsArg<const typename Mma::Elem> q, HeadsArg<const typename Mma::Elem> k,
+                             HeadsArg<const typename Mma::Elem> v, HeadsArg<const typename Mma::Elem> grad_out,
+                             const float* lse, const float* dot, Geometry g) {
+  using E = typename Mma::Elem;
+  using L = Tiles<Mma, D>;
+  extern __shared__ __align__(128) unsigned char shared[];
+  SharedCursor cursor{shared};
+  E* sK = cursor.take<E>(L::elem_bytes);
+  E* sV = cursor.take<E>(L::elem_bytes);
+  E* sQ = cursor.take<E>(L::elem_bytes);
+  E* sdO = cursor.take<E>(L::elem_bytes);
+  float* sS = cursor.take<float>(L::score_bytes);
+  float* sdP = cursor.take<float>(L::score_bytes);
+  E* sP = cursor.take<E>(L::prob_bytes);
+  E* sdS = cursor.take<E>(L::prob_bytes);
+  float* sdK = cursor.take<float>(L::acc_bytes);
+  float* sdV = cursor.take<float>(L::acc_bytes);
+  float* s_lse = cursor.take<float>(L::row_bytes);
+  float* s_dot = cursor.take<float>(L::row_bytes);
+
+  const int bh = blockIdx.y, b = bh / g.heads, h = bh % g.heads, k0 = blockIdx.x * kTile;
+  const int k_rows = min(kTile, g.tk - k0);
+  load_tile<D, L::ld_elem>(sK, k, b, h, k0, k_rows);
+  load_tile<D, L::ld_elem>(sV, v, b, h, k0, k_rows);
+  zero_acc<L::ld_acc>(sdK, D);
+  zero_acc<L::ld_acc>(sdV, D);
+  for (int q0 = 0; q0 < g.tq; q0 += kTile) {
+    const int q_rows = min(kTile, g.tq - q0);
+    __syncthreads();  // the previous query tile's products are done
+    load_tile<D, L::ld_elem>(sQ, q, b, h, q0, q_rows);
+    load_tile<D, L::ld_elem>(sdO, grad_out, b, h, q0, q_rows);
+    load_rows(s_lse, s_dot, lse, dot, static_cast<int64_t>(bh) * g.tq + q0, q_rows);
+    __syncthreads();
+    Mma::template abt<kTile, D>(sS, L::ld_score, sQ, L::ld_elem, sK, L::ld_elem);  // S [q, key]
+    __syncthreads();
+    probabilities<L>(sS, sP, s_lse, q_rows, k_rows, g.scale);
+    __syncthreads();
+    Mma::template atb_acc<D, kTile>(sdV, L::ld_acc, sP, L::ld_prob, sdO, L::ld_elem);     // dV += Pᵀ·dO
+    Mma::template abt<kTile, D>(sdP, L::ld_score, sdO, L::ld_elem, sV, L::ld_elem);       // dP = dO·Vᵀ
+    __syncthreads();
+    score_grads<L>(sdS, sS, sdP, s_dot, g.scale);
+    __syncthreads();
+    Mma::template atb_acc<D, kTile>(sdK, L::ld_acc, sdS, L::ld_prob, sQ, L::ld_elem);     // dK += dSᵀ·Q
+  }
+  __syncthreads();
+  store_tile<D, L::ld_acc>(grad_k, b, h, k0, k_rows, sdK, nullptr);
+  store_tile<D, L::ld_acc>(grad_v, b, h, k0, k_rows, sdV, nullptr);
+}
+
+// dQ of one query tile: a loop over every key tile.
+template <class Mma, int D>
+__global__ void __launch_bounds__(kThreads)
+    attention_grad_q_kernel(HeadsArg<typename Mma::Elem> grad_q, HeadsArg<const typename Mma::Elem> q,
+                            HeadsArg<const typename Mma::Elem> k, HeadsArg<const typename Mma::Elem> v,
+                            HeadsArg<const typename Mma::Elem> grad_out, const float* lse, const float* dot,
+                            Geometry g) {
+  using E = typename Mma::Elem;
+  using L = Tiles<Mma, D>;
+  extern __shared__ __align__(128) unsigned char shared[];
+  SharedCursor cursor{shared};
+  E* sQ = cursor.take<E>(L::elem_bytes);
+  E* sdO = cursor.take<E>(L::elem_bytes);
+  E* sK = cursor.take<E>(L::elem_bytes);
+  E* sV = cursor.take<E>(L::elem_bytes);
+  float* sS = cursor.take<float>(L::score_bytes);
+  float* sdP = cursor.take<float>(L::score_bytes);
+  E* sdS = cursor.take<E>(L::prob_bytes);
+  float* sdQ = cursor.take<float>(L::acc_bytes);
+  float* s_lse = cursor.take<float>(L::row_bytes);
+  float* s_dot = cursor.take<float>(L::row_bytes);
+
+  const int bh = blockIdx.y, b = bh / g.heads, h = bh % g.heads, q0 = blockIdx.x * kTile;
+  const int q_rows = min(kTile, g.tq - q0);
+  load_tile<D, L::ld_elem>(sQ, q, b, h, q0, q_rows);
+  load_tile<D, L::ld_elem>(sdO, grad_out, b, h, q0, q_rows);
+  load_rows(s_lse, s_dot, lse, dot, static_cast<int64_t>(bh) * g.tq + q0, q_rows);
+  zero_acc<L::ld_acc>(sdQ, D);
+  for (int k0 = 0; k0 < g.tk; k0 += kTile) {
+    const int k_rows = min(kTile, g.tk - k0);
+    __syncthreads();
+    load_tile<D, L::ld_elem>(sK, k, b, h, k0, k_rows);
+    load_tile<D, L::ld_elem>(sV, v, b, h, k0, k_rows);
+    __syncthreads();
+    Mma::template abt<kTile, D>(sS, L::ld_score, sQ, L::ld_elem, sK, L::ld_elem);
+    Mma::template abt<kTile, D>(sdP, L::ld_score, sdO, L::ld_elem, sV, L::ld_elem);
+    __syncthreads();
+    probabilities<L, E>(sS, nullptr, s_lse, q_rows, k_rows, g.scale);
+    __syncthreads();
+    score_grads<L>(sdS, sS, sdP, s_dot, g.scale);
+    __syncthreads();
+    Mma::template ab_acc<D, kTile>(sdQ, L::ld_acc, sdS, L::ld_prob, sK, L::ld_elem);  // dQ += dS·K
+  }
+  __syncthreads();
+  store_tile<D, L::ld_acc>(grad_q, b, h, q0, q_rows, sdQ, nullptr);
+}
+
+// Calls f(Mma{}, std::integral_constant<int, D>{}) for the tensors' dtype and head dim.
+template <class F>
+void with_kernel_config(DType dtype, int64_t dim, F&& f) {
+  auto by_dim = [&](auto mma) {
+    if (dim == 32) return f(mma, std::integral_constant<int, 32>{});
+    if (dim == 64) return f(mma, std::integral_constant<int, 64>{});
+    TG_THROW(NotImplementedError, "scaled_dot_product_attention on CUDA: head dims 32 and 64 are supported, got ",
+             dim, " (use the explicit attention)");
+  };
+  if (dtype == DType::f32) return by_dim(SimtMma{});
+  if (dtype == DType::bf16) return by_dim(WmmaMma{});
+  TG_THROW(TypeError, "scaled_dot_product_attention on CUDA: expected f32 or bf16, got ", dtype_name(dtype));
+}
+
+// Launches `kernel` with `shared_bytes` of dynamic shared memory (above the 48 KiB default).
+template <class Kernel, class... Args>
+void launch(Kernel kernel, dim3 grid, size_t shared_bytes, Args... args) {
+  TG_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                     static_cast<int>(shared_bytes)));
+  kernel<<<grid, kThreads, shared_bytes, current_stream()>>>(args...);
+  TG_CUDA_CHECK_LAUNCH();
+}
+
+Geometry geometry(const Tensor& q, const Tensor& k, double scale) {
+  return {static_cast<int>(q.size(1)), static_cast<int>(q.size(2)), static_cast<int>(k.size(2)),
+          static_cast<float>(scale)};
+}
+
+unsigned tiles(int64_t tokens) { return static_cast<unsigned>((tokens + kTile - 1) / kTile); }
+
+// Batch × heads is the grid's y dimension; token counts are ints in the kernels.
+void check_grid(const Tensor& q, const Tensor& k) {
+  TG_CHECK(q.size(0) * q.size(1) <= 65535, NotImplementedError, "scaled_dot_product_attention on CUDA: batch × heads = ",
+           q.size(0) * q.size(1), " exceeds the grid limit of 65535");
+  TG_CHECK(std::max(q.size(2), k.size(2)) <= (int64_t{1} << 30), NotImplementedError,
+           "scaled_dot_product_attention on CUDA: at most 2^30 tokens, got ", std::max(q.size(2), k.size(2)));
+}
+
+}  // namespace
+
+void attention_forward(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v,
+                       double scale) {
+  check_grid(q, k);
+  with_kernel_config(q.dtype(), q.size(3), [&](auto mma, auto dim) {
+    using Mma = decltype(mma);
+    using E = typename Mma::Elem;
+    using L = Tiles<Mma, decltype(dim)::value>;
+    const size_t bytes = 3 * L::elem_bytes + L::score_bytes + L::prob_bytes + L::acc_bytes + 2 * L::row_bytes;
+    launch(attention_forward_kernel<Mma, decltype(dim)::value>,
+           dim3(tiles(q.size(2)), static_cast<unsigned>(q.size(0) * q.size(1))), bytes, heads_arg<E>(out),
+           static_cast<float*>(lse.raw_data()), heads_arg<const E>(q), heads_arg<const E>(k), heads_arg<const E>(v),
+           geometry(q, k, scale));
+  });
+}
+
+void attention_backward(const Tensor& grad_q, const Tensor& grad_k, const Tensor& grad_v, const Tensor& grad_out,
+                        const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
+                        double scale) {
+  check_grid(q, k);
+  with_kernel_config(q.dtype(), q.size(3), [&](auto mma, auto dim) {
+    using Mma = decltype(mma);
+    using E = typename Mma::Elem;
+    constexpr int D = decltype(dim)::value;
+    using L = Tiles<Mma, D>;
+    const int64_t rows = q.size(0) * q.size(1) * q.size(2);
+    const Tensor dot = empty({rows}, DType::f32, q.device());
+    const auto* dot_data = static_cast<const float*>(dot.raw_data());
+    const auto* lse_data = static_cast<const float*>(lse.raw_data());
+    row_dot_kernel<E, D><<<static_cast<unsigned>((rows * 32 + kBlockSize - 1) / kBlockSize), kBlockSize, 0,
+                           current_stream()>>>(static_cast<float*>(dot.raw_data()), heads_arg<const E>(grad_out),
+                                               heads_arg<const E>(out), static_cast<int>(q.size(1)),
+                                               static_cast<int>(q.size(2)), rows);
+    TG_CUDA_CHECK_LAUNCH();
+    const Geometry g = geometry(q, k, scale);
+    const auto bh = static_cast<unsigned>(q.size(0) * q.size(1));
+    const size_t kv_bytes =
+        4 * L::elem_bytes + 2 * L::score_bytes + 2 * L::prob_bytes + 2 * L::acc_bytes + 2 * L::row_bytes;
+    launch(attention_grad_kv_kernel<Mma, D>, dim3(tiles(k.size(2)), bh), kv_bytes, heads_arg<E>(grad_k),
+           heads_arg<E>(grad_v), heads_arg<const E>(q), heads_arg<const E>(k), heads_arg<const E>(v),
+           heads_arg<const E>(grad_out), lse_data, dot_data, g);
+    const size_t q_bytes = 4 * L::elem_bytes + 2 * L::score_bytes + L::prob_bytes + L::acc_bytes + 2 * L::row_bytes;
+    launch(attention_grad_q_kernel<Mma, D>, dim3(tiles(q.size(2)), bh), q_bytes, heads_arg<E>(grad_q),
+           heads_arg<const E>(q), heads_arg<const E>(k), heads_arg<const E>(v), heads_arg<const E>(grad_out),
+           lse_data, dot_data, g);
+  });
+}
+
+}  // namespace tg::cuda

@@ -1,0 +1,106 @@
+// Fused attention on CUDA against the CPU reference: forward and the three input gradients for
+// token counts that are and are not multiples of the 64-row tile (1, 64, 65, 130, 197), head
+// dims 32 and 64, Tq != Tk, strided heads; f32 within 1e-5 (CUDA cores, no TF32) and bf16
+// within bf16 rounding (tensor cores); bit-identical reruns (no atomics); and the errors.
+#include <doctest/doctest.h>
+
+#include <array>
+
+#include "ops/attention.h"
+#include "ops/shape_ops.h"
+#include "tests/support/op_checks.h"
+
+using namespace tg;
+using test::check_cuda_matches_cpu;
+using test::random_tensor;
+
+namespace {
+
+Tensor attention(const std::vector<Tensor>& in) { return scaled_dot_product_attention(in[0], in[1], in[2], 0.125); }
+
+std::vector<Tensor> inputs(int64_t b, int64_t h, int64_t tq, int64_t tk, int64_t d, uint64_t seed) {
+  std::vector<Tensor> in{random_tensor({b, h, tq, d}, seed), random_tensor({b, h, tk, d}, seed + 1),
+                         random_tensor({b, h, tk, d}, seed + 2)};
+  for (Tensor& t : in) t.set_requires_grad(true);
+  return in;
+}
+
+}  // namespace
+
+TEST_CASE("fused attention on CUDA: f32 matches the CPU within 1e-5") {
+  uint64_t seed = 900;
+  for (const auto& [b, h, tq, tk, d] : std::vector<std::array<int64_t, 5>>{
+           {2, 3, 1, 1, 64}, {2, 2, 64, 64, 64}, {3, 2, 65, 65, 64}, {1, 2, 197, 197, 64}, {2, 3, 130, 70, 32},
+           {1, 1, 5, 200, 32}}) {
+    CAPTURE(tq);
+    CAPTURE(tk);
+    CAPTURE(d);
+    check_cuda_matches_cpu(attention, inputs(b, h, tq, tk, d, seed += 3), 1e-5);
+  }
+}
+
+TEST_CASE("fused attention on CUDA: bf16 is within bf16 rounding of the f32 result") {
+  uint64_t seed = 950;
+  for (const auto& [tq, d] : std::vector<std::array<int64_t, 2>>{{65, 64}, {197, 64}, {64, 32}, {7, 32}}) {
+    CAPTURE(tq);
+    CAPTURE(d);
+    const std::vector<Tensor> in = inputs(2, 3, tq, tq, d, seed += 3);
+    auto run = [&](DType dtype, Device device) {
+      std::vector<Tensor> copies;
+      for (const Tensor& t : in) {
+        Tensor c = t.detach().to(dtype).to(device).clone();
+        c.set_requires_grad(true);
+        copies.push_back(c);
+      }
+      const Tensor out = attention(copies);
+      backward(out, random_tensor(out.shape(), 5, -1, 1, DType::f32).to(dtype).to(device));
+      return std::vector<std::vector<double>>{test::host_values(out), test::host_values(copies[0].grad()),
+                                              test::host_values(copies[1].grad()), test::host_values(copies[2].grad())};
+    };
+    const auto reference = run(DType::f32, Device::cpu());
+    const auto bf16 = run(DType::bf16, Device::cuda(0));
+    for (size_t i = 0; i < reference.size(); ++i) {
+      CAPTURE(i);
+      CHECK(test::relative_error(bf16[i], reference[i]) < 3e-2);
+    }
+  }
+}
+
+TEST_CASE("fused attention on CUDA: strided heads, and bit-identical reruns") {
+  Tensor qkv = random_tensor({2, 197, 3, 4, 64}, 990);
+  qkv.set_requires_grad(true);
+  check_cuda_matches_cpu(
+      [](const std::vector<Tensor>& in) {
+        const Tensor& x = in[0];
+        auto head = [&](int64_t i) { return permute(select(x, 2, i), {0, 2, 1, 3}); };
+        return scaled_dot_product_attention(head(0), head(1), head(2), 0.125);
+      },
+      {qkv}, 1e-5);
+  for (DType dtype : {DType::f32, DType::bf16}) {
+    const std::vector<Tensor> in = inputs(2, 3, 197, 197, 64, 991);
+    auto grads = [&] {
+      std::vector<Tensor> copies;
+      for (const Tensor& t : in) {
+        Tensor c = t.detach().to(dtype).to(Device::cuda(0)).clone();
+        c.set_requires_grad(true);
+        copies.push_back(c);
+      }
+      const Tensor out = attention(copies);
+      backward(out, random_tensor(out.shape(), 6, -1, 1, DType::f32).to(dtype).to(Device::cuda(0)));
+      return std::vector<std::vector<double>>{test::host_values(out), test::host_values(copies[0].grad()),
+                                              test::host_values(copies[1].grad()), test::host_values(copies[2].grad())};
+    };
+    CHECK(grads() == grads());
+  }
+}
+
+TEST_CASE("fused attention on CUDA: unsupported head dims and dtypes say so") {
+  const Tensor x = zeros({1, 2, 3, 48}, DType::f32, Device::cuda(0));
+  CHECK_THROWS_WITH_AS(scaled_dot_product_attention(x, x, x, 1),
+                       "scaled_dot_product_attention on CUDA: head dims 32 and 64 are supported, got 48 (use the "
+                       "explicit attention)",
+                       NotImplementedError);
+  const Tensor y = zeros({1, 2, 3, 64}, DType::f64, Device::cuda(0));
+  CHECK_THROWS_WITH_AS(scaled_dot_product_attention(y, y, y, 1),
+                       "scaled_dot_product_attention on CUDA: expected f32 or bf16, got f64", TypeError);
+}

@@ -1,0 +1,112 @@
+// Fused attention on the CPU: forward and the three input gradients against the explicit
+// composition (matmul, softmax, matmul), gradcheck in f64, strided inputs, the [B, T, H, D]
+// layout of the output, what backward keeps (never the [T, T] probabilities), bf16 against f32,
+// and the errors.
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include "autograd/gradcheck.h"
+#include "ops/attention.h"
+#include "ops/matmul/matmul.h"
+#include "ops/shape_ops.h"
+#include "ops/softmax.h"
+#include "tests/support/op_checks.h"
+
+using namespace tg;
+using test::host_values;
+using test::random_param;
+
+namespace {
+
+Tensor explicit_attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale) {
+  return matmul(softmax(mul(matmul(q, k, false, true), scale)), v);
+}
+
+// Output and input gradients of `attention` for one fixed output gradient.
+std::vector<std::vector<double>> results(const std::function<Tensor(const Tensor&, const Tensor&, const Tensor&)>& attention,
+                                         const Tensor& q0, const Tensor& k0, const Tensor& v0) {
+  Tensor q = q0.detach().clone(), k = k0.detach().clone(), v = v0.detach().clone();
+  for (Tensor* t : {&q, &k, &v}) t->set_requires_grad(true);
+  const Tensor out = attention(q, k, v);
+  backward(out, test::random_tensor(out.shape(), 99, -1, 1, out.dtype()));
+  return {host_values(out), host_values(q.grad()), host_values(k.grad()), host_values(v.grad())};
+}
+
+}  // namespace
+
+TEST_CASE("fused attention equals the explicit one, forward and every input gradient") {
+  // (B, H, Tq, Tk, D): one token, Tq != Tk, ViT-S/4's 65 tokens.
+  for (const auto& [b, h, tq, tk, d] : std::vector<std::array<int64_t, 5>>{
+           {1, 1, 1, 1, 4}, {2, 3, 5, 7, 8}, {1, 2, 65, 65, 16}, {2, 1, 9, 3, 5}}) {
+    CAPTURE(tq);
+    CAPTURE(tk);
+    const Tensor q = test::random_tensor({b, h, tq, d}, 10, -2, 2, DType::f64);
+    const Tensor k = test::random_tensor({b, h, tk, d}, 11, -2, 2, DType::f64);
+    const Tensor v = test::random_tensor({b, h, tk, d}, 12, -2, 2, DType::f64);
+    const double scale = 1 / std::sqrt(static_cast<double>(d));
+    const auto fused = results([&](auto& x, auto& y, auto& z) { return scaled_dot_product_attention(x, y, z, scale); }, q, k, v);
+    const auto plain = results([&](auto& x, auto& y, auto& z) { return explicit_attention(x, y, z, scale); }, q, k, v);
+    for (size_t i = 0; i < fused.size(); ++i) {
+      CAPTURE(i);
+      CHECK(test::relative_error(fused[i], plain[i]) < 1e-12);
+    }
+  }
+}
+
+TEST_CASE("gradcheck: fused attention") {
+  const Tensor q = random_param({2, 2, 4, 3}, 20, -1, 1, DType::f64), k = random_param({2, 2, 5, 3}, 21, -1, 1, DType::f64),
+               v = random_param({2, 2, 5, 3}, 22, -1, 1, DType::f64);
+  const auto r = gradcheck(
+      [](const std::vector<Tensor>& in) { return scaled_dot_product_attention(in[0], in[1], in[2], 0.7); }, {q, k, v});
+  CHECK_MESSAGE(r.ok, r.message);
+}
+
+TEST_CASE("fused attention takes strided heads, writes [B, T, H, D] memory, and keeps no probabilities") {
+  // q, k, v as nn::Attention makes them: views of one [B, T, 3, H, D] buffer.
+  const int64_t b = 2, t = 6, h = 3, d = 4;
+  Tensor qkv = test::random_tensor({b, t, 3, h, d}, 30);
+  qkv.set_requires_grad(true);
+  auto head = [&](int64_t i) { return permute(select(qkv, 2, i), {0, 2, 1, 3}); };
+  const Tensor q = head(0), k = head(1), v = head(2);
+  const Tensor out = scaled_dot_product_attention(q, k, v, 0.5);
+  CHECK(out.shape() == Shape({b, h, t, d}));
+  CHECK(out.stride(0) == t * h * d);
+  CHECK(out.stride(1) == d);
+  CHECK(out.stride(2) == h * d);
+  CHECK(host_values(out) == host_values(scaled_dot_product_attention(q.raw_contiguous(), k.raw_contiguous(),
+                                                                     v.raw_contiguous(), 0.5)));
+  // What backward keeps: q, k, v (one storage: qkv), out and the f32 row log-sum-exp.
+  REQUIRE(out.grad_fn());
+  CHECK(out.grad_fn()->name() == "AttentionBackward");
+  CHECK(out.grad_fn()->saved_bytes() == qkv.nbytes() + out.nbytes() + static_cast<size_t>(b * h * t) * 4);
+}
+
+TEST_CASE("fused attention in bf16 is within bf16 rounding of f32") {
+  const Tensor q = test::random_tensor({2, 2, 33, 16}, 40), k = test::random_tensor({2, 2, 33, 16}, 41),
+               v = test::random_tensor({2, 2, 33, 16}, 42);
+  const auto in_f32 = results([](auto& x, auto& y, auto& z) { return scaled_dot_product_attention(x, y, z, 0.25); }, q, k, v);
+  const auto in_bf16 = results([](auto& x, auto& y, auto& z) { return scaled_dot_product_attention(x, y, z, 0.25); },
+                               q.to(DType::bf16), k.to(DType::bf16), v.to(DType::bf16));
+  for (size_t i = 0; i < in_f32.size(); ++i) {
+    CAPTURE(i);
+    CHECK(test::relative_error(in_bf16[i], in_f32[i]) < 3e-2);
+  }
+}
+
+TEST_CASE("fused attention errors say what was expected") {
+  const Tensor x = zeros({2, 3, 4, 5});
+  CHECK_THROWS_WITH_AS(scaled_dot_product_attention(zeros({3, 4, 5}), x, x, 1),
+                       "scaled_dot_product_attention: expected q, k, v [B, H, T, D], got [3, 4, 5], [2, 3, 4, 5], "
+                       "[2, 3, 4, 5]",
+                       ShapeError);
+  CHECK_THROWS_WITH_AS(scaled_dot_product_attention(x, zeros({2, 3, 4, 6}), x, 1),
+                       "scaled_dot_product_attention: expected q [B, H, Tq, D] and k, v [B, H, Tk, D], got "
+                       "[2, 3, 4, 5], [2, 3, 4, 6], [2, 3, 4, 5]",
+                       ShapeError);
+  CHECK_THROWS_WITH_AS(scaled_dot_product_attention(x, x, x.to(DType::f64), 1),
+                       "scaled_dot_product_attention: expected all tensors of dtype f32, got f64", TypeError);
+  const Tensor none = zeros({2, 3, 0, 5});
+  CHECK_THROWS_WITH_AS(scaled_dot_product_attention(x, none, none, 1),
+                       "scaled_dot_product_attention: k and v have no tokens (shape [2, 3, 0, 5])", ShapeError);
+}
