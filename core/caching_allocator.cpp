@@ -10,10 +10,16 @@ namespace tg {
 
 using namespace alloc_constants;
 
+namespace {
+// Private pool keys live above every stream handle's value.
+constexpr uintptr_t kPrivatePoolBit = uintptr_t{1} << (sizeof(uintptr_t) * 8 - 1);
+bool is_private_key(uintptr_t key) { return (key & kPrivatePoolBit) != 0; }
+}  // namespace
+
 struct CachingAllocator::Block {
   size_t size;            // bytes of this block
   size_t requested = 0;   // bytes the caller asked for (while allocated)
-  uintptr_t stream;       // owning stream (0 on the host)
+  uintptr_t stream;       // owner: the stream (0 on the host) or a private pool's key
   char* ptr;              // start of the block
   bool small;             // pool membership
   bool allocated = false;
@@ -53,9 +59,42 @@ CachingAllocator::BlockPool& CachingAllocator::pool_of(const Block* block) {
   return block->small ? small_pool_ : large_pool_;
 }
 
-void* CachingAllocator::allocate(size_t nbytes, uintptr_t stream) {
+uintptr_t CachingAllocator::owner_key(uintptr_t stream) const { return active_pool_ ? *active_pool_ : stream; }
+
+bool CachingAllocator::is_live_private(uintptr_t key) const { return is_private_key(key) && live_pools_.count(key) > 0; }
+
+uint64_t CachingAllocator::create_private_pool() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const uintptr_t key = kPrivatePoolBit | next_pool_++;
+  live_pools_.insert(key);
+  stats_.private_pools.update(1);
+  return key;
+}
+
+void CachingAllocator::begin_private_pool(uint64_t pool) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  TG_INTERNAL_ASSERT(!active_pool_, "begin_private_pool: another private pool is active");
+  TG_INTERNAL_ASSERT(is_live_private(pool), "begin_private_pool: not a live private pool");
+  active_pool_ = pool;
+}
+
+void CachingAllocator::end_private_pool() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  active_pool_.reset();
+}
+
+void CachingAllocator::release_private_pool(uint64_t pool) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  TG_INTERNAL_ASSERT(active_pool_ != pool, "release_private_pool: the pool is active");
+  if (live_pools_.erase(pool) == 0) return;
+  stats_.private_pools.update(-1);
+  release_cached_segments();  // its free whole segments; blocks still in use go when freed
+}
+
+void* CachingAllocator::allocate(size_t nbytes, uintptr_t caller_stream) {
   if (nbytes == 0) return nullptr;
   std::lock_guard<std::mutex> lock(mutex_);
+  const uintptr_t stream = owner_key(caller_stream);
   const size_t size = round_size(nbytes);
   const bool small = size <= kSmallSize;
   if (!caching_) {
@@ -96,6 +135,7 @@ CachingAllocator::Block* CachingAllocator::allocate_segment(bool small, size_t s
     stats_.segment[t].update(1);
     stats_.reserved_bytes[t].update(static_cast<int64_t>(size));
   });
+  if (is_private_key(stream)) stats_.private_pool_reserved_bytes.update(static_cast<int64_t>(size));
   return new Block{size, 0, stream, static_cast<char*>(ptr), small};
 }
 
@@ -103,6 +143,7 @@ void CachingAllocator::release_segment(Block* block) {
   TG_INTERNAL_ASSERT(!block->is_split() && !block->allocated, "only whole free segments are released");
   backing_->release(block->ptr, block->size);
   ++stats_.num_device_free;
+  if (is_private_key(block->stream)) stats_.private_pool_reserved_bytes.update(-static_cast<int64_t>(block->size));
   for_stat_types(block->small, [&](size_t t) {
     stats_.segment[t].update(-1);
     stats_.reserved_bytes[t].update(-static_cast<int64_t>(block->size));
@@ -114,7 +155,7 @@ void CachingAllocator::release_cached_segments() {
   for (BlockPool* pool : {&small_pool_, &large_pool_}) {
     for (auto it = pool->begin(); it != pool->end();) {
       Block* block = *it;
-      if (block->is_split()) {
+      if (block->is_split() || is_live_private(block->stream)) {
         ++it;
         continue;
       }
@@ -188,8 +229,16 @@ void CachingAllocator::deallocate(void* ptr) {
     stats_.active_bytes[t].update(-size);
     stats_.requested_bytes[t].update(-requested);
   });
-  if (caching_) free_block(block);
-  else release_segment(block);
+  if (!caching_) {
+    release_segment(block);
+    return;
+  }
+  free_block(block);
+  // A whole free segment of a released private pool goes back at once: nobody can reuse it.
+  if (is_private_key(block->stream) && !is_live_private(block->stream) && !block->is_split()) {
+    pool_of(block).erase(block);
+    release_segment(block);
+  }
 }
 
 void CachingAllocator::free_block(Block* block) {

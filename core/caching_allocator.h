@@ -3,7 +3,10 @@
 // 20 MiB segments for requests in (1, 10) MiB; requests >= 10 MiB rounded up to 2 MiB; best
 // fit by (stream, size, address); blocks split and merged inside a segment; on a backing
 // failure all cached unsplit segments are released and the request retried once, then a typed
-// OutOfMemoryError. The memory itself comes from a MemoryBacking (host memory in CI,
+// OutOfMemoryError. Private pools (for CUDA graphs, as PyTorch's graph pools): while one is
+// active, every allocation comes from segments of that pool only, and its blocks, freed or not,
+// are never handed to anyone else until the pool is released — a captured graph replays with the
+// addresses it captured. The memory itself comes from a MemoryBacking (host memory in CI,
 // cudaMalloc on a GPU), so all of this logic is unit-tested without a GPU.
 #pragma once
 
@@ -64,8 +67,18 @@ class CachingAllocator {
   MemoryStats stats() const;
   void reset_peak_stats();
   void reset_accumulated_stats();
-  // Returns every cached segment that holds no live block to the backing.
+  // Returns every cached segment that holds no live block to the backing (the segments of live
+  // private pools stay).
   void empty_cache();
+
+  // Private pools. A new pool id; allocations between begin_private_pool(id) and
+  // end_private_pool() come from that pool's own segments. release_private_pool(id) gives its
+  // free segments back and lets the rest go as their blocks are freed. One pool is active at a
+  // time; begin with another one active is an internal error.
+  uint64_t create_private_pool();
+  void begin_private_pool(uint64_t pool);
+  void end_private_pool();
+  void release_private_pool(uint64_t pool);
   std::string memory_summary() const;
   std::string device_name() const { return backing_->device_name(); }
   bool caching() const { return caching_; }
@@ -83,6 +96,9 @@ class CachingAllocator {
   };
   using BlockPool = std::set<Block*, BlockLess>;
 
+  // The key blocks are matched on: the caller's stream, or the active private pool.
+  uintptr_t owner_key(uintptr_t stream) const;
+  bool is_live_private(uintptr_t key) const;
   Block* find_free_block(BlockPool& pool, size_t size, uintptr_t stream);
   Block* allocate_segment(bool small, size_t size, uintptr_t stream, bool is_retry);
   void release_segment(Block* block);
@@ -106,6 +122,9 @@ class CachingAllocator {
   BlockPool small_pool_, large_pool_;
   std::unordered_map<void*, Block*> active_blocks_;
   MemoryStats stats_;
+  uint64_t next_pool_ = 1;
+  std::optional<uintptr_t> active_pool_;  // key of the private pool being allocated from
+  std::set<uintptr_t> live_pools_;        // keys of the pools not released yet
 };
 
 }  // namespace tg

@@ -28,6 +28,11 @@ std::map<std::string, int64_t> MemoryStats::as_map() const {
   out["num_ooms"] = num_ooms;
   out["num_device_alloc"] = num_device_alloc;
   out["num_device_free"] = num_device_free;
+  for (const auto& [name, stat] : {std::pair<const char*, const Stat*>{"private_pools", &private_pools},
+                                   {"private_pool_reserved_bytes", &private_pool_reserved_bytes}}) {
+    out[std::string(name) + ".current"] = stat->current;
+    out[std::string(name) + ".peak"] = stat->peak;
+  }
   return out;
 }
 
@@ -35,6 +40,8 @@ void MemoryStats::reset_peak() {
   for_each_array(*this, [](const char*, StatArray& array) {
     for (Stat& stat : array) stat.reset_peak();
   });
+  private_pools.reset_peak();
+  private_pool_reserved_bytes.reset_peak();
 }
 
 void MemoryStats::reset_accumulated() {
@@ -42,6 +49,8 @@ void MemoryStats::reset_accumulated() {
     for (Stat& stat : array) stat.reset_accumulated();
   });
   num_alloc_retries = num_ooms = num_device_alloc = num_device_free = 0;
+  private_pools.reset_accumulated();
+  private_pool_reserved_bytes.reset_accumulated();
 }
 
 std::string format_bytes(int64_t bytes) {
@@ -96,6 +105,8 @@ std::string memory_summary(const MemoryStats& s, const std::string& device_name)
   section("Active allocs", s.active, false);
   section("GPU reserved segments", s.segment, false);
   section("Non-releasable allocs", s.inactive_split, false);
+  row("Graph pools", s.private_pools, false);
+  row("Graph pool reserved", s.private_pool_reserved_bytes, true);
   out << '|' << rule << "|\n";
   return out.str();
 }

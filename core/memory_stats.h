@@ -42,6 +42,8 @@ struct MemoryStats {
   int64_t num_ooms = 0;            // OutOfMemoryError thrown
   int64_t num_device_alloc = 0;    // calls that obtained a segment from the backing
   int64_t num_device_free = 0;     // calls that returned a segment to the backing
+  Stat private_pools;                 // private pools (CUDA graphs) not released yet
+  Stat private_pool_reserved_bytes;   // bytes of the segments that belong to private pools
 
   // Flattened like PyTorch: "allocated_bytes.all.current", "num_ooms", ...
   std::map<std::string, int64_t> as_map() const;

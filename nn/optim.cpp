@@ -26,8 +26,12 @@ Optimizer::Optimizer(std::vector<ParamSpec> params, double lr) : params_(std::mo
     TG_CHECK(spec.param.defined() && spec.param.is_leaf() && spec.param.requires_grad(), ValueError,
              "optimizer: parameter '", spec.name, "' must be a leaf tensor that requires grad");
     TG_CHECK(spec.param.is_contiguous(), ValueError, "optimizer: parameter '", spec.name, "' must be contiguous");
+    TG_CHECK(spec.param.device() == params_.front().param.device(), TypeError, "optimizer: expected every parameter on ",
+             params_.front().param.device().str(), ", got '", spec.name, "' on ", spec.param.device().str());
   }
   buffers_.resize(params_.size());
+  static_assert(sizeof(StepScalars) == 4 * sizeof(double), "StepScalars is stored as [4] f64");
+  if (!params_.empty()) step_scalars_ = zeros({4}, DType::f64, params_.front().param.device());
 }
 
 Tensor& Optimizer::buffer(size_t index, size_t b) {
@@ -38,8 +42,20 @@ Tensor& Optimizer::buffer(size_t index, size_t b) {
 }
 
 void Optimizer::step() {
-  NoGradGuard no_grad;
+  prepare_step();
+  apply_step();
+}
+
+StepScalars Optimizer::step_scalars() const { return {lr_, 1, 1, steps_ == 1 ? 1.0 : 0.0}; }
+
+void Optimizer::prepare_step() {
   ++steps_;
+  if (step_scalars_.defined())
+    TG_DEVICE_DISPATCH(step_scalars_.device(), write_step_scalars, step_scalars_, step_scalars());
+}
+
+void Optimizer::apply_step() {
+  NoGradGuard no_grad;
   for (size_t i = 0; i < params_.size(); ++i) {
     const Tensor& param = params_[i].param;
     const Tensor grad = param.grad();
@@ -116,8 +132,8 @@ SGD::SGD(std::vector<ParamSpec> params, SgdOptions options) : Optimizer(std::mov
 
 void SGD::update(size_t index, const Tensor& param, const Tensor& grad) {
   const bool decay = params()[index].weight_decay;
-  const SgdScalars s{lr(), options_.momentum, options_.dampening, decay ? options_.weight_decay : 0.0,
-                     options_.nesterov, step_count() == 1};
+  const SgdScalars s{options_.momentum, options_.dampening, decay ? options_.weight_decay : 0.0, options_.nesterov,
+                     device_step_scalars()};
   TG_DEVICE_DISPATCH(param.device(), sgd_step, param, grad, buffer(index, 0), s);
 }
 
@@ -128,12 +144,15 @@ Adam::Adam(std::vector<ParamSpec> params, AdamOptions options) : Optimizer(std::
            "Adam: eps must be positive and weight decay non-negative, got ", options.eps, " and ", options.weight_decay);
 }
 
-void Adam::update(size_t index, const Tensor& param, const Tensor& grad) {
+StepScalars Adam::step_scalars() const {
   const double t = static_cast<double>(step_count());
+  return {lr(), 1 - std::pow(options_.beta1, t), std::sqrt(1 - std::pow(options_.beta2, t)), 0};
+}
+
+void Adam::update(size_t index, const Tensor& param, const Tensor& grad) {
   const bool decay = params()[index].weight_decay;
-  const AdamScalars s{lr(), options_.beta1, options_.beta2, options_.eps, decay ? options_.weight_decay : 0.0,
-                      1 - std::pow(options_.beta1, t), std::sqrt(1 - std::pow(options_.beta2, t)),
-                      options_.decoupled_weight_decay};
+  const AdamScalars s{options_.beta1, options_.beta2, options_.eps, decay ? options_.weight_decay : 0.0,
+                      options_.decoupled_weight_decay, device_step_scalars()};
   TG_DEVICE_DISPATCH(param.device(), adam_step, param, grad, buffer(index, 0), buffer(index, 1), s);
 }
 

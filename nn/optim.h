@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "nn/optim_kernels.h"
 
 namespace tg::nn {
 
@@ -26,8 +27,15 @@ class Optimizer {
  public:
   explicit Optimizer(std::vector<ParamSpec> params, double lr);
   virtual ~Optimizer() = default;
-  // One update from the current .grad() of each parameter (parameters without one are skipped).
+  // One update from the current .grad() of each parameter (parameters without one are skipped):
+  // prepare_step(), then apply_step().
   void step();
+  // The two halves of step(), for CUDA graphs: prepare_step() counts the step and writes its
+  // StepScalars (lr, bias corrections) to the parameters' device; apply_step() launches the
+  // updates, which read them there. A graph captures apply_step() once and replays it after each
+  // prepare_step(). The set of parameters with a gradient must be the same in every replay.
+  void prepare_step();
+  void apply_step();
   void zero_grad();
   void set_lr(double lr) { lr_ = lr; }
   double lr() const { return lr_; }
@@ -42,6 +50,13 @@ class Optimizer {
  protected:
   virtual void update(size_t index, const Tensor& param, const Tensor& grad) = 0;
   virtual std::vector<std::string> buffer_names() const = 0;
+  // This step's values (after the step count was raised): lr and first_step; Adam adds its bias
+  // corrections.
+  virtual StepScalars step_scalars() const;
+  // Where the update kernels read them (on the parameters' device).
+  const StepScalars* device_step_scalars() const {
+    return static_cast<const StepScalars*>(step_scalars_.raw_data());
+  }
   // The buffer `b` of parameter `index`, created as zeros like the parameter on first use.
   Tensor& buffer(size_t index, size_t b);
   const std::vector<ParamSpec>& params() const { return params_; }
@@ -51,6 +66,7 @@ class Optimizer {
   std::vector<std::vector<Tensor>> buffers_;
   double lr_;
   int64_t steps_ = 0;
+  Tensor step_scalars_;  // StepScalars as [4] f64 on the parameters' device
 };
 
 struct SgdOptions {
@@ -80,6 +96,7 @@ class Adam final : public Optimizer {
  private:
   void update(size_t index, const Tensor& param, const Tensor& grad) override;
   std::vector<std::string> buffer_names() const override { return {"exp_avg", "exp_avg_sq"}; }
+  StepScalars step_scalars() const override;
   AdamOptions options_;
 };
 

@@ -9,18 +9,30 @@
 
 namespace tg::nn {
 
+// What changes from step to step. The update kernels read it from memory on the parameters'
+// device (Optimizer::prepare_step writes it there), not from their arguments, so that a CUDA
+// graph captured once replays every later step with that step's values.
+struct StepScalars {
+  double lr;
+  double bias_correction1, bias_correction2_sqrt;  // Adam: 1 - beta1^t and sqrt(1 - beta2^t)
+  double first_step;                               // SGD: 1 on the first step, else 0
+};
+
 struct AdamScalars {
-  double lr, beta1, beta2, eps, weight_decay;
-  double bias_correction1, bias_correction2_sqrt;  // 1 - beta1^t and sqrt(1 - beta2^t)
+  double beta1, beta2, eps, weight_decay;
   bool decoupled;
+  const StepScalars* step;  // on the parameters' device
 };
 
 struct SgdScalars {
-  double lr, momentum, dampening, weight_decay;
-  bool nesterov, first_step;
+  double momentum, dampening, weight_decay;
+  bool nesterov;
+  const StepScalars* step;  // on the parameters' device
 };
 
 namespace cpu {
+// *dst = values; dst is a [4] f64 tensor (StepScalars' layout), written in stream order.
+void write_step_scalars(const Tensor& dst, const StepScalars& values);
 void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq, const AdamScalars& s);
 void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& momentum_buffer, const SgdScalars& s);
 // Global L2 norm of `tensors` (contiguous, floating, one device) into `norm` and the clipping
@@ -31,6 +43,7 @@ void scale_by_coefficient(const std::vector<Tensor>& tensors, const Tensor& coef
 }  // namespace cpu
 #if TG_WITH_CUDA
 namespace cuda {
+void write_step_scalars(const Tensor& dst, const StepScalars& values);
 void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq, const AdamScalars& s);
 void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& momentum_buffer, const SgdScalars& s);
 // Global L2 norm of `tensors` (contiguous, floating, one device) into `norm` and the clipping

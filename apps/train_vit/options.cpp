@@ -61,6 +61,8 @@ void add_flags(CLI::App& app, Options& o) {
   app.add_option("--attention", o.attention,
                  "fused (default: keeps no attention probabilities) | explicit (matmul, softmax, matmul; needed to "
                  "sample attn-scores / attn-context, and chosen by itself then)");
+  app.add_option("--cuda-graphs", o.cuda_graphs,
+                 "on (default on CUDA: the training step is captured once and replayed, docs/cuda-graphs.md) | off");
   app.add_option("--init-from", o.init_from, "initialize the model from a safetensors file (timm names, strict)");
   app.add_option("--metrics-out", o.metrics_out, "write metrics as JSON Lines to this file");
   app.add_flag("--memory-report", o.memory_report,
@@ -166,6 +168,12 @@ void validate(const Options& o, const std::set<std::string>& given) {
            "gradient would be exact): leave fc1 out of --wta-targets (e.g. --wta-targets qkv,proj,fc2) or drop "
            "--recompute-gelu");
   check_choice("--attention", o.attention, {"fused", "explicit"});
+  check_choice("--cuda-graphs", o.cuda_graphs, {"on", "off"});
+  TG_CHECK(o.cuda_graphs == "off" || o.resolved_device.is_cuda(), ValueError,
+           "--cuda-graphs on needs a CUDA device, but the run is on ", o.resolved_device.str());
+  TG_CHECK(o.cuda_graphs == "off" || o.backward == "exact", NotImplementedError, "--cuda-graphs on with --backward ",
+           o.backward, ": the sampled strategies draw with host-side step counters, which a captured graph would "
+           "replay unchanged; use --cuda-graphs off");
   TG_CHECK(o.attention == "explicit" || !samples_attention(o), ValueError,
            "--attention fused has no attention matmuls to sample, but --wta-targets includes attn-scores or "
            "attn-context: use --attention explicit, or leave them out (e.g. --wta-targets qkv,proj,fc1,fc2)");
@@ -232,6 +240,8 @@ void resolve_options(Options& o, const std::set<std::string>& given) {
   // The default decay suits AdamW's decoupled form; as an L2 term (adam, sgd) it would not.
   if (!given.count("--weight-decay") && o.optimizer != "adamw") o.weight_decay = 0;
   if (!given.count("--attention") && samples_attention(o)) o.attention = "explicit";
+  // Graphs are a CUDA feature; a sampled backward's random offsets are host-side counters still.
+  if (!given.count("--cuda-graphs") && (o.resolved_device.is_cpu() || o.backward != "exact")) o.cuda_graphs = "off";
   validate(o, given);
 }
 
@@ -308,6 +318,7 @@ std::string describe(const Options& o) {
   line("saved dtype", o.saved_dtype);
   line("precision", o.precision);
   line("attention", o.attention);
+  line("cuda graphs", o.cuda_graphs);
   line("seed", o.seed);
   line("max steps", o.max_steps > 0 ? std::to_string(o.max_steps) : "-");
   line("eval every", o.eval_every > 0 ? std::to_string(o.eval_every) + " steps and each epoch" : "each epoch");
@@ -329,7 +340,7 @@ nlohmann::json to_json(const Options& o) {
           {"label_smoothing", o.label_smoothing}, {"clip_grad", o.clip_grad}, {"backward", o.backward},
           {"ratio", o.ratio},           {"wta_targets", o.wta_targets},   {"wta_blocks", o.wta_blocks}, {"recompute_gelu", o.recompute_gelu},
           {"saved_dtype", o.saved_dtype},
-          {"device", o.resolved_device.str()}, {"precision", o.precision}, {"attention", o.attention},
+          {"device", o.resolved_device.str()}, {"precision", o.precision}, {"attention", o.attention}, {"cuda_graphs", o.cuda_graphs},
           {"seed", o.seed},
           {"max_steps", o.max_steps},   {"eval_every", o.eval_every},     {"log_every", o.log_every}};
 }

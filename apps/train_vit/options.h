@@ -53,6 +53,9 @@ struct Options {
   // fused | explicit; fused unless given, or unless a sampled backward samples the attention
   // matmuls (resolve_options then picks explicit, which they need).
   std::string attention = "fused";
+  // on | off: capture the training step once as a CUDA graph and replay it (CUDA only; on by
+  // default there, and off when the run cannot be captured — see resolve_options).
+  std::string cuda_graphs = "on";
   uint64_t seed = 0;
   int64_t max_steps = 0;   // 0: run every epoch
   int64_t eval_every = 0;  // 0: evaluate after each epoch only

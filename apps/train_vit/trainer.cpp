@@ -14,6 +14,9 @@
 #include "apps/train_vit/setup.h"
 #include "autograd/engine.h"
 #include "core/allocator.h"
+#if TG_WITH_CUDA
+#include "core/cuda/graph.h"
+#endif
 #include "core/file_io.h"
 #include "nn/layers.h"
 #include "ops/elementwise.h"
@@ -50,6 +53,10 @@ class Trainer {
  private:
   void setup();
   void train_step();
+  // Forward, loss, backward, clipping and the optimizer's update on `images` and `labels`; the
+  // gradients are cleared at the end. Returns the loss. What a CUDA graph captures.
+  Tensor step_body(const Tensor& images, const Tensor& labels);
+  void capture_step(const data::Batch& batch);
   void log_progress();
   void evaluate();
   void save();
@@ -81,6 +88,15 @@ class Trainer {
   double final_test_acc_ = -1;
   std::vector<SavedBytes> saved_at_peak_;
   int64_t allocated_at_peak_ = 0;
+  // --cuda-graphs on: the captured step, its static inputs and its loss output. The first
+  // kEagerSteps steps of a run run eagerly (they create the optimizer state and the GEMM plans
+  // outside the graph's pool, and take the memory report's walk).
+  static constexpr int64_t kEagerSteps = 2;
+  int64_t steps_this_run_ = 0;
+#if TG_WITH_CUDA
+  std::unique_ptr<CudaGraph> graph_;
+#endif
+  Tensor graph_images_, graph_labels_, graph_loss_;
 };
 
 void Trainer::setup() {
@@ -145,11 +161,8 @@ void Trainer::check_free_space() {
            " bytes free, a checkpoint of this run needs about ", bytes);
 }
 
-void Trainer::train_step() {
-  const data::Batch batch = train_loader_->batch(position_.epoch, position_.batch);
-  lr_ = nn::cosine_lr(position_.step, schedule_steps_, warmup_steps_, o_.lr);
-  optimizer_->set_lr(lr_);
-  const Tensor loss = cross_entropy(model_->forward(batch.images), batch.labels, o_.label_smoothing);
+Tensor Trainer::step_body(const Tensor& images, const Tensor& labels) {
+  const Tensor loss = cross_entropy(model_->forward(images), labels, o_.label_smoothing);
   // The graph holds every saved activation now: the first step's walk is the report's peak.
   if (o_.memory_report && saved_at_peak_.empty()) {
     saved_at_peak_ = saved_bytes_by_kind(loss);
@@ -157,14 +170,49 @@ void Trainer::train_step() {
   }
   backward(loss);
   if (o_.clip_grad > 0) nn::clip_grad_norm(parameters_, o_.clip_grad);
-  optimizer_->step();
+  optimizer_->apply_step();
   optimizer_->zero_grad();
+  return loss.detach();
+}
+
+void Trainer::capture_step(const data::Batch& batch) {
+#if TG_WITH_CUDA
+  // The graph's inputs live outside its pool and outlive it; every step copies its batch in.
+  graph_images_ = batch.images.clone();
+  graph_labels_ = batch.labels.clone();
+  graph_ = std::make_unique<CudaGraph>(device_);
+  graph_->capture([&] { graph_loss_ = step_body(graph_images_, graph_labels_); });
+  out_ << "cuda graphs: captured the training step at step " << position_.step + 1 << "\n";
+#else
+  (void)batch;
+  TG_THROW(InternalError, "CUDA graphs requested in a build without CUDA");
+#endif
+}
+
+void Trainer::train_step() {
+  const data::Batch batch = train_loader_->batch(position_.epoch, position_.batch);
+  lr_ = nn::cosine_lr(position_.step, schedule_steps_, warmup_steps_, o_.lr);
+  optimizer_->set_lr(lr_);
+  optimizer_->prepare_step();
+  Tensor loss;
+  if (o_.cuda_graphs == "on" && steps_this_run_ >= kEagerSteps) {
+#if TG_WITH_CUDA
+    if (!graph_) capture_step(batch);
+    graph_images_.copy_(batch.images);
+    graph_labels_.copy_(batch.labels);
+    graph_->replay();
+    loss = graph_loss_;
+#endif
+  } else {
+    loss = step_body(batch.images, batch.labels);
+  }
   {
     NoGradGuard no_grad;
-    running_loss_ = running_loss_.defined() ? add(running_loss_, loss.detach()) : loss.detach();
+    running_loss_ = running_loss_.defined() ? add(running_loss_, loss) : loss.clone();
   }
   running_steps_ += 1;
   running_images_ += batch.images.size(0);
+  ++steps_this_run_;
   ++position_.batch;
   ++position_.step;
 }

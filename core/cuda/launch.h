@@ -9,10 +9,27 @@
 
 namespace tg {
 
-// All of tapegrad's work runs on one stream per device; kernels, copies and the caching
-// allocator's reuse are ordered on it. (The legacy default stream for now; changing it here
-// changes it everywhere.)
-inline cudaStream_t current_stream() { return nullptr; }
+// All of tapegrad's work on a thread runs on one stream; kernels, copies and the caching
+// allocator's reuse are ordered on it. That is the legacy default stream unless a StreamGuard has
+// set another: a CUDA graph's capture does (capture needs a stream of its own, core/cuda/graph.h).
+// Such streams are created blocking, so they stay ordered with the legacy stream's work.
+inline cudaStream_t& current_stream_slot() {
+  thread_local cudaStream_t stream = nullptr;
+  return stream;
+}
+inline cudaStream_t current_stream() { return current_stream_slot(); }
+
+// Makes `stream` this thread's current stream until the guard dies.
+class StreamGuard {
+ public:
+  explicit StreamGuard(cudaStream_t stream) : previous_(current_stream_slot()) { current_stream_slot() = stream; }
+  ~StreamGuard() { current_stream_slot() = previous_; }
+  StreamGuard(const StreamGuard&) = delete;
+  StreamGuard& operator=(const StreamGuard&) = delete;
+
+ private:
+  cudaStream_t previous_;
+};
 
 inline constexpr int kBlockSize = 256;
 

@@ -7,7 +7,12 @@
 
 namespace tg::nn::cpu {
 
+void write_step_scalars(const Tensor& dst, const StepScalars& values) {
+  *static_cast<StepScalars*>(dst.raw_data()) = values;
+}
+
 void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq, const AdamScalars& s) {
+  const StepScalars t = *s.step;
   TG_DISPATCH_FLOATING(param.dtype(), "adam", [&] {
     using acc = acc_t<scalar_t>;
     auto* p = static_cast<scalar_t*>(param.raw_data());
@@ -16,7 +21,7 @@ void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, c
     auto* v = static_cast<scalar_t*>(exp_avg_sq.raw_data());
     for (int64_t i = 0; i < param.numel(); ++i) {
       acc pi = convert<acc>(p[i]), mi = convert<acc>(m[i]), vi = convert<acc>(v[i]);
-      adam_element<acc>(pi, convert<acc>(g[i]), mi, vi, s);
+      adam_element<acc>(pi, convert<acc>(g[i]), mi, vi, s, t);
       p[i] = convert<scalar_t>(pi);
       m[i] = convert<scalar_t>(mi);
       v[i] = convert<scalar_t>(vi);
@@ -25,6 +30,7 @@ void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, c
 }
 
 void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& momentum_buffer, const SgdScalars& s) {
+  const StepScalars t = *s.step;
   TG_DISPATCH_FLOATING(param.dtype(), "sgd", [&] {
     using acc = acc_t<scalar_t>;
     auto* p = static_cast<scalar_t*>(param.raw_data());
@@ -32,7 +38,7 @@ void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& momentum_bu
     auto* b = static_cast<scalar_t*>(momentum_buffer.raw_data());
     for (int64_t i = 0; i < param.numel(); ++i) {
       acc pi = convert<acc>(p[i]), bi = convert<acc>(b[i]);
-      sgd_element<acc>(pi, convert<acc>(g[i]), bi, s);
+      sgd_element<acc>(pi, convert<acc>(g[i]), bi, s, t);
       p[i] = convert<scalar_t>(pi);
       b[i] = convert<scalar_t>(bi);
     }

@@ -15,9 +15,10 @@ namespace {
 template <class T>
 __global__ void adam_kernel(T* p, const T* g, T* m, T* v, int64_t n, AdamScalars s) {
   using acc = acc_t<T>;
+  const StepScalars t = *s.step;
   TG_GRID_STRIDE_LOOP(i, n) {
     acc pi = convert<acc>(p[i]), mi = convert<acc>(m[i]), vi = convert<acc>(v[i]);
-    adam_element<acc>(pi, convert<acc>(g[i]), mi, vi, s);
+    adam_element<acc>(pi, convert<acc>(g[i]), mi, vi, s, t);
     p[i] = convert<T>(pi);
     m[i] = convert<T>(mi);
     v[i] = convert<T>(vi);
@@ -27,9 +28,10 @@ __global__ void adam_kernel(T* p, const T* g, T* m, T* v, int64_t n, AdamScalars
 template <class T>
 __global__ void sgd_kernel(T* p, const T* g, T* b, int64_t n, SgdScalars s) {
   using acc = acc_t<T>;
+  const StepScalars t = *s.step;
   TG_GRID_STRIDE_LOOP(i, n) {
     acc pi = convert<acc>(p[i]), bi = convert<acc>(b[i]);
-    sgd_element<acc>(pi, convert<acc>(g[i]), bi, s);
+    sgd_element<acc>(pi, convert<acc>(g[i]), bi, s, t);
     p[i] = convert<T>(pi);
     b[i] = convert<T>(bi);
   }
@@ -161,6 +163,14 @@ void scale_by_coefficient(const std::vector<Tensor>& tensors, const Tensor& coef
       TG_CUDA_CHECK_LAUNCH();
     });
   });
+}
+
+__global__ void write_step_scalars_kernel(StepScalars* dst, StepScalars values) { *dst = values; }
+
+void write_step_scalars(const Tensor& dst, const StepScalars& values) {
+  DeviceGuard guard(dst.device().index);
+  write_step_scalars_kernel<<<1, 1, 0, current_stream()>>>(static_cast<StepScalars*>(dst.raw_data()), values);
+  TG_CUDA_CHECK_LAUNCH();
 }
 
 void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq, const AdamScalars& s) {

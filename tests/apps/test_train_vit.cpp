@@ -82,6 +82,12 @@ TEST_CASE("train_vit rejects bad flags and combinations with one clear message")
   CHECK(parse_args({"--backward", "wta-crs"}).attention == "explicit");
   CHECK(parse_args({"--backward", "wta-crs", "--wta-targets", "qkv,fc2"}).attention == "fused");
   CHECK(parse_args({"--precision", "bf16"}).precision == "bf16");
+  // CUDA graphs: on by default on CUDA for exact runs; off on the CPU and for sampled runs.
+  if (!cuda_is_available()) CHECK(parse_args({}).cuda_graphs == "off");
+  CHECK(parse_args({"--device", "cpu"}).cuda_graphs == "off");
+  CHECK(parse_error({"--device", "cpu", "--cuda-graphs", "on"}) ==
+        "--cuda-graphs on needs a CUDA device, but the run is on cpu");
+  CHECK(parse_error({"--cuda-graphs", "maybe"}) == "--cuda-graphs: unknown value 'maybe' (expected on, off)");
   CHECK_THROWS_AS(parse_args({"--ratio", "2", "--backward", "wta-crs"}), ValueError);
 }
 

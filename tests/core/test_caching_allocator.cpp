@@ -255,3 +255,40 @@ TEST_CASE("zero-byte requests take no memory") {
   alloc->deallocate(nullptr);
   CHECK(alloc->stats().allocation[kAll].allocated == 0);
 }
+
+TEST_CASE("private pools: allocations inside come from the pool's own segments, which nobody else reuses") {
+  auto alloc = fresh_allocator();
+  const uint64_t pool = alloc->create_private_pool();
+  CHECK(alloc->stats().private_pools.current == 1);
+  // A free cached block outside the pool is not used inside it.
+  void* outside = alloc->allocate(4 * KiB);
+  alloc->deallocate(outside);
+  alloc->begin_private_pool(pool);
+  void* a = alloc->allocate(4 * KiB);
+  void* b = alloc->allocate(3 * MiB);
+  CHECK(a != outside);
+  CHECK(alloc->stats().segment[kAll].current == 3);  // the outside small segment, and two of the pool's
+  CHECK(alloc->stats().private_pool_reserved_bytes.current == 2 * MiB + 20 * MiB);
+  alloc->deallocate(a);
+  void* again = alloc->allocate(4 * KiB);  // inside the pool, its own freed block is reused
+  CHECK(again == a);
+  alloc->end_private_pool();
+  // Outside, the pool's free blocks are not handed out, and empty_cache keeps its segments.
+  void* after = alloc->allocate(4 * KiB);
+  CHECK(after == outside);
+  alloc->deallocate(again);
+  void* other = alloc->allocate(4 * KiB);
+  CHECK(other != again);
+  alloc->empty_cache();
+  CHECK(alloc->stats().private_pool_reserved_bytes.current == 2 * MiB + 20 * MiB);
+  // Releasing the pool returns its free segments; a block still in use goes when it is freed.
+  alloc->release_private_pool(pool);
+  CHECK(alloc->stats().private_pools.current == 0);
+  CHECK(alloc->stats().private_pool_reserved_bytes.current == 20 * MiB);
+  alloc->deallocate(b);
+  CHECK(alloc->stats().private_pool_reserved_bytes.current == 0);
+  CHECK(alloc->stats().private_pool_reserved_bytes.peak == 2 * MiB + 20 * MiB);
+  alloc->deallocate(after);
+  alloc->deallocate(other);
+  CHECK(alloc->stats().allocated_bytes[kAll].current == 0);
+}

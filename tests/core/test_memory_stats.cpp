@@ -33,7 +33,8 @@ TEST_CASE("stats flatten to PyTorch's key names") {
   CHECK(m.at("requested_bytes.small_pool.peak") == 0);
   CHECK(m.at("num_ooms") == 2);
   CHECK(m.count("num_device_alloc") == 1);
-  CHECK(m.size() == 9 * 3 * 4 + 4);
+  CHECK(m.at("private_pool_reserved_bytes.current") == 0);
+  CHECK(m.size() == 9 * 3 * 4 + 4 + 2 * 2);
 }
 
 TEST_CASE("memory_summary is a readable table") {

@@ -68,10 +68,12 @@ void check_softmax_and_optimizer_functors() {
   CHECK(std::abs(c.log_sum_exp() - std::log(std::exp(A(1)) + std::exp(A(2)) + std::exp(A(3)))) < A(1e-6));
 
   A p = A(1), m = A(0), v = A(0);
-  nn::adam_element(p, A(0.5), m, v, nn::AdamScalars{0.1, 0.9, 0.999, 1e-8, 0.0, 0.1, std::sqrt(0.001), true});
+  const nn::StepScalars adam_step{0.1, 0.1, std::sqrt(0.001), 0};
+  nn::adam_element(p, A(0.5), m, v, nn::AdamScalars{0.9, 0.999, 1e-8, 0.0, true, &adam_step}, adam_step);
   CHECK(std::abs(p - A(0.9)) < A(1e-5));  // the first Adam step moves by lr (m/sqrt(v) = sign(g))
   A q = A(1), buffer = A(0);
-  nn::sgd_element(q, A(0.5), buffer, nn::SgdScalars{0.1, 0.9, 0.0, 0.0, false, true});
+  const nn::StepScalars sgd_step{0.1, 1, 1, 1};
+  nn::sgd_element(q, A(0.5), buffer, nn::SgdScalars{0.9, 0.0, 0.0, false, &sgd_step}, sgd_step);
   CHECK(q == A(1) - A(0.1) * A(0.5));
 }
 

@@ -1,0 +1,43 @@
+// CUDA graphs of tapegrad work: the kernels a callable enqueues are captured once, on a stream
+// of the graph's own and with a private pool of the device's caching allocator (its blocks keep
+// the addresses the graph was captured with), then replayed with one launch. What the body must
+// respect (docs/cuda-graphs.md): no host synchronisation or device-to-host copy, fixed shapes,
+// inputs and outputs in tensors that outlive the graph, and per-step values (learning rate,
+// step counters, random offsets) read from device memory rather than passed as kernel
+// arguments.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <functional>
+
+#include "core/device.h"
+
+namespace tg {
+
+class CudaGraph {
+ public:
+  explicit CudaGraph(Device device);
+  ~CudaGraph();
+  CudaGraph(const CudaGraph&) = delete;
+  CudaGraph& operator=(const CudaGraph&) = delete;
+
+  // Captures what `body` enqueues (nothing runs yet). A body that cannot be captured — a host
+  // synchronisation, a copy to the host, work on another stream — fails with BackendError
+  // naming the reason, after which the graph stays empty and the allocator as before.
+  void capture(const std::function<void()>& body);
+  // Runs the captured work on the graph's stream, ordered after the legacy stream's earlier work
+  // and before its later work (the stream is a blocking one).
+  void replay();
+  bool captured() const { return exec_ != nullptr; }
+
+ private:
+  Device device_;
+  cudaStream_t stream_ = nullptr;
+  cudaGraph_t graph_ = nullptr;
+  cudaGraphExec_t exec_ = nullptr;
+  uint64_t pool_ = 0;  // the allocator's private pool; 0 before capture
+};
+
+}  // namespace tg
