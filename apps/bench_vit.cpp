@@ -18,6 +18,8 @@
 #include "ops/precision.h"
 #if TG_WITH_CUDA
 #include <cuda_runtime.h>
+
+#include "core/cuda/graph.h"
 #endif
 
 using namespace tg;
@@ -29,7 +31,7 @@ int main(int argc, char** argv) {
           steps = 30;
   double ratio = 1.0;
   bool recompute_gelu = false;
-  std::string saved_dtype = "same", attention = "fused";
+  std::string saved_dtype = "same", attention = "fused", cuda_graphs = "off";
   CLI::App app{"bench_vit: ViT training-step time and peak memory (tapegrad side of torch_vit_bench.py)"};
   app.add_option("--preset", preset, "vit-tiny, vit-small or vit-base");
   app.add_option("--dim", dim, "override the preset's width");
@@ -49,6 +51,8 @@ int main(int argc, char** argv) {
   app.add_option("--blocks", blocks, "all or e.g. 0-5,11");
   app.add_flag("--recompute-gelu", recompute_gelu, "recompute fc1's output in backward instead of keeping it");
   app.add_option("--saved-dtype", saved_dtype, "same | bf16: dtype of what the matmul nodes keep for backward");
+  app.add_option("--cuda-graphs", cuda_graphs, "on: capture the step once after the warm-up and replay it (CUDA, exact)")
+      ->check(CLI::IsMember({"on", "off"}));
   app.add_option("--warmup", warmup);
   app.add_option("--steps", steps);
   app.add_option("--device", device_name)->check(CLI::IsMember({"cpu", "cuda"}));
@@ -87,10 +91,29 @@ int main(int argc, char** argv) {
       xs.push_back(randn({batch, channels, img, img}, DType::f32, device, data));
       ys.push_back(rand({batch}, DType::f32, device, data, 0, static_cast<double>(classes)).to(DType::i64));
     }
-    auto step = [&](int64_t i) {
+    // The step as CUDA graphs capture it: the update's per-step values are written first.
+    auto step_body = [&](const Tensor& x, const Tensor& y) {
+      tg::backward(cross_entropy(model.forward(x), y));
+      adam.apply_step();
       adam.zero_grad();
-      tg::backward(cross_entropy(model.forward(xs[static_cast<size_t>(i % 4)]), ys[static_cast<size_t>(i % 4)]));
-      adam.step();
+    };
+#if TG_WITH_CUDA
+    std::unique_ptr<CudaGraph> graph;
+    Tensor graph_x, graph_y;
+#endif
+    auto step = [&](int64_t i) {
+      const Tensor& x = xs[static_cast<size_t>(i % 4)];
+      const Tensor& y = ys[static_cast<size_t>(i % 4)];
+      adam.prepare_step();
+#if TG_WITH_CUDA
+      if (graph) {
+        graph_x.copy_(x);
+        graph_y.copy_(y);
+        graph->replay();
+        return;
+      }
+#endif
+      step_body(x, y);
     };
     auto synchronize = [&] {
 #if TG_WITH_CUDA
@@ -98,6 +121,16 @@ int main(int argc, char** argv) {
 #endif
     };
     for (int64_t i = 0; i < warmup; ++i) step(i);
+    if (cuda_graphs == "on") {
+      TG_CHECK(device.is_cuda() && backward_name == "exact", ValueError,
+               "--cuda-graphs on needs --device cuda and --backward exact");
+#if TG_WITH_CUDA
+      graph_x = xs[0].clone();
+      graph_y = ys[0].clone();
+      graph = std::make_unique<CudaGraph>(device);
+      graph->capture([&] { step_body(graph_x, graph_y); });
+#endif
+    }
     synchronize();
     allocator_for(device).reset_peak_stats();
     const int64_t chunk = 5;
@@ -122,7 +155,7 @@ int main(int argc, char** argv) {
     const MemoryStats stats = allocator_for(device).stats();
     nlohmann::ordered_json line = {{"framework", "tapegrad"}, {"preset", preset}, {"dim", config.dim},
                                    {"depth", config.depth}, {"heads", config.heads}, {"patch", patch}, {"img", img},
-                                   {"batch", batch}, {"precision", precision}, {"attention", attention},
+                                   {"batch", batch}, {"precision", precision}, {"attention", attention}, {"cuda_graphs", cuda_graphs},
                                    {"backward", backward_name},
                                    {"ratio", ratio}, {"recompute_gelu", recompute_gelu}, {"saved_dtype", saved_dtype},
                                    {"sampled_nodes", sampled}, {"ms_per_step", ms},

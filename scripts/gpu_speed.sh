@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Side-by-side training-step speed and peak memory of tapegrad (bench_vit) and PyTorch + timm
 # (torch_vit_bench.py) in one device call, for the issue-13 table: ViT-B/16 at 224 px (batch 64)
-# and ViT-S/4 at 32 px (batch 128), TF32 and bf16, tapegrad with fused and explicit attention,
+# and ViT-S/4 at 32 px (batch 128), TF32 and bf16, tapegrad with fused attention (with and
+# without CUDA graphs) and explicit attention,
 # PyTorch eager with fused attention and, with COMPILE=1, torch.compile (default and
 # reduce-overhead). Every configuration runs alone on the GPU, one after the other. Writes one
 # JSON line per run to OUT/speed.jsonl and the table of ratios to OUT/speed.txt.
@@ -48,6 +49,7 @@ pytorch() {  # MODEL PRECISION FLAGS...
 for model in ${MODELS:-base small}; do
   for precision in ${PRECISIONS:-tf32 bf16}; do
     echo "===== $model $precision" >> "$out/speed.log"
+    tapegrad "$model" "$precision" --attention fused --cuda-graphs on
     tapegrad "$model" "$precision" --attention fused
     tapegrad "$model" "$precision" --attention explicit
     IFS=';' read -ra extra <<< "${EXTRA_TAPEGRAD:-}"

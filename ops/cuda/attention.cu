@@ -8,6 +8,8 @@
 #include <mma.h>
 
 #include <algorithm>
+#include <climits>
+#include <cstdint>
 #include <type_traits>
 
 #include "core/cuda/cuda_check.h"
@@ -19,7 +21,8 @@ namespace tg::cuda {
 namespace {
 
 constexpr int kTile = 64;      // query rows and key rows per tile
-constexpr int kThreads = 128;  // 4 warps
+constexpr int kThreads = 256;  // 8 warps
+constexpr int kWarps = kThreads / 32;
 
 __device__ inline float to_f32(float x) { return x; }
 __device__ inline float to_f32(__nv_bfloat16 x) { return __bfloat162float(x); }
@@ -29,67 +32,68 @@ __device__ inline E from_f32(float x) {
   else return __float2bfloat16(x);
 }
 
-// Tile products on CUDA cores (f32). 128 threads: thread t owns the output rows t/16 + 8i
-// (i < 8) and the columns t%16 + 16j, so a warp reads 2 rows of the left operand (broadcast)
+// Tile products on CUDA cores (f32). 256 threads: thread t owns the output rows t/16 + 16i
+// (i < 4) and the columns t%16 + 16j, so a warp reads 2 rows of the left operand (broadcast)
 // and 16 consecutive columns or rows of the right one (odd row strides: no bank conflicts).
 struct SimtMma {
   using Elem = float;
   static constexpr int kPadElem = 1, kPadAcc = 1;
+  static constexpr int kRows = kTile / (kThreads / 16);  // output rows per thread
 
   // S[64×N] = A[64×K]·B[N×K]ᵀ
   template <int N, int K>
   static __device__ void abt(float* S, int lds, const float* A, int lda, const float* B, int ldb) {
     const int r0 = threadIdx.x / 16, c0 = threadIdx.x % 16;
-    float acc[8][N / 16] = {};
+    float acc[kRows][N / 16] = {};
     for (int k = 0; k < K; ++k) {
-      float a[8];
-      for (int i = 0; i < 8; ++i) a[i] = A[(r0 + 8 * i) * lda + k];
+      float a[kRows];
+      for (int i = 0; i < kRows; ++i) a[i] = A[(r0 + 16 * i) * lda + k];
       for (int j = 0; j < N / 16; ++j) {
         const float b = B[(c0 + 16 * j) * ldb + k];
-        for (int i = 0; i < 8; ++i) acc[i][j] += a[i] * b;
+        for (int i = 0; i < kRows; ++i) acc[i][j] += a[i] * b;
       }
     }
-    for (int i = 0; i < 8; ++i)
-      for (int j = 0; j < N / 16; ++j) S[(r0 + 8 * i) * lds + c0 + 16 * j] = acc[i][j];
+    for (int i = 0; i < kRows; ++i)
+      for (int j = 0; j < N / 16; ++j) S[(r0 + 16 * i) * lds + c0 + 16 * j] = acc[i][j];
   }
 
   // C[64×N] += P[64×K]·X[K×N]
   template <int N, int K>
   static __device__ void ab_acc(float* C, int ldc, const float* P, int ldp, const float* X, int ldx) {
     const int r0 = threadIdx.x / 16, c0 = threadIdx.x % 16;
-    float acc[8][N / 16] = {};
+    float acc[kRows][N / 16] = {};
     for (int k = 0; k < K; ++k) {
-      float a[8];
-      for (int i = 0; i < 8; ++i) a[i] = P[(r0 + 8 * i) * ldp + k];
+      float a[kRows];
+      for (int i = 0; i < kRows; ++i) a[i] = P[(r0 + 16 * i) * ldp + k];
       for (int j = 0; j < N / 16; ++j) {
         const float x = X[k * ldx + c0 + 16 * j];
-        for (int i = 0; i < 8; ++i) acc[i][j] += a[i] * x;
+        for (int i = 0; i < kRows; ++i) acc[i][j] += a[i] * x;
       }
     }
-    for (int i = 0; i < 8; ++i)
-      for (int j = 0; j < N / 16; ++j) C[(r0 + 8 * i) * ldc + c0 + 16 * j] += acc[i][j];
+    for (int i = 0; i < kRows; ++i)
+      for (int j = 0; j < N / 16; ++j) C[(r0 + 16 * i) * ldc + c0 + 16 * j] += acc[i][j];
   }
 
   // C[64×N] += P[K×64]ᵀ·X[K×N]
   template <int N, int K>
   static __device__ void atb_acc(float* C, int ldc, const float* P, int ldp, const float* X, int ldx) {
     const int r0 = threadIdx.x / 16, c0 = threadIdx.x % 16;
-    float acc[8][N / 16] = {};
+    float acc[kRows][N / 16] = {};
     for (int k = 0; k < K; ++k) {
-      float a[8];
-      for (int i = 0; i < 8; ++i) a[i] = P[k * ldp + r0 + 8 * i];
+      float a[kRows];
+      for (int i = 0; i < kRows; ++i) a[i] = P[k * ldp + r0 + 16 * i];
       for (int j = 0; j < N / 16; ++j) {
         const float x = X[k * ldx + c0 + 16 * j];
-        for (int i = 0; i < 8; ++i) acc[i][j] += a[i] * x;
+        for (int i = 0; i < kRows; ++i) acc[i][j] += a[i] * x;
       }
     }
-    for (int i = 0; i < 8; ++i)
-      for (int j = 0; j < N / 16; ++j) C[(r0 + 8 * i) * ldc + c0 + 16 * j] += acc[i][j];
+    for (int i = 0; i < kRows; ++i)
+      for (int j = 0; j < N / 16; ++j) C[(r0 + 16 * i) * ldc + c0 + 16 * j] += acc[i][j];
   }
 };
 
 // Tile products on tensor cores (bf16 operands, f32 accumulators): warp w owns output rows
-// 16w..16w+15. Row strides are padded by 8 bf16 / 4 f32 (multiples of WMMA's 16 bytes that
+// 16(w % 4)..16(w % 4)+15 and every other 16-column fragment from w / 4. Row strides are padded by 8 bf16 / 4 f32 (multiples of WMMA's 16 bytes that
 // shift rows across banks); every fragment pointer stays 32-byte aligned.
 struct WmmaMma {
   using Elem = __nv_bfloat16;
@@ -101,8 +105,8 @@ struct WmmaMma {
   template <int N, int K>
   static __device__ void abt(float* S, int lds, const Elem* A, int lda, const Elem* B, int ldb) {
     using namespace nvcuda::wmma;
-    const int w = threadIdx.x / 32;
-    for (int n = 0; n < N / 16; ++n) {
+    const int w = threadIdx.x / 32 % 4;  // the row strip; the column fragments interleave
+    for (int n = threadIdx.x / 128; n < N / 16; n += kWarps / 4) {
       Accumulator acc;
       fill_fragment(acc, 0.0f);
       for (int k = 0; k < K / 16; ++k) {
@@ -119,8 +123,8 @@ struct WmmaMma {
   template <int N, int K>
   static __device__ void ab_acc(float* C, int ldc, const Elem* P, int ldp, const Elem* X, int ldx) {
     using namespace nvcuda::wmma;
-    const int w = threadIdx.x / 32;
-    for (int n = 0; n < N / 16; ++n) {
+    const int w = threadIdx.x / 32 % 4;  // the row strip; the column fragments interleave
+    for (int n = threadIdx.x / 128; n < N / 16; n += kWarps / 4) {
       Accumulator acc;
       load_matrix_sync(acc, C + 16 * w * ldc + 16 * n, ldc, mem_row_major);
       for (int k = 0; k < K / 16; ++k) {
@@ -137,8 +141,8 @@ struct WmmaMma {
   template <int N, int K>
   static __device__ void atb_acc(float* C, int ldc, const Elem* P, int ldp, const Elem* X, int ldx) {
     using namespace nvcuda::wmma;
-    const int w = threadIdx.x / 32;
-    for (int n = 0; n < N / 16; ++n) {
+    const int w = threadIdx.x / 32 % 4;  // the row strip; the column fragments interleave
+    for (int n = threadIdx.x / 128; n < N / 16; n += kWarps / 4) {
       Accumulator acc;
       load_matrix_sync(acc, C + 16 * w * ldc + 16 * n, ldc, mem_row_major);
       for (int k = 0; k < K / 16; ++k) {
@@ -181,22 +185,46 @@ struct SharedCursor {
   }
 };
 
-// One [B, H, T, D] operand: element (b, h, t, d) at data[b·sb + h·sh + t·st + d].
+// One [B, H, T, D] operand: element (b, h, t, d) at data[b·sb + h·sh + t·st + d]. `vector`:
+// every row starts on 16 bytes, so rows move in 16-byte pieces.
 template <class E>
 struct HeadsArg {
   E* data;
   int64_t sb, sh, st;
+  bool vector;
   __device__ E* row(int b, int h, int t) const { return data + b * sb + h * sh + static_cast<int64_t>(t) * st; }
 };
 
 template <class E>
 HeadsArg<E> heads_arg(const Tensor& x) {
-  return {static_cast<E*>(x.raw_data()), x.stride(0), x.stride(1), x.stride(2)};
+  const auto bytes = [&](int64_t elements) { return elements * static_cast<int64_t>(sizeof(E)); };
+  const bool vector = reinterpret_cast<uintptr_t>(x.raw_data()) % 16 == 0 && bytes(x.stride(0)) % 16 == 0 &&
+                      bytes(x.stride(1)) % 16 == 0 && bytes(x.stride(2)) % 16 == 0 && bytes(x.size(3)) % 16 == 0;
+  return {static_cast<E*>(x.raw_data()), x.stride(0), x.stride(1), x.stride(2), vector};
 }
+
+// 16 bytes of elements.
+template <class E>
+struct alignas(16) Piece {
+  static constexpr int kSize = 16 / sizeof(E);
+  E e[kSize];
+};
 
 // dst[r, d] = rows r < valid of the operand from token t0, zero below (padding rows).
 template <int D, int ld, class E>
 __device__ void load_tile(E* dst, const HeadsArg<const E>& src, int b, int h, int t0, int valid) {
+  if (src.vector) {
+    constexpr int kPieces = D / Piece<E>::kSize;  // per row
+    for (int i = threadIdx.x; i < kTile * kPieces; i += kThreads) {
+      const int r = i / kPieces, d = i % kPieces * Piece<E>::kSize;
+      Piece<E> piece;
+      if (r < valid) piece = *reinterpret_cast<const Piece<E>*>(src.row(b, h, t0 + r) + d);
+      else
+        for (E& e : piece.e) e = from_f32<E>(0.0f);
+      for (int j = 0; j < Piece<E>::kSize; ++j) dst[r * ld + d + j] = piece.e[j];
+    }
+    return;
+  }
   for (int i = threadIdx.x; i < kTile * D; i += kThreads) {
     const int r = i / D, d = i % D;
     dst[r * ld + d] = r < valid ? src.row(b, h, t0 + r)[d] : from_f32<E>(0.0f);
@@ -212,6 +240,18 @@ __device__ void zero_acc(float* acc, int cols) {
 template <int D, int ld, class E>
 __device__ void store_tile(const HeadsArg<E>& dst, int b, int h, int t0, int valid, const float* acc,
                            const float* row_scale) {
+  if (dst.vector) {
+    constexpr int kPieces = D / Piece<E>::kSize;
+    for (int i = threadIdx.x; i < kTile * kPieces; i += kThreads) {
+      const int r = i / kPieces, d = i % kPieces * Piece<E>::kSize;
+      if (r >= valid) continue;
+      const float scale = row_scale ? row_scale[r] : 1.0f;
+      Piece<E> piece;
+      for (int j = 0; j < Piece<E>::kSize; ++j) piece.e[j] = from_f32<E>(acc[r * ld + d + j] * scale);
+      *reinterpret_cast<Piece<E>*>(dst.row(b, h, t0 + r) + d) = piece;
+    }
+    return;
+  }
   for (int i = threadIdx.x; i < kTile * D; i += kThreads) {
     const int r = i / D, d = i % D;
     if (r < valid) dst.row(b, h, t0 + r)[d] = from_f32<E>(acc[r * ld + d] * (row_scale ? row_scale[r] : 1.0f));
@@ -240,7 +280,7 @@ __global__ void __launch_bounds__(kThreads)
   float* row_max = cursor.take<float>(L::row_bytes);
   float* row_sum = cursor.take<float>(L::row_bytes);
 
-  const int bh = blockIdx.y, b = bh / g.heads, h = bh % g.heads, q0 = blockIdx.x * kTile;
+  const int bh = blockIdx.x, b = bh / g.heads, h = bh % g.heads, q0 = blockIdx.y * kTile;
   const int q_rows = min(kTile, g.tq - q0);
   load_tile<D, L::ld_elem>(sQ, q, b, h, q0, q_rows);
   zero_acc<L::ld_acc>(sO, D);
@@ -256,25 +296,27 @@ __global__ void __launch_bounds__(kThreads)
     __syncthreads();
     Mma::template abt<kTile, D>(sS, L::ld_score, sQ, L::ld_elem, sK, L::ld_elem);
     __syncthreads();
-    {  // Online softmax: two neighbouring threads share a row, 32 columns each.
-      const int r = threadIdx.x / 2, half = threadIdx.x % 2;
+    {  // Online softmax: four neighbouring threads share a row, 16 columns each.
+      constexpr int kPerRow = kThreads / kTile, kCols = kTile / kPerRow;
+      const int r = threadIdx.x / kPerRow, part = threadIdx.x % kPerRow;
       const float* s_row = sS + r * L::ld_score;
       float tile_max = -INFINITY;
-      for (int c = 32 * half; c < 32 * half + 32; ++c)
+      for (int c = kCols * part; c < kCols * part + kCols; ++c)
         if (c < k_rows) tile_max = fmaxf(tile_max, s_row[c] * g.scale);
-      tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
+      for (int offset = 1; offset < kPerRow; offset *= 2)
+        tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, offset));
       const float old_max = row_max[r], new_max = fmaxf(old_max, tile_max);
       float tile_sum = 0.0f;
-      for (int c = 32 * half; c < 32 * half + 32; ++c) {
-        const float p = c < k_rows ? expf(s_row[c] * g.scale - new_max) : 0.0f;
+      for (int c = kCols * part; c < kCols * part + kCols; ++c) {
+        const float p = c < k_rows ? __expf(s_row[c] * g.scale - new_max) : 0.0f;
         sP[r * L::ld_prob + c] = from_f32<E>(p);
         tile_sum += p;
       }
-      tile_sum += __shfl_xor_sync(0xffffffffu, tile_sum, 1);
-      const float rescale = expf(old_max - new_max);  // 0 on the first tile (old_max = -inf)
-      for (int d = half * (D / 2); d < (half + 1) * (D / 2); ++d) sO[r * L::ld_acc + d] *= rescale;
+      for (int offset = 1; offset < kPerRow; offset *= 2) tile_sum += __shfl_xor_sync(0xffffffffu, tile_sum, offset);
+      const float rescale = __expf(old_max - new_max);  // 0 on the first tile (old_max = -inf)
+      for (int d = part * (D / kPerRow); d < (part + 1) * (D / kPerRow); ++d) sO[r * L::ld_acc + d] *= rescale;
       __syncwarp();
-      if (half == 0) {
+      if (part == 0) {
         row_max[r] = new_max;
         row_sum[r] = row_sum[r] * rescale + tile_sum;
       }
@@ -322,7 +364,7 @@ __device__ void probabilities(float* sS, E* sP, const float* s_lse, int q_rows, 
   for (int i = threadIdx.x; i < kTile * kTile; i += kThreads) {
     const int r = i / kTile, c = i % kTile;
     float& s = sS[r * L::ld_score + c];
-    const float p = r < q_rows && c < k_rows ? expf(s * scale - s_lse[r]) : 0.0f;
+    const float p = r < q_rows && c < k_rows ? __expf(s * scale - s_lse[r]) : 0.0f;
     s = p;
     if (sP) sP[r * L::ld_prob + c] = from_f32<E>(p);
   }
@@ -355,13 +397,13 @@ __global__ void __launch_bounds__(kThreads)
   float* sS = cursor.take<float>(L::score_bytes);
   float* sdP = cursor.take<float>(L::score_bytes);
   E* sP = cursor.take<E>(L::prob_bytes);
-  E* sdS = cursor.take<E>(L::prob_bytes);
+  E* sdS = sP;  // dS replaces P once dV has used it
   float* sdK = cursor.take<float>(L::acc_bytes);
   float* sdV = cursor.take<float>(L::acc_bytes);
   float* s_lse = cursor.take<float>(L::row_bytes);
   float* s_dot = cursor.take<float>(L::row_bytes);
 
-  const int bh = blockIdx.y, b = bh / g.heads, h = bh % g.heads, k0 = blockIdx.x * kTile;
+  const int bh = blockIdx.x, b = bh / g.heads, h = bh % g.heads, k0 = blockIdx.y * kTile;
   const int k_rows = min(kTile, g.tk - k0);
   load_tile<D, L::ld_elem>(sK, k, b, h, k0, k_rows);
   load_tile<D, L::ld_elem>(sV, v, b, h, k0, k_rows);
@@ -412,7 +454,7 @@ __global__ void __launch_bounds__(kThreads)
   float* s_lse = cursor.take<float>(L::row_bytes);
   float* s_dot = cursor.take<float>(L::row_bytes);
 
-  const int bh = blockIdx.y, b = bh / g.heads, h = bh % g.heads, q0 = blockIdx.x * kTile;
+  const int bh = blockIdx.x, b = bh / g.heads, h = bh % g.heads, q0 = blockIdx.y * kTile;
   const int q_rows = min(kTile, g.tq - q0);
   load_tile<D, L::ld_elem>(sQ, q, b, h, q0, q_rows);
   load_tile<D, L::ld_elem>(sdO, grad_out, b, h, q0, q_rows);
@@ -467,12 +509,14 @@ Geometry geometry(const Tensor& q, const Tensor& k, double scale) {
 
 unsigned tiles(int64_t tokens) { return static_cast<unsigned>((tokens + kTile - 1) / kTile); }
 
-// Batch × heads is the grid's y dimension; token counts are ints in the kernels.
+// Batch × heads is the grid's x dimension (up to 2^31 - 1), the tiles its y (up to 65535);
+// indices are ints in the kernels.
 void check_grid(const Tensor& q, const Tensor& k) {
-  TG_CHECK(q.size(0) * q.size(1) <= 65535, NotImplementedError, "scaled_dot_product_attention on CUDA: batch × heads = ",
-           q.size(0) * q.size(1), " exceeds the grid limit of 65535");
-  TG_CHECK(std::max(q.size(2), k.size(2)) <= (int64_t{1} << 30), NotImplementedError,
-           "scaled_dot_product_attention on CUDA: at most 2^30 tokens, got ", std::max(q.size(2), k.size(2)));
+  TG_CHECK(q.size(0) * q.size(1) <= INT32_MAX, NotImplementedError,
+           "scaled_dot_product_attention on CUDA: batch × heads = ", q.size(0) * q.size(1), " exceeds 2^31 - 1");
+  TG_CHECK(std::max(q.size(2), k.size(2)) <= int64_t{65535} * kTile, NotImplementedError,
+           "scaled_dot_product_attention on CUDA: at most ", int64_t{65535} * kTile, " tokens, got ",
+           std::max(q.size(2), k.size(2)));
 }
 
 }  // namespace
@@ -486,7 +530,7 @@ void attention_forward(const Tensor& out, const Tensor& lse, const Tensor& q, co
     using L = Tiles<Mma, decltype(dim)::value>;
     const size_t bytes = 3 * L::elem_bytes + L::score_bytes + L::prob_bytes + L::acc_bytes + 2 * L::row_bytes;
     launch(attention_forward_kernel<Mma, decltype(dim)::value>,
-           dim3(tiles(q.size(2)), static_cast<unsigned>(q.size(0) * q.size(1))), bytes, heads_arg<E>(out),
+           dim3(static_cast<unsigned>(q.size(0) * q.size(1)), tiles(q.size(2))), bytes, heads_arg<E>(out),
            static_cast<float*>(lse.raw_data()), heads_arg<const E>(q), heads_arg<const E>(k), heads_arg<const E>(v),
            geometry(q, k, scale));
   });
@@ -513,12 +557,12 @@ void attention_backward(const Tensor& grad_q, const Tensor& grad_k, const Tensor
     const Geometry g = geometry(q, k, scale);
     const auto bh = static_cast<unsigned>(q.size(0) * q.size(1));
     const size_t kv_bytes =
-        4 * L::elem_bytes + 2 * L::score_bytes + 2 * L::prob_bytes + 2 * L::acc_bytes + 2 * L::row_bytes;
-    launch(attention_grad_kv_kernel<Mma, D>, dim3(tiles(k.size(2)), bh), kv_bytes, heads_arg<E>(grad_k),
+        4 * L::elem_bytes + 2 * L::score_bytes + L::prob_bytes + 2 * L::acc_bytes + 2 * L::row_bytes;
+    launch(attention_grad_kv_kernel<Mma, D>, dim3(bh, tiles(k.size(2))), kv_bytes, heads_arg<E>(grad_k),
            heads_arg<E>(grad_v), heads_arg<const E>(q), heads_arg<const E>(k), heads_arg<const E>(v),
            heads_arg<const E>(grad_out), lse_data, dot_data, g);
     const size_t q_bytes = 4 * L::elem_bytes + 2 * L::score_bytes + L::prob_bytes + L::acc_bytes + 2 * L::row_bytes;
-    launch(attention_grad_q_kernel<Mma, D>, dim3(tiles(q.size(2)), bh), q_bytes, heads_arg<E>(grad_q),
+    launch(attention_grad_q_kernel<Mma, D>, dim3(bh, tiles(q.size(2))), q_bytes, heads_arg<E>(grad_q),
            heads_arg<const E>(q), heads_arg<const E>(k), heads_arg<const E>(v), heads_arg<const E>(grad_out),
            lse_data, dot_data, g);
   });
