@@ -20,7 +20,7 @@ template <class First, class... Rest>
 
 void rethrow_with_prefix(const Error& error, const std::string& prefix) {
   rethrow_as<ShapeError, ValueError, IndexError, TypeError, NotImplementedError, OutOfMemoryError, IoError,
-             BackendError, InternalError>(error, prefix + error.what());
+             BackendError, DistributedError, InternalError>(error, prefix + error.what());
 }
 
 }  // namespace tg

@@ -26,7 +26,8 @@ class TypeError : public Error { using Error::Error; };            // dtype or d
 class NotImplementedError : public Error { using Error::Error; };  // unsupported combination
 class OutOfMemoryError : public Error { using Error::Error; };     // allocator exhausted
 class IoError : public Error { using Error::Error; };              // missing or malformed file
-class BackendError : public Error { using Error::Error; };         // CUDA/cuBLAS/cuDNN failure
+class BackendError : public Error { using Error::Error; };         // CUDA/cuBLAS/cuDNN/NCCL failure
+class DistributedError : public Error { using Error::Error; };     // a peer rank, the store or the launcher failed
 class InternalError : public Error { using Error::Error; };        // tapegrad bug
 
 namespace detail {

@@ -11,8 +11,11 @@ DataLoader::DataLoader(const ImageDataset& dataset, Device device, LoaderConfig 
       height_(dataset.height()), width_(dataset.width()) {
   TG_CHECK(config_.batch_size > 0, ValueError, "DataLoader: batch size must be positive, got ", config_.batch_size);
   TG_CHECK(size_ > 0, ValueError, "DataLoader: dataset '", dataset.name, "' is empty");
-  TG_CHECK(!config_.drop_last || size_ >= config_.batch_size, ValueError, "DataLoader: dataset '", dataset.name,
-           "' has ", size_, " samples, fewer than one batch of ", config_.batch_size);
+  (void)shard_steps(size_, config_.batch_size, config_.shard, config_.drop_last);  // validates the shard
+  TG_CHECK(!config_.drop_last || size_ / config_.batch_size >= config_.shard.world_size, ValueError,
+           "DataLoader: dataset '", dataset.name, "' has ", size_, " samples, fewer than one batch of ",
+           config_.batch_size,
+           config_.shard.world_size > 1 ? " for each of " + std::to_string(config_.shard.world_size) + " ranks" : "");
   // Validate the augmentation once, before any work.
   (void)make_augment_params(config_.augment, channels_, height_, width_, config_.seed, 0);
   images_ = dataset.images.raw_contiguous().to(device);
@@ -20,7 +23,7 @@ DataLoader::DataLoader(const ImageDataset& dataset, Device device, LoaderConfig 
 }
 
 int64_t DataLoader::batches_per_epoch() const {
-  return config_.drop_last ? size_ / config_.batch_size : (size_ + config_.batch_size - 1) / config_.batch_size;
+  return shard_steps(size_, config_.batch_size, config_.shard, config_.drop_last);
 }
 
 std::vector<int64_t> DataLoader::permutation(int64_t epoch) const {
@@ -49,8 +52,7 @@ Batch DataLoader::batch(int64_t epoch, int64_t index) {
   TG_CHECK(index >= 0 && index < batches_per_epoch(), IndexError, "DataLoader: batch ", index,
            " is out of range for an epoch of ", batches_per_epoch(), " batches");
   prepare_epoch(epoch);
-  const int64_t start = index * config_.batch_size;
-  const int64_t count = std::min(config_.batch_size, size_ - start);
+  const auto [start, count] = shard_batch(size_, config_.batch_size, config_.shard, config_.drop_last, index);
   const AugmentParams params =
       make_augment_params(config_.augment, channels_, height_, width_, config_.seed, static_cast<uint64_t>(epoch));
   Batch batch{empty({count, channels_, params.output_size, params.output_size}, DType::f32, device_),

@@ -2,13 +2,15 @@
 // copied to the device once; each epoch's permutation is drawn on the host from (seed, epoch)
 // and uploaded once per epoch, so a step launches one kernel and makes no host round trip.
 // Batch (epoch, i) is a pure function of (seed, epoch, i): training resumes exactly from a
-// checkpointed position.
+// checkpointed position. In a data-parallel job each rank's loader serves its shard of every
+// epoch (data/shard.h); with the default shard (rank 0 of 1) it serves the whole epoch.
 #pragma once
 
 #include <cstdint>
 
 #include "data/augment.h"
 #include "data/datasets.h"
+#include "data/shard.h"
 
 namespace tg::data {
 
@@ -18,6 +20,7 @@ struct LoaderConfig {
   bool drop_last = true;  // a short last batch is dropped (training) or kept (evaluation)
   AugmentConfig augment;
   uint64_t seed = 0;
+  ShardSpec shard;  // every rank draws the same permutation (same seed) and reads its part
 };
 
 struct Batch {
@@ -29,9 +32,9 @@ class DataLoader {
  public:
   DataLoader(const ImageDataset& dataset, Device device, LoaderConfig config);
 
-  int64_t batches_per_epoch() const;
+  int64_t batches_per_epoch() const;  // this rank's steps per epoch
   int64_t dataset_size() const { return size_; }
-  // Batch `index` of `epoch` (0 <= index < batches_per_epoch()).
+  // This rank's batch `index` of `epoch` (0 <= index < batches_per_epoch()).
   Batch batch(int64_t epoch, int64_t index);
   // The permutation of an epoch (host, for tests and checkpoints).
   std::vector<int64_t> permutation(int64_t epoch) const;
