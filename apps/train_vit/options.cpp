@@ -171,9 +171,6 @@ void validate(const Options& o, const std::set<std::string>& given) {
   check_choice("--cuda-graphs", o.cuda_graphs, {"on", "off"});
   TG_CHECK(o.cuda_graphs == "off" || o.resolved_device.is_cuda(), ValueError,
            "--cuda-graphs on needs a CUDA device, but the run is on ", o.resolved_device.str());
-  TG_CHECK(o.cuda_graphs == "off" || o.backward == "exact", NotImplementedError, "--cuda-graphs on with --backward ",
-           o.backward, ": the sampled strategies draw with host-side step counters, which a captured graph would "
-           "replay unchanged; use --cuda-graphs off");
   TG_CHECK(o.attention == "explicit" || !samples_attention(o), ValueError,
            "--attention fused has no attention matmuls to sample, but --wta-targets includes attn-scores or "
            "attn-context: use --attention explicit, or leave them out (e.g. --wta-targets qkv,proj,fc1,fc2)");
@@ -240,8 +237,8 @@ void resolve_options(Options& o, const std::set<std::string>& given) {
   // The default decay suits AdamW's decoupled form; as an L2 term (adam, sgd) it would not.
   if (!given.count("--weight-decay") && o.optimizer != "adamw") o.weight_decay = 0;
   if (!given.count("--attention") && samples_attention(o)) o.attention = "explicit";
-  // Graphs are a CUDA feature; a sampled backward's random offsets are host-side counters still.
-  if (!given.count("--cuda-graphs") && (o.resolved_device.is_cpu() || o.backward != "exact")) o.cuda_graphs = "off";
+  // Graphs are a CUDA feature.
+  if (!given.count("--cuda-graphs") && o.resolved_device.is_cpu()) o.cuda_graphs = "off";
   validate(o, given);
 }
 

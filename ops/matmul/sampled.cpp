@@ -71,7 +71,8 @@ std::unique_ptr<SavedOperand> SamplingStrategy::save(const Tensor& input, int64_
   // Centring is exact when the gradients' rows sum to zero, and the sampler then sees only the
   // rows' differences (a transient copy of the operand, dead once its rows are gathered).
   const Tensor operand = gradient_rows_sum_to_zero ? sub(input, mean(input, {1}, /*keepdim=*/true)) : input;
-  const uint64_t step = step_++;
+  if (!step_.defined()) step_ = zeros({1}, DType::i64, operand.device());
+  else if (step_.device() != operand.device()) step_ = step_.to(operand.device());
   const bool use_proxy = config_.proxy == ProxyKind::position_ema;
   if (use_proxy) {
     const int64_t positions = period > 0 ? period : rows;
@@ -86,8 +87,8 @@ std::unique_ptr<SavedOperand> SamplingStrategy::save(const Tensor& input, int64_
   const Tensor scores = row_norms(operand, use_proxy ? proxy_ : Tensor());  // f32 [batch, K]
   // The sampler's own Philox key, so no node's draws reuse the numbers the data augmentation
   // (key = seed) takes for the same counters.
-  RowSample sample = sample_rows(scores, {k, config_.alpha, variant_}, stream_seed(config_.seed, kSamplingStream),
-                                 (node_id_ << 32) | step);
+  RowSample sample =
+      sample_rows(scores, {k, config_.alpha, variant_}, stream_seed(config_.seed, kSamplingStream), node_id_ << 32, step_);
   Tensor kept = gather_rows(operand, sample.indices);  // [batch, k, D]
   if (const std::optional<DType>& saved = precision_policy().saved_dtype) kept = kept.to(*saved);
   return std::make_unique<SampledOperand>(std::move(kept), std::move(sample), use_proxy ? proxy_ : Tensor(),
@@ -95,7 +96,8 @@ std::unique_ptr<SavedOperand> SamplingStrategy::save(const Tensor& input, int64_
 }
 
 std::map<std::string, Tensor> SamplingStrategy::state_dict() const {
-  std::map<std::string, Tensor> state{{"step", from_vector<int64_t>({static_cast<int64_t>(step_)}, {1})}};
+  std::map<std::string, Tensor> state{
+      {"step", step_.defined() ? step_.to(Device::cpu()).clone() : from_vector<int64_t>({0}, {1})}};
   if (proxy_.defined()) state["proxy"] = proxy_;
   return state;
 }
@@ -111,7 +113,7 @@ void SamplingStrategy::load_state_dict(const std::map<std::string, Tensor>& stat
     TG_CHECK(proxy->second.dtype() == DType::f32 && proxy->second.dim() == 1, ValueError, name(),
              " load_state_dict: 'proxy' must be f32 [P], got ", dtype_name(proxy->second.dtype()), " of shape ",
              proxy->second.shape().str());
-  step_ = static_cast<uint64_t>(step->second.to_vector<int64_t>()[0]);
+  step_ = step->second.to(Device::cpu()).raw_reshape({1}).clone();
   proxy_ = proxy != state.end() ? proxy->second.clone() : Tensor();
 }
 

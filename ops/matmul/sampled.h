@@ -40,7 +40,10 @@ class SamplingStrategy final : public BackwardStrategy {
   SamplingVariant variant_;
   StrategyConfig config_;
   uint64_t node_id_;
-  uint64_t step_ = 0;  // forward passes so far: with the seed and node, keys the draws
+  // i64 [1]: the saves that sampled so far, which with the seed and node keys the draws. On the
+  // operand's device once a save ran, where the sampler reads and advances it (so a CUDA graph's
+  // replays draw new numbers); on the host after load_state_dict until then.
+  Tensor step_;
   Tensor proxy_;       // f32 [P] on the operand's device
   ExactStrategy exact_;
 };

@@ -37,7 +37,8 @@ void check_indices(const Tensor& indices, const Tensor& x, const char* op) {
 
 }  // namespace
 
-RowSample sample_rows(const Tensor& scores, const SamplingConfig& config, uint64_t seed, uint64_t subsequence) {
+namespace {
+RowSample sample_rows_with(const Tensor& scores, const SamplingConfig& config, uint64_t seed, sampling::DrawStream stream) {
   TG_CHECK(scores.dim() == 2, ShapeError, "sample_rows: expected scores of shape [batch, K], got ",
            scores.shape().str());
   TG_CHECK(scores.dtype() == DType::f32, TypeError, "sample_rows: expected f32 scores, got ",
@@ -51,7 +52,23 @@ RowSample sample_rows(const Tensor& scores, const SamplingConfig& config, uint64
                    empty({batch, config.k}, DType::f32, scores.device())};
   if (batch > 0)
     TG_DEVICE_DISPATCH(scores.device(), sample_rows, sample.indices, sample.weights, scores.raw_contiguous(), config, seed,
-                       subsequence);
+                       stream);
+  return sample;
+}
+}  // namespace
+
+RowSample sample_rows(const Tensor& scores, const SamplingConfig& config, uint64_t seed, uint64_t subsequence) {
+  return sample_rows_with(scores, config, seed, sampling::DrawStream{subsequence, nullptr});
+}
+
+RowSample sample_rows(const Tensor& scores, const SamplingConfig& config, uint64_t seed, uint64_t subsequence_base,
+                      const Tensor& counter) {
+  TG_CHECK(counter.dtype() == DType::i64 && counter.numel() == 1 && counter.device() == scores.device(), TypeError,
+           "sample_rows: expected the counter as one i64 on ", scores.device().str(), ", got ",
+           dtype_name(counter.dtype()), " of shape ", counter.shape().str(), " on ", counter.device().str());
+  RowSample sample =
+      sample_rows_with(scores, config, seed, sampling::DrawStream{subsequence_base, static_cast<const int64_t*>(counter.raw_data())});
+  TG_DEVICE_DISPATCH(counter.device(), advance_counter, counter);
   return sample;
 }
 

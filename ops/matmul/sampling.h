@@ -38,6 +38,12 @@ struct RowSample {
 // On CUDA all of it runs on the device without synchronising; the score values are only
 // checked on the CPU (ValueError for negative or non-finite ones).
 RowSample sample_rows(const Tensor& scores, const SamplingConfig& config, uint64_t seed, uint64_t subsequence);
+// The same with subsequence (subsequence_base | counter) where `counter` (an i64 [1] tensor on
+// the scores' device) is read by the device when the draws run, and then advanced by one: calls
+// in a captured CUDA graph draw fresh numbers at every replay. Gives the indices and weights of
+// sample_rows(scores, config, seed, subsequence_base | counter's value).
+RowSample sample_rows(const Tensor& scores, const SamplingConfig& config, uint64_t seed, uint64_t subsequence_base,
+                      const Tensor& counter);
 
 // ||x_i|| of every row of x [batch, K, D] (any floating dtype) as f32 [batch, K]. With a
 // position_scale f32 [P], row r (row-major over batch and K) is multiplied by

@@ -65,6 +65,15 @@ TG_HOST_DEVICE inline double systematic_target(double u, int64_t j, int64_t s, d
   return (u + static_cast<double>(j)) / static_cast<double>(s) * rest;
 }
 
+// The Philox subsequence of a sampling call: `base`, plus the value `*counter` holds when the
+// draws count their calls in device memory (a strategy's step counter, which a CUDA graph's
+// replays then advance instead of repeating the captured value).
+struct DrawStream {
+  uint64_t base = 0;
+  const int64_t* counter = nullptr;  // on the scores' device, or null
+  TG_HOST_DEVICE uint64_t subsequence() const { return base | (counter ? static_cast<uint64_t>(*counter) : 0); }
+};
+
 // Uniform number of draw j of item b.
 TG_HOST_DEVICE inline double draw_uniform(uint64_t seed, uint64_t subsequence, int64_t b, int64_t k, int64_t j) {
   const auto block = static_cast<uint64_t>(b) * static_cast<uint64_t>(k) + static_cast<uint64_t>(j);
@@ -95,7 +104,9 @@ TG_HOST_DEVICE inline int64_t find_draw(const double* tail, int64_t first, int64
 namespace cpu {
 // indices i32 / weights f32 [batch, k]; scores f32 [batch, K], contiguous.
 void sample_rows(const Tensor& indices, const Tensor& weights, const Tensor& scores, const SamplingConfig& config,
-                 uint64_t seed, uint64_t subsequence);
+                 uint64_t seed, sampling::DrawStream stream);
+// ++*counter (an i64 scalar), in stream order.
+void advance_counter(const Tensor& counter);
 void row_norms(const Tensor& out, const Tensor& x, const Tensor& position_scale);  // scale may be undefined
 void gather_rows(const Tensor& out, const Tensor& x, const Tensor& indices);
 void gather_scaled_rows(const Tensor& out, const Tensor& g, const Tensor& indices, const Tensor& weights);
@@ -114,7 +125,9 @@ ItemPlan plan_item(const float* scores, int64_t K, const SamplingConfig& config)
 #if TG_WITH_CUDA
 namespace cuda {
 void sample_rows(const Tensor& indices, const Tensor& weights, const Tensor& scores, const SamplingConfig& config,
-                 uint64_t seed, uint64_t subsequence);
+                 uint64_t seed, sampling::DrawStream stream);
+// ++*counter (an i64 scalar), in stream order.
+void advance_counter(const Tensor& counter);
 void row_norms(const Tensor& out, const Tensor& x, const Tensor& position_scale);  // scale may be undefined
 void gather_rows(const Tensor& out, const Tensor& x, const Tensor& indices);
 void gather_scaled_rows(const Tensor& out, const Tensor& g, const Tensor& indices, const Tensor& weights);

@@ -82,7 +82,7 @@ TEST_CASE("train_vit rejects bad flags and combinations with one clear message")
   CHECK(parse_args({"--backward", "wta-crs"}).attention == "explicit");
   CHECK(parse_args({"--backward", "wta-crs", "--wta-targets", "qkv,fc2"}).attention == "fused");
   CHECK(parse_args({"--precision", "bf16"}).precision == "bf16");
-  // CUDA graphs: on by default on CUDA for exact runs; off on the CPU and for sampled runs.
+  // CUDA graphs: on by default on CUDA; off on the CPU.
   if (!cuda_is_available()) CHECK(parse_args({}).cuda_graphs == "off");
   CHECK(parse_args({"--device", "cpu"}).cuda_graphs == "off");
   CHECK(parse_error({"--device", "cpu", "--cuda-graphs", "on"}) ==

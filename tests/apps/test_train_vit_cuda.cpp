@@ -98,8 +98,14 @@ TEST_CASE("CUDA: a replayed CUDA graph gives bit-identical losses and weights to
     return output;
   };
   for (const std::vector<std::string>& extra :
-       std::vector<std::vector<std::string>>{{}, {"--precision", "bf16"}, {"--attention", "explicit"}}) {
-    CAPTURE(extra.size());
+       std::vector<std::vector<std::string>>{{},
+                                             {"--precision", "bf16"},
+                                             {"--attention", "explicit"},
+                                             {"--backward", "wta-crs", "--ratio", "0.5"},
+                                             {"--backward", "wta-wor", "--ratio", "0.3", "--precision", "bf16"}}) {
+    std::string flags;
+    for (const std::string& flag : extra) flags += flag + " ";
+    CAPTURE(flags);
     const std::string graphed = run_with("on", extra);
     CHECK(graphed.find("cuda graphs: captured the training step at step 3") != std::string::npos);
     run_with("off", extra);

@@ -74,7 +74,8 @@ ItemPlan plan_item(const float* scores, int64_t K, const SamplingConfig& config)
 }
 
 void sample_rows(const Tensor& indices, const Tensor& weights, const Tensor& scores, const SamplingConfig& config,
-                 uint64_t seed, uint64_t subsequence) {
+                 uint64_t seed, sampling::DrawStream stream) {
+  const uint64_t subsequence = stream.subsequence();
   const int64_t batch = scores.size(0), K = scores.size(1), k = config.k;
   const float* all_scores = scores.data<float>();
   std::vector<int32_t> counts(static_cast<size_t>(K));
@@ -114,5 +115,7 @@ void sample_rows(const Tensor& indices, const Tensor& weights, const Tensor& sco
     }
   }
 }
+
+void advance_counter(const Tensor& counter) { ++*static_cast<int64_t*>(counter.raw_data()); }
 
 }  // namespace tg::cpu

@@ -93,7 +93,8 @@ __device__ double ordered_sum(const double* partial, int used) {
 // The selection of item b (one block of kThreads): probabilities, tail sums, the winner rule,
 // the draws by inverse CDF, merging duplicates and writing the k slots.
 __device__ void select_item(int32_t* slot_index, float* slot_weight, const ItemArrays& a, int64_t K,
-                            const SamplingConfig& config, uint64_t seed, uint64_t subsequence, int64_t b) {
+                            const SamplingConfig& config, uint64_t seed, sampling::DrawStream stream, int64_t b) {
+  const uint64_t subsequence = stream.subsequence();
   using BlockReduce = cub::BlockReduce<Candidate, kThreads>;
   using BlockMin = cub::BlockReduce<long long, kThreads>;
   using BlockScan = cub::BlockScan<int, kThreads>;
@@ -219,7 +220,7 @@ __device__ void select_item(int32_t* slot_index, float* slot_weight, const ItemA
 template <int kItems>
 __global__ void __launch_bounds__(kThreads)
     sort_select_kernel(int32_t* indices, float* weights, const float* scores, int64_t K, SamplingConfig config,
-                       uint64_t seed, uint64_t subsequence) {
+                       uint64_t seed, sampling::DrawStream stream) {
   using Sort = cub::BlockRadixSort<float, kThreads, kItems, int32_t>;
   extern __shared__ __align__(16) unsigned char smem[];  // the sort's storage, then the item's arrays
   const int64_t b = blockIdx.x;
@@ -241,7 +242,7 @@ __global__ void __launch_bounds__(kThreads)
     }
   }
   __syncthreads();
-  select_item(indices + b * config.k, weights + b * config.k, item.arrays(), K, config, seed, subsequence, b);
+  select_item(indices + b * config.k, weights + b * config.k, item.arrays(), K, config, seed, stream, b);
 }
 
 // Items sorted by a device-wide sort: one block per item, its rows copied into shared memory
@@ -250,7 +251,7 @@ template <bool kStaged>
 __global__ void __launch_bounds__(kThreads)
     select_kernel(int32_t* indices, float* weights, const float* sorted_scores, const int32_t* sorted_rows,
                   double* tails, int32_t* counts, int64_t K, SamplingConfig config, uint64_t seed,
-                  uint64_t subsequence) {
+                  sampling::DrawStream stream) {
   extern __shared__ __align__(16) unsigned char smem[];
   const int64_t b = blockIdx.x;
   ItemArrays a{sorted_scores + b * K, sorted_rows + b * K, tails + b * K, counts + b * K};
@@ -263,7 +264,7 @@ __global__ void __launch_bounds__(kThreads)
     a = item.arrays();
     __syncthreads();
   }
-  select_item(indices + b * config.k, weights + b * config.k, a, K, config, seed, subsequence, b);
+  select_item(indices + b * config.k, weights + b * config.k, a, K, config, seed, stream, b);
 }
 
 // The largest item staged in shared memory (200 KiB of the H100/H200's 227 KiB per block).
@@ -288,27 +289,29 @@ void allow_shared_bytes(Kernel kernel, size_t bytes) {
 
 template <int kItems>
 void launch_sort_select(const Tensor& indices, const Tensor& weights, const Tensor& scores, const SamplingConfig& config,
-                        uint64_t seed, uint64_t subsequence) {
+                        uint64_t seed, sampling::DrawStream draws) {
   const int64_t batch = scores.size(0), K = scores.size(1);
   const size_t bytes = std::max(sizeof(typename cub::BlockRadixSort<float, kThreads, kItems, int32_t>::TempStorage),
                                 staged_bytes(K));
   allow_shared_bytes(sort_select_kernel<kItems>, bytes);
   sort_select_kernel<kItems><<<static_cast<unsigned>(batch), kThreads, bytes, current_stream()>>>(
-      indices.data<int32_t>(), weights.data<float>(), scores.data<float>(), K, config, seed, subsequence);
+      indices.data<int32_t>(), weights.data<float>(), scores.data<float>(), K, config, seed, draws);
   TG_CUDA_CHECK_LAUNCH();
 }
+
+__global__ void advance_counter_kernel(int64_t* counter) { ++*counter; }
 
 }  // namespace
 
 void sample_rows(const Tensor& indices, const Tensor& weights, const Tensor& scores, const SamplingConfig& config,
-                 uint64_t seed, uint64_t subsequence) {
+                 uint64_t seed, sampling::DrawStream draws) {
   const Device device = scores.device();
   DeviceGuard guard(device.index);
   const cudaStream_t stream = current_stream();
   const int batch = static_cast<int>(scores.size(0)), K = static_cast<int>(scores.size(1));
-  if (K <= kThreads) return launch_sort_select<1>(indices, weights, scores, config, seed, subsequence);
-  if (K <= kThreads * 4) return launch_sort_select<4>(indices, weights, scores, config, seed, subsequence);
-  if (K <= kThreads * 17) return launch_sort_select<17>(indices, weights, scores, config, seed, subsequence);
+  if (K <= kThreads) return launch_sort_select<1>(indices, weights, scores, config, seed, draws);
+  if (K <= kThreads * 4) return launch_sort_select<4>(indices, weights, scores, config, seed, draws);
+  if (K <= kThreads * 17) return launch_sort_select<17>(indices, weights, scores, config, seed, draws);
 
   const int n = batch * K;  // sample_rows checked that it fits
   const Tensor sorted_rows = empty({n}, DType::i32, device), sorted_scores = empty({n}, DType::f32, device);
@@ -345,14 +348,20 @@ void sample_rows(const Tensor& indices, const Tensor& weights, const Tensor& sco
     allow_shared_bytes(select_kernel<true>, bytes);
     select_kernel<true><<<batch, kThreads, bytes, stream>>>(indices.data<int32_t>(), weights.data<float>(),
                                                             sorted_scores.data<float>(), sorted_rows.data<int32_t>(),
-                                                            nullptr, nullptr, K, config, seed, subsequence);
+                                                            nullptr, nullptr, K, config, seed, draws);
   } else {
     const Tensor tails = empty({n}, DType::f64, device), counts = empty({n}, DType::i32, device);
     select_kernel<false><<<batch, kThreads, 0, stream>>>(indices.data<int32_t>(), weights.data<float>(),
                                                          sorted_scores.data<float>(), sorted_rows.data<int32_t>(),
                                                          tails.data<double>(), counts.data<int32_t>(), K, config, seed,
-                                                         subsequence);
+                                                         draws);
   }
+  TG_CUDA_CHECK_LAUNCH();
+}
+
+void advance_counter(const Tensor& counter) {
+  DeviceGuard guard(counter.device().index);
+  advance_counter_kernel<<<1, 1, 0, current_stream()>>>(static_cast<int64_t*>(counter.raw_data()));
   TG_CUDA_CHECK_LAUNCH();
 }
 

@@ -296,6 +296,22 @@ TEST_CASE("sampling is reproducible per (seed, subsequence) and items draw indep
   CHECK(std::vector<int32_t>(idx.begin(), idx.begin() + 20) != std::vector<int32_t>(idx.begin() + 20, idx.end()));
 }
 
+TEST_CASE("a device counter keys the draws with its value and advances by one per call") {
+  const Tensor scores = random_tensor({3, 50}, 9, 0, 1);
+  const SamplingConfig config{10};
+  const Tensor counter = from_vector<int64_t>({5}, {1});
+  for (int64_t call = 0; call < 3; ++call) {
+    CAPTURE(call);
+    const RowSample expected = sample_rows(scores, config, 4, (uint64_t{7} << 32) | static_cast<uint64_t>(5 + call));
+    const RowSample counted = sample_rows(scores, config, 4, uint64_t{7} << 32, counter);
+    CHECK(counted.indices.to_vector<int32_t>() == expected.indices.to_vector<int32_t>());
+    CHECK(counted.weights.to_vector<float>() == expected.weights.to_vector<float>());
+    CHECK(counter.to_vector<int64_t>() == std::vector<int64_t>{6 + call});
+  }
+  CHECK_THROWS_WITH_AS(sample_rows(scores, config, 4, 0, from_vector<int32_t>({0}, {1})),
+                       "sample_rows: expected the counter as one i64 on cpu, got i32 of shape [1] on cpu", TypeError);
+}
+
 TEST_CASE("row_norms, gather_rows, gather_scaled_rows match host loops") {
   for (const DType dtype : {DType::f32, DType::f64, DType::bf16}) {
     CAPTURE(dtype_name(dtype));

@@ -114,3 +114,17 @@ TEST_CASE("row helpers: CUDA matches CPU") {
   update_row_norm_ema(cuda_ema, wide.to(kCuda), 0.8);
   CHECK(relative_error(host_values(cuda_ema), host_values(cpu_ema)) < 1e-5);
 }
+
+TEST_CASE("CUDA sampler with a device counter: the CPU's draws for the counter's value, advanced on the device") {
+  const Tensor scores = random_tensor({4, 300}, 31, 0, 1);
+  const SamplingConfig config{40};
+  const Tensor counter = from_vector<int64_t>({11}, {1}).to(kCuda);
+  for (int64_t call = 0; call < 2; ++call) {
+    CAPTURE(call);
+    const RowSample cpu = sample_rows(scores, config, 8, (uint64_t{3} << 32) | static_cast<uint64_t>(11 + call));
+    const RowSample cuda = sample_rows(scores.to(kCuda), config, 8, uint64_t{3} << 32, counter);
+    CHECK(cuda.indices.to_vector<int32_t>() == cpu.indices.to_vector<int32_t>());
+    CHECK(cuda.weights.to_vector<float>() == cpu.weights.to_vector<float>());
+  }
+  CHECK(counter.to_vector<int64_t>() == std::vector<int64_t>{13});
+}
