@@ -19,8 +19,11 @@ test::ProcessResult run_launch(const std::string& args, const test::ScratchDir& 
 
 TEST_CASE("launch exits 1 naming the failing rank, 0 when every rank succeeds") {
   test::ScratchDir dir("launch_cli");
+  // Rank 1 fails once rank 0 has printed its line ($0 is the flag file rank 0 makes).
   test::ProcessResult r = run_launch(
-      "--nproc-per-node 2 --master-port 29512 -- sh -c 'echo $RANK/$WORLD_SIZE/$MASTER_PORT; [ $RANK = 0 ] || exit 7; sleep 30'", dir);
+      "--nproc-per-node 2 --master-port 29512 -- sh -c 'echo $RANK/$WORLD_SIZE/$MASTER_PORT; if [ $RANK = 0 ]; then "
+      "touch \"$0\"; sleep 30; fi; while [ ! -e \"$0\" ]; do sleep 0.01; done; exit 7' '" + (dir / "up") + "'",
+      dir);
   CHECK(r.exit_code == 1);
   CHECK((r.out == "0/2/29512\n1/2/29512\n" || r.out == "1/2/29512\n0/2/29512\n"));
   CHECK(r.err ==
