@@ -23,7 +23,11 @@ int main(int argc, char** argv) {
   app.add_option("--grace-seconds", grace_seconds,
                  "after a rank fails or a signal arrives: seconds between SIGTERM and SIGKILL for the others");
   app.add_option("command", config.command, "PROGRAM ARGS... (after --)")->required();
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;  // --help: 0; a bad or missing flag: 2
+  }
   try {
     TG_CHECK(std::isfinite(grace_seconds) && grace_seconds >= 0, ValueError,
              "launch: --grace-seconds must be a finite number >= 0, got ", grace_seconds);

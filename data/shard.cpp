@@ -16,9 +16,10 @@ void check_shard(int64_t size, int64_t batch, ShardSpec shard) {
   TG_CHECK(size >= 0, ValueError, "shard: order size must be >= 0, got ", size);
 }
 
-// The evaluation block of `rank`: [block_begin(rank), block_begin(rank + 1)).
+// The evaluation block of `rank` is [block_begin(rank), block_begin(rank + 1)): blocks of
+// floor(N / W), the first N mod W of them one longer.
 int64_t block_begin(int64_t size, int rank, int world_size) {
-  return static_cast<int64_t>(static_cast<__int128>(size) * rank / world_size);
+  return size / world_size * rank + std::min<int64_t>(rank, size % world_size);
 }
 
 }  // namespace

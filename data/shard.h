@@ -5,10 +5,10 @@
 // exactly batch s of a one-rank run with batch B·W — and rank r takes the r-th B of them. Every
 // rank runs the same number of steps, floor(N / (B·W)); the last N mod (B·W) positions of the
 // order (the partial global batch) are dropped, as a one-rank run with batch B·W drops them.
-// Evaluation (keep the last batch): rank r takes the contiguous block
-// [floor(N·r/W), floor(N·(r+1)/W)) and batches it by B, its last batch short; every sample is
-// seen exactly once (no padding, so sums of correct predictions reduce to the exact accuracy)
-// and step counts may differ by one between ranks.
+// Evaluation (keep the last batch): the order is cut into W contiguous blocks of floor(N / W)
+// positions, the first N mod W blocks one longer; rank r batches block r by B, its last batch
+// short. Every sample is seen exactly once (no padding, so sums of correct predictions reduce
+// to the exact accuracy); step counts may differ by one between ranks.
 #pragma once
 
 #include <cstdint>

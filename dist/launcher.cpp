@@ -69,15 +69,27 @@ void signal_running(std::vector<Rank>& ranks, int signal) {
     if (rank.running) ::kill(-rank.pid, signal);
 }
 
-// Restores the caller's signal mask when launch() returns or throws.
-class MaskGuard {
+// Blocks `block` in the calling thread and gives SIGCHLD its default action (with SIG_IGN the
+// kernel would reap the ranks before waitpid sees their status); restores both when launch()
+// returns or throws.
+class SignalGuard {
  public:
-  explicit MaskGuard(const sigset_t& block) { ::pthread_sigmask(SIG_BLOCK, &block, &previous_); }
-  ~MaskGuard() { ::pthread_sigmask(SIG_SETMASK, &previous_, nullptr); }
-  const sigset_t& previous() const { return previous_; }
+  explicit SignalGuard(const sigset_t& block) {
+    ::pthread_sigmask(SIG_BLOCK, &block, &previous_mask_);
+    struct sigaction default_action {};
+    default_action.sa_handler = SIG_DFL;
+    ::sigemptyset(&default_action.sa_mask);
+    ::sigaction(SIGCHLD, &default_action, &previous_child_);
+  }
+  ~SignalGuard() {
+    ::sigaction(SIGCHLD, &previous_child_, nullptr);
+    ::pthread_sigmask(SIG_SETMASK, &previous_mask_, nullptr);
+  }
+  const sigset_t& previous_mask() const { return previous_mask_; }
 
  private:
-  sigset_t previous_;
+  sigset_t previous_mask_;
+  struct sigaction previous_child_ {};
 };
 
 }  // namespace
@@ -94,7 +106,7 @@ int launch(const LaunchConfig& config, std::ostream& log) {
   sigset_t handled;
   ::sigemptyset(&handled);
   for (int s : {SIGCHLD, SIGINT, SIGTERM, SIGHUP}) ::sigaddset(&handled, s);
-  const MaskGuard mask(handled);
+  const SignalGuard signals(handled);
 
   const std::string world = std::to_string(config.nproc_per_node);
   const bool nvls_set = std::getenv("NCCL_NVLS_ENABLE") != nullptr;
@@ -109,7 +121,7 @@ int launch(const LaunchConfig& config, std::ostream& log) {
     log << std::flush;
     const pid_t launcher = ::getpid();
     const pid_t pid = ::fork();
-    if (pid == 0) exec_rank(argv.data(), envp.data(), mask.previous(), launcher);
+    if (pid == 0) exec_rank(argv.data(), envp.data(), signals.previous_mask(), launcher);
     if (pid < 0) {
       const std::string reason = std::strerror(errno);
       signal_running(ranks, SIGKILL);
@@ -132,12 +144,18 @@ int launch(const LaunchConfig& config, std::ostream& log) {
   while (running > 0) {
     for (auto& rank : ranks) {
       int status = 0;
-      if (!rank.running || ::waitpid(rank.pid, &status, WNOHANG) != rank.pid) continue;
+      if (!rank.running) continue;
+      const pid_t reaped = ::waitpid(rank.pid, &status, WNOHANG);
+      // -1 with ECHILD: someone else reaped the rank (another thread's waitpid(-1)); it is gone
+      // and its status is lost, which counts as a failure rather than waiting for it forever.
+      const bool lost = reaped < 0 && errno == ECHILD;
+      if (reaped != rank.pid && !lost) continue;
       rank.running = false;
       --running;
-      const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+      const bool ok = !lost && WIFEXITED(status) && WEXITSTATUS(status) == 0;
       if (!ok && !failure) {
-        failure = "rank " + std::to_string(rank.index) + " " + describe_status(status);
+        failure = "rank " + std::to_string(rank.index) + " " +
+                  (lost ? std::string("ended, but its exit status was reaped elsewhere") : describe_status(status));
         exit_code = 1;
         log << "launch: " << *failure << "; stopping the other " << running << " rank(s)\n" << std::flush;
         stop_others();

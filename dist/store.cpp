@@ -15,7 +15,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <atomic>
+#include <algorithm>
 #include <condition_variable>
 #include <map>
 #include <optional>
@@ -32,6 +32,7 @@ constexpr uint64_t kMaxFrameBytes = uint64_t{64} << 20;  // a value, a key list:
 // The client waits this much longer than the server for a wait's answer (which the server
 // sends at its own timeout).
 constexpr std::chrono::seconds kReplySlack{10};
+constexpr uint64_t kMaxWaitMs = uint64_t{1} << 40;  // about 35 years
 
 class Writer {
  public:
@@ -210,7 +211,8 @@ class TcpStore::Server {
       return found == values_.end() ? out.u8(0).blob({}).frame() : out.u8(1).blob(found->second).frame();
     }
     TG_CHECK(op == Op::wait, DistributedError, "TcpStore: unknown request ", static_cast<int>(op));
-    const auto deadline = Clock::now() + std::chrono::milliseconds(in.u64());
+    // At most kMaxWaitMs, so that no timeout a peer sends can overflow the clock's arithmetic.
+    const auto deadline = Clock::now() + std::chrono::milliseconds(std::min(in.u64(), kMaxWaitMs));
     std::vector<std::string> keys(in.count(4));
     for (auto& key : keys) key = in.str();
     std::vector<std::string> missing;

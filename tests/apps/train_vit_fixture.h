@@ -1,9 +1,7 @@
-// Helpers of the train_vit tests: parsing a command line given as strings, a scratch folder,
-// reading JSON Lines, running the built executable, and the small CPU configuration the
-// in-process runs use.
+// Helpers of the train_vit tests: parsing a command line given as strings, reading JSON Lines,
+// and the small CPU configuration the in-process runs use (scratch folders and running the
+// built executable: tests/support/process.h).
 #pragma once
-
-#include <sys/wait.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -14,7 +12,6 @@
 #include <string>
 #include <vector>
 
-#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
@@ -22,6 +19,7 @@
 #include "apps/train_vit/options.h"
 #include "apps/train_vit/trainer.h"
 #include "nn/safetensors.h"
+#include "tests/support/process.h"
 
 namespace tg::test {
 
@@ -34,34 +32,11 @@ inline train::Options parse_args(std::vector<std::string> args) {
   return *train::parse_command_line(static_cast<int>(argv.size()), argv.data(), help);
 }
 
-// A fresh folder under the system temp dir, removed with the object.
-class ScratchDir {
- public:
-  explicit ScratchDir(const std::string& name)
-      : path_(std::filesystem::temp_directory_path() / ("tapegrad_" + name + "_" + std::to_string(::getpid()))) {
-    std::filesystem::remove_all(path_);
-    std::filesystem::create_directories(path_);
-  }
-  ~ScratchDir() { std::filesystem::remove_all(path_); }
-  ScratchDir(const ScratchDir&) = delete;
-  ScratchDir& operator=(const ScratchDir&) = delete;
-  std::string operator/(const std::string& name) const { return (path_ / name).string(); }
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
-
 inline std::vector<nlohmann::json> read_jsonl(const std::string& path) {
   std::ifstream in(path);
   std::vector<nlohmann::json> records;
   for (std::string line; std::getline(in, line);) records.push_back(nlohmann::json::parse(line));
   return records;
-}
-
-inline std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
 // A one-block ViT-Tiny on 256 Fashion-MNIST images at 28 px (8 steps of 32 per epoch): a run
@@ -90,19 +65,6 @@ inline void set_flag(std::vector<std::string>& args, const std::string& flag, co
   const auto at = std::find(args.begin(), args.end(), flag);
   REQUIRE(at != args.end());
   *(at + 1) = value;
-}
-
-// The exit code and output of the executable `exe` run with `args` (a shell fragment).
-struct ProcessResult {
-  int exit_code;
-  std::string out, err;
-};
-inline ProcessResult run_executable(const std::string& exe, const std::string& args, const ScratchDir& dir) {
-  const std::string out = dir / "stdout.txt", err = dir / "stderr.txt";
-  const std::string command = "'" + exe + "' " + args + " >'" + out + "' 2>'" + err + "'";
-  const int status = std::system(command.c_str());
-  REQUIRE(WIFEXITED(status));
-  return {WEXITSTATUS(status), read_text(out), read_text(err)};
 }
 
 // N steps straight equal N/2 steps + save + resume + N/2 steps, bit for bit (losses, model and

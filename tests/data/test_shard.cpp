@@ -43,31 +43,39 @@ TEST_CASE("training shards: same steps on every rank, disjoint, union = the one-
   CHECK(shard_steps(23, 3, {0, 2}, true) == 3);
 }
 
-TEST_CASE("evaluation shards: contiguous balanced blocks, every position exactly once, short last batch") {
-  // 11 positions over 3 ranks: blocks [0, 3), [3, 7), [7, 11); B 2.
-  CHECK(shard_steps(11, 2, {0, 3}, false) == 2);
-  CHECK(shard_steps(11, 2, {1, 3}, false) == 2);
-  CHECK(shard_steps(11, 2, {2, 3}, false) == 2);
-  CHECK(shard_batch(11, 2, {0, 3}, false, 1) == OrderRange{2, 1});
-  CHECK(shard_batch(11, 2, {1, 3}, false, 0) == OrderRange{3, 2});
-  CHECK(shard_batch(11, 2, {2, 3}, false, 1) == OrderRange{9, 2});
+TEST_CASE("evaluation shards: contiguous blocks differing by at most one, every position exactly once") {
+  // 11 positions over 3 ranks: blocks [0, 4), [4, 8), [8, 11); B 3.
+  CHECK(shard_steps(11, 3, {0, 3}, false) == 2);
+  CHECK(shard_steps(11, 3, {2, 3}, false) == 1);
+  CHECK(shard_batch(11, 3, {0, 3}, false, 1) == OrderRange{3, 1});
+  CHECK(shard_batch(11, 3, {1, 3}, false, 0) == OrderRange{4, 3});
+  CHECK(shard_batch(11, 3, {1, 3}, false, 1) == OrderRange{7, 1});
+  CHECK(shard_batch(11, 3, {2, 3}, false, 0) == OrderRange{8, 3});
   for (const int64_t size : {1, 5, 11, 64}) {
     for (const int world : {1, 2, 3, 8}) {
       CAPTURE(size);
       CAPTURE(world);
       std::vector<int> hits(static_cast<size_t>(size), 0);
-      for (int rank = 0; rank < world; ++rank)
+      std::vector<int64_t> counts;
+      int64_t next = 0;  // blocks are contiguous and in rank order
+      for (int rank = 0; rank < world; ++rank) {
+        counts.push_back(0);
         for (int64_t step = 0; step < shard_steps(size, 4, {rank, world}, false); ++step) {
           const OrderRange range = shard_batch(size, 4, {rank, world}, false, step);
+          CHECK(range.start == next);
           CHECK(range.count >= 1);
           CHECK(range.count <= 4);
+          next += range.count;
+          counts.back() += range.count;
           for (int64_t i = 0; i < range.count; ++i) ++hits[static_cast<size_t>(range.start + i)];
         }
+      }
       CHECK(std::all_of(hits.begin(), hits.end(), [](int h) { return h == 1; }));
+      CHECK(*std::max_element(counts.begin(), counts.end()) - *std::min_element(counts.begin(), counts.end()) <= 1);
     }
   }
-  CHECK(shard_steps(2, 4, {2, 3}, false) == 1);  // blocks [0, 0), [0, 1), [1, 2): rank 0 has none
-  CHECK(shard_steps(2, 4, {0, 3}, false) == 0);
+  CHECK(shard_steps(2, 4, {0, 3}, false) == 1);  // blocks [0, 1), [1, 2), [2, 2): rank 2 has none
+  CHECK(shard_steps(2, 4, {2, 3}, false) == 0);
 }
 
 TEST_CASE("bad shards and steps are refused with what was found") {

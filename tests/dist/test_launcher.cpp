@@ -3,16 +3,16 @@
 // rank killed by a signal, a signal to the launcher forwarded to every rank, and bad configs.
 #include <doctest/doctest.h>
 
-#include <unistd.h>
+#include <signal.h>
 
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <sstream>
 #include <thread>
 
 #include "core/error.h"
 #include "dist/launcher.h"
+#include "tests/support/process.h"
 #include "tests/support/test_support.h"
 
 using namespace tg;
@@ -20,18 +20,6 @@ using namespace tg::dist;
 using namespace std::chrono_literals;
 
 namespace {
-
-// A fresh folder for one test, removed at the end.
-struct TempDir {
-  std::filesystem::path path;
-  TempDir() {
-    static int counter = 0;
-    path = std::filesystem::temp_directory_path() /
-           ("tg_launcher_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    std::filesystem::create_directories(path);
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-};
 
 struct Result {
   int code;
@@ -52,57 +40,50 @@ Result run(int n, const std::string& script, const std::string& dir, std::chrono
   return {code, log.str(), std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()};
 }
 
-std::string read_text(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 }  // namespace
 
 TEST_CASE("every rank gets torchrun's environment and a job of successful ranks returns 0") {
-  TempDir dir;
+  test::ScratchDir dir("launch_env");
   const char* nvls = std::getenv("NCCL_NVLS_ENABLE");
   const std::string saved = nvls ? nvls : "";
   ::unsetenv("NCCL_NVLS_ENABLE");
   const Result r = run(3,
                        "echo \"$RANK $LOCAL_RANK $WORLD_SIZE $LOCAL_WORLD_SIZE $MASTER_ADDR $MASTER_PORT "
                        "$NCCL_NVLS_ENABLE\" > \"$1/$RANK\"",
-                       dir.path.string());
+                       dir.path().string());
   if (nvls) ::setenv("NCCL_NVLS_ENABLE", saved.c_str(), 1);
   CHECK(r.code == 0);
   CHECK(r.log == "");
   for (int rank = 0; rank < 3; ++rank) {
     const std::string k = std::to_string(rank);
-    CHECK(read_text(dir.path / k) == k + " " + k + " 3 3 127.0.0.1 29511 0\n");
+    CHECK(test::read_text(dir / k) == k + " " + k + " 3 3 127.0.0.1 29511 0\n");
   }
 }
 
 TEST_CASE("a failing rank stops the others and their children at once, and the job fails naming it") {
-  TempDir dir;
+  test::ScratchDir dir("launch_failing_rank");
   // Rank 1 fails as soon as the others are up; the others leave a background child that would
   // write a file 0.3 s later if only the rank's shell were stopped.
   const Result r = run(3,
                        "if [ \"$RANK\" = 1 ]; then while [ ! -e \"$1/up0\" ] || [ ! -e \"$1/up2\" ]; do sleep 0.01; "
                        "done; exit 3; fi; (sleep 0.3; touch \"$1/survivor$RANK\") & touch \"$1/up$RANK\"; sleep 30",
-                       dir.path.string());
+                       dir.path().string());
   CHECK(r.code == 1);
   CHECK(r.log ==
         "launch: rank 1 exited with code 3; stopping the other 2 rank(s)\n"
         "launch: job failed: rank 1 exited with code 3\n");
   CHECK(r.seconds < 3.0);
   std::this_thread::sleep_for(500ms);
-  CHECK_FALSE(std::filesystem::exists(dir.path / "survivor0"));
-  CHECK_FALSE(std::filesystem::exists(dir.path / "survivor2"));
+  CHECK_FALSE(std::filesystem::exists(dir / "survivor0"));
+  CHECK_FALSE(std::filesystem::exists(dir / "survivor2"));
 }
 
 TEST_CASE("a rank that ignores SIGTERM is killed after the grace period") {
-  TempDir dir;
+  test::ScratchDir dir("launch_grace");
   const Result r = run(2,
                        "if [ \"$RANK\" = 1 ]; then while [ ! -e \"$1/ready\" ]; do sleep 0.01; done; exit 5; fi; "
                        "trap '' TERM; touch \"$1/ready\"; sleep 30",
-                       dir.path.string(), 200ms);
+                       dir.path().string(), 200ms);
   CHECK(r.code == 1);
   CHECK(r.log ==
         "launch: rank 1 exited with code 5; stopping the other 1 rank(s)\n"
@@ -113,8 +94,8 @@ TEST_CASE("a rank that ignores SIGTERM is killed after the grace period") {
 }
 
 TEST_CASE("a rank killed by a signal is reported with the signal") {
-  TempDir dir;
-  const Result r = run(2, "if [ \"$RANK\" = 0 ]; then kill -KILL $$; fi; sleep 30", dir.path.string());
+  test::ScratchDir dir("launch_signal_kill");
+  const Result r = run(2, "if [ \"$RANK\" = 0 ]; then kill -KILL $$; fi; sleep 30", dir.path().string());
   CHECK(r.code == 1);
   CHECK(r.log ==
         "launch: rank 0 was killed by signal 9 (Killed); stopping the other 1 rank(s)\n"
@@ -123,18 +104,33 @@ TEST_CASE("a rank killed by a signal is reported with the signal") {
 }
 
 TEST_CASE("SIGTERM to the launcher is forwarded to every rank and the job exits with 128 + 15") {
-  TempDir dir;
+  test::ScratchDir dir("launch_forward");
   // Rank 0 signals its parent, the launcher (this test process, which blocks SIGTERM while
   // launch() runs), once rank 1 is up.
   const Result r = run(2,
                        "if [ \"$RANK\" = 0 ]; then while [ ! -e \"$1/up1\" ]; do sleep 0.01; done; kill -TERM $PPID; "
                        "else touch \"$1/up1\"; fi; sleep 30",
-                       dir.path.string());
+                       dir.path().string());
   CHECK(r.code == 128 + 15);
   CHECK(r.log ==
         "launch: got SIGTERM; forwarding it to 2 rank(s)\n"
         "launch: job failed: interrupted by SIGTERM\n");
   CHECK(r.seconds < 3.0);
+}
+
+TEST_CASE("the ranks' exit status is seen even when the caller ignores SIGCHLD") {
+  test::ScratchDir dir("launch_sigchld");
+  struct sigaction ignore {}, previous {};
+  ignore.sa_handler = SIG_IGN;
+  ::sigaction(SIGCHLD, &ignore, &previous);
+  const Result r = run(1, "exit 4", dir.path().string());
+  struct sigaction after {};
+  ::sigaction(SIGCHLD, &previous, &after);
+  CHECK((after.sa_handler == SIG_IGN));  // launch() restored the caller's disposition
+  CHECK(r.code == 1);
+  CHECK(r.log ==
+        "launch: rank 0 exited with code 4; stopping the other 0 rank(s)\n"
+        "launch: job failed: rank 0 exited with code 4\n");
 }
 
 TEST_CASE("a program that cannot be started fails its rank with code 127") {

@@ -169,7 +169,7 @@ TEST_CASE("a request after rank 0's store is gone fails naming the store") {
   CHECK(message.find("the store of rank 0 at 127.0.0.1:" + std::to_string(port)) != std::string::npos);
 }
 
-TEST_CASE("a client sending garbage loses its connection; the store keeps serving") {
+TEST_CASE("a client sending garbage loses its connection, an absurd timeout is clamped; the store keeps serving") {
   TcpStore rank0(options(0, 2, 0, 1000ms));
   const auto deadline = Clock::now() + 1s;
   {
@@ -182,6 +182,20 @@ TEST_CASE("a client sending garbage loses its connection; the store keeps servin
     const uint8_t frame[] = {2, 0, 0, 0, 0, 0, 0, 0, 3, 0xff};  // a wait with a cut-off key count
     send_all(truncated, frame, sizeof frame, "the store");
     CHECK_FALSE(recv_all(truncated, &byte, 1, deadline, "the store", /*eof_ok=*/true));
+  }
+  {
+    // A wait of 2^64 - 1 ms (clamped by the server, not wrapped into the past) for a key that
+    // is set 50 ms later is answered once it is set, with nothing missing.
+    const Fd client = connect_tcp("127.0.0.1", rank0.port(), deadline, "a test");
+    const uint8_t frame[] = {22, 0, 0, 0, 0, 0, 0, 0,                          // payload: 22 bytes
+                             3, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,  // wait, timeout
+                             1, 0, 0, 0, 5, 0, 0, 0, 'l', 'a', 't', 'e', 'r'};
+    send_all(client, frame, sizeof frame, "the store");
+    std::this_thread::sleep_for(50ms);
+    rank0.set("later", {});
+    uint8_t reply[12];
+    REQUIRE(recv_all(client, reply, sizeof reply, deadline, "the store"));
+    CHECK(std::vector<uint8_t>(reply, reply + 12) == std::vector<uint8_t>{4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0});
   }
   TcpStore rank1(options(1, 2, rank0.port(), 1000ms));
   rank1.set("still", bytes("works"));
