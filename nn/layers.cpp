@@ -142,9 +142,14 @@ Block::Block(int64_t dim, int64_t heads, double mlp_ratio, double dropout, Devic
                                                      dropout, device, generator));
 }
 
+void Block::set_drop_path_rate(double rate) {
+  TG_CHECK(rate >= 0 && rate < 1, ValueError, "Block: expected a drop-path rate in [0, 1), got ", rate);
+  drop_path_rate_ = rate;
+}
+
 Tensor Block::forward(const Tensor& x) const {
-  const Tensor h = add(x, attn->forward(norm1->forward(x)));
-  return add(h, mlp->forward(norm2->forward(h)));
+  const Tensor h = add(x, drop_path(attn->forward(norm1->forward(x)), drop_path_rate_, is_training(), dropout_generator()));
+  return add(h, drop_path(mlp->forward(norm2->forward(h)), drop_path_rate_, is_training(), dropout_generator()));
 }
 
 const std::vector<MatmulTargetInfo>& matmul_targets() {
