@@ -2,7 +2,8 @@
 // copied to the device once; each epoch's permutation is drawn on the host from (seed, epoch)
 // and uploaded once per epoch, so a step launches one kernel and makes no host round trip.
 // Batch (epoch, i) is a pure function of (seed, epoch, i): training resumes exactly from a
-// checkpointed position.
+// checkpointed position. With TrivialAugment (host only) the dataset stays on the host and each
+// batch is assembled there and copied to the device.
 #pragma once
 
 #include <cstdint>
@@ -40,11 +41,12 @@ class DataLoader {
   void prepare_epoch(int64_t epoch);
 
   Device device_;
+  Device assembly_device_;  // where batches are assembled: device_, or the host for TrivialAugment
   LoaderConfig config_;
   int64_t size_, channels_, height_, width_;
-  Tensor images_, labels_;  // on device_
+  Tensor images_, labels_;  // on assembly_device_
   int64_t prepared_epoch_ = -1;
-  Tensor order_;  // i64 [N] permutation of the prepared epoch, on device_
+  Tensor order_;  // i64 [N] permutation of the prepared epoch, on assembly_device_
 };
 
 }  // namespace tg::data
