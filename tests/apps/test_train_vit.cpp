@@ -214,7 +214,7 @@ TEST_CASE("with WTA-CRS too: the strategies' step counters and proxies are in th
   test::check_bitwise_resume(test::with(test::tiny_run_args(), {"--backward", "wta-crs", "--ratio", "0.5"}));
 }
 
-TEST_CASE("--init-from's loader is strict: a head of another class count names the key and both shapes") {
+TEST_CASE("--init-from's loader is strict: a head of another class count names the key and both shapes, or --reset-head") {
   test::ScratchDir dir("train_vit_init");
   vit::VitConfig config = vit::preset("vit-tiny");
   config.depth = 1;
@@ -237,6 +237,6 @@ TEST_CASE("--init-from's loader is strict: a head of another class count names t
     message = e.what();
   }
   CHECK(message == "--init-from '" + (dir / "w.safetensors") +
-                       "': load_state_dict: key 'head.weight' has shape [100, 192] in the state dict, but the model "
-                       "expects [10, 192]");
+                       "': the file's classifier has 100 classes (head.weight [100, 192]) but --dataset fashion-mnist "
+                       "has 10; pass --reset-head to load everything else and re-initialise the head");
 }
