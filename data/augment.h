@@ -18,9 +18,9 @@ struct AugmentConfig {
   int64_t crop_padding = 0;     // random crop of the image padded by this many zero pixels
   bool horizontal_flip = false; // flip with probability 1/2
   int64_t output_size = 0;      // bilinear resize to this size (0: the image size)
-  bool trivial_augment = false; // TrivialAugment before the crop (host only)
   std::vector<float> mean;      // per channel, applied to pixel / 255
   std::vector<float> std;
+  bool trivial_augment = false; // TrivialAugment before the crop (host only)
 };
 
 // Geometry and normalization constants passed to the kernels.

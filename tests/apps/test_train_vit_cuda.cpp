@@ -1,4 +1,5 @@
-// train_vit on the GPU: a resumed run continues bit for bit (issue 5: exact resume on GPU too);
+// train_vit on the GPU: a resumed run continues bit for bit (issue 5: exact resume on GPU too;
+// with the regularisers of issue 16 as well);
 // a step that does not fit raises OutOfMemoryError after the allocator's free-and-retry, the
 // executable exits with 1, and a smaller run afterwards succeeds (issue 14).
 #include <doctest/doctest.h>
@@ -34,6 +35,13 @@ TEST_CASE("CUDA: N steps straight equal N/2 steps, save, resume and N/2 steps, b
 
 TEST_CASE("CUDA: the same with WTA-CRS (strategy state in the checkpoint)") {
   test::check_bitwise_resume(test::with(cuda_run_args(), {"--backward", "wta-crs", "--ratio", "0.5"}));
+}
+
+TEST_CASE("CUDA: the same with every regulariser on (host TrivialAugment, mixup/cutmix, drop path, EMA)") {
+  std::vector<std::string> args = cuda_run_args();
+  test::set_flag(args, "--depth", "2");  // block 1 gets the drop-path rate
+  test::check_bitwise_resume(test::with(args, {"--trivial-augment", "--mixup", "0.8", "--cutmix", "1.0", "--drop-path",
+                                               "0.2", "--model-ema", "--model-ema-decay", "0.9"}));
 }
 
 namespace {
