@@ -1,8 +1,9 @@
-// ModelEma: pairs the tensors of the two modules by name once, then updates them in place.
+// ModelEma: pairs the tensors of the two modules by name once, then updates them in place with
+// one fused pass per tensor (nn/optim_kernels.h ema_update).
 #include "nn/ema.h"
 
-#include "autograd/grad_mode.h"
-#include "ops/elementwise.h"
+#include "nn/optim_kernels.h"
+#include "ops/dispatch.h"
 
 namespace tg::nn {
 
@@ -16,6 +17,9 @@ ModelEma::ModelEma(Module& average, const Module& model, double decay) : decay_(
     TG_CHECK(it->second.shape() == w.shape() && it->second.dtype() == w.dtype(), ShapeError, "ModelEma: key '", name,
              "' is ", dtype_name(it->second.dtype()), " ", it->second.shape().str(), " in the average but ",
              dtype_name(w.dtype()), " ", w.shape().str(), " in the model");
+    TG_CHECK(it->second.device() == w.device() && it->second.is_contiguous() && w.is_contiguous(), ValueError,
+             "ModelEma: key '", name, "' must be contiguous on one device, got ", it->second.device().str(), " and ",
+             w.device().str());
     pairs_.emplace_back(it->second, w);
   }
   TG_CHECK(averaged.size() == weights.size(), ValueError, "ModelEma: the average has ", averaged.size(),
@@ -23,8 +27,7 @@ ModelEma::ModelEma(Module& average, const Module& model, double decay) : decay_(
 }
 
 void ModelEma::update() {
-  NoGradGuard no_grad;
-  for (const auto& [ema, w] : pairs_) ema.copy_(add(mul(ema, decay_), mul(w, 1 - decay_)));
+  for (const auto& [ema, w] : pairs_) TG_DEVICE_DISPATCH(ema.device(), ema_update, ema, w, decay_);
 }
 
 }  // namespace tg::nn
