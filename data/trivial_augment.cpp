@@ -103,7 +103,8 @@ void equalize(uint8_t* image, int64_t channels, int64_t plane) {
 }  // namespace
 
 double ta_magnitude(TaOp op, int bin) {
-  TG_CHECK(bin >= 0 && bin < kTaBins, IndexError, "TrivialAugment: magnitude bin ", bin, " is outside [0, ", kTaBins, ")");
+  TG_CHECK(bin >= 0 && bin < kTaBins, IndexError, "TrivialAugment: magnitude bin ", bin, " is outside [0, ", kTaBins,
+           ")");
   const double t = static_cast<double>(bin) / (kTaBins - 1);
   switch (op) {
     case TaOp::shear_x: case TaOp::shear_y: case TaOp::brightness: case TaOp::color: case TaOp::contrast:

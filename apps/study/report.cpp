@@ -101,7 +101,8 @@ RunMetrics read_run(const std::string& path) {
     run.peak_allocated_bytes = std::max(run.peak_allocated_bytes, record.value("peak_allocated_bytes", int64_t{0}));
     (type == "eval" ? accuracies : throughputs).push_back(record.value(type == "eval" ? "test_acc" : "img_per_s", 0.0));
   }
-  TG_CHECK(configured, IoError, "study report: '", path, "' has no config record (expected a train_vit --metrics-out file)");
+  TG_CHECK(configured, IoError, "study report: '", path,
+           "' has no config record (expected a train_vit --metrics-out file)");
   TG_CHECK(!accuracies.empty() && !throughputs.empty(), IoError, "study report: '", path, "' has ", accuracies.size(),
            " eval and ", throughputs.size(), " train records, expected at least one of each (an unfinished run?)");
   run.final_acc = accuracies.back();
@@ -122,10 +123,10 @@ std::string report_markdown(const std::vector<RunMetrics>& runs) {
       rows.push_back({{&run}});
       continue;
     }
+    const nlohmann::json seed = run.options.value("seed", nlohmann::json());
     for (const RunMetrics* other : row->runs)
-      TG_CHECK(other->options.value("seed", nlohmann::json()) != run.options.value("seed", nlohmann::json()), ValueError,
-               "study report: '", other->file, "' and '", run.file, "' are the same run (same configuration and seed ",
-               run.options.value("seed", nlohmann::json()).dump(), ")");
+      TG_CHECK(other->options.value("seed", nlohmann::json()) != seed, ValueError, "study report: '", other->file,
+               "' and '", run.file, "' are the same run (same configuration and seed ", seed.dump(), ")");
     row->runs.push_back(&run);
   }
   auto key = [](const Row& r) {
@@ -155,16 +156,17 @@ std::string report_markdown(const std::vector<RunMetrics>& runs) {
     for (const Row& reference : rows)
       if (!exact(o) && exact(reference.options()) && regime(reference.options()) == regime(o) &&
           differences(reference.options(), o, memory_flags).empty()) {
+        const double d = final_acc.mean - stats(reference.values(&RunMetrics::final_acc)).mean;
         char text[64];
-        std::snprintf(text, sizeof text, "%+.2f", final_acc.mean - stats(reference.values(&RunMetrics::final_acc)).mean);
+        std::snprintf(text, sizeof text, "%+.2f", d);
         delta = text;
       }
     const double peak_max = *std::max_element(peaks.begin(), peaks.end());
     out += "| " + regime(o) + " | " + o.value("dataset", std::string()) + " | " + o.value("backward", std::string()) +
            " | " + fixed(ratio(o), 2) + " | " + (exact(o) ? std::string("-") : o.value("wta_targets", std::string())) +
            " | " + std::to_string(row.runs.size()) + " | " + mean_std(final_acc, 2) + " | " + delta + " | " +
-           mean_std(best, 2) + " | " + format_bytes(static_cast<int64_t>(peak_max)) + " | " + mean_std(stats(step_ms), 1) +
-           " | " + mean_std(throughput, 0) + " |\n";
+           mean_std(best, 2) + " | " + format_bytes(static_cast<int64_t>(peak_max)) + " | " +
+           mean_std(stats(step_ms), 1) + " | " + mean_std(throughput, 0) + " |\n";
   }
   out += "\nMean ± sample standard deviation over the seeds of a row (the value alone for one seed). "
          "Δ: the row's mean final accuracy minus that of the exact row of the same configuration. "

@@ -50,7 +50,8 @@ void add_flags(CLI::App& app, Options& o) {
   app.add_option("--mixup-switch-prob", o.mixup_switch_prob,
                  "probability of cutmix instead of mixup when both --mixup and --cutmix are on");
   app.add_option("--drop-path", o.drop_path,
-                 "stochastic depth rate of the last block, rising linearly from 0 at the first (timm's drop_path_rate)");
+                 "stochastic depth rate of the last block, rising linearly from 0 at the first block "
+                 "(timm's drop_path_rate)");
   app.add_flag("--model-ema", o.model_ema,
                "keep an exponential moving average of the weights (timm's ModelEmaV2); evaluate and save it");
   app.add_option("--model-ema-decay", o.model_ema_decay, "decay of --model-ema: ema = decay * ema + (1 - decay) * w");
@@ -174,7 +175,8 @@ void validate(const Options& o, const std::set<std::string>& given) {
   TG_CHECK(o.clip_grad >= 0, ValueError, "--clip-grad must be >= 0 (0: off), got ", o.clip_grad);
   TG_CHECK(o.mixup >= 0 && o.cutmix >= 0, ValueError, "--mixup and --cutmix must be >= 0 (0: off), got ", o.mixup,
            " and ", o.cutmix);
-  for (const auto& [flag, value] : {std::pair{"--mixup-prob", o.mixup_prob}, std::pair{"--mixup-switch-prob", o.mixup_switch_prob}}) {
+  for (const auto& [flag, value] :
+       {std::pair{"--mixup-prob", o.mixup_prob}, std::pair{"--mixup-switch-prob", o.mixup_switch_prob}}) {
     TG_CHECK(value >= 0 && value <= 1, ValueError, flag, " must be in [0, 1], got ", value);
     TG_CHECK(!given.count(flag) || o.mixup > 0 || o.cutmix > 0, ValueError, flag,
              " has no effect without --mixup or --cutmix (give an alpha > 0)");
@@ -377,13 +379,13 @@ std::vector<std::string> trajectory_differences(const nlohmann::json& saved, con
                                         "optimizer", "weight_decay", "warmup_epochs", "label_smoothing",
                                         "clip_grad", "backward", "ratio",         "wta_targets",  "wta_blocks",
                                         "recompute_gelu", "saved_dtype", "precision", "seed"};
-  // Fields added later, with the value a checkpoint written before them was trained with.
-  static const std::pair<const char*, nlohmann::json> kAdded[] = {
-      {"trivial_augment", false}, {"mixup", 0.0},     {"cutmix", 0.0},    {"mixup_prob", 1.0},
-      {"mixup_switch_prob", 0.5}, {"drop_path", 0.0}, {"model_ema", false}, {"model_ema_decay", 0.9998}};
+  // Fields added later: a checkpoint written before them was trained with their defaults.
+  static const char* const kAdded[] = {"trivial_augment",   "mixup",     "cutmix",    "mixup_prob",
+                                       "mixup_switch_prob", "drop_path", "model_ema", "model_ema_decay"};
+  const nlohmann::json defaults = to_json(Options{});
   std::vector<std::pair<std::string, nlohmann::json>> fields;
   for (const char* field : kFields) fields.emplace_back(field, nlohmann::json());
-  for (const auto& [field, before] : kAdded) fields.emplace_back(field, before);
+  for (const char* field : kAdded) fields.emplace_back(field, defaults.at(field));
   std::vector<std::string> differences;
   for (const auto& [field, missing] : fields) {
     const nlohmann::json a = saved.value(field, missing), b = current.value(field, missing);

@@ -190,7 +190,8 @@ void Trainer::train_step() {
   optimizer_->set_lr(lr_);
   Tensor loss;
   if (mixup_) {
-    const nn::MixChoice mix = mixup_->choose(static_cast<uint64_t>(position_.step), batch.images.size(2), batch.images.size(3));
+    const nn::MixChoice mix =
+        mixup_->choose(static_cast<uint64_t>(position_.step), batch.images.size(2), batch.images.size(3));
     loss = mixup_->loss(model_->forward(mixup_->mix_images(batch.images, mix)), batch.labels, mix, o_.label_smoothing);
   } else {
     loss = cross_entropy(model_->forward(batch.images), batch.labels, o_.label_smoothing);
@@ -273,15 +274,16 @@ void Trainer::evaluate() {
   last_eval_step_ = position_.step;
 
   char line[200];
-  std::snprintf(line, sizeof line, "epoch %lld/%lld  step %lld/%lld  test acc %.2f%%  test loss %.4f  (best %.2f%%, %s%s)\n",
+  std::snprintf(line, sizeof line,
+                "epoch %lld/%lld  step %lld/%lld  test acc %.2f%%  test loss %.4f  (best %.2f%%, %s%s)\n",
                 static_cast<long long>(epoch_label()), static_cast<long long>(o_.epochs),
                 static_cast<long long>(position_.step), static_cast<long long>(last_step_), acc, test_loss,
                 position_.best_test_acc, format_duration(seconds).c_str(), ema_model_ ? ", EMA weights" : "");
   out_ << line << std::flush;
   nlohmann::json record = memory_fields(device_);
   record.update({{"type", "eval"}, {"epoch", epoch_label()}, {"step", position_.step}, {"loss", test_loss},
-                 {"test_acc", acc}, {"weights", ema_model_ ? "ema" : "model"}, {"lr", lr_}, {"img_per_s", count / std::max(seconds, 1e-9)},
-                 {"elapsed_s", seconds_since(start_)}});
+                 {"test_acc", acc}, {"weights", ema_model_ ? "ema" : "model"}, {"lr", lr_},
+                 {"img_per_s", count / std::max(seconds, 1e-9)}, {"elapsed_s", seconds_since(start_)}});
   metrics_.write(record);
 }
 

@@ -60,7 +60,8 @@ VisionTransformer::VisionTransformer(const VitConfig& config, Device device, uin
   auto block_list = std::make_shared<NamedParams>();
   for (int64_t i = 0; i < c.depth; ++i) {
     blocks.push_back(std::make_shared<nn::Block>(c.dim, c.heads, c.mlp_ratio, c.dropout, device, generator));
-    if (c.depth > 1) blocks.back()->set_drop_path_rate(c.drop_path_rate * static_cast<double>(i) / static_cast<double>(c.depth - 1));
+    if (c.depth > 1)
+      blocks.back()->set_drop_path_rate(c.drop_path_rate * static_cast<double>(i) / static_cast<double>(c.depth - 1));
     block_list->child(std::to_string(i), blocks.back());
   }
   register_module("blocks", block_list);
@@ -106,7 +107,8 @@ void load_weights(VisionTransformer& model, const nn::StateDict& weights, HeadIn
              "' (resetting the head replaces the file's classifier, so the file must have one)");
     const bool weight = own.dim() == 2;  // [classes, dim]; the bias is [classes]
     TG_CHECK(it->second.dim() == own.dim() && (!weight || it->second.size(1) == own.size(1)), ShapeError,
-             "load_weights: key '", key, "' has shape ", it->second.shape().str(), " in the state dict; resetting the head needs ",
+             "load_weights: key '", key, "' has shape ", it->second.shape().str(),
+             " in the state dict; resetting the head needs ",
              weight ? "[classes, " + std::to_string(own.size(1)) + "]" : std::string("[classes]"), " for the model's ",
              own.shape().str());
     kept[key] = own;  // the constructor's init: copying it onto itself leaves it as it is

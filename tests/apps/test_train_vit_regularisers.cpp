@@ -150,3 +150,13 @@ TEST_CASE("with every regulariser on, N steps straight equal N/2 steps, save, re
   test::check_bitwise_resume(with(args, {"--trivial-augment", "--mixup", "0.8", "--cutmix", "1.0", "--drop-path", "0.2",
                                          "--model-ema", "--model-ema-decay", "0.9"}));
 }
+
+TEST_CASE("a checkpoint written before the regulariser flags existed resumes as trained with them off") {
+  nlohmann::json old = train::to_json(parse_args({}));
+  for (const char* field : {"trivial_augment", "mixup", "cutmix", "mixup_prob", "mixup_switch_prob", "drop_path",
+                            "model_ema", "model_ema_decay"})
+    REQUIRE(old.erase(field) == 1);
+  CHECK(train::trajectory_differences(old, train::to_json(parse_args({}))).empty());
+  CHECK(train::trajectory_differences(old, train::to_json(parse_args({"--mixup", "0.8"}))) ==
+        std::vector<std::string>{"--mixup 0.0 (checkpoint) vs 0.8 (this run)"});
+}
