@@ -111,7 +111,7 @@ void load_weights(VisionTransformer& model, const nn::StateDict& weights, HeadIn
              " in the state dict; resetting the head needs ",
              weight ? "[classes, " + std::to_string(own.size(1)) + "]" : std::string("[classes]"), " for the model's ",
              own.shape().str());
-    kept[key] = own;  // the constructor's init: copying it onto itself leaves it as it is
+    kept[key] = own.clone();  // the constructor's init, loaded back unchanged
   }
   model.load_state_dict(kept, /*strict=*/true);
 }
