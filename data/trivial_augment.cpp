@@ -159,6 +159,7 @@ void apply_ta_op(TaOp op, double m, uint8_t* image, int64_t channels, int64_t h,
     }
     case TaOp::sharpness: return sharpness(image, channels, h, w, factor);
     case TaOp::posterize: {
+      TG_CHECK(m >= 0 && m <= 8, ValueError, "TrivialAugment: posterize keeps 0 to 8 bits, got ", m);
       const auto mask = static_cast<uint8_t>(0xFFu << (8 - static_cast<int>(m)));
       for (int64_t i = 0; i < channels * plane; ++i) image[i] &= mask;
       return;

@@ -111,6 +111,8 @@ TEST_CASE("TrivialAugment's colour operations: torchvision's blends, clamped and
   // Contrast 2 around the mean 100 of the grayscale image: 2 v - 100.
   CHECK(applied(TaOp::contrast, 1.0, {20, 80, 120, 180}, 1, 2, 2) == Image{0, 60, 140, 255});
   CHECK(applied(TaOp::posterize, 3, {255, 0x9F, 0x20, 0x1F}, 1, 2, 2) == Image{0xE0, 0x80, 0x20, 0x00});
+  CHECK_THROWS_WITH_AS(applied(TaOp::posterize, 9, {1}, 1, 1, 1), "TrivialAugment: posterize keeps 0 to 8 bits, got 9",
+                       ValueError);
   CHECK(applied(TaOp::solarize, 128, {127, 128, 200, 0}, 1, 2, 2) == Image{127, 127, 55, 0});
   // Per channel: [50, 150] stretches to [0, 255]; a constant channel stays.
   // (v - 50) * 2.55 in float32: 100 * 2.55f rounds to 255 (in double it would truncate to 254).
