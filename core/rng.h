@@ -36,7 +36,13 @@ constexpr uint64_t stream_seed(uint64_t seed, uint64_t stream) {
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
   return z ^ (z >> 31);
 }
-enum RandomStream : uint64_t { kInitStream = 1, kDropoutStream = 2, kSamplingStream = 3 };
+enum RandomStream : uint64_t {
+  kInitStream = 1,
+  kDropoutStream = 2,
+  kSamplingStream = 3,
+  kMixupStream = 4,            // nn/mixup.h: per-batch mixup / cutmix choices
+  kTrivialAugmentStream = 5,   // data/trivial_augment.h: per-image operation and magnitude
+};
 
 // The process-wide generator used when a factory is given none.
 Generator& default_generator();

@@ -21,6 +21,9 @@ AugmentParams make_augment_params(const AugmentConfig& config, int64_t channels,
            ") need an explicit output size");
   p.crop_padding = config.crop_padding;
   p.flip = config.horizontal_flip;
+  p.trivial_augment = config.trivial_augment;
+  TG_CHECK(!config.trivial_augment || channels == 1 || channels == 3, ValueError,
+           "augment: TrivialAugment needs images of 1 or 3 channels, got ", channels);
   p.seed = seed;
   p.epoch = epoch;
   for (int64_t c = 0; c < channels; ++c) {
@@ -41,6 +44,8 @@ void augment_batch(const Tensor& out, const Tensor& labels_out, const Tensor& im
     cpu::augment_batch(out, labels_out, images, labels, indices, params);
     return;
   }
+  TG_CHECK(!params.trivial_augment, NotImplementedError, "augment_batch: TrivialAugment runs on the host only, but the "
+           "batch is on ", out.device().str(), " (assemble it on the CPU and copy it, as DataLoader does)");
 #if TG_WITH_CUDA
   cuda::augment_batch(out, labels_out, images, labels, indices, params);
 #endif

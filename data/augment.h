@@ -3,6 +3,8 @@
 // random crop of the zero-padded image, a random horizontal flip and a bilinear resize to S.
 // The random choices of image i of a batch come from Philox(seed, block = sample_key[i],
 // subsequence = epoch), so CPU and GPU produce the same batch and a run resumes exactly.
+// With TrivialAugment (data/trivial_augment.h) each image is first transformed on the host; the
+// CPU kernel alone does that (the loader assembles such batches on the host).
 #pragma once
 
 #include <cstdint>
@@ -18,12 +20,13 @@ struct AugmentConfig {
   int64_t output_size = 0;      // bilinear resize to this size (0: the image size)
   std::vector<float> mean;      // per channel, applied to pixel / 255
   std::vector<float> std;
+  bool trivial_augment = false; // TrivialAugment before the crop (host only)
 };
 
 // Geometry and normalization constants passed to the kernels.
 struct AugmentParams {
   int64_t channels, height, width, output_size, crop_padding;
-  bool flip;
+  bool flip, trivial_augment;
   uint64_t seed, epoch;
   float mean[4], inv_std[4];
 };

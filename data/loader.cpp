@@ -7,7 +7,8 @@
 namespace tg::data {
 
 DataLoader::DataLoader(const ImageDataset& dataset, Device device, LoaderConfig config)
-    : device_(device), config_(std::move(config)), size_(dataset.size()), channels_(dataset.channels()),
+    : device_(device), assembly_device_(config.augment.trivial_augment ? Device::cpu() : device),
+      config_(std::move(config)), size_(dataset.size()), channels_(dataset.channels()),
       height_(dataset.height()), width_(dataset.width()) {
   TG_CHECK(config_.batch_size > 0, ValueError, "DataLoader: batch size must be positive, got ", config_.batch_size);
   TG_CHECK(size_ > 0, ValueError, "DataLoader: dataset '", dataset.name, "' is empty");
@@ -18,8 +19,8 @@ DataLoader::DataLoader(const ImageDataset& dataset, Device device, LoaderConfig 
            config_.shard.world_size > 1 ? " for each of " + std::to_string(config_.shard.world_size) + " ranks" : "");
   // Validate the augmentation once, before any work.
   (void)make_augment_params(config_.augment, channels_, height_, width_, config_.seed, 0);
-  images_ = dataset.images.raw_contiguous().to(device);
-  labels_ = dataset.labels.raw_contiguous().to(device);
+  images_ = dataset.images.raw_contiguous().to(assembly_device_);
+  labels_ = dataset.labels.raw_contiguous().to(assembly_device_);
 }
 
 int64_t DataLoader::batches_per_epoch() const {
@@ -44,7 +45,7 @@ std::vector<int64_t> DataLoader::permutation(int64_t epoch) const {
 
 void DataLoader::prepare_epoch(int64_t epoch) {
   if (epoch == prepared_epoch_) return;
-  order_ = from_vector(permutation(epoch), {size_}, device_);
+  order_ = from_vector(permutation(epoch), {size_}, assembly_device_);
   prepared_epoch_ = epoch;
 }
 
@@ -55,9 +56,10 @@ Batch DataLoader::batch(int64_t epoch, int64_t index) {
   const auto [start, count] = shard_batch(size_, config_.batch_size, config_.shard, config_.drop_last, index);
   const AugmentParams params =
       make_augment_params(config_.augment, channels_, height_, width_, config_.seed, static_cast<uint64_t>(epoch));
-  Batch batch{empty({count, channels_, params.output_size, params.output_size}, DType::f32, device_),
-              empty({count}, DType::i64, device_)};
+  Batch batch{empty({count, channels_, params.output_size, params.output_size}, DType::f32, assembly_device_),
+              empty({count}, DType::i64, assembly_device_)};
   augment_batch(batch.images, batch.labels, images_, labels_, order_.raw_narrow(0, start, count), params);
+  if (assembly_device_ != device_) return {batch.images.to(device_), batch.labels.to(device_)};
   return batch;
 }
 

@@ -4,6 +4,8 @@
 // Batch (epoch, i) is a pure function of (seed, epoch, i): training resumes exactly from a
 // checkpointed position. In a data-parallel job each rank's loader serves its shard of every
 // epoch (data/shard.h); with the default shard (rank 0 of 1) it serves the whole epoch.
+// checkpointed position. With TrivialAugment (host only) the dataset stays on the host and each
+// batch is assembled there and copied to the device.
 #pragma once
 
 #include <cstdint>
@@ -43,11 +45,12 @@ class DataLoader {
   void prepare_epoch(int64_t epoch);
 
   Device device_;
+  Device assembly_device_;  // where batches are assembled: device_, or the host for TrivialAugment
   LoaderConfig config_;
   int64_t size_, channels_, height_, width_;
-  Tensor images_, labels_;  // on device_
+  Tensor images_, labels_;  // on assembly_device_
   int64_t prepared_epoch_ = -1;
-  Tensor order_;  // i64 [N] permutation of the prepared epoch, on device_
+  Tensor order_;  // i64 [N] permutation of the prepared epoch, on assembly_device_
 };
 
 }  // namespace tg::data

@@ -160,11 +160,19 @@ Block::Block(int64_t dim, int64_t heads, double mlp_ratio, double dropout, Devic
                                                      dropout, device, generator));
 }
 
+void Block::set_drop_path_rate(double rate) {
+  TG_CHECK(rate >= 0 && rate < 1, ValueError, "Block: expected a drop-path rate in [0, 1), got ", rate);
+  drop_path_rate_ = rate;
+}
+
 Tensor Block::forward(const Tensor& x) const {
   // The residual stream keeps x's dtype (f32 under autocast, as PyTorch's type promotion does);
   // the branches may compute in the autocast dtype.
-  const Tensor h = add(x, cast(attn->forward(norm1->forward(x)), x.dtype()));
-  return add(h, cast(mlp->forward(norm2->forward(h)), x.dtype()));
+  const Tensor h =
+      add(x, drop_path(cast(attn->forward(norm1->forward(x)), x.dtype()), drop_path_rate_, is_training(),
+                       dropout_generator()));
+  return add(h, drop_path(cast(mlp->forward(norm2->forward(h)), x.dtype()), drop_path_rate_, is_training(),
+                          dropout_generator()));
 }
 
 const std::vector<MatmulTargetInfo>& matmul_targets() {

@@ -118,12 +118,19 @@ class Block : public Module {
  public:
   Block(int64_t dim, int64_t heads, double mlp_ratio, double dropout, Device device, Generator& generator);
   Tensor forward(const Tensor& x) const;
+  // Stochastic depth: in training, each residual branch (attention, MLP) of each sample is dropped
+  // with probability `rate` (ops/dropout.h drop_path, on dropout_generator()). 0: off.
+  void set_drop_path_rate(double rate);
+  double drop_path_rate() const { return drop_path_rate_; }
   // Every strategy slot of this block, in target order: callers loop over them instead of
   // naming layers. A target has one slot per operand gradient it samples: attn-scores has two.
   std::vector<MatmulSlot> matmul_slots();
   std::shared_ptr<LayerNorm> norm1, norm2;
   std::shared_ptr<Attention> attn;
   std::shared_ptr<Mlp> mlp;
+
+ private:
+  double drop_path_rate_ = 0;
 };
 
 // Tags the node that produced `t` (memory reports group saved bytes by tag); returns `t`. A

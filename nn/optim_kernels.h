@@ -1,6 +1,6 @@
 // Fused optimizer updates (nn/cpu/optim.cpp, nn/cuda/optim.cu): one pass over a parameter,
-// its gradient and its state buffers (all contiguous, same dtype and device); and the two
-// multi-tensor passes of gradient clipping.
+// its gradient and its state buffers (all contiguous, same dtype and device); the two
+// multi-tensor passes of gradient clipping; and the weight EMA's update (nn/ema.h).
 #pragma once
 
 #include <vector>
@@ -40,6 +40,8 @@ void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& momentum_bu
 void clip_coefficient(const std::vector<Tensor>& tensors, double max_norm, const Tensor& norm, const Tensor& coef);
 // tensors *= coef in place, skipped entirely (nothing read or written) when coef >= 1.
 void scale_by_coefficient(const std::vector<Tensor>& tensors, const Tensor& coef);
+// average = decay * average + (1 - decay) * weight, in place (contiguous, same shape and dtype).
+void ema_update(const Tensor& average, const Tensor& weight, double decay);
 }  // namespace cpu
 #if TG_WITH_CUDA
 namespace cuda {
@@ -51,6 +53,8 @@ void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& momentum_bu
 void clip_coefficient(const std::vector<Tensor>& tensors, double max_norm, const Tensor& norm, const Tensor& coef);
 // tensors *= coef in place, skipped entirely (nothing read or written) when coef >= 1.
 void scale_by_coefficient(const std::vector<Tensor>& tensors, const Tensor& coef);
+// average = decay * average + (1 - decay) * weight, in place (contiguous, same shape and dtype).
+void ema_update(const Tensor& average, const Tensor& weight, double decay);
 }  // namespace cuda
 #endif
 

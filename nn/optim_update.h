@@ -1,4 +1,5 @@
-// The per-element optimizer updates shared by the CPU and CUDA kernels (PyTorch's formulas).
+// The per-element optimizer updates shared by the CPU and CUDA kernels (PyTorch's formulas), and
+// the weight EMA's (timm's ModelEmaV2).
 #pragma once
 
 #include <cmath>
@@ -30,6 +31,12 @@ TG_HOST_DEVICE inline void sgd_element(A& p, A g, A& buf, const SgdScalars& s, c
     g = s.nesterov ? g + static_cast<A>(s.momentum) * buf : buf;
   }
   p -= static_cast<A>(t.lr) * g;
+}
+
+// The EMA of one weight: decay * average + (1 - decay) * w.
+template <class A>
+TG_HOST_DEVICE inline A ema_element(A average, A w, A decay) {
+  return decay * average + (A(1) - decay) * w;
 }
 
 }  // namespace tg::nn

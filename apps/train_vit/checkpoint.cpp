@@ -27,6 +27,7 @@ namespace {
 
 const char* const kFormat = "tapegrad.train_vit.v2";
 const char* const kStrategyPrefix = "backward_strategy.";
+const char* const kEmaPrefix = "model_ema.";  // --model-ema's weights
 const char* const kModelFile = "model.safetensors";
 const char* const kStateFile = "train_state.safetensors";
 const char* const kVersionPrefix = "step-";  // version folders: step-<12 digits>-<16 hex digits>
@@ -175,7 +176,8 @@ CheckpointFiles checkpoint_files(const std::string& dir) {
 }
 
 void save_checkpoint(const std::string& dir, const vit::VisionTransformer& model, const nn::Optimizer& optimizer,
-                     const TrainPosition& position, const Options& options, const std::string& run_id) {
+                     const TrainPosition& position, const Options& options, const std::string& run_id,
+                     const vit::VisionTransformer* ema) {
   const fs::path root(dir);
   std::error_code error;
   fs::create_directories(root, error);
@@ -197,6 +199,8 @@ void save_checkpoint(const std::string& dir, const vit::VisionTransformer& model
   // The optimizer's tensors, and the backward strategies' under kStrategyPrefix.
   std::map<std::string, Tensor> tensors = optimizer.state_dict();
   for (auto& [name, tensor] : vit::strategy_state(model)) tensors[kStrategyPrefix + name] = tensor;
+  if (ema)
+    for (auto& [name, tensor] : ema->state_dict()) tensors[kEmaPrefix + name] = tensor;
 
   const fs::path temp = root / (kTempPrefix + id), version = root / id;
   fs::remove_all(temp, error);
@@ -230,7 +234,7 @@ void save_checkpoint(const std::string& dir, const vit::VisionTransformer& model
 }
 
 TrainPosition load_checkpoint(const std::string& dir, vit::VisionTransformer& model, nn::Optimizer& optimizer,
-                              const Options& options, int64_t steps_per_epoch) {
+                              const Options& options, int64_t steps_per_epoch, vit::VisionTransformer* ema) {
   const CheckpointFiles files = checkpoint_files(dir);
   const nn::SafetensorsFile state = nn::load_safetensors(files.train_state);
   const std::string& state_path = files.train_state;
@@ -278,11 +282,16 @@ TrainPosition load_checkpoint(const std::string& dir, vit::VisionTransformer& mo
                                   metadata_u64(state, state_path, std::string(g.name) + ".offset"));
 
   naming_file(files.model, [&] { model.load_state_dict(weights.tensors, /*strict=*/true); });
-  std::map<std::string, Tensor> optimizer_state, strategies;
+  std::map<std::string, Tensor> optimizer_state, strategies, averaged;
   for (const auto& [name, tensor] : state.tensors) {
     if (name.rfind(kStrategyPrefix, 0) == 0) strategies[name.substr(std::string(kStrategyPrefix).size())] = tensor;
+    else if (name.rfind(kEmaPrefix, 0) == 0) averaged[name.substr(std::string(kEmaPrefix).size())] = tensor;
     else optimizer_state[name] = tensor;
   }
+  // The configuration matched, so --model-ema did too; strict load of what it saved.
+  TG_CHECK(ema || averaged.empty(), IoError, "'", state_path, "' holds ", averaged.size(),
+           " model_ema.* tensors, but the run has no --model-ema");
+  if (ema) naming_file(state_path, [&] { ema->load_state_dict(averaged, /*strict=*/true); });
   naming_file(state_path, [&] { optimizer.load_state_dict(optimizer_state); });
   naming_file(state_path, [&] { vit::load_strategy_state(model, strategies); });
   TG_CHECK(position.step == optimizer.step_count(), IoError, "'", state_path, "': metadata step ", position.step,

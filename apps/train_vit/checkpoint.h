@@ -2,7 +2,8 @@
 // DIR/step-<step>-<run id>/ holding model.safetensors (the model's state dict under timm's
 // names, loadable by timm) and train_state.safetensors (the optimizer's state dict plus
 // __metadata__: position in training, best accuracy, generator states and the configuration),
-// and a pointer file DIR/latest that names that folder.
+// and a pointer file DIR/latest that names that folder. With --model-ema the averaged weights
+// are in train_state.safetensors too, under timm's names prefixed by "model_ema.".
 //
 // Note [checkpoint publication]: a save writes both files into DIR/.tmp-<id>/, fsyncs them and
 // the folder, renames the folder to DIR/<id>, fsyncs DIR, then replaces DIR/latest by writing
@@ -51,17 +52,20 @@ std::string new_run_id();
 void check_save_dir(const std::string& dir);
 
 // Publishes a checkpoint of (model, optimizer, position) in `dir` (Note [checkpoint publication]).
+// `ema`: the --model-ema weights, or null.
 void save_checkpoint(const std::string& dir, const vit::VisionTransformer& model, const nn::Optimizer& optimizer,
-                     const TrainPosition& position, const Options& options, const std::string& run_id);
+                     const TrainPosition& position, const Options& options, const std::string& run_id,
+                     const vit::VisionTransformer* ema = nullptr);
 
 // Restores model, optimizer and the generators from the checkpoint in `dir` and returns the
 // position. IoError naming the file for a file that is not a train_vit checkpoint, for two files
 // of different checkpoints, for missing, extra or mis-shaped state and for metadata out of
 // range (epoch in [0, --epochs], batch in [0, steps_per_epoch), step = epoch * steps_per_epoch
 // + batch); ValueError when the checkpoint's configuration differs from `options` in anything
-// that changes the trajectory (listing the differences).
+// that changes the trajectory (listing the differences). `ema` (--model-ema, else null) gets the
+// averaged weights, strictly.
 TrainPosition load_checkpoint(const std::string& dir, vit::VisionTransformer& model, nn::Optimizer& optimizer,
-                              const Options& options, int64_t steps_per_epoch);
+                              const Options& options, int64_t steps_per_epoch, vit::VisionTransformer* ema = nullptr);
 
 namespace testing {
 // Called with the name of each step of a save right after it completed ("write model.safetensors",

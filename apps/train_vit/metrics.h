@@ -3,7 +3,8 @@
 // Training records ("type": "train") are written with each progress line, evaluation records ("type": "eval") after each
 // evaluation; both carry epoch, step, loss, lr, img_per_s, allocated_bytes,
 // peak_allocated_bytes, reserved_bytes, peak_reserved_bytes, inactive_split(_bytes),
-// num_alloc_retries, num_ooms and elapsed_s, evaluations also test_acc (percent).
+// num_alloc_retries, num_ooms and elapsed_s, evaluations also test_acc (percent) and weights
+// ("model", or "ema" with --model-ema).
 #pragma once
 
 #include <fstream>

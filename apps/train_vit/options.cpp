@@ -41,6 +41,20 @@ void add_flags(CLI::App& app, Options& o) {
   app.add_option("--warmup-epochs", o.warmup_epochs, "linear warm-up length in epochs (fractions allowed)");
   app.add_option("--label-smoothing", o.label_smoothing, "label smoothing in [0, 1)");
   app.add_option("--clip-grad", o.clip_grad, "clip the global gradient norm to this value (0: off)");
+  app.add_flag("--trivial-augment", o.trivial_augment,
+               "TrivialAugment (torchvision's TrivialAugmentWide) on each training image, before crop and flip; "
+               "batches are then assembled on the host");
+  app.add_option("--mixup", o.mixup, "mixup alpha: mix each batch with its reverse, lam ~ Beta(alpha, alpha) (0: off)");
+  app.add_option("--cutmix", o.cutmix, "cutmix alpha: paste a box of the reversed batch, area 1 - lam (0: off)");
+  app.add_option("--mixup-prob", o.mixup_prob, "probability that a batch is mixed (with --mixup or --cutmix)");
+  app.add_option("--mixup-switch-prob", o.mixup_switch_prob,
+                 "probability of cutmix instead of mixup when both --mixup and --cutmix are on");
+  app.add_option("--drop-path", o.drop_path,
+                 "stochastic depth rate of the last block, rising linearly from 0 at the first block "
+                 "(timm's drop_path_rate)");
+  app.add_flag("--model-ema", o.model_ema,
+               "keep an exponential moving average of the weights (timm's ModelEmaV2); evaluate and save it");
+  app.add_option("--model-ema-decay", o.model_ema_decay, "decay of --model-ema: ema = decay * ema + (1 - decay) * w");
   app.add_option("--backward", o.backward, join_names(strategy_names(), " | ") + ": how the matmul weight gradients are formed");
   app.add_option("--ratio", o.ratio, "sampling budget rho in (0, 1] of the sampled backward");
   app.add_option("--wta-targets", o.wta_targets, "all, or a comma list of qkv,proj,fc1,fc2,attn-scores,attn-context");
@@ -64,6 +78,9 @@ void add_flags(CLI::App& app, Options& o) {
   app.add_option("--cuda-graphs", o.cuda_graphs,
                  "on (default on CUDA: the training step is captured once and replayed, docs/cuda-graphs.md) | off");
   app.add_option("--init-from", o.init_from, "initialize the model from a safetensors file (timm names, strict)");
+  app.add_flag("--reset-head", o.reset_head,
+               "with --init-from: load everything but the classifier (head.*), which is re-initialised for the "
+               "dataset's class count (trunc_normal 0.02 weight, zero bias), e.g. to fine-tune on another dataset");
   app.add_option("--metrics-out", o.metrics_out, "write metrics as JSON Lines to this file");
   app.add_flag("--memory-report", o.memory_report,
                "print the allocator summary and the saved-activation bytes by node type");
@@ -81,6 +98,10 @@ std::string num(double value) {
   s << value;
   return s.str();
 }
+
+// Regularisers whose per-step random choices are made on the host (mixup's lam and box, drop
+// path's generator offset): a CUDA graph would freeze them.
+bool draws_on_host(const Options& o) { return o.mixup > 0 || o.cutmix > 0 || o.drop_path > 0; }
 
 // A sampled backward whose targets include an attention matmul (throws for an unknown target).
 bool samples_attention(const Options& o) {
@@ -150,6 +171,12 @@ void validate(const Options& o, const std::set<std::string>& given) {
                                                    {"--warmup-epochs", o.warmup_epochs},
                                                    {"--label-smoothing", o.label_smoothing},
                                                    {"--clip-grad", o.clip_grad},
+                                                   {"--mixup", o.mixup},
+                                                   {"--cutmix", o.cutmix},
+                                                   {"--mixup-prob", o.mixup_prob},
+                                                   {"--mixup-switch-prob", o.mixup_switch_prob},
+                                                   {"--drop-path", o.drop_path},
+                                                   {"--model-ema-decay", o.model_ema_decay},
                                                    {"--ratio", o.ratio}};
   for (const auto& [flag, value] : reals)
     TG_CHECK(std::isfinite(value), ValueError, flag, " must be a finite number, got ", value);
@@ -160,6 +187,22 @@ void validate(const Options& o, const std::set<std::string>& given) {
   TG_CHECK(o.label_smoothing >= 0 && o.label_smoothing < 1, ValueError, "--label-smoothing must be in [0, 1), got ",
            o.label_smoothing);
   TG_CHECK(o.clip_grad >= 0, ValueError, "--clip-grad must be >= 0 (0: off), got ", o.clip_grad);
+  TG_CHECK(o.mixup >= 0 && o.cutmix >= 0, ValueError, "--mixup and --cutmix must be >= 0 (0: off), got ", o.mixup,
+           " and ", o.cutmix);
+  for (const auto& [flag, value] :
+       {std::pair{"--mixup-prob", o.mixup_prob}, std::pair{"--mixup-switch-prob", o.mixup_switch_prob}}) {
+    TG_CHECK(value >= 0 && value <= 1, ValueError, flag, " must be in [0, 1], got ", value);
+    TG_CHECK(!given.count(flag) || o.mixup > 0 || o.cutmix > 0, ValueError, flag,
+             " has no effect without --mixup or --cutmix (give an alpha > 0)");
+  }
+  TG_CHECK(!given.count("--mixup-switch-prob") || (o.mixup > 0 && o.cutmix > 0), ValueError,
+           "--mixup-switch-prob chooses between mixup and cutmix, so it needs both --mixup and --cutmix > 0, got ",
+           o.mixup, " and ", o.cutmix);
+  TG_CHECK(o.drop_path >= 0 && o.drop_path < 1, ValueError, "--drop-path must be in [0, 1), got ", o.drop_path);
+  TG_CHECK(o.model_ema_decay >= 0 && o.model_ema_decay < 1, ValueError, "--model-ema-decay must be in [0, 1), got ",
+           o.model_ema_decay);
+  TG_CHECK(!given.count("--model-ema-decay") || o.model_ema, ValueError,
+           "--model-ema-decay has no effect without --model-ema");
 
   TG_CHECK(o.ratio > 0 && o.ratio <= 1, ValueError, "--ratio must be in (0, 1], got ", o.ratio);
   const std::set<nn::MatmulTarget> targets = strategy_targets(o);  // throws for an unknown target
@@ -171,6 +214,9 @@ void validate(const Options& o, const std::set<std::string>& given) {
   check_choice("--cuda-graphs", o.cuda_graphs, {"on", "off"});
   TG_CHECK(o.cuda_graphs == "off" || o.resolved_device.is_cuda(), ValueError,
            "--cuda-graphs on needs a CUDA device, but the run is on ", o.resolved_device.str());
+  TG_CHECK(o.cuda_graphs == "off" || !draws_on_host(o), NotImplementedError,
+           "--cuda-graphs on with --mixup, --cutmix or --drop-path: their random draws are chosen on the host each "
+           "step, which a captured graph would replay unchanged; use --cuda-graphs off");
   TG_CHECK(o.attention == "explicit" || !samples_attention(o), ValueError,
            "--attention fused has no attention matmuls to sample, but --wta-targets includes attn-scores or "
            "attn-context: use --attention explicit, or leave them out (e.g. --wta-targets qkv,proj,fc1,fc2)");
@@ -204,6 +250,8 @@ void validate(const Options& o, const std::set<std::string>& given) {
   }
   // Before any work: an unwritable --save would otherwise fail after the first epoch.
   if (!o.save.empty()) check_save_dir(o.save);
+  TG_CHECK(!o.reset_head || !o.init_from.empty(), ValueError,
+           "--reset-head needs --init-from FILE (it re-initialises the classifier of the weights loaded from FILE)");
   TG_CHECK(o.init_from.empty() || fs::is_regular_file(o.init_from), ValueError, "--init-from: '", o.init_from,
            "' does not exist (expected a safetensors file)");
 }
@@ -237,8 +285,9 @@ void resolve_options(Options& o, const std::set<std::string>& given) {
   // The default decay suits AdamW's decoupled form; as an L2 term (adam, sgd) it would not.
   if (!given.count("--weight-decay") && o.optimizer != "adamw") o.weight_decay = 0;
   if (!given.count("--attention") && samples_attention(o)) o.attention = "explicit";
-  // Graphs are a CUDA feature.
-  if (!given.count("--cuda-graphs") && o.resolved_device.is_cpu()) o.cuda_graphs = "off";
+  // Graphs are a CUDA feature, and replay what they captured: mixup's and drop path's draws are
+  // chosen on the host per step, so those runs stay eager.
+  if (!given.count("--cuda-graphs") && (o.resolved_device.is_cpu() || draws_on_host(o))) o.cuda_graphs = "off";
   validate(o, given);
 }
 
@@ -299,6 +348,13 @@ std::string describe(const Options& o) {
   line("schedule", "warm-up " + num(o.warmup_epochs) + " epochs, cosine to 0");
   line("label smoothing", o.label_smoothing);
   line("clip grad", o.clip_grad > 0 ? num(o.clip_grad) : "off");
+  line("trivial augment", o.trivial_augment ? "on" : "off");
+  line("mixup", o.mixup > 0 || o.cutmix > 0 ? "mixup alpha " + num(o.mixup) + ", cutmix alpha " + num(o.cutmix) +
+                                                    ", prob " + num(o.mixup_prob) + ", switch prob " +
+                                                    num(o.mixup_switch_prob)
+                                              : std::string("off"));
+  line("drop path", o.drop_path > 0 ? num(o.drop_path) + " (last block)" : "off");
+  line("model ema", o.model_ema ? "decay " + num(o.model_ema_decay) : "off");
   if (o.backward == "exact") {
     line("backward", "exact");
   } else {
@@ -322,7 +378,7 @@ std::string describe(const Options& o) {
   line("log every", std::to_string(o.log_every) + " steps");
   line("save", or_none(o.save));
   line("resume", or_none(o.resume));
-  line("init from", or_none(o.init_from));
+  line("init from", or_none(o.init_from) + (o.reset_head ? ", head reset" : ""));
   line("metrics out", or_none(o.metrics_out));
   line("memory report", o.memory_report ? "on" : "off");
   return s.str();
@@ -335,11 +391,15 @@ nlohmann::json to_json(const Options& o) {
           {"epochs", o.epochs},         {"batch_size", o.batch_size},     {"lr", o.lr},
           {"optimizer", o.optimizer},   {"weight_decay", o.weight_decay}, {"warmup_epochs", o.warmup_epochs},
           {"label_smoothing", o.label_smoothing}, {"clip_grad", o.clip_grad}, {"backward", o.backward},
+          {"trivial_augment", o.trivial_augment}, {"mixup", o.mixup}, {"cutmix", o.cutmix},
+          {"mixup_prob", o.mixup_prob}, {"mixup_switch_prob", o.mixup_switch_prob}, {"drop_path", o.drop_path},
+          {"model_ema", o.model_ema}, {"model_ema_decay", o.model_ema_decay},
           {"ratio", o.ratio},           {"wta_targets", o.wta_targets},   {"wta_blocks", o.wta_blocks}, {"recompute_gelu", o.recompute_gelu},
           {"saved_dtype", o.saved_dtype},
-          {"device", o.resolved_device.str()}, {"precision", o.precision}, {"attention", o.attention}, {"cuda_graphs", o.cuda_graphs},
-          {"seed", o.seed},
-          {"max_steps", o.max_steps},   {"eval_every", o.eval_every},     {"log_every", o.log_every}};
+          {"device", o.resolved_device.str()}, {"precision", o.precision}, {"attention", o.attention},
+          {"cuda_graphs", o.cuda_graphs}, {"seed", o.seed},
+          {"max_steps", o.max_steps},   {"eval_every", o.eval_every},     {"log_every", o.log_every},
+          {"init_from", o.init_from},   {"reset_head", o.reset_head}};
 }
 
 std::vector<std::string> trajectory_differences(const nlohmann::json& saved, const nlohmann::json& current) {
@@ -348,10 +408,19 @@ std::vector<std::string> trajectory_differences(const nlohmann::json& saved, con
                                         "img",      "depth",     "epochs",        "batch_size",   "lr",
                                         "optimizer", "weight_decay", "warmup_epochs", "label_smoothing",
                                         "clip_grad", "backward", "ratio",         "wta_targets",  "wta_blocks",
-                                        "recompute_gelu", "saved_dtype", "precision", "attention", "seed"};
+                                        "recompute_gelu", "saved_dtype", "precision", "seed"};
+  // Fields added later: a checkpoint written before them was trained with their defaults.
+  static const char* const kAdded[] = {"trivial_augment",   "mixup",     "cutmix",    "mixup_prob",
+                                       "mixup_switch_prob", "drop_path", "model_ema", "model_ema_decay"};
+  const nlohmann::json defaults = to_json(Options{});
+  std::vector<std::pair<std::string, nlohmann::json>> fields;
+  for (const char* field : kFields) fields.emplace_back(field, nlohmann::json());
+  for (const char* field : kAdded) fields.emplace_back(field, defaults.at(field));
+  // Checkpoints from before the fused attention were trained with the explicit one.
+  fields.emplace_back("attention", "explicit");
   std::vector<std::string> differences;
-  for (const char* field : kFields) {
-    const nlohmann::json a = saved.value(field, nlohmann::json()), b = current.value(field, nlohmann::json());
+  for (const auto& [field, missing] : fields) {
+    const nlohmann::json a = saved.value(field, missing), b = current.value(field, missing);
     if (a != b) {
       std::string flag = std::string("--") + field;
       std::replace(flag.begin(), flag.end(), '_', '-');

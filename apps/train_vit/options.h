@@ -40,6 +40,13 @@ struct Options {
   double warmup_epochs = 1;
   double label_smoothing = 0.1;
   double clip_grad = 1.0;  // 0: no clipping
+  // Regularisers of timm's recipes (0 / false: off).
+  bool trivial_augment = false;     // TrivialAugment (wide) on the host before crop/flip
+  double mixup = 0, cutmix = 0;     // Beta(alpha, alpha) of mixup and of cutmix
+  double mixup_prob = 1.0, mixup_switch_prob = 0.5;
+  double drop_path = 0;             // stochastic depth of the last block (linear from 0 over depth)
+  bool model_ema = false;           // evaluate (and save) an EMA of the weights
+  double model_ema_decay = 0.9998;
   // Backward strategy.
   std::string backward = "exact";  // exact | wta-crs | crs | topk
   double ratio = 0.3;
@@ -62,6 +69,7 @@ struct Options {
   int64_t log_every = 50;
   // Files.
   std::string save, resume, init_from, metrics_out;
+  bool reset_head = false;  // --init-from without the classifier: the head is re-initialised
   bool memory_report = false;
 
   // Filled by resolve_options.

@@ -68,6 +68,7 @@ TrainData load_data(const Options& o) {
     d.train_loader.augment.horizontal_flip = true;
   }
   d.train_loader.augment.output_size = o.img;
+  d.train_loader.augment.trivial_augment = o.trivial_augment;
   set_normalization(o.dataset, d.train_loader.augment);
 
   d.test_loader.batch_size = o.batch_size;
@@ -87,6 +88,7 @@ std::unique_ptr<vit::VisionTransformer> build_model(const Options& o, int64_t ch
   config.num_classes = classes;
   config.depth = model_depth(o);
   config.fused_attention = o.attention == "fused";
+  config.drop_path_rate = o.drop_path;
   auto model = std::make_unique<vit::VisionTransformer>(config, o.resolved_device, o.seed);
   vit::install_strategies(*model, strategy_config(o), strategy_targets(o), strategy_blocks(o));
   for (const auto& block : model->blocks) block->mlp->set_recompute_gelu(o.recompute_gelu);

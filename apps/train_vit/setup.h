@@ -24,7 +24,7 @@ TrainData load_data(const Options& options);
 // The ViT of --model/--depth/--patch/--img for `channels` x `classes`, on the run's device,
 // initialized from --seed, with the strategy of --backward on --wta-targets of --wta-blocks
 // (vit::install_strategies: one object per (block, target), node id block * 6 + target index;
-// patch embedding and head stay exact) and --recompute-gelu.
+// patch embedding and head stay exact), --recompute-gelu and --drop-path.
 std::unique_ptr<vit::VisionTransformer> build_model(const Options& options, int64_t channels, int64_t classes);
 
 std::unique_ptr<nn::Optimizer> make_optimizer(const Options& options, const vit::VisionTransformer& model);

@@ -18,7 +18,10 @@
 #include "core/cuda/graph.h"
 #endif
 #include "core/file_io.h"
+#include "nn/ema.h"
 #include "nn/layers.h"
+#include "nn/mixup.h"
+#include "nn/safetensors.h"
 #include "ops/elementwise.h"
 #include "ops/loss.h"
 #include "ops/precision.h"
@@ -52,6 +55,7 @@ class Trainer {
 
  private:
   void setup();
+  void init_from_file();
   void train_step();
   // Forward, loss, backward, clipping and the optimizer's update on `images` and `labels`; the
   // gradients are cleared at the end. Returns the loss. What a CUDA graph captures.
@@ -72,6 +76,9 @@ class Trainer {
   std::unique_ptr<data::DataLoader> train_loader_, test_loader_;
   std::unique_ptr<vit::VisionTransformer> model_;
   std::unique_ptr<nn::Optimizer> optimizer_;
+  std::optional<nn::Mixup> mixup_;                        // --mixup / --cutmix
+  std::unique_ptr<vit::VisionTransformer> ema_model_;     // --model-ema: the averaged weights
+  std::unique_ptr<nn::ModelEma> ema_;
   std::vector<Tensor> parameters_;
   MetricsWriter metrics_;
 
@@ -126,25 +133,55 @@ void Trainer::setup() {
   model_ = build_model(o_, data_.train.channels(), data_.train.num_classes);
   optimizer_ = make_optimizer(o_, *model_);
   parameters_ = model_->parameters();
+  if (o_.model_ema) {
+    ema_model_ = build_model(o_, data_.train.channels(), data_.train.num_classes);
+    ema_model_->eval();
+    ema_ = std::make_unique<nn::ModelEma>(*ema_model_, *model_, o_.model_ema_decay);
+  }
+  nn::MixupConfig mix;
+  mix.mixup_alpha = o_.mixup;
+  mix.cutmix_alpha = o_.cutmix;
+  mix.prob = o_.mixup_prob;
+  mix.switch_prob = o_.mixup_switch_prob;
+  if (mix.enabled()) mixup_.emplace(mix, o_.seed);
   out_ << "model: " << o_.model << ", depth " << model_->config().depth << ", dim " << model_->config().dim
        << ", " << model_->config().tokens() << " tokens, " << model_->num_parameters() << " parameters\n";
   if (!o_.save.empty()) check_free_space();
   if (!o_.resume.empty()) {
-    position_ = load_checkpoint(o_.resume, *model_, *optimizer_, o_, steps_per_epoch_);
+    position_ = load_checkpoint(o_.resume, *model_, *optimizer_, o_, steps_per_epoch_, ema_model_.get());
     out_ << "resumed from " << o_.resume << " at epoch " << position_.epoch + 1 << ", step " << position_.step << "\n";
   } else if (!o_.init_from.empty()) {
-    try {
-      vit::load_weights(*model_, o_.init_from);
-    } catch (const Error& e) {
-      rethrow_with_prefix(e, "--init-from '" + o_.init_from + "': ");
-    }
-    out_ << "initialized the model from " << o_.init_from << "\n";
+    init_from_file();
   }
+  // The EMA starts as the model (after --init-from); a resumed one was loaded above.
+  if (ema_model_ && o_.resume.empty()) ema_model_->load_state_dict(model_->state_dict());
   if (!o_.metrics_out.empty()) metrics_ = MetricsWriter(o_.metrics_out, /*append=*/!o_.resume.empty());
   nlohmann::json sampled = nlohmann::json::array();
   for (const vit::SampledSlot& slot : vit::sampled_slots(*model_))
     sampled.push_back({{"block", slot.block}, {"slot", slot.slot}, {"strategy", slot.strategy}});
   metrics_.write({{"type", "config"}, {"options", to_json(o_)}, {"sampled", sampled}});
+}
+
+// --init-from, with --reset-head or with a check that the classifier fits the dataset, so that a
+// class-count mismatch names the flag that resolves it.
+void Trainer::init_from_file() {
+  const int64_t classes = data_.train.num_classes;
+  try {
+    const nn::StateDict weights = nn::load_safetensors(o_.init_from).tensors;
+    const auto head = weights.find("head.weight");
+    const int64_t file_classes = head != weights.end() && head->second.dim() == 2 ? head->second.size(0) : -1;
+    TG_CHECK(o_.reset_head || file_classes < 0 || file_classes == classes, ShapeError, "the file's classifier has ",
+             file_classes, " classes (head.weight ", head->second.shape().str(), ") but --dataset ", o_.dataset,
+             " has ", classes, "; pass --reset-head to load everything else and re-initialise the head");
+    vit::load_weights(*model_, weights, o_.reset_head ? vit::HeadInit::reset : vit::HeadInit::load);
+    if (o_.reset_head)
+      out_ << "initialized the model from " << o_.init_from << " except the classifier: head reset for " << classes
+           << " classes (the file's has " << file_classes << "), trunc_normal(0.02) weight and zero bias\n";
+    else
+      out_ << "initialized the model from " << o_.init_from << "\n";
+  } catch (const Error& e) {
+    rethrow_with_prefix(e, "--init-from '" + o_.init_from + "': ");
+  }
 }
 
 // A checkpoint needs the model and the optimizer's state once more next to the previous one;
@@ -154,6 +191,8 @@ void Trainer::check_free_space() {
   uint64_t bytes = 1 << 20;  // headers and the strategies' few scalars
   for (const auto& [_, tensor] : model_->state_dict()) bytes += tensor.nbytes();
   for (const auto& [_, tensor] : optimizer.state_dict()) bytes += tensor.nbytes();
+  if (ema_model_)
+    for (const auto& [_, tensor] : ema_model_->state_dict()) bytes += tensor.nbytes();
   std::error_code error;
   const std::filesystem::space_info space = std::filesystem::space(o_.save, error);
   if (error) return;  // unknown: the save itself reports a full disk
@@ -162,7 +201,13 @@ void Trainer::check_free_space() {
 }
 
 Tensor Trainer::step_body(const Tensor& images, const Tensor& labels) {
-  const Tensor loss = cross_entropy(model_->forward(images), labels, o_.label_smoothing);
+  Tensor loss;
+  if (mixup_) {  // never under CUDA graphs (resolve_options): the mix is chosen on the host
+    const nn::MixChoice mix = mixup_->choose(static_cast<uint64_t>(position_.step), images.size(2), images.size(3));
+    loss = mixup_->loss(model_->forward(mixup_->mix_images(images, mix)), labels, mix, o_.label_smoothing);
+  } else {
+    loss = cross_entropy(model_->forward(images), labels, o_.label_smoothing);
+  }
   // The graph holds every saved activation now: the first step's walk is the report's peak.
   if (o_.memory_report && saved_at_peak_.empty()) {
     saved_at_peak_ = saved_bytes_by_kind(loss);
@@ -206,6 +251,7 @@ void Trainer::train_step() {
   } else {
     loss = step_body(batch.images, batch.labels);
   }
+  if (ema_) ema_->update();
   {
     NoGradGuard no_grad;
     running_loss_ = running_loss_.defined() ? add(running_loss_, loss) : loss.clone();
@@ -245,6 +291,8 @@ void Trainer::log_progress() {
 
 void Trainer::evaluate() {
   const Clock::time_point begin = Clock::now();
+  // With --model-ema the averaged weights are evaluated (that module stays in eval mode).
+  const vit::VisionTransformer& evaluated = ema_model_ ? *ema_model_ : *model_;
   model_->eval();
   NoGradGuard no_grad;
   // Predictions and the loss stay on the device until the end: one synchronization in total.
@@ -252,7 +300,7 @@ void Trainer::evaluate() {
   Tensor loss_sum;
   for (int64_t i = 0; i < test_loader_->batches_per_epoch(); ++i) {
     const data::Batch batch = test_loader_->batch(0, i);
-    const Tensor logits = model_->forward(batch.images);
+    const Tensor logits = evaluated.forward(batch.images);
     const Tensor loss = mul(cross_entropy(logits, batch.labels), static_cast<double>(batch.labels.size(0)));
     loss_sum = loss_sum.defined() ? add(loss_sum, loss) : loss;
     predictions.push_back(argmax(logits, 1));
@@ -273,21 +321,22 @@ void Trainer::evaluate() {
   last_eval_step_ = position_.step;
 
   char line[200];
-  std::snprintf(line, sizeof line, "epoch %lld/%lld  step %lld/%lld  test acc %.2f%%  test loss %.4f  (best %.2f%%, %s)\n",
+  std::snprintf(line, sizeof line,
+                "epoch %lld/%lld  step %lld/%lld  test acc %.2f%%  test loss %.4f  (best %.2f%%, %s%s)\n",
                 static_cast<long long>(epoch_label()), static_cast<long long>(o_.epochs),
                 static_cast<long long>(position_.step), static_cast<long long>(last_step_), acc, test_loss,
-                position_.best_test_acc, format_duration(seconds).c_str());
+                position_.best_test_acc, format_duration(seconds).c_str(), ema_model_ ? ", EMA weights" : "");
   out_ << line << std::flush;
   nlohmann::json record = memory_fields(device_);
   record.update({{"type", "eval"}, {"epoch", epoch_label()}, {"step", position_.step}, {"loss", test_loss},
-                 {"test_acc", acc}, {"lr", lr_}, {"img_per_s", count / std::max(seconds, 1e-9)},
-                 {"elapsed_s", seconds_since(start_)}});
+                 {"test_acc", acc}, {"weights", ema_model_ ? "ema" : "model"}, {"lr", lr_},
+                 {"img_per_s", count / std::max(seconds, 1e-9)}, {"elapsed_s", seconds_since(start_)}});
   metrics_.write(record);
 }
 
 void Trainer::save() {
   const Clock::time_point begin = Clock::now();
-  save_checkpoint(o_.save, *model_, *optimizer_, position_, o_, run_id_);
+  save_checkpoint(o_.save, *model_, *optimizer_, position_, o_, run_id_, ema_model_.get());
   last_save_step_ = position_.step;
   paused_seconds_ += seconds_since(begin);
   interval_start_ += Clock::now() - begin;

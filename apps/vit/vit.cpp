@@ -62,6 +62,8 @@ VisionTransformer::VisionTransformer(const VitConfig& config, Device device, uin
   for (int64_t i = 0; i < c.depth; ++i) {
     blocks.push_back(std::make_shared<nn::Block>(c.dim, c.heads, c.mlp_ratio, c.dropout, device, generator));
     blocks.back()->attn->set_fused(c.fused_attention);
+    if (c.depth > 1)
+      blocks.back()->set_drop_path_rate(c.drop_path_rate * static_cast<double>(i) / static_cast<double>(c.depth - 1));
     block_list->child(std::to_string(i), blocks.back());
   }
   register_module("blocks", block_list);
@@ -97,8 +99,30 @@ void save_weights(const VisionTransformer& model, const std::string& path) {
   nn::save_safetensors(path, model.state_dict(), {{"format", "pt"}});
 }
 
-void load_weights(VisionTransformer& model, const std::string& path) {
-  model.load_state_dict(nn::load_safetensors(path).tensors, /*strict=*/true);
+void load_weights(VisionTransformer& model, const nn::StateDict& weights, HeadInit head) {
+  if (head == HeadInit::load) {
+    model.load_state_dict(weights, /*strict=*/true);
+    return;
+  }
+  nn::StateDict kept = weights;
+  for (const auto& [name, own] : model.head->state_dict()) {
+    const std::string key = "head." + name;
+    const auto it = weights.find(key);
+    TG_CHECK(it != weights.end(), ValueError, "load_weights: missing key '", key,
+             "' (resetting the head replaces the file's classifier, so the file must have one)");
+    const bool weight = own.dim() == 2;  // [classes, dim]; the bias is [classes]
+    TG_CHECK(it->second.dim() == own.dim() && (!weight || it->second.size(1) == own.size(1)), ShapeError,
+             "load_weights: key '", key, "' has shape ", it->second.shape().str(),
+             " in the state dict; resetting the head needs ",
+             weight ? "[classes, " + std::to_string(own.size(1)) + "]" : std::string("[classes]"), " for the model's ",
+             own.shape().str());
+    kept[key] = own.clone();  // the constructor's init, loaded back unchanged
+  }
+  model.load_state_dict(kept, /*strict=*/true);
+}
+
+void load_weights(VisionTransformer& model, const std::string& path, HeadInit head) {
+  load_weights(model, nn::load_safetensors(path).tensors, head);
 }
 
 }  // namespace tg::vit

@@ -19,6 +19,9 @@ struct VitConfig {
   // Fused attention (nn::Attention::set_fused; keeps no [T, T] probabilities) or the explicit
   // one, which the sampled attention matmuls (attn-scores, attn-context) need.
   bool fused_attention = true;
+  // Stochastic depth of the last block; block i gets drop_path_rate * i / (depth - 1), timm's
+  // linspace(0, drop_path_rate, depth).
+  double drop_path_rate = 0.0;
 
   int64_t num_patches() const { return (image_size / patch_size) * (image_size / patch_size); }
   int64_t tokens() const { return num_patches() + 1; }
@@ -32,9 +35,18 @@ class VisionTransformer;
 // Writes the parameters under timm's names and layouts (f32) to a safetensors file that
 // safetensors.torch.load_file and timm's load_state_dict(strict=True) accept (docs/interop.md).
 void save_weights(const VisionTransformer& model, const std::string& path);
+// What loading does with the classifier (head.weight, head.bias). load: like every other tensor
+// (strict). reset: the file's head may have any class count and is not loaded; the model keeps
+// the head its constructor initialised (timm's: trunc_normal(0.02) weight, zero bias), as timm
+// does when it loads pretrained weights for another class count.
+enum class HeadInit { load, reset };
+
 // Loads a timm state dict saved with safetensors into `model`, strictly: a missing, unexpected,
-// mis-shaped or mis-typed key fails naming the key (and both shapes).
-void load_weights(VisionTransformer& model, const std::string& path);
+// mis-shaped or mis-typed key fails naming the key (and both shapes). With HeadInit::reset the
+// head's keys must still be there (a file without them is not a classifier's checkpoint), with
+// the model's width: ShapeError naming the key and both shapes otherwise.
+void load_weights(VisionTransformer& model, const nn::StateDict& weights, HeadInit head = HeadInit::load);
+void load_weights(VisionTransformer& model, const std::string& path, HeadInit head = HeadInit::load);
 
 class VisionTransformer : public nn::Module {
  public:

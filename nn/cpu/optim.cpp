@@ -1,4 +1,4 @@
-// CPU optimizer kernels and gradient clipping.
+// CPU optimizer kernels, gradient clipping and the weight EMA.
 #include <algorithm>
 #include <cmath>
 
@@ -70,6 +70,16 @@ void scale_by_coefficient(const std::vector<Tensor>& tensors, const Tensor& coef
       for (int64_t i = 0; i < t.numel(); ++i) x[i] = convert<scalar_t>(convert<float>(x[i]) * c);
     });
   }
+}
+
+void ema_update(const Tensor& average, const Tensor& weight, double decay) {
+  TG_DISPATCH_FLOATING(average.dtype(), "ema_update", [&] {
+    using acc = acc_t<scalar_t>;
+    auto* a = static_cast<scalar_t*>(average.raw_data());
+    const auto* w = static_cast<const scalar_t*>(weight.raw_data());
+    for (int64_t i = 0; i < average.numel(); ++i)
+      a[i] = convert<scalar_t>(ema_element<acc>(convert<acc>(a[i]), convert<acc>(w[i]), static_cast<acc>(decay)));
+  });
 }
 
 }  // namespace tg::nn::cpu

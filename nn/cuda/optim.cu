@@ -1,5 +1,6 @@
 // CUDA optimizer kernels: one grid-stride pass per parameter; gradient clipping as multi-tensor
-// launches (a handful of kernels for all parameters, not a few per parameter).
+// launches (a handful of kernels for all parameters, not a few per parameter); the weight EMA,
+// one grid-stride pass per parameter like the optimizer's.
 #include <map>
 
 #include "core/cuda/cuda_check.h"
@@ -35,6 +36,12 @@ __global__ void sgd_kernel(T* p, const T* g, T* b, int64_t n, SgdScalars s) {
     p[i] = convert<T>(pi);
     b[i] = convert<T>(bi);
   }
+}
+
+template <class T>
+__global__ void ema_kernel(T* average, const T* w, int64_t n, acc_t<T> decay) {
+  using acc = acc_t<T>;
+  TG_GRID_STRIDE_LOOP(i, n) average[i] = convert<T>(ema_element<acc>(convert<acc>(average[i]), convert<acc>(w[i]), decay));
 }
 
 // Up to kListSize tensors of one dtype per launch, passed by value as the kernel's argument (no
@@ -193,6 +200,18 @@ void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& momentum_bu
     sgd_kernel<<<grid_for(n), kBlockSize, 0, current_stream()>>>(
         static_cast<scalar_t*>(param.raw_data()), static_cast<const scalar_t*>(grad.raw_data()),
         static_cast<scalar_t*>(momentum_buffer.raw_data()), n, s);
+    TG_CUDA_CHECK_LAUNCH();
+  });
+}
+
+void ema_update(const Tensor& average, const Tensor& weight, double decay) {
+  const int64_t n = average.numel();
+  if (n == 0) return;
+  DeviceGuard guard(average.device().index);
+  TG_DISPATCH_FLOATING(average.dtype(), "ema_update", [&] {
+    ema_kernel<<<grid_for(n), kBlockSize, 0, current_stream()>>>(static_cast<scalar_t*>(average.raw_data()),
+                                                                 static_cast<const scalar_t*>(weight.raw_data()), n,
+                                                                 static_cast<acc_t<scalar_t>>(decay));
     TG_CUDA_CHECK_LAUNCH();
   });
 }

@@ -88,6 +88,7 @@ TEST_CASE("train_vit rejects bad flags and combinations with one clear message")
   CHECK(parse_error({"--device", "cpu", "--cuda-graphs", "on"}) ==
         "--cuda-graphs on needs a CUDA device, but the run is on cpu");
   CHECK(parse_error({"--cuda-graphs", "maybe"}) == "--cuda-graphs: unknown value 'maybe' (expected on, off)");
+
   CHECK_THROWS_AS(parse_args({"--ratio", "2", "--backward", "wta-crs"}), ValueError);
 }
 
@@ -231,7 +232,7 @@ TEST_CASE("with WTA-CRS too: the strategies' step counters and proxies are in th
   test::check_bitwise_resume(test::with(test::tiny_run_args(), {"--backward", "wta-crs", "--ratio", "0.5"}));
 }
 
-TEST_CASE("--init-from's loader is strict: a head of another class count names the key and both shapes") {
+TEST_CASE("--init-from's loader is strict: a head of another class count names the key and both shapes, or --reset-head") {
   test::ScratchDir dir("train_vit_init");
   vit::VitConfig config = vit::preset("vit-tiny");
   config.depth = 1;
@@ -254,6 +255,6 @@ TEST_CASE("--init-from's loader is strict: a head of another class count names t
     message = e.what();
   }
   CHECK(message == "--init-from '" + (dir / "w.safetensors") +
-                       "': load_state_dict: key 'head.weight' has shape [100, 192] in the state dict, but the model "
-                       "expects [10, 192]");
+                       "': the file's classifier has 100 classes (head.weight [100, 192]) but --dataset fashion-mnist "
+                       "has 10; pass --reset-head to load everything else and re-initialise the head");
 }

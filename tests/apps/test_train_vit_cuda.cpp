@@ -1,4 +1,5 @@
-// train_vit on the GPU: a resumed run continues bit for bit (issue 5: exact resume on GPU too);
+// train_vit on the GPU: a resumed run continues bit for bit (issue 5: exact resume on GPU too;
+// with the regularisers of issue 16 as well);
 // a step that does not fit raises OutOfMemoryError after the allocator's free-and-retry, the
 // executable exits with 1, and a smaller run afterwards succeeds (issue 14).
 #include <doctest/doctest.h>
@@ -34,6 +35,13 @@ TEST_CASE("CUDA: N steps straight equal N/2 steps, save, resume and N/2 steps, b
 
 TEST_CASE("CUDA: the same with WTA-CRS (strategy state in the checkpoint)") {
   test::check_bitwise_resume(test::with(cuda_run_args(), {"--backward", "wta-crs", "--ratio", "0.5"}));
+}
+
+TEST_CASE("CUDA: the same with every regulariser on (host TrivialAugment, mixup/cutmix, drop path, EMA)") {
+  std::vector<std::string> args = cuda_run_args();
+  test::set_flag(args, "--depth", "2");  // block 1 gets the drop-path rate
+  test::check_bitwise_resume(test::with(args, {"--trivial-augment", "--mixup", "0.8", "--cutmix", "1.0", "--drop-path",
+                                               "0.2", "--model-ema", "--model-ema-decay", "0.9"}));
 }
 
 namespace {
@@ -126,4 +134,19 @@ TEST_CASE("CUDA: a replayed CUDA graph gives bit-identical losses and weights to
     }
     for (const char* name : {"on", "off", "on.jsonl", "off.jsonl"}) std::filesystem::remove_all(dir.path() / name);
   }
+}
+
+TEST_CASE("CUDA: graphs are on by default, off with the regularisers that draw on the host, refused with them") {
+  CHECK(test::parse_args({}).cuda_graphs == "on");
+  CHECK(test::parse_args({"--backward", "wta-crs"}).cuda_graphs == "on");
+  CHECK(test::parse_args({"--mixup", "0.8"}).cuda_graphs == "off");
+  std::string message;
+  try {
+    (void)test::parse_args({"--drop-path", "0.1", "--cuda-graphs", "on"});
+  } catch (const NotImplementedError& e) {
+    message = e.what();
+  }
+  CHECK(message ==
+        "--cuda-graphs on with --mixup, --cutmix or --drop-path: their random draws are chosen on the host each "
+        "step, which a captured graph would replay unchanged; use --cuda-graphs off");
 }

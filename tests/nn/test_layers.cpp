@@ -1,12 +1,14 @@
 // Layers against hand-computed f64 references (LayerNorm, attention, Mlp), gradcheck of the
 // attention, the Mlp and a whole pre-norm Block (all parameters and the input), and the
-// parameter fills against their distributions.
+// parameter fills against their distributions; a Block's stochastic depth against the drop
+// decisions of the dropout stream.
 #include <doctest/doctest.h>
 
 #include <algorithm>
 #include <cmath>
 
 #include "autograd/gradcheck.h"
+#include "core/philox.h"
 #include "nn/layers.h"
 #include "tests/support/op_checks.h"
 
@@ -146,4 +148,42 @@ TEST_CASE("gradcheck: attention, Mlp and a pre-norm Block with respect to the in
   scaled_params(block, 300);
   const auto b = gradcheck([&](const std::vector<Tensor>& in) { return block.forward(in[0]); }, with_params(x, block));
   CHECK_MESSAGE(b.ok, b.message);
+}
+
+TEST_CASE("Block drop path: each sample's branches are kept iff their Philox uniforms are >= rate, scaled by 1/(1-rate)") {
+  constexpr int64_t B = 64, T = 3, D = 8;
+  constexpr double rate = 0.5;  // kept branches are scaled by 1 / (1 - rate) = 2
+  Generator g(7);
+  nn::Block block(D, 2, 2.0, 0.0, Device::cpu(), g);
+  block.to(Device::cpu(), DType::f64);
+  block.set_drop_path_rate(rate);
+  const Tensor x = test::random_tensor({B, T, D}, 8, -1, 1, DType::f64);
+  Generator& dropout = nn::dropout_generator();
+  dropout.manual_seed(99);
+  const Tensor y = block.forward(x);
+  CHECK(dropout.offset() == 2 * B / 4);  // one uniform per sample and branch
+  // The reference from the branches themselves (no dropout inside them): the attention branch
+  // draws uniforms 0..B-1 from block 0, the MLP branch from block B / 4.
+  block.eval();
+  const Tensor attn = block.attn->forward(block.norm1->forward(x));
+  const auto xv = host_values(x), av = host_values(attn), yv = host_values(y);
+  Mat h(xv.size());
+  int both_dropped = 0;
+  std::vector<double> mlp_scale(B);
+  auto scale = [&](uint64_t first_block, size_t b) { return philox::uniform_element(99, first_block, b) >= rate ? 2.0 : 0.0; };
+  for (size_t b = 0; b < B; ++b) {
+    const double ka = scale(0, b);
+    mlp_scale[b] = scale(B / 4, b);
+    both_dropped += ka == 0 && mlp_scale[b] == 0;
+    for (size_t i = b * T * D; i < (b + 1) * T * D; ++i) h[i] = xv[i] + ka * av[i];
+  }
+  const Tensor hidden = from_vector(h, {B, T, D});
+  const auto mv = host_values(block.mlp->forward(block.norm2->forward(hidden)));
+  Mat expected(h.size());
+  for (size_t i = 0; i < h.size(); ++i) expected[i] = h[i] + mlp_scale[i / (T * D)] * mv[i];
+  CHECK(test::relative_error(yv, expected) < 1e-12);
+  CHECK(both_dropped > 0);  // the check covers every combination of kept and dropped branches
+  (void)block.forward(x);  // in eval mode: no draws
+  CHECK(dropout.offset() == 2 * B / 4);
+  CHECK_THROWS_WITH_AS(block.set_drop_path_rate(1), "Block: expected a drop-path rate in [0, 1), got 1", ValueError);
 }

@@ -1,6 +1,7 @@
 // dropout on the CPU: the mask follows the documented Philox layout, keeps about 1 - p of the
 // elements (4-sigma bound), scales kept values exactly, backward reuses the forward mask without
-// saving it, eval mode and p = 0 are the identity, gradcheck, and errors.
+// saving it, eval mode and p = 0 are the identity, gradcheck, and errors; drop_path (per-sample
+// masks from the same layout, a node that keeps B values, gradcheck, errors).
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -86,4 +87,57 @@ TEST_CASE("dropout errors") {
   CHECK_THROWS_WITH_AS(dropout(x, -0.5, false), "dropout: expected p in [0, 1), got -0.5", ValueError);
   CHECK_THROWS_WITH_AS(dropout(zeros({3}, DType::i64), 0.5, true), "dropout: expected a floating dtype, got i64",
                        TypeError);
+}
+
+TEST_CASE("drop_path keeps sample b iff Philox uniform b is >= p, scales it by 1/(1-p), and keeps B values") {
+  constexpr double p = 0.3;
+  Tensor x = random_tensor({400, 3, 5}, 540, 1, 2);  // never 0
+  x.set_requires_grad(true);
+  Generator generator(4321);
+  generator.set_offset(9);
+  const Tensor y = drop_path(x, p, true, generator);
+  CHECK(generator.offset() == 9 + 100);  // 400 uniforms, four per block
+  REQUIRE(y.grad_fn());
+  CHECK(y.grad_fn()->name() == "DropPathBackward");
+  CHECK(y.grad_fn()->saved_bytes() == 400 * 4);  // the per-sample scale only, not x
+  const auto xv = x.to_vector<float>(), yv = y.to_vector<float>();
+  const float scale = static_cast<float>(1.0 / (1.0 - p));
+  int64_t kept = 0, mismatches = 0;
+  for (size_t b = 0; b < 400; ++b) {
+    const bool keep = philox::uniform_element(4321, 9, b) >= p;
+    kept += keep;
+    for (size_t i = b * 15; i < (b + 1) * 15; ++i) mismatches += yv[i] != (keep ? xv[i] * scale : 0.0f);
+  }
+  CHECK(mismatches == 0);
+  CHECK(std::abs(static_cast<double>(kept) / 400 - (1 - p)) < 4 * std::sqrt(p * (1 - p) / 400));
+  backward(y, ones(y.shape()));
+  const auto g = x.grad().to_vector<float>();
+  int64_t grad_mismatches = 0;
+  for (size_t i = 0; i < g.size(); ++i) grad_mismatches += g[i] != (yv[i] != 0.0f ? scale : 0.0f);
+  CHECK(grad_mismatches == 0);
+}
+
+TEST_CASE("drop_path in eval mode or with p = 0 returns its input; gradcheck with a replayed generator") {
+  Generator generator(5);
+  const Tensor x = random_tensor({3, 4}, 550);
+  CHECK(drop_path(x, 0.5, false, generator).same(x));
+  CHECK(drop_path(x, 0.0, true, generator).same(x));
+  CHECK(generator.offset() == 0);
+  Tensor xd = random_tensor({6, 2, 3}, 551, -2, 2, DType::f64);
+  xd.set_requires_grad(true);
+  const auto r = gradcheck(
+      [](const std::vector<Tensor>& in) {
+        Generator replay(32);
+        return drop_path(in[0], 0.5, true, replay);
+      },
+      {xd});
+  CHECK_MESSAGE(r.ok, r.message);
+}
+
+TEST_CASE("drop_path errors") {
+  CHECK_THROWS_WITH_AS(drop_path(zeros({3}), 1.0, true), "drop_path: expected p in [0, 1), got 1", ValueError);
+  CHECK_THROWS_WITH_AS(drop_path(zeros({3}, DType::i64), 0.5, true), "drop_path: expected a floating dtype, got i64",
+                       TypeError);
+  CHECK_THROWS_WITH_AS(drop_path(zeros({}), 0.5, true), "drop_path: expected x [B, ...] with a sample dim, got a scalar",
+                       ShapeError);
 }

@@ -1,5 +1,6 @@
 // dropout on CUDA: the same generator state drops the same elements as on the CPU, backward
-// regenerates the forward mask, and the kept fraction is about 1 - p.
+// regenerates the forward mask, and the kept fraction is about 1 - p; drop_path drops the same
+// samples as on the CPU, forward and backward.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -44,4 +45,18 @@ TEST_CASE("dropout on CUDA: backward mask equals forward mask; kept fraction wit
   const double n = static_cast<double>(yv.size());
   CHECK(std::abs(static_cast<double>(kept) / n - (1 - p)) < 4 * std::sqrt(p * (1 - p) / n));
   CHECK(dropout(x, p, false, generator).same(x));
+}
+
+TEST_CASE("drop_path: CUDA and CPU drop the same samples from the same generator state, forward and backward") {
+  Tensor x_cpu = random_tensor({97, 17, 8}, 920, 1, 2);
+  Tensor x_cuda = x_cpu.to(Device::cuda(0));
+  x_cpu.set_requires_grad(true);
+  x_cuda.set_requires_grad(true);
+  Generator cpu_gen(99), cuda_gen(99);
+  const Tensor y_cpu = drop_path(x_cpu, 0.4, true, cpu_gen), y_cuda = drop_path(x_cuda, 0.4, true, cuda_gen);
+  CHECK(cpu_gen.offset() == cuda_gen.offset());
+  CHECK(test::host_values(y_cuda) == test::host_values(y_cpu));
+  backward(y_cpu, ones(y_cpu.shape()));
+  backward(y_cuda, ones(y_cuda.shape(), DType::f32, Device::cuda(0)));
+  CHECK(test::host_values(x_cuda.grad()) == test::host_values(x_cpu.grad()));
 }
