@@ -11,8 +11,9 @@
 #   BIN_DIR   folder with bench_vit (CUDA build)
 #   BENCH_PY  torch_vit_bench.py (shared/bench)
 # Environment: MODELS (default "base small"), PRECISIONS (default "tf32 bf16"), COMPILE (0/1),
-#   STEPS (default 30), EXTRA_TAPEGRAD (more bench_vit configurations, ';'-separated flag lists,
-#   run for every model and precision, e.g. "--backward wta-crs --ratio 0.3 --targets qkv,proj,fc1,fc2").
+#   STEPS (default 30), TAPEGRAD_RUNS (the bench_vit configurations, ';'-separated flag lists, run
+#   for every model and precision; default: fused attention with and without CUDA graphs, and the
+#   explicit attention), EXTRA_TAPEGRAD (more of them, e.g. "--backward wta-crs --ratio 0.3").
 set -uo pipefail
 [ $# -eq 3 ] || { sed -n '2,15p' "$0" >&2; exit 2; }
 bin=$1 bench=$2 out=$3
@@ -49,10 +50,8 @@ pytorch() {  # MODEL PRECISION FLAGS...
 for model in ${MODELS:-base small}; do
   for precision in ${PRECISIONS:-tf32 bf16}; do
     echo "===== $model $precision" >> "$out/speed.log"
-    tapegrad "$model" "$precision" --attention fused --cuda-graphs on
-    tapegrad "$model" "$precision" --attention fused
-    tapegrad "$model" "$precision" --attention explicit
-    IFS=';' read -ra extra <<< "${EXTRA_TAPEGRAD:-}"
+    runs="${TAPEGRAD_RUNS:---attention fused --cuda-graphs on;--attention fused;--attention explicit}"
+    IFS=';' read -ra extra <<< "$runs${EXTRA_TAPEGRAD:+;$EXTRA_TAPEGRAD}"
     for flags in "${extra[@]}"; do
       # shellcheck disable=SC2086
       [ -n "$flags" ] && tapegrad "$model" "$precision" $flags
