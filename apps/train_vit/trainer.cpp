@@ -60,7 +60,10 @@ class Trainer {
   // Forward, loss, backward, clipping and the optimizer's update on `images` and `labels`; the
   // gradients are cleared at the end. Returns the loss. What a CUDA graph captures.
   Tensor step_body(const Tensor& images, const Tensor& labels);
+#if TG_WITH_CUDA
+  // Captures step_body on copies of `batch` as the graph (BackendError when it cannot be).
   void capture_step(const data::Batch& batch);
+#endif
   void log_progress();
   void evaluate();
   void save();
@@ -102,6 +105,7 @@ class Trainer {
   int64_t steps_this_run_ = 0;
 #if TG_WITH_CUDA
   std::unique_ptr<CudaGraph> graph_;
+  bool graph_failed_ = false;  // the capture failed: the run goes on eagerly
 #endif
   Tensor graph_images_, graph_labels_, graph_loss_;
 };
@@ -220,19 +224,16 @@ Tensor Trainer::step_body(const Tensor& images, const Tensor& labels) {
   return loss.detach();
 }
 
-void Trainer::capture_step(const data::Batch& batch) {
 #if TG_WITH_CUDA
+void Trainer::capture_step(const data::Batch& batch) {
   // The graph's inputs live outside its pool and outlive it; every step copies its batch in.
   graph_images_ = batch.images.clone();
   graph_labels_ = batch.labels.clone();
   graph_ = std::make_unique<CudaGraph>(device_);
   graph_->capture([&] { graph_loss_ = step_body(graph_images_, graph_labels_); });
   out_ << "cuda graphs: captured the training step at step " << position_.step + 1 << "\n";
-#else
-  (void)batch;
-  TG_THROW(InternalError, "CUDA graphs requested in a build without CUDA");
-#endif
 }
+#endif
 
 void Trainer::train_step() {
   const data::Batch batch = train_loader_->batch(position_.epoch, position_.batch);
@@ -240,17 +241,29 @@ void Trainer::train_step() {
   optimizer_->set_lr(lr_);
   optimizer_->prepare_step();
   Tensor loss;
-  if (o_.cuda_graphs == "on" && steps_this_run_ >= kEagerSteps) {
 #if TG_WITH_CUDA
-    if (!graph_) capture_step(batch);
+  if (o_.cuda_graphs == "on" && !graph_failed_ && steps_this_run_ >= kEagerSteps && !graph_) {
+    try {
+      capture_step(batch);
+    } catch (const BackendError& e) {
+      // Nothing captured ran: the step's kernels were discarded with the graph, so the step
+      // runs eagerly below, as do the rest.
+      graph_.reset();
+      graph_failed_ = true;
+      out_ << "cuda graphs: " << e.what() << "; the run continues without CUDA graphs\n";
+    }
+  }
+  if (graph_) {
     graph_images_.copy_(batch.images);
     graph_labels_.copy_(batch.labels);
     graph_->replay();
     loss = graph_loss_;
-#endif
   } else {
     loss = step_body(batch.images, batch.labels);
   }
+#else
+  loss = step_body(batch.images, batch.labels);
+#endif
   if (ema_) ema_->update();
   {
     NoGradGuard no_grad;

@@ -10,12 +10,28 @@ namespace tg {
 
 namespace {
 
+// cudaMalloc and cudaFree are "potentially unsafe" calls that a thread capturing a CUDA graph
+// (core/cuda/graph.h) may not make in its capture mode; a private pool's first segments are
+// allocated during capture, so for their duration the thread's mode is relaxed (as PyTorch's
+// allocator does). Outside a capture this changes nothing.
+class RelaxedCaptureMode {
+ public:
+  RelaxedCaptureMode() { TG_CUDA_CHECK(cudaThreadExchangeStreamCaptureMode(&mode_)); }
+  ~RelaxedCaptureMode() { (void)cudaThreadExchangeStreamCaptureMode(&mode_); }
+  RelaxedCaptureMode(const RelaxedCaptureMode&) = delete;
+  RelaxedCaptureMode& operator=(const RelaxedCaptureMode&) = delete;
+
+ private:
+  cudaStreamCaptureMode mode_ = cudaStreamCaptureModeRelaxed;
+};
+
 class CudaBacking final : public MemoryBacking {
  public:
   explicit CudaBacking(int device_index) : index_(device_index) {}
 
   void* allocate(size_t nbytes) override {
     DeviceGuard guard(index_);
+    const RelaxedCaptureMode relaxed;
     void* ptr = nullptr;
     const cudaError_t status = cudaMalloc(&ptr, nbytes);
     if (status == cudaErrorMemoryAllocation) {
@@ -27,6 +43,7 @@ class CudaBacking final : public MemoryBacking {
   }
   void release(void* ptr, size_t) override {
     DeviceGuard guard(index_);
+    const RelaxedCaptureMode relaxed;
     TG_CUDA_CHECK(cudaFree(ptr));
   }
   std::optional<Info> info() const override {

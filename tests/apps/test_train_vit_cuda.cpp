@@ -99,9 +99,10 @@ TEST_CASE("CUDA: a replayed CUDA graph gives bit-identical losses and weights to
   test::ScratchDir dir("train_vit_graphs");
   auto run_with = [&](const std::string& graphs, const std::vector<std::string>& extra) {
     std::string output;
-    test::run(test::with(cuda_run_args(), test::with(extra, {"--epochs", "3", "--max-steps", "20", "--cuda-graphs",
-                                                             graphs, "--save", dir / graphs, "--metrics-out",
-                                                             dir / (graphs + ".jsonl")})),
+    std::vector<std::string> args = cuda_run_args();
+    test::set_flag(args, "--epochs", "3");
+    test::run(test::with(args, test::with(extra, {"--max-steps", "20", "--cuda-graphs", graphs, "--save", dir / graphs,
+                                                  "--metrics-out", dir / (graphs + ".jsonl")})),
               &output);
     return output;
   };
