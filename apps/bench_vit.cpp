@@ -121,6 +121,10 @@ int main(int argc, char** argv) {
 #endif
     };
     for (int64_t i = 0; i < warmup; ++i) step(i);
+    synchronize();
+    // The peak counts from here: a replay allocates nothing, so under CUDA graphs the step's
+    // memory is what the capture took from the graph's pool (each block as it was allocated).
+    allocator_for(device).reset_peak_stats();
     if (cuda_graphs == "on") {
       TG_CHECK(device.is_cuda(), ValueError, "--cuda-graphs on needs --device cuda");
 #if TG_WITH_CUDA
@@ -131,7 +135,6 @@ int main(int argc, char** argv) {
 #endif
     }
     synchronize();
-    allocator_for(device).reset_peak_stats();
     const int64_t chunk = 5;
     // host_ms: how long the host takes to enqueue a step. Close to ms_per_step means the step
     // is bound by the host (launch and bookkeeping overhead), well below it by the GPU.

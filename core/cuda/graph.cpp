@@ -33,6 +33,9 @@ void CudaGraph::capture(const std::function<void()>& body) {
   CachingAllocator& allocator = allocator_for(device_);
   if (!stream_) TG_CUDA_CHECK(cudaStreamCreate(&stream_));  // blocking: ordered with the legacy stream
   if (!pool_) pool_ = allocator.create_private_pool();
+  // The pool cannot reuse blocks cached outside it: give those segments back first, so that the
+  // graph's memory replaces the eager steps' cache instead of adding to it.
+  allocator.empty_cache();
   std::exception_ptr failure;
   cudaGraph_t graph = nullptr;
   cudaError_t end = cudaSuccess;

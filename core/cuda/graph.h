@@ -23,7 +23,8 @@ class CudaGraph {
   CudaGraph(const CudaGraph&) = delete;
   CudaGraph& operator=(const CudaGraph&) = delete;
 
-  // Captures what `body` enqueues (nothing runs yet). A body that cannot be captured — a host
+  // Captures what `body` enqueues (nothing runs yet), after returning the device's free cached
+  // segments (empty_cache: the graph's pool could not reuse them). A body that cannot be captured — a host
   // synchronisation, a copy to the host, work on another stream — fails with BackendError
   // naming the reason, after which the graph stays empty and the allocator as before.
   void capture(const std::function<void()>& body);
