@@ -25,7 +25,8 @@
 using namespace tg;
 
 int main(int argc, char** argv) {
-  std::string preset = "vit-small", precision = "fp32", backward_name = "exact", targets = "all", blocks = "all",
+  std::string preset = "vit-small", precision = "fp32", backward_name = "exact", targets = "qkv,proj,fc1,fc2",
+              blocks = "all",
               device_name = "cuda";
   int64_t dim = 0, depth = 0, heads = 0, patch = 4, img = 32, channels = 3, classes = 10, batch = 64, warmup = 5,
           steps = 30;
@@ -47,7 +48,7 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"fused", "explicit"}));
   app.add_option("--backward", backward_name)->check(CLI::IsMember(strategy_names()));
   app.add_option("--ratio", ratio);
-  app.add_option("--targets", targets, "comma list of qkv,proj,fc1,fc2,attn-scores,attn-context or all");
+  app.add_option("--targets", targets, "comma list of qkv,proj,fc1,fc2,attn-scores,attn-context or all (default: the linears)");
   app.add_option("--blocks", blocks, "all or e.g. 0-5,11");
   app.add_flag("--recompute-gelu", recompute_gelu, "recompute fc1's output in backward instead of keeping it");
   app.add_option("--saved-dtype", saved_dtype, "same | bf16: dtype of what the matmul nodes keep for backward");

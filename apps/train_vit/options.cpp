@@ -57,7 +57,8 @@ void add_flags(CLI::App& app, Options& o) {
   app.add_option("--model-ema-decay", o.model_ema_decay, "decay of --model-ema: ema = decay * ema + (1 - decay) * w");
   app.add_option("--backward", o.backward, join_names(strategy_names(), " | ") + ": how the matmul weight gradients are formed");
   app.add_option("--ratio", o.ratio, "sampling budget rho in (0, 1] of the sampled backward");
-  app.add_option("--wta-targets", o.wta_targets, "all, or a comma list of qkv,proj,fc1,fc2,attn-scores,attn-context");
+  app.add_option("--wta-targets", o.wta_targets,
+                 "comma list of qkv,proj,fc1,fc2,attn-scores,attn-context, or all (default: the four linears)");
   app.add_option("--wta-blocks", o.wta_blocks, "blocks using the strategy: all, or indices and ranges like 0-5,11");
   app.add_flag("--recompute-gelu", o.recompute_gelu,
                "fc1+GELU keeps fc1's input only and recomputes its output in backward (less activation memory)");

@@ -50,7 +50,7 @@ TEST_CASE("train_vit rejects bad flags and combinations with one clear message")
   CHECK(parse_error({"--model", "vit-huge"}) == "--model: unknown value 'vit-huge' (expected vit-tiny, vit-small, vit-base)");
   CHECK(parse_error({"--precision", "fp16"}) == "--precision: unknown value 'fp16' (expected fp32, tf32, bf16)");
   CHECK(parse_error({"--attention", "flash"}) == "--attention: unknown value 'flash' (expected fused, explicit)");
-  CHECK(parse_error({"--backward", "wta-crs", "--attention", "fused"}) ==
+  CHECK(parse_error({"--backward", "wta-crs", "--wta-targets", "all", "--attention", "fused"}) ==
         "--attention fused has no attention matmuls to sample, but --wta-targets includes attn-scores or "
         "attn-context: use --attention explicit, or leave them out (e.g. --wta-targets qkv,proj,fc1,fc2)");
   CHECK(parse_error({"--dataset", "cifar10"}) ==
@@ -79,8 +79,11 @@ TEST_CASE("train_vit rejects bad flags and combinations with one clear message")
   CHECK(parse_error({"--epochs", "2", "--warmup-epochs", "3"}) == "--warmup-epochs must be in [0, --epochs] = [0, 2], got 3");
   // The attention follows the targets unless given: explicit when the attention matmuls are sampled.
   CHECK(parse_args({}).attention == "fused");
-  CHECK(parse_args({"--backward", "wta-crs"}).attention == "explicit");
-  CHECK(parse_args({"--backward", "wta-crs", "--wta-targets", "qkv,fc2"}).attention == "fused");
+  CHECK(parse_args({"--backward", "wta-crs", "--wta-targets", "all"}).attention == "explicit");
+  CHECK(parse_args({"--backward", "wta-crs", "--wta-targets", "qkv,fc2,attn-context"}).attention == "explicit");
+  // The default targets are the four linears, which the fused attention leaves to sample.
+  CHECK(parse_args({}).wta_targets == "qkv,proj,fc1,fc2");
+  CHECK(parse_args({"--backward", "wta-crs"}).attention == "fused");
   CHECK(parse_args({"--precision", "bf16"}).precision == "bf16");
   // CUDA graphs: on by default on CUDA; off on the CPU.
   if (!cuda_is_available()) CHECK(parse_args({}).cuda_graphs == "off");
