@@ -71,8 +71,7 @@ int main(int argc, char** argv) {
     config.num_classes = classes;
     const std::set<nn::MatmulTarget> target_set = vit::parse_targets(targets);
     // As train_vit: the sampled attention matmuls pick the explicit attention unless it was given.
-    if (attention_option->count() == 0 && backward_name != "exact" &&
-        (target_set.count(nn::MatmulTarget::attn_scores) || target_set.count(nn::MatmulTarget::attn_context)))
+    if (attention_option->count() == 0 && backward_name != "exact" && vit::includes_attention(target_set))
       attention = "explicit";
     config.fused_attention = attention == "fused";
     PrecisionPolicy policy = precision_mode(precision);

@@ -105,11 +105,7 @@ std::string num(double value) {
 bool draws_on_host(const Options& o) { return o.mixup > 0 || o.cutmix > 0 || o.drop_path > 0; }
 
 // A sampled backward whose targets include an attention matmul (throws for an unknown target).
-bool samples_attention(const Options& o) {
-  if (o.backward == "exact") return false;
-  const std::set<nn::MatmulTarget> targets = strategy_targets(o);
-  return targets.count(nn::MatmulTarget::attn_scores) + targets.count(nn::MatmulTarget::attn_context) > 0;
-}
+bool samples_attention(const Options& o) { return o.backward != "exact" && vit::includes_attention(strategy_targets(o)); }
 
 void check_choice(const char* flag, const std::string& value, const std::vector<std::string>& names) {
   TG_CHECK(std::find(names.begin(), names.end(), value) != names.end(), ValueError, flag, ": unknown value '", value,

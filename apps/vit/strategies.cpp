@@ -84,11 +84,9 @@ void load_strategy_state(VisionTransformer& model, const std::map<std::string, T
     }
 }
 
-namespace {
-bool is_linear(nn::MatmulTarget target) {
-  return target != nn::MatmulTarget::attn_scores && target != nn::MatmulTarget::attn_context;
+bool includes_attention(const std::set<nn::MatmulTarget>& targets) {
+  return targets.count(nn::MatmulTarget::attn_scores) + targets.count(nn::MatmulTarget::attn_context) > 0;
 }
-}  // namespace
 
 int64_t install_strategies(VisionTransformer& model, const StrategyConfig& config,
                            const std::set<nn::MatmulTarget>& targets, const std::set<int64_t>& blocks) {
@@ -98,7 +96,7 @@ int64_t install_strategies(VisionTransformer& model, const StrategyConfig& confi
     for (const nn::MatmulSlot& slot : model.blocks[static_cast<size_t>(b)]->matmul_slots()) {
       const bool sampled =
           config.kind != StrategyKind::exact && blocks.count(b) == 1 && targets.count(slot.target) == 1;
-      TG_CHECK(!sampled || is_linear(slot.target) || !model.config().fused_attention, ValueError,
+      TG_CHECK(!sampled || !includes_attention({slot.target}) || !model.config().fused_attention, ValueError,
                "the attention matmuls (", nn::target_name(slot.target),
                ") can only be sampled with the explicit attention (VitConfig::fused_attention false, train_vit "
                "--attention explicit); the fused attention has no matmul nodes");

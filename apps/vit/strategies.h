@@ -20,6 +20,10 @@ std::set<nn::MatmulTarget> parse_targets(const std::string& list);
 // "all", "0-5,11" -> block indices below `depth`. ValueError for bad syntax or out-of-range blocks.
 std::set<int64_t> parse_blocks(const std::string& list, int64_t depth);
 
+// Whether `targets` include an attention matmul (attn-scores or attn-context): sampling those
+// needs the explicit attention (VitConfig::fused_attention false).
+bool includes_attention(const std::set<nn::MatmulTarget>& targets);
+
 // Gives every matmul slot of every block (nn::Block::matmul_slots) a strategy object of its own:
 // `config` for the slots of `targets` in `blocks`, exact elsewhere. Node ids (which key the
 // random streams) count the slots in order: block * 7 + the slot's index. Returns the number of

@@ -55,16 +55,15 @@ void CudaGraph::capture(const std::function<void()>& body) {
     if (graph) (void)cudaGraphDestroy(graph);
     const std::string reason = end != cudaSuccess ? cudaGetErrorString(end) : "the step threw";
     (void)cudaGetLastError();  // clear the sticky capture error
+    constexpr const char* kAdvice =
+        " — a host synchronisation, a copy to the host or work on another stream inside the step cannot be "
+        "captured; run without CUDA graphs";
     try {
       if (failure) std::rethrow_exception(failure);
     } catch (const Error& e) {
-      TG_THROW(BackendError, "CUDA graph capture failed (", reason, "): ", e.what(),
-               " — a host synchronisation, a copy to the host or work on another stream inside the step "
-               "cannot be captured; run without CUDA graphs");
+      TG_THROW(BackendError, "CUDA graph capture failed (", reason, "): ", e.what(), kAdvice);
     }
-    TG_THROW(BackendError, "CUDA graph capture failed: ", reason,
-             " — a host synchronisation, a copy to the host or work on another stream inside the step cannot be "
-             "captured; run without CUDA graphs");
+    TG_THROW(BackendError, "CUDA graph capture failed: ", reason, kAdvice);
   }
   graph_ = graph;
   TG_CUDA_CHECK(cudaGraphInstantiate(&exec_, graph_, 0));

@@ -32,6 +32,9 @@ __device__ inline E from_f32(float x) {
   else return __float2bfloat16(x);
 }
 
+// The left operand of an accumulating tile product: P itself or its transpose.
+enum class Left { as_is, transposed };
+
 // Tile products on CUDA cores (f32). 256 threads: thread t owns the output rows t/16 + 16i
 // (i < 4) and the columns t%16 + 16j, so a warp reads 2 rows of the left operand (broadcast)
 // and 16 consecutive columns or rows of the right one (odd row strides: no bank conflicts).
@@ -57,31 +60,15 @@ struct SimtMma {
       for (int j = 0; j < N / 16; ++j) S[(r0 + 16 * i) * lds + c0 + 16 * j] = acc[i][j];
   }
 
-  // C[64×N] += P[64×K]·X[K×N]
-  template <int N, int K>
-  static __device__ void ab_acc(float* C, int ldc, const float* P, int ldp, const float* X, int ldx) {
+  // C[64×N] += op(P)·X[K×N]: op(P) = P [64×K] (Left::as_is) or Pᵀ of P [K×64] (Left::transposed).
+  template <Left kLeft, int N, int K>
+  static __device__ void accumulate(float* C, int ldc, const float* P, int ldp, const float* X, int ldx) {
     const int r0 = threadIdx.x / 16, c0 = threadIdx.x % 16;
     float acc[kRows][N / 16] = {};
     for (int k = 0; k < K; ++k) {
       float a[kRows];
-      for (int i = 0; i < kRows; ++i) a[i] = P[(r0 + 16 * i) * ldp + k];
-      for (int j = 0; j < N / 16; ++j) {
-        const float x = X[k * ldx + c0 + 16 * j];
-        for (int i = 0; i < kRows; ++i) acc[i][j] += a[i] * x;
-      }
-    }
-    for (int i = 0; i < kRows; ++i)
-      for (int j = 0; j < N / 16; ++j) C[(r0 + 16 * i) * ldc + c0 + 16 * j] += acc[i][j];
-  }
-
-  // C[64×N] += P[K×64]ᵀ·X[K×N]
-  template <int N, int K>
-  static __device__ void atb_acc(float* C, int ldc, const float* P, int ldp, const float* X, int ldx) {
-    const int r0 = threadIdx.x / 16, c0 = threadIdx.x % 16;
-    float acc[kRows][N / 16] = {};
-    for (int k = 0; k < K; ++k) {
-      float a[kRows];
-      for (int i = 0; i < kRows; ++i) a[i] = P[k * ldp + r0 + 16 * i];
+      for (int i = 0; i < kRows; ++i)
+        a[i] = kLeft == Left::as_is ? P[(r0 + 16 * i) * ldp + k] : P[k * ldp + r0 + 16 * i];
       for (int j = 0; j < N / 16; ++j) {
         const float x = X[k * ldx + c0 + 16 * j];
         for (int i = 0; i < kRows; ++i) acc[i][j] += a[i] * x;
@@ -93,8 +80,8 @@ struct SimtMma {
 };
 
 // Tile products on tensor cores (bf16 operands, f32 accumulators): warp w owns output rows
-// 16(w % 4)..16(w % 4)+15 and every other 16-column fragment from w / 4. Row strides are padded by 8 bf16 / 4 f32 (multiples of WMMA's 16 bytes that
-// shift rows across banks); every fragment pointer stays 32-byte aligned.
+// 16(w % 4)..16(w % 4)+15 and every other 16-column fragment from w / 4. Row strides are padded
+// by 8 bf16 / 4 f32 (multiples of WMMA's 16 bytes that shift rows across banks); every fragment pointer stays 32-byte aligned.
 struct WmmaMma {
   using Elem = __nv_bfloat16;
   static constexpr int kPadElem = 8, kPadAcc = 4;
@@ -120,35 +107,19 @@ struct WmmaMma {
     }
   }
 
-  template <int N, int K>
-  static __device__ void ab_acc(float* C, int ldc, const Elem* P, int ldp, const Elem* X, int ldx) {
+  template <Left kLeft, int N, int K>
+  static __device__ void accumulate(float* C, int ldc, const Elem* P, int ldp, const Elem* X, int ldx) {
     using namespace nvcuda::wmma;
+    // Pᵀ as the left operand: element (m, k) at P[k][m], a column-major fragment.
+    using LeftLayout = std::conditional_t<kLeft == Left::as_is, row_major, col_major>;
     const int w = threadIdx.x / 32 % 4;  // the row strip; the column fragments interleave
     for (int n = threadIdx.x / 128; n < N / 16; n += kWarps / 4) {
       Accumulator acc;
       load_matrix_sync(acc, C + 16 * w * ldc + 16 * n, ldc, mem_row_major);
       for (int k = 0; k < K / 16; ++k) {
-        Fragment<matrix_a, row_major> a;
+        Fragment<matrix_a, LeftLayout> a;
         Fragment<matrix_b, row_major> b;
-        load_matrix_sync(a, P + 16 * w * ldp + 16 * k, ldp);
-        load_matrix_sync(b, X + 16 * k * ldx + 16 * n, ldx);
-        mma_sync(acc, a, b, acc);
-      }
-      store_matrix_sync(C + 16 * w * ldc + 16 * n, acc, ldc, mem_row_major);
-    }
-  }
-
-  template <int N, int K>
-  static __device__ void atb_acc(float* C, int ldc, const Elem* P, int ldp, const Elem* X, int ldx) {
-    using namespace nvcuda::wmma;
-    const int w = threadIdx.x / 32 % 4;  // the row strip; the column fragments interleave
-    for (int n = threadIdx.x / 128; n < N / 16; n += kWarps / 4) {
-      Accumulator acc;
-      load_matrix_sync(acc, C + 16 * w * ldc + 16 * n, ldc, mem_row_major);
-      for (int k = 0; k < K / 16; ++k) {
-        Fragment<matrix_a, col_major> a;  // Pᵀ: element (m, k) at P[k][m]
-        Fragment<matrix_b, row_major> b;
-        load_matrix_sync(a, P + 16 * k * ldp + 16 * w, ldp);
+        load_matrix_sync(a, kLeft == Left::as_is ? P + 16 * w * ldp + 16 * k : P + 16 * k * ldp + 16 * w, ldp);
         load_matrix_sync(b, X + 16 * k * ldx + 16 * n, ldx);
         mma_sync(acc, a, b, acc);
       }
@@ -322,7 +293,7 @@ __global__ void __launch_bounds__(kThreads)
       }
     }
     __syncthreads();
-    Mma::template ab_acc<D, kTile>(sO, L::ld_acc, sP, L::ld_prob, sV, L::ld_elem);
+    Mma::template accumulate<Left::as_is, D, kTile>(sO, L::ld_acc, sP, L::ld_prob, sV, L::ld_elem);
   }
   __syncthreads();
   if (threadIdx.x < kTile) {
@@ -420,12 +391,12 @@ __global__ void __launch_bounds__(kThreads)
     __syncthreads();
     probabilities<L>(sS, sP, s_lse, q_rows, k_rows, g.scale);
     __syncthreads();
-    Mma::template atb_acc<D, kTile>(sdV, L::ld_acc, sP, L::ld_prob, sdO, L::ld_elem);     // dV += Pᵀ·dO
+    Mma::template accumulate<Left::transposed, D, kTile>(sdV, L::ld_acc, sP, L::ld_prob, sdO, L::ld_elem);     // dV += Pᵀ·dO
     Mma::template abt<kTile, D>(sdP, L::ld_score, sdO, L::ld_elem, sV, L::ld_elem);       // dP = dO·Vᵀ
     __syncthreads();
     score_grads<L>(sdS, sS, sdP, s_dot, g.scale);
     __syncthreads();
-    Mma::template atb_acc<D, kTile>(sdK, L::ld_acc, sdS, L::ld_prob, sQ, L::ld_elem);     // dK += dSᵀ·Q
+    Mma::template accumulate<Left::transposed, D, kTile>(sdK, L::ld_acc, sdS, L::ld_prob, sQ, L::ld_elem);     // dK += dSᵀ·Q
   }
   __syncthreads();
   store_tile<D, L::ld_acc>(grad_k, b, h, k0, k_rows, sdK, nullptr);
@@ -473,7 +444,7 @@ __global__ void __launch_bounds__(kThreads)
     __syncthreads();
     score_grads<L>(sdS, sS, sdP, s_dot, g.scale);
     __syncthreads();
-    Mma::template ab_acc<D, kTile>(sdQ, L::ld_acc, sdS, L::ld_prob, sK, L::ld_elem);  // dQ += dS·K
+    Mma::template accumulate<Left::as_is, D, kTile>(sdQ, L::ld_acc, sdS, L::ld_prob, sK, L::ld_elem);  // dQ += dS·K
   }
   __syncthreads();
   store_tile<D, L::ld_acc>(grad_q, b, h, q0, q_rows, sdQ, nullptr);

@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "dist/consistency.h"
+#include "tests/dist/store_fixture.h"
 #include "tests/support/test_support.h"
 
 using namespace tg;
@@ -16,14 +17,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-StoreOptions options(int rank, int port) {
-  StoreOptions o;
-  o.port = port;
-  o.rank = rank;
-  o.world_size = 3;
-  o.timeout = 5000ms;
-  return o;
-}
+StoreOptions options(int rank, int port) { return test::store_options(rank, 3, port); }
 
 NamedTensors parameters(float tweak) {
   return {{"w", from_vector<float>({1, 2, 3, 4}, {2, 2})}, {"b", from_vector<float>({0.5f, tweak}, {2})}};

@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "dist/rendezvous.h"
+#include "tests/dist/store_fixture.h"
 #include "tests/support/test_support.h"
 
 using namespace tg;
@@ -15,14 +16,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-StoreOptions options(int rank, int world_size, int port, std::chrono::milliseconds timeout = 5000ms) {
-  StoreOptions o;
-  o.port = port;
-  o.rank = rank;
-  o.world_size = world_size;
-  o.timeout = timeout;
-  return o;
-}
+using test::store_options;
 
 LaunchEnv env_of(int rank, int world_size, int local_rank) { return {rank, world_size, local_rank, "127.0.0.1", 1}; }
 
@@ -35,7 +29,7 @@ struct Joined {
 Joined join_all(const std::vector<Member>& who, std::chrono::milliseconds timeout = 5000ms) {
   const int n = static_cast<int>(who.size());
   Joined out{std::vector<std::vector<Member>>(who.size()), std::vector<std::string>(who.size())};
-  TcpStore rank0(options(0, n, 0, timeout));
+  TcpStore rank0(store_options(0, n, 0, timeout));
   const auto join = [&](TcpStore& store) {
     const auto r = static_cast<size_t>(store.rank());
     out.errors[r] = test::thrown_message<DistributedError>(
@@ -44,7 +38,7 @@ Joined join_all(const std::vector<Member>& who, std::chrono::milliseconds timeou
   std::vector<std::thread> others;
   for (int r = 1; r < n; ++r)
     others.emplace_back([&, r] {
-      TcpStore store(options(r, n, rank0.port(), timeout));
+      TcpStore store(store_options(r, n, rank0.port(), timeout));
       join(store);
     });
   join(rank0);
@@ -72,7 +66,7 @@ TEST_CASE("two ranks on the same GPU of a host are refused by every rank") {
 }
 
 TEST_CASE("a rank that never joins is named; a store that does not match the environment is refused") {
-  TcpStore rank0(options(0, 2, 0, 100ms));
+  TcpStore rank0(store_options(0, 2, 0, 100ms));
   CHECK(test::thrown_message<DistributedError>([&] { join_job(rank0, env_of(0, 2, 0), "node-a"); }) ==
         "TcpStore: rank 0 waited 100 ms for 'tapegrad/join' from all 2 ranks; missing rank(s): 1");
   CHECK(test::thrown_message<ValueError>([&] { join_job(rank0, env_of(1, 2, 0), "node-a"); }) ==

@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "dist/store.h"
+#include "tests/dist/store_fixture.h"
 #include "tests/support/test_support.h"
 
 using namespace tg;
@@ -19,14 +20,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-StoreOptions options(int rank, int world_size, int port, std::chrono::milliseconds timeout = 5000ms) {
-  StoreOptions o;
-  o.port = port;
-  o.rank = rank;
-  o.world_size = world_size;
-  o.timeout = timeout;
-  return o;
-}
+using test::store_options;
 
 Bytes bytes(const std::string& text) { return Bytes(text.begin(), text.end()); }
 
@@ -39,7 +33,7 @@ int unused_port() {
 }  // namespace
 
 TEST_CASE("set, get and overwrite of binary values, empty included") {
-  TcpStore store(options(0, 1, 0));
+  TcpStore store(store_options(0, 1, 0));
   CHECK(store.port() > 0);
   const Bytes binary = {0, 255, 0, 7};
   store.set("k", binary);
@@ -51,7 +45,7 @@ TEST_CASE("set, get and overwrite of binary values, empty included") {
 }
 
 TEST_CASE("all_gather and broadcast_from_rank0 across four threads") {
-  TcpStore rank0(options(0, 4, 0));
+  TcpStore rank0(store_options(0, 4, 0));
   const Bytes id = [] {
     Bytes out(128);
     for (size_t i = 0; i < out.size(); ++i) out[i] = static_cast<uint8_t>(i * 7 + 1);
@@ -66,7 +60,7 @@ TEST_CASE("all_gather and broadcast_from_rank0 across four threads") {
   std::vector<std::thread> others;
   for (int r = 1; r < 4; ++r)
     others.emplace_back([&, r] {
-      TcpStore store(options(r, 4, rank0.port()));
+      TcpStore store(store_options(r, 4, rank0.port()));
       run(store);
     });
   run(rank0);
@@ -79,10 +73,10 @@ TEST_CASE("all_gather and broadcast_from_rank0 across four threads") {
 }
 
 TEST_CASE("get blocks until another rank sets the key") {
-  TcpStore rank0(options(0, 2, 0));
+  TcpStore rank0(store_options(0, 2, 0));
   Bytes got;
   std::thread reader([&] {
-    TcpStore rank1(options(1, 2, rank0.port()));
+    TcpStore rank1(store_options(1, 2, rank0.port()));
     got = rank1.get("late");
   });
   std::this_thread::sleep_for(50ms);
@@ -100,7 +94,7 @@ TEST_CASE("ranks in forked processes meet rank 0 through the store") {
     if (pid == 0) {
       int code = 3;
       try {  // connects before rank 0 listens: the client retries
-        TcpStore store(options(r, 3, port));
+        TcpStore store(store_options(r, 3, port));
         const auto all = all_gather(store, "join", bytes(std::to_string(r * 10)));
         const bool ok = all == std::vector<Bytes>{bytes("0"), bytes("10"), bytes("20")} &&
                         broadcast_from_rank0(store, "id", {}) == bytes("the id");
@@ -115,7 +109,7 @@ TEST_CASE("ranks in forked processes meet rank 0 through the store") {
   }
   std::this_thread::sleep_for(30ms);
   {
-    TcpStore rank0(options(0, 3, port));
+    TcpStore rank0(store_options(0, 3, port));
     CHECK(all_gather(rank0, "join", bytes("0")) == std::vector<Bytes>{bytes("0"), bytes("10"), bytes("20")});
     broadcast_from_rank0(rank0, "id", bytes("the id"));
     for (const pid_t pid : children) {  // keep serving until both have exited
@@ -128,10 +122,10 @@ TEST_CASE("ranks in forked processes meet rank 0 through the store") {
 }
 
 TEST_CASE("a rendezvous timeout names the ranks that did not join") {
-  TcpStore rank0(options(0, 4, 0, 150ms));
+  TcpStore rank0(store_options(0, 4, 0, 150ms));
   std::string rank1_error;
   std::thread rank1([&] {
-    TcpStore store(options(1, 4, rank0.port(), 150ms));
+    TcpStore store(store_options(1, 4, rank0.port(), 150ms));
     rank1_error = test::thrown_message<DistributedError>([&] { all_gather(store, "join", {}); });
   });
   CHECK(test::thrown_message<DistributedError>([&] { all_gather(rank0, "join", {}); }) ==
@@ -141,8 +135,8 @@ TEST_CASE("a rendezvous timeout names the ranks that did not join") {
 }
 
 TEST_CASE("a rank waiting for rank 0's broadcast and a plain wait time out with what is missing") {
-  TcpStore rank0(options(0, 2, 0, 100ms));
-  TcpStore rank1(options(1, 2, rank0.port(), 100ms));
+  TcpStore rank0(store_options(0, 2, 0, 100ms));
+  TcpStore rank1(store_options(1, 2, rank0.port(), 100ms));
   CHECK(test::thrown_message<DistributedError>([&] { broadcast_from_rank0(rank1, "nccl_unique_id", {}); }) ==
         "TcpStore: rank 1 waited 100 ms for 'nccl_unique_id' from rank 0; missing rank(s): 0");
   rank0.set("a", {});
@@ -154,15 +148,15 @@ TEST_CASE("a rank waiting for rank 0's broadcast and a plain wait time out with 
 
 TEST_CASE("a rank that finds no store gives up at its timeout naming rank 0's address") {
   const int port = unused_port();
-  CHECK(test::thrown_message<DistributedError>([&] { TcpStore(options(2, 3, port, 100ms)); }) ==
+  CHECK(test::thrown_message<DistributedError>([&] { TcpStore(store_options(2, 3, port, 100ms)); }) ==
         "TcpStore: rank 2 could not connect to the store of rank 0 at 127.0.0.1:" + std::to_string(port) +
             " before the timeout (last error: Connection refused)");
 }
 
 TEST_CASE("a request after rank 0's store is gone fails naming the store") {
-  auto rank0 = std::make_unique<TcpStore>(options(0, 2, 0, 200ms));
+  auto rank0 = std::make_unique<TcpStore>(store_options(0, 2, 0, 200ms));
   const int port = rank0->port();
-  TcpStore rank1(options(1, 2, port, 200ms));
+  TcpStore rank1(store_options(1, 2, port, 200ms));
   rank0.reset();
   const std::string message = test::thrown_message<DistributedError>([&] { rank1.set("k", {}); });
   CHECK(message.starts_with("TcpStore: "));
@@ -170,7 +164,7 @@ TEST_CASE("a request after rank 0's store is gone fails naming the store") {
 }
 
 TEST_CASE("a client sending garbage loses its connection, an absurd timeout is clamped; the store keeps serving") {
-  TcpStore rank0(options(0, 2, 0, 1000ms));
+  TcpStore rank0(store_options(0, 2, 0, 1000ms));
   const auto deadline = Clock::now() + 1s;
   {
     const Fd rogue = connect_tcp("127.0.0.1", rank0.port(), deadline, "a test");
@@ -197,7 +191,7 @@ TEST_CASE("a client sending garbage loses its connection, an absurd timeout is c
     REQUIRE(recv_all(client, reply, sizeof reply, deadline, "the store"));
     CHECK(std::vector<uint8_t>(reply, reply + 12) == std::vector<uint8_t>{4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0});
   }
-  TcpStore rank1(options(1, 2, rank0.port(), 1000ms));
+  TcpStore rank1(store_options(1, 2, rank0.port(), 1000ms));
   rank1.set("still", bytes("works"));
   CHECK(rank0.get("still") == bytes("works"));
 }
