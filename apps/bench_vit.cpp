@@ -14,11 +14,14 @@
 #include "autograd/engine.h"
 #include "core/allocator.h"
 #include "nn/optim.h"
+#include "ops/attention.h"
 #include "ops/loss.h"
 #include "ops/precision.h"
 #if TG_WITH_CUDA
+#include <cuda_profiler_api.h>
 #include <cuda_runtime.h>
 
+#include "core/cuda/cuda_check.h"
 #include "core/cuda/graph.h"
 #endif
 
@@ -29,10 +32,10 @@ int main(int argc, char** argv) {
               blocks = "all",
               device_name = "cuda";
   int64_t dim = 0, depth = 0, heads = 0, patch = 4, img = 32, channels = 3, classes = 10, batch = 64, warmup = 5,
-          steps = 30;
+          steps = 30, profile_steps = 0;
   double ratio = 1.0;
   bool recompute_gelu = false;
-  std::string saved_dtype = "same", attention = "fused", cuda_graphs = "off";
+  std::string saved_dtype = "same", attention = "fused", attention_backend = "auto", cuda_graphs = "off";
   CLI::App app{"bench_vit: ViT training-step time and peak memory (tapegrad side of torch_vit_bench.py)"};
   app.add_option("--preset", preset, "vit-tiny, vit-small or vit-base");
   app.add_option("--dim", dim, "override the preset's width");
@@ -46,6 +49,7 @@ int main(int argc, char** argv) {
   app.add_option("--precision", precision, "fp32 | tf32 | bf16 (mixed precision)");
   auto* attention_option = app.add_option("--attention", attention, "fused | explicit (needed to sample attn-scores / attn-context)")
       ->check(CLI::IsMember({"fused", "explicit"}));
+  app.add_option("--attention-backend", attention_backend, "auto | cudnn | tapegrad: kernels of the bf16 fused attention");
   app.add_option("--backward", backward_name)->check(CLI::IsMember(strategy_names()));
   app.add_option("--ratio", ratio);
   app.add_option("--targets", targets, "comma list of qkv,proj,fc1,fc2,attn-scores,attn-context or all (default: the linears)");
@@ -56,6 +60,9 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"on", "off"}));
   app.add_option("--warmup", warmup);
   app.add_option("--steps", steps);
+  app.add_option("--profile-steps", profile_steps,
+                 "after the timed steps, run this many more between cudaProfilerStart and cudaProfilerStop "
+                 "(for ncu --profile-from-start off)");
   app.add_option("--device", device_name)->check(CLI::IsMember({"cpu", "cuda"}));
   CLI11_PARSE(app, argc, argv);
   try {
@@ -74,6 +81,7 @@ int main(int argc, char** argv) {
     if (attention_option->count() == 0 && backward_name != "exact" && vit::includes_attention(target_set))
       attention = "explicit";
     config.fused_attention = attention == "fused";
+    set_cuda_attention_backend(parse_cuda_attention_backend(attention_backend));
     PrecisionPolicy policy = precision_mode(precision);
     policy.saved_dtype = parse_precision_dtype(saved_dtype, "--saved-dtype");
     PrecisionGuard precision_guard(policy);
@@ -154,10 +162,20 @@ int main(int argc, char** argv) {
       return v[v.size() / 2];
     };
     const double ms = median(times), host_ms = median(host_times);
+    if (profile_steps > 0) {
+      TG_CHECK(device.is_cuda(), ValueError, "--profile-steps needs --device cuda");
+#if TG_WITH_CUDA
+      TG_CUDA_CHECK(cudaProfilerStart());
+      for (int64_t i = 0; i < profile_steps; ++i) step(i);
+      synchronize();
+      TG_CUDA_CHECK(cudaProfilerStop());
+#endif
+    }
     const MemoryStats stats = allocator_for(device).stats();
     nlohmann::ordered_json line = {{"framework", "tapegrad"}, {"preset", preset}, {"dim", config.dim},
                                    {"depth", config.depth}, {"heads", config.heads}, {"patch", patch}, {"img", img},
-                                   {"batch", batch}, {"precision", precision}, {"attention", attention}, {"cuda_graphs", cuda_graphs},
+                                   {"batch", batch}, {"precision", precision}, {"attention", attention},
+                                   {"attention_backend", attention_backend}, {"cuda_graphs", cuda_graphs},
                                    {"backward", backward_name},
                                    {"ratio", ratio}, {"recompute_gelu", recompute_gelu}, {"saved_dtype", saved_dtype},
                                    {"sampled_nodes", sampled}, {"ms_per_step", ms},

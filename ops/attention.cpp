@@ -2,6 +2,8 @@
 // q, k, v, out and the row log-sum-exp (never the probabilities).
 #include "ops/attention.h"
 
+#include <atomic>
+
 #include "autograd/engine.h"
 #include "ops/attention_kernels.h"
 #include "ops/dispatch.h"
@@ -58,7 +60,20 @@ class AttentionBackward final : public Node {
   double scale_;
 };
 
+std::atomic<CudaAttentionBackend> g_cuda_attention_backend{CudaAttentionBackend::automatic};
+
 }  // namespace
+
+void set_cuda_attention_backend(CudaAttentionBackend backend) { g_cuda_attention_backend.store(backend); }
+
+CudaAttentionBackend cuda_attention_backend() { return g_cuda_attention_backend.load(); }
+
+CudaAttentionBackend parse_cuda_attention_backend(const std::string& name) {
+  if (name == "auto") return CudaAttentionBackend::automatic;
+  if (name == "cudnn") return CudaAttentionBackend::cudnn;
+  if (name == "tapegrad") return CudaAttentionBackend::tapegrad;
+  TG_THROW(ValueError, "--attention-backend: unknown value '", name, "' (expected auto, cudnn, tapegrad)");
+}
 
 Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, double scale) {
   check_attention(q_in, k_in, v_in);

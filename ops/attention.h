@@ -6,6 +6,8 @@
 // matmul node.
 #pragma once
 
+#include <string>
+
 #include "core/tensor.h"
 
 namespace tg {
@@ -14,6 +16,18 @@ namespace tg {
 // of a [B, T, H, D] buffer, so that merging the heads (transpose(1, 2), reshape [B, T, H·D]) is
 // free. Accumulation is f32 (f64 for f64 inputs on the CPU). CUDA kernels: head dims 32 and 64,
 // f32 (CUDA cores, no TF32) and bf16 (tensor cores); other head dims raise NotImplementedError.
+// bf16 on CUDA runs cuDNN's fused flash attention where the build has cuDNN and its engines
+// accept the shapes (see CudaAttentionBackend).
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale);
+
+// Which kernels run the bf16 fused attention on CUDA, process-wide. automatic: cuDNN where it
+// accepts the shapes (the first refusal is reported once on stderr, with cuDNN's reason), tapegrad's
+// kernels otherwise; cudnn: cuDNN or a BackendError with the reason; tapegrad: always tapegrad's
+// kernels. f32 always runs tapegrad's kernels (cuDNN's fused attention is bf16/fp16 only).
+enum class CudaAttentionBackend { automatic, cudnn, tapegrad };
+void set_cuda_attention_backend(CudaAttentionBackend backend);
+CudaAttentionBackend cuda_attention_backend();
+// "auto", "cudnn", "tapegrad" (the --attention-backend values of train_vit and bench_vit).
+CudaAttentionBackend parse_cuda_attention_backend(const std::string& name);
 
 }  // namespace tg

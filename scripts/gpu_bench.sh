@@ -34,8 +34,9 @@ git log -1 --format='commit %H %s' 2>/dev/null | tee -a "$log"
 if [ -x "$build/apps/vit_crosscheck" ]; then
   exe=$(realpath "$build/apps/vit_crosscheck")
   wrapper=$(mktemp -d)/vit_crosscheck
-  # shellcheck disable=SC2016  # $LD_LIBRARY_PATH and $@ expand when the wrapper runs
-  printf '#!/bin/sh\nLD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-} exec "%s" "$@"\n' "$exe" > "$wrapper"
+  source "$(dirname "${BASH_SOURCE[0]}")/gpu_env.sh"
+  # shellcheck disable=SC2016  # $@ expands when the wrapper runs
+  printf '#!/bin/sh\nLD_LIBRARY_PATH=%s exec "%s" "$@"\n' "$tg_libs" "$exe" > "$wrapper"
   chmod +x "$wrapper"
   echo "===== crosscheck_timm.py ($exe)" | tee -a "$log"
   python3 tests/pytorch/crosscheck_timm.py --exe "$wrapper" 2>&1 | tee "$out/crosscheck.log" >> "$log"

@@ -13,7 +13,8 @@ set -euo pipefail
 before=$1 after=$2 rounds=${ROUNDS:-3}
 out=${OUT:-gpu-logs}
 mkdir -p "$out"
-export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
+source "$(dirname "${BASH_SOURCE[0]}")/gpu_env.sh"
+export LD_LIBRARY_PATH=$tg_libs
 small="--preset vit-small --patch 4 --img 32 --classes 10 --batch 64 --precision tf32"
 base="--preset vit-base --patch 16 --img 224 --classes 1000 --batch 64 --precision tf32 --steps 20"
 default_configs="$small --backward exact

@@ -25,7 +25,8 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 train_timm=$here/tests/pytorch/train_timm.py
 # train_vit needs the system CUDA libraries; PyTorch must keep loading its own wheels', so the
 # library path is set for train_vit's processes only.
-cuda_libs=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
+source "$(dirname "${BASH_SOURCE[0]}")/gpu_env.sh"
+cuda_libs=$tg_libs
 
 [ -x "$bin_dir/train_vit" ] || { echo "gpu_parity.sh: no executable $bin_dir/train_vit" >&2; exit 1; }
 "$python" -c "import torch, timm, safetensors, numpy" ||

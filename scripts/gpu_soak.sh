@@ -7,7 +7,8 @@
 # Usage on the GPU machine: bash scripts/gpu_soak.sh [SECONDS] [-- more train_vit flags]
 #   (default data: --dataset synthetic; e.g. -- --dataset cifar10 --data-dir /tmp/cifar10)
 set -uo pipefail
-export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
+source "$(dirname "${BASH_SOURCE[0]}")/gpu_env.sh"
+export LD_LIBRARY_PATH=$tg_libs
 seconds=${1:-300}
 shift || true
 [ "${1:-}" = "--" ] && shift

@@ -17,6 +17,7 @@
 set -uo pipefail
 [ $# -eq 3 ] || { sed -n '2,15p' "$0" >&2; exit 2; }
 bin=$1 bench=$2 out=$3
+source "$(dirname "${BASH_SOURCE[0]}")/gpu_env.sh"
 mkdir -p "$out"
 jsonl=$out/speed.jsonl
 : > "$jsonl"
@@ -34,7 +35,7 @@ tapegrad() {  # MODEL PRECISION FLAGS...
   local model=$1 precision=$2
   shift 2
   # shellcheck disable=SC2046
-  LD_LIBRARY_PATH=/usr/local/cuda/lib64 "$bin/bench_vit" $(model_flags "$model") --precision "$precision" \
+  LD_LIBRARY_PATH=$tg_libs "$bin/bench_vit" $(model_flags "$model") --precision "$precision" \
     --steps "$steps" "$@" 2>> "$out/speed.log" | sed "s/^{/{\"model\":\"$model\",\"label\":\"tapegrad $*\",/" >> "$jsonl" ||
     status=1
 }

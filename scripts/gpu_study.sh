@@ -23,7 +23,8 @@ shift
 jobs=()
 while [ $# -gt 0 ] && [ "$1" != "--" ]; do jobs+=("$1"); shift; done
 [ "${1:-}" = "--" ] && shift
-export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
+source "$(dirname "${BASH_SOURCE[0]}")/gpu_env.sh"
+export LD_LIBRARY_PATH=$tg_libs
 out=${OUT:-gpu-logs}
 # Two invocations at once (e.g. two seeds) need two folders: STUDY_DIR names this one's.
 logs=${STUDY_DIR:-$out/study}

@@ -4,7 +4,8 @@
 # full output to $OUT/suite.log (or ./gpu-logs/suite.log) and one summary line per executable.
 # Usage on the GPU machine: bash scripts/gpu_suite.sh [DIR]   (default: build/tests)
 set -uo pipefail
-export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
+source "$(dirname "${BASH_SOURCE[0]}")/gpu_env.sh"
+export LD_LIBRARY_PATH=$tg_libs
 dir=${1:-build/tests}
 out=${OUT:-gpu-logs}
 mkdir -p "$out"

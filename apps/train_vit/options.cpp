@@ -11,6 +11,7 @@
 
 #include "apps/train_vit/checkpoint.h"
 #include "apps/vit/strategies.h"
+#include "ops/attention.h"
 #include "apps/vit/vit.h"
 #include "core/error.h"
 
@@ -76,6 +77,9 @@ void add_flags(CLI::App& app, Options& o) {
   app.add_option("--attention", o.attention,
                  "fused (default: keeps no attention probabilities) | explicit (matmul, softmax, matmul; needed to "
                  "sample attn-scores / attn-context, and chosen by itself then)");
+  app.add_option("--attention-backend", o.attention_backend,
+                 "auto (default: cuDNN's fused attention for bf16 where it accepts the shapes, else tapegrad's "
+                 "kernels) | cudnn | tapegrad");
   app.add_option("--cuda-graphs", o.cuda_graphs,
                  "on (default on CUDA: the training step is captured once and replayed, docs/cuda-graphs.md) | off");
   app.add_option("--init-from", o.init_from, "initialize the model from a safetensors file (timm names, strict)");
@@ -208,6 +212,7 @@ void validate(const Options& o, const std::set<std::string>& given) {
            "gradient would be exact): leave fc1 out of --wta-targets (e.g. --wta-targets qkv,proj,fc2) or drop "
            "--recompute-gelu");
   check_choice("--attention", o.attention, {"fused", "explicit"});
+  (void)parse_cuda_attention_backend(o.attention_backend);  // throws for an unknown value
   check_choice("--cuda-graphs", o.cuda_graphs, {"on", "off"});
   TG_CHECK(o.cuda_graphs == "off" || o.resolved_device.is_cuda(), ValueError,
            "--cuda-graphs on needs a CUDA device, but the run is on ", o.resolved_device.str());
@@ -367,7 +372,7 @@ std::string describe(const Options& o) {
   line("recompute gelu", o.recompute_gelu ? "on" : "off");
   line("saved dtype", o.saved_dtype);
   line("precision", o.precision);
-  line("attention", o.attention);
+  line("attention", o.attention == "fused" ? "fused, backend " + o.attention_backend : o.attention);
   line("cuda graphs", o.cuda_graphs);
   line("seed", o.seed);
   line("max steps", o.max_steps > 0 ? std::to_string(o.max_steps) : "-");

@@ -62,6 +62,8 @@ struct Options {
   // fused | explicit; fused unless given, or unless a sampled backward samples the attention
   // matmuls (resolve_options then picks explicit, which they need).
   std::string attention = "fused";
+  // auto | cudnn | tapegrad: the kernels of the bf16 fused attention on CUDA (ops/attention.h).
+  std::string attention_backend = "auto";
   // on | off: capture the training step once as a CUDA graph and replay it (CUDA only; on by
   // default there, and off when the run cannot be captured — see resolve_options).
   std::string cuda_graphs = "on";

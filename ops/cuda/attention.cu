@@ -4,6 +4,8 @@
 // one block, without atomics (bit-reproducible): one per key tile for dK and dV, one per query
 // tile for dQ. The tile products run on tensor cores for bf16 (WMMA 16×16×16, f32 accumulators)
 // and on CUDA cores for f32 (no TF32: fp32 attention stays fp32-accurate). Head dims 32 and 64.
+// The entry points hand bf16 to cuDNN first (attention_cudnn.cpp) and run these kernels when it
+// declines.
 #include <cuda_bf16.h>
 #include <mma.h>
 
@@ -15,6 +17,7 @@
 #include "core/cuda/cuda_check.h"
 #include "core/cuda/launch.h"
 #include "ops/attention_kernels.h"
+#include "ops/cuda/attention_cudnn.h"
 
 namespace tg::cuda {
 
@@ -494,6 +497,7 @@ void check_grid(const Tensor& q, const Tensor& k) {
 
 void attention_forward(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v,
                        double scale) {
+  if (cudnn_attention_forward(out, lse, q, k, v, scale)) return;
   check_grid(q, k);
   with_kernel_config(q.dtype(), q.size(3), [&](auto mma, auto dim) {
     using Mma = decltype(mma);
@@ -510,6 +514,7 @@ void attention_forward(const Tensor& out, const Tensor& lse, const Tensor& q, co
 void attention_backward(const Tensor& grad_q, const Tensor& grad_k, const Tensor& grad_v, const Tensor& grad_out,
                         const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
                         double scale) {
+  if (cudnn_attention_backward(grad_q, grad_k, grad_v, grad_out, q, k, v, out, lse, scale)) return;
   check_grid(q, k);
   with_kernel_config(q.dtype(), q.size(3), [&](auto mma, auto dim) {
     using Mma = decltype(mma);

@@ -50,6 +50,8 @@ TEST_CASE("train_vit rejects bad flags and combinations with one clear message")
   CHECK(parse_error({"--model", "vit-huge"}) == "--model: unknown value 'vit-huge' (expected vit-tiny, vit-small, vit-base)");
   CHECK(parse_error({"--precision", "fp16"}) == "--precision: unknown value 'fp16' (expected fp32, tf32, bf16)");
   CHECK(parse_error({"--attention", "flash"}) == "--attention: unknown value 'flash' (expected fused, explicit)");
+  CHECK(parse_error({"--attention-backend", "flash"}) ==
+        "--attention-backend: unknown value 'flash' (expected auto, cudnn, tapegrad)");
   CHECK(parse_error({"--backward", "wta-crs", "--wta-targets", "all", "--attention", "fused"}) ==
         "--attention fused has no attention matmuls to sample, but --wta-targets includes attn-scores or "
         "attn-context: use --attention explicit, or leave them out (e.g. --wta-targets qkv,proj,fc1,fc2)");

@@ -110,3 +110,19 @@ TEST_CASE("fused attention errors say what was expected") {
   CHECK_THROWS_WITH_AS(scaled_dot_product_attention(x, none, none, 1),
                        "scaled_dot_product_attention: k and v have no tokens (shape [2, 3, 0, 5])", ShapeError);
 }
+
+TEST_CASE("the CUDA attention backend: names, the process-wide setting, and the CPU ignores it") {
+  CHECK(parse_cuda_attention_backend("auto") == CudaAttentionBackend::automatic);
+  CHECK(parse_cuda_attention_backend("cudnn") == CudaAttentionBackend::cudnn);
+  CHECK(parse_cuda_attention_backend("tapegrad") == CudaAttentionBackend::tapegrad);
+  CHECK_THROWS_WITH_AS(parse_cuda_attention_backend("flash"),
+                       "--attention-backend: unknown value 'flash' (expected auto, cudnn, tapegrad)", ValueError);
+  CHECK(cuda_attention_backend() == CudaAttentionBackend::automatic);
+  const Tensor x = test::random_tensor({1, 2, 5, 8}, 77);
+  const Tensor automatic = scaled_dot_product_attention(x, x, x, 0.5);
+  set_cuda_attention_backend(CudaAttentionBackend::cudnn);
+  CHECK(cuda_attention_backend() == CudaAttentionBackend::cudnn);
+  const Tensor forced = scaled_dot_product_attention(x, x, x, 0.5);  // the CPU has one implementation
+  set_cuda_attention_backend(CudaAttentionBackend::automatic);
+  CHECK(test::host_values(forced) == test::host_values(automatic));
+}

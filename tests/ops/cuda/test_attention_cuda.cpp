@@ -1,7 +1,8 @@
 // Fused attention on CUDA against the CPU reference: forward and the three input gradients for
-// token counts that are and are not multiples of the 64-row tile (1, 64, 65, 130, 197), head
-// dims 32 and 64, Tq != Tk, strided heads; f32 within 1e-5 (CUDA cores, no TF32) and bf16
-// within bf16 rounding (tensor cores); bit-identical reruns (no atomics); and the errors.
+// token counts that are and are not multiples of the 64-row tile (1, 64, 65, 130, 197, 200),
+// head dims 32 and 64, Tq != Tk, strided heads; f32 within 1e-5 (CUDA cores, no TF32) and bf16
+// within bf16 rounding, with tapegrad's kernels and with cuDNN's (CudaAttentionBackend);
+// bit-identical reruns; and the errors.
 #include <doctest/doctest.h>
 
 #include <array>
@@ -17,6 +18,19 @@ using test::random_tensor;
 namespace {
 
 Tensor attention(const std::vector<Tensor>& in) { return scaled_dot_product_attention(in[0], in[1], in[2], 0.125); }
+
+// Sets the process-wide bf16 attention backend for a scope.
+class BackendScope {
+ public:
+  explicit BackendScope(CudaAttentionBackend backend) { set_cuda_attention_backend(backend); }
+  ~BackendScope() { set_cuda_attention_backend(CudaAttentionBackend::automatic); }
+};
+
+// The bf16 backends this build can run (cuDNN when built in; forced, so a refusal fails).
+std::vector<CudaAttentionBackend> bf16_backends() {
+  if (TG_WITH_CUDNN) return {CudaAttentionBackend::tapegrad, CudaAttentionBackend::cudnn};
+  return {CudaAttentionBackend::tapegrad};
+}
 
 std::vector<Tensor> inputs(int64_t b, int64_t h, int64_t tq, int64_t tk, int64_t d, uint64_t seed) {
   std::vector<Tensor> in{random_tensor({b, h, tq, d}, seed), random_tensor({b, h, tk, d}, seed + 1),
@@ -39,12 +53,17 @@ TEST_CASE("fused attention on CUDA: f32 matches the CPU within 1e-5") {
   }
 }
 
-TEST_CASE("fused attention on CUDA: bf16 is within bf16 rounding of the f32 result") {
+TEST_CASE("fused attention on CUDA: bf16 is within bf16 rounding of the f32 result, with either backend") {
+  for (CudaAttentionBackend backend : bf16_backends()) {
+  BackendScope scope(backend);
+  CAPTURE(static_cast<int>(backend));
   uint64_t seed = 950;
-  for (const auto& [tq, d] : std::vector<std::array<int64_t, 2>>{{65, 64}, {197, 64}, {64, 32}, {7, 32}}) {
+  for (const auto& [tq, tk, d] : std::vector<std::array<int64_t, 3>>{
+           {1, 1, 64}, {64, 64, 64}, {65, 65, 64}, {130, 70, 64}, {197, 197, 64}, {5, 200, 64}, {64, 64, 32}, {7, 7, 32}}) {
     CAPTURE(tq);
+    CAPTURE(tk);
     CAPTURE(d);
-    const std::vector<Tensor> in = inputs(2, 3, tq, tq, d, seed += 3);
+    const std::vector<Tensor> in = inputs(2, 3, tq, tk, d, seed += 3);
     auto run = [&](DType dtype, Device device) {
       std::vector<Tensor> copies;
       for (const Tensor& t : in) {
@@ -64,6 +83,7 @@ TEST_CASE("fused attention on CUDA: bf16 is within bf16 rounding of the f32 resu
       CHECK(test::relative_error(bf16[i], reference[i]) < 3e-2);
     }
   }
+  }
 }
 
 TEST_CASE("fused attention on CUDA: strided heads, and bit-identical reruns") {
@@ -76,7 +96,11 @@ TEST_CASE("fused attention on CUDA: strided heads, and bit-identical reruns") {
         return scaled_dot_product_attention(head(0), head(1), head(2), 0.125);
       },
       {qkv}, 1e-5);
-  for (DType dtype : {DType::f32, DType::bf16}) {
+  std::vector<std::pair<DType, CudaAttentionBackend>> runs{{DType::f32, CudaAttentionBackend::automatic}};
+  for (CudaAttentionBackend backend : bf16_backends()) runs.emplace_back(DType::bf16, backend);
+  for (const auto& [dtype, backend] : runs) {
+    BackendScope scope(backend);
+    CAPTURE(static_cast<int>(backend));
     const std::vector<Tensor> in = inputs(2, 3, 197, 197, 64, 991);
     auto grads = [&] {
       std::vector<Tensor> copies;
@@ -92,6 +116,31 @@ TEST_CASE("fused attention on CUDA: strided heads, and bit-identical reruns") {
     };
     CHECK(grads() == grads());
   }
+}
+
+TEST_CASE("fused attention on CUDA: cuDNN on the ViT's layout (heads of one qkv buffer) matches tapegrad's kernels") {
+  if (!TG_WITH_CUDNN) {
+    BackendScope scope(CudaAttentionBackend::cudnn);
+    const Tensor x = zeros({1, 2, 3, 64}, DType::bf16, Device::cuda(0));
+    CHECK_THROWS_WITH_AS(scaled_dot_product_attention(x, x, x, 1),
+                         "cuDNN fused attention: this build has no cuDNN (configure with -DTAPEGRAD_CUDNN=ON)",
+                         BackendError);
+    return;
+  }
+  const Tensor qkv_host = random_tensor({4, 197, 3, 6, 64}, 995);
+  auto run = [&](CudaAttentionBackend backend) {
+    BackendScope scope(backend);
+    Tensor qkv = qkv_host.to(DType::bf16).to(Device::cuda(0)).clone();
+    qkv.set_requires_grad(true);
+    auto head = [&](int64_t i) { return permute(select(qkv, 2, i), {0, 2, 1, 3}); };
+    const Tensor out = scaled_dot_product_attention(head(0), head(1), head(2), 0.125);
+    backward(out, random_tensor(out.shape(), 7, -1, 1, DType::f32).to(DType::bf16).to(Device::cuda(0)));
+    return std::vector<std::vector<double>>{test::host_values(out), test::host_values(qkv.grad())};
+  };
+  const auto ours = run(CudaAttentionBackend::tapegrad), cudnn = run(CudaAttentionBackend::cudnn);
+  CHECK(test::relative_error(cudnn[0], ours[0]) < 1e-2);
+  CHECK(test::relative_error(cudnn[1], ours[1]) < 2e-2);
+  CHECK(run(CudaAttentionBackend::cudnn) == cudnn);  // bit-identical rerun
 }
 
 TEST_CASE("fused attention on CUDA: unsupported head dims and dtypes say so") {
