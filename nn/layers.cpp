@@ -82,7 +82,10 @@ LayerNorm::LayerNorm(int64_t dim, Device device, double eps) : eps_(eps) {
   bias = register_parameter("bias", zeros({dim}, DType::f32, device));
 }
 
-Tensor LayerNorm::forward(const Tensor& x) const { return tag_node(layer_norm(x, weight, bias, eps_), "layer-norm"); }
+Tensor LayerNorm::forward(const Tensor& x) const {
+  const DType out = autocast_output_ ? autocast_dtype_of(x) : x.dtype();
+  return tag_node(layer_norm(x, weight, bias, eps_, out), "layer-norm");
+}
 
 Mlp::Mlp(int64_t dim, int64_t hidden, double dropout, Device device, Generator& generator) : dropout_(dropout) {
   fc1 = register_module("fc1", std::make_shared<Linear>(dim, hidden, true, device, generator));
@@ -154,8 +157,10 @@ Tensor Attention::explicit_attention(const Tensor& q, const Tensor& k, const Ten
 
 Block::Block(int64_t dim, int64_t heads, double mlp_ratio, double dropout, Device device, Generator& generator) {
   norm1 = register_module("norm1", std::make_shared<LayerNorm>(dim, device));
+  norm1->set_autocast_output(true);  // feeds qkv only
   attn = register_module("attn", std::make_shared<Attention>(dim, heads, 0.0, dropout, device, generator));
   norm2 = register_module("norm2", std::make_shared<LayerNorm>(dim, device));
+  norm2->set_autocast_output(true);  // feeds fc1 only
   mlp = register_module("mlp", std::make_shared<Mlp>(dim, static_cast<int64_t>(static_cast<double>(dim) * mlp_ratio),
                                                      dropout, device, generator));
 }

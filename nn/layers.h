@@ -45,10 +45,15 @@ class LayerNorm : public Module {
  public:
   LayerNorm(int64_t dim, Device device, double eps = 1e-6);
   Tensor forward(const Tensor& x) const;
+  // Under autocast, write the output in the autocast dtype (ops/layer_norm.h: the normalization
+  // stays f32, rounded once) — for a norm whose only consumers are matmuls, which would cast it
+  // anyway; saves a pass each way. Off by default, as in PyTorch (its autocast keeps norms f32).
+  void set_autocast_output(bool on) { autocast_output_ = on; }
   Tensor weight, bias;
 
  private:
   double eps_;
+  bool autocast_output_ = false;
 };
 
 class Mlp : public Module {

@@ -18,7 +18,8 @@ struct LayerNormResult {
   Tensor y, mean, rstd;
 };
 
-LayerNormResult layer_norm_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps) {
+LayerNormResult layer_norm_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps,
+                                   DType out_dtype) {
   TG_CHECK(x.dim() >= 1, ShapeError, "layer_norm: expected a tensor with at least one dim, got a scalar");
   TG_CHECK(is_floating(x.dtype()), TypeError, "layer_norm: expected a floating dtype, got ", dtype_name(x.dtype()));
   check_same_device_dtype("layer_norm", x, {&weight, &bias});
@@ -28,9 +29,12 @@ LayerNormResult layer_norm_forward(const Tensor& x, const Tensor& weight, const 
              cols, "] for input of shape ", x.shape().str(), ", got ", t->shape().str());
   }
   TG_CHECK(eps >= 0, ValueError, "layer_norm: expected eps >= 0, got ", eps);
+  TG_CHECK(out_dtype == x.dtype() || (x.dtype() == DType::f32 && out_dtype == DType::bf16), TypeError,
+           "layer_norm: expected an output dtype of ", dtype_name(x.dtype()),
+           x.dtype() == DType::f32 ? " or bf16" : "", ", got ", dtype_name(out_dtype));
   const int64_t rows = cols > 0 ? x.numel() / cols : 0;
   const DType stats = x.dtype() == DType::f64 ? DType::f64 : DType::f32;
-  LayerNormResult r{empty(x.shape(), x.dtype(), x.device()), empty({rows}, stats, x.device()),
+  LayerNormResult r{empty(x.shape(), out_dtype, x.device()), empty({rows}, stats, x.device()),
                     empty({rows}, stats, x.device())};
   if (x.numel() > 0) {
     TG_DEVICE_DISPATCH(x.device(), layer_norm, r.y, r.mean, r.rstd, x.raw_contiguous(),
@@ -74,7 +78,11 @@ class LayerNormBackward final : public Node {
 }  // namespace
 
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps) {
-  LayerNormResult r = layer_norm_forward(x, weight, bias, eps);
+  return layer_norm(x, weight, bias, eps, x.dtype());
+}
+
+Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps, DType out_dtype) {
+  LayerNormResult r = layer_norm_forward(x, weight, bias, eps, out_dtype);
   if (should_record({&x, &weight, &bias}))
     record(std::make_shared<LayerNormBackward>(x, weight, r), {x, weight, bias}, {r.y});
   return r.y;

@@ -1,7 +1,9 @@
 // Kernel entry points of the layer_norm family (ops/cpu/layer_norm.cpp, ops/cuda/layer_norm.cu).
 // x, y and their gradients are contiguous and viewed as [rows, cols]; mean and rstd are [rows]
 // in f32 (f64 for f64 inputs); weight and bias are [cols] and may be undefined, as may each
-// gradient output (then it is not computed). Outputs are allocated by the caller.
+// gradient output (then it is not computed). Outputs are allocated by the caller. y and grad_y
+// have x's dtype, or bf16 for an f32 x (the output in the autocast dtype, rounded once from the
+// f32 result); everything else has x's dtype.
 #pragma once
 
 #include <cstdint>

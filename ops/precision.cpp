@@ -37,9 +37,14 @@ PrecisionPolicy precision_mode(const std::string& mode) {
 }
 
 Tensor autocast(const Tensor& x) {
+  if (!x.defined()) return x;
+  const DType dtype = autocast_dtype_of(x);
+  return dtype == x.dtype() ? x : cast(x, dtype);
+}
+
+DType autocast_dtype_of(const Tensor& x) {
   const std::optional<DType>& dtype = current_policy.autocast_dtype;
-  if (!dtype || !x.defined() || x.dtype() != DType::f32) return x;
-  return cast(x, *dtype);
+  return dtype && x.dtype() == DType::f32 ? *dtype : x.dtype();
 }
 
 std::optional<DType> parse_precision_dtype(const std::string& name, const std::string& what) {

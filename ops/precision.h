@@ -66,6 +66,8 @@ PrecisionPolicy precision_mode(const std::string& mode);
 // `x` itself otherwise (undefined stays undefined). Layers call it on their inputs and
 // parameters before a matmul: the cast's backward hands f32 gradients to f32 parameters.
 Tensor autocast(const Tensor& x);
+// The dtype autocast(x) would have, without casting anything (x defined).
+DType autocast_dtype_of(const Tensor& x);
 
 // The dtype named by a saved-dtype or GEMM-dtype option: "same" -> nullopt, "bf16" -> bf16.
 // ValueError naming `what` (e.g. "--saved-dtype") and the accepted names otherwise.

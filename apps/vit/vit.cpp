@@ -68,6 +68,7 @@ VisionTransformer::VisionTransformer(const VitConfig& config, Device device, uin
   }
   register_module("blocks", block_list);
   norm = register_module("norm", std::make_shared<nn::LayerNorm>(c.dim, device));
+  norm->set_autocast_output(true);  // feeds the head only (the class token)
   head = register_module("head", std::make_shared<nn::Linear>(c.dim, c.num_classes, true, device, generator));
   head->set_role("head");
 }

@@ -7,6 +7,7 @@
 #include "core/cuda/cuda_check.h"
 #include "core/cuda/device_guard.h"
 #include "core/cuda/launch.h"
+#include "core/cuda/vector_map.cuh"
 #include "core/memory_kernels.h"
 #include "core/philox.h"
 #include "core/strided.h"
@@ -29,6 +30,16 @@ __global__ void copy_contiguous_kernel(Dst* dst, const Src* src, int64_t numel) 
   TG_GRID_STRIDE_LOOP(i, numel)
     dst[i] = convert<Dst>(src[i]);
 }
+
+template <class Dst, class Src>
+struct Convert {
+  __device__ Dst operator()(Src x) const { return convert<Dst>(x); }
+};
+
+template <class T>
+struct Add {
+  __device__ T operator()(T a, T b) const { return convert<T>(convert<acc_t<T>>(a) + convert<acc_t<T>>(b)); }
+};
 
 template <class T>
 __global__ void fill_kernel(StridedGeometry<1> g, T* dst, T value, int64_t numel) {
@@ -111,6 +122,8 @@ void copy_cuda(const Tensor& dst, const Tensor& src) {
     TG_DISPATCH_ALL(src.dtype(), "copy", [&] {
       auto* out = static_cast<dst_t*>(dst.raw_data());
       const auto* in = static_cast<const scalar_t*>(src.raw_data());
+      if (both_contiguous && vector_map_applies({out, in}))
+        return vector_map(stream, out, in, numel, Convert<dst_t, scalar_t>{});
       if (both_contiguous)
         copy_contiguous_kernel<<<grid_for(numel), kBlockSize, 0, stream>>>(out, in, numel);
       else
@@ -138,6 +151,10 @@ void accumulate_cuda(const Tensor& dst, const Tensor& src) {
   DeviceGuard guard(dst.device().index);
   const auto g = make_geometry<2>(dst.shape(), {&dst.strides(), &src.strides()});
   TG_DISPATCH_FLOATING(dst.dtype(), "accumulate", [&] {
+    auto* d = static_cast<scalar_t*>(dst.raw_data());
+    const auto* s = static_cast<const scalar_t*>(src.raw_data());
+    if (dst.is_contiguous() && src.is_contiguous() && vector_map_applies({d, s}))
+      return vector_map(current_stream(), d, d, s, numel, Add<scalar_t>{});
     accumulate_kernel<<<grid_for(numel), kBlockSize, 0, current_stream()>>>(
         g, static_cast<scalar_t*>(dst.raw_data()), static_cast<const scalar_t*>(src.raw_data()), numel);
     TG_CUDA_CHECK_LAUNCH();

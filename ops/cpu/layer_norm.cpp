@@ -21,6 +21,12 @@ T* mutable_data_or_null(const Tensor& t) {
 
 void layer_norm(const Tensor& y, const Tensor& mean, const Tensor& rstd, const Tensor& x, const Tensor& weight,
                 const Tensor& bias, int64_t cols, double eps) {
+  if (y.dtype() != x.dtype()) {  // an output in the autocast dtype: computed in x's, then rounded
+    const Tensor full = empty(x.shape(), x.dtype(), x.device());
+    layer_norm(full, mean, rstd, x, weight, bias, cols, eps);
+    y.copy_(full);
+    return;
+  }
   const int64_t rows = x.numel() / cols;
   TG_DISPATCH_FLOATING(x.dtype(), "layer_norm", [&] {
     using acc = acc_t<scalar_t>;
@@ -53,6 +59,10 @@ void layer_norm(const Tensor& y, const Tensor& mean, const Tensor& rstd, const T
 void layer_norm_backward(const Tensor& grad_x, const Tensor& grad_weight, const Tensor& grad_bias,
                          const Tensor& grad_y, const Tensor& x, const Tensor& mean, const Tensor& rstd,
                          const Tensor& weight, int64_t cols) {
+  if (grad_y.dtype() != x.dtype()) {
+    layer_norm_backward(grad_x, grad_weight, grad_bias, grad_y.to(x.dtype()), x, mean, rstd, weight, cols);
+    return;
+  }
   const int64_t rows = x.numel() / cols;
   TG_DISPATCH_FLOATING(x.dtype(), "layer_norm_backward", [&] {
     using acc = acc_t<scalar_t>;

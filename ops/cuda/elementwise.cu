@@ -1,8 +1,10 @@
-// CUDA kernels of the elementwise family: one grid-stride pass per op. Operand offsets come from
-// the strided geometry, which needs no division when the operands are contiguous (one dim).
+// CUDA kernels of the elementwise family: one grid-stride pass per op. Contiguous, aligned
+// operands (the common case) take 16-byte vector loads and stores (core/cuda/vector_map.cuh);
+// others get their offsets from the strided geometry.
 #include "core/cuda/cuda_check.h"
 #include "core/cuda/device_guard.h"
 #include "core/cuda/launch.h"
+#include "core/cuda/vector_map.cuh"
 #include "core/strided.h"
 #include "ops/elementwise_kernels.h"
 
@@ -42,6 +44,41 @@ __global__ void unary_backward_kernel(StridedGeometry<3> g, UnaryOp op, T* grad_
   }
 }
 
+template <class T>
+struct BinaryMap {
+  BinaryOp op;
+  __device__ T operator()(T a, T b) const {
+    using acc = acc_t<T>;
+    return convert<T>(binary_apply<acc>(op, convert<acc>(a), convert<acc>(b)));
+  }
+};
+
+template <class T>
+struct UnaryMap {
+  UnaryOp op;
+  acc_t<T> p0, p1;
+  __device__ T operator()(T x) const { return convert<T>(unary_apply<acc_t<T>>(op, convert<acc_t<T>>(x), p0, p1)); }
+};
+
+template <class T>
+struct UnaryBackwardMap {
+  UnaryOp op;
+  acc_t<T> p0;
+  __device__ T operator()(T grad_y, T saved) const {
+    using acc = acc_t<T>;
+    return convert<T>(unary_backward<acc>(op, convert<acc>(grad_y), convert<acc>(saved), p0));
+  }
+};
+
+// Every operand walks the iteration in order with unit stride.
+template <int N>
+bool contiguous(const StridedGeometry<N>& g) {
+  if (g.ndim > 1) return false;
+  for (int k = 0; k < N && g.ndim == 1; ++k)
+    if (g.strides[k][0] != 1) return false;
+  return true;
+}
+
 }  // namespace
 
 void binary(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& b) {
@@ -53,6 +90,8 @@ void binary(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& b) {
     auto* o = static_cast<scalar_t*>(out.raw_data());
     const auto* x = static_cast<const scalar_t*>(a.raw_data());
     const auto* y = static_cast<const scalar_t*>(b.raw_data());
+    if (contiguous(g) && vector_map_applies({o, x, y}))
+      return vector_map(current_stream(), o, x, y, n, BinaryMap<scalar_t>{op});
     binary_kernel<scalar_t><<<grid_for(n), kBlockSize, 0, current_stream()>>>(g, op, o, x, y, n);
     TG_CUDA_CHECK_LAUNCH();
   });
@@ -68,6 +107,8 @@ void unary(UnaryOp op, const Tensor& out, const Tensor& x, double p0, double p1)
     auto* o = static_cast<scalar_t*>(out.raw_data());
     const auto* in = static_cast<const scalar_t*>(x.raw_data());
     const acc a0 = static_cast<acc>(p0), a1 = static_cast<acc>(p1);
+    if (contiguous(g) && vector_map_applies({o, in}))
+      return vector_map(current_stream(), o, in, n, UnaryMap<scalar_t>{op, a0, a1});
     unary_kernel<scalar_t><<<grid_for(n), kBlockSize, 0, current_stream()>>>(g, op, o, in, a0, a1, n);
     TG_CUDA_CHECK_LAUNCH();
   });
@@ -84,6 +125,8 @@ void unary_backward(UnaryOp op, const Tensor& grad_x, const Tensor& grad_y, cons
     const auto* gy = static_cast<const scalar_t*>(grad_y.raw_data());
     const auto* s = static_cast<const scalar_t*>(saved.raw_data());
     const acc a0 = static_cast<acc>(p0);
+    if (contiguous(g) && vector_map_applies({gx, gy, s}))
+      return vector_map(current_stream(), gx, gy, s, n, UnaryBackwardMap<scalar_t>{op, a0});
     unary_backward_kernel<scalar_t><<<grid_for(n), kBlockSize, 0, current_stream()>>>(g, op, gx, gy, s, a0, n);
     TG_CUDA_CHECK_LAUNCH();
   });

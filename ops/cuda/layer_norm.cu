@@ -23,14 +23,15 @@ const T* data_or_null(const Tensor& t) {
   return t.defined() ? static_cast<const T*>(t.raw_data()) : nullptr;
 }
 
-template <class T, class Group, int kCache>
-__global__ void layer_norm_kernel(T* y, acc_t<T>* mean, acc_t<T>* rstd, const T* x, const T* weight, const T* bias,
+// y in Out: T, or bf16 for the autocast dtype.
+template <class T, class Out, class Group, int kCache>
+__global__ void layer_norm_kernel(Out* y, acc_t<T>* mean, acc_t<T>* rstd, const T* x, const T* weight, const T* bias,
                                   int64_t rows, int64_t cols, acc_t<T> eps) {
   using acc = acc_t<T>;
   const acc n = static_cast<acc>(cols);
   for (int64_t row = Group::first_row(); row < rows; row += Group::row_stride()) {
     const T* in = x + row * cols;
-    T* out = y + row * cols;
+    Out* out = y + row * cols;
     const RowSlice<acc, Group, kCache> xs(in, cols);
     acc total = 0;
     xs.for_each([&](int64_t j, int k) { total += xs.value(in, j, k); });
@@ -45,7 +46,7 @@ __global__ void layer_norm_kernel(T* y, acc_t<T>* mean, acc_t<T>* rstd, const T*
       acc v = (xs.value(in, j, k) - mu) * inv;
       if (weight) v *= convert<acc>(weight[j]);
       if (bias) v += convert<acc>(bias[j]);
-      out[j] = convert<T>(v);
+      out[j] = convert<Out>(v);
     });
     if (Group::rank() == 0) {
       mean[row] = mu;
@@ -55,8 +56,9 @@ __global__ void layer_norm_kernel(T* y, acc_t<T>* mean, acc_t<T>* rstd, const T*
 }
 
 // partial (when not null) is [gridDim.x, 2, cols]: per block, sum of g * xhat and sum of g.
-template <class T, class Group, int kCache>
-__global__ void layer_norm_backward_kernel(T* grad_x, acc_t<T>* partial, const T* grad_y, const T* x,
+// grad_y in G: T, or bf16 (the gradient of an output in the autocast dtype).
+template <class T, class G, class Group, int kCache>
+__global__ void layer_norm_backward_kernel(T* grad_x, acc_t<T>* partial, const G* grad_y, const T* x,
                                            const acc_t<T>* mean, const acc_t<T>* rstd, const T* weight,
                                            int64_t rows, int64_t cols) {
   using acc = acc_t<T>;
@@ -66,7 +68,7 @@ __global__ void layer_norm_backward_kernel(T* grad_x, acc_t<T>* partial, const T
   acc* slice = partial ? partial + blockIdx.x * 2 * cols : nullptr;
   for (int64_t row = Group::first_row(); row < rows; row += Group::row_stride()) {
     const T* in = x + row * cols;
-    const T* g = grad_y + row * cols;
+    const G* g = grad_y + row * cols;
     const RowSlice<acc, Group, kCache> xs(in, cols), gs(g, cols);
     const acc mu = mean[row], inv = rstd[row];
     const bool first = row == Group::first_row();
@@ -117,6 +119,16 @@ __global__ void layer_norm_backward_kernel(T* grad_x, acc_t<T>* partial, const T
   }
 }
 
+// Calls f(Other{}) with Other = T when `other` is x's dtype, bf16 when it is the autocast dtype
+// of an f32 x (no other pairs occur).
+template <class T, class F>
+void with_other_dtype(DType other, F&& f) {
+  if (other == dtype_v<T>) return f(T{});
+  TG_INTERNAL_ASSERT((std::is_same_v<T, float> && other == DType::bf16), "layer_norm: unexpected dtype pair ",
+                     dtype_name(dtype_v<T>), ", ", dtype_name(other));
+  if constexpr (std::is_same_v<T, float>) f(bf16{});
+}
+
 }  // namespace
 
 void layer_norm(const Tensor& y, const Tensor& mean, const Tensor& rstd, const Tensor& x, const Tensor& weight,
@@ -125,13 +137,17 @@ void layer_norm(const Tensor& y, const Tensor& mean, const Tensor& rstd, const T
   DeviceGuard guard(x.device().index);
   TG_DISPATCH_FLOATING(x.dtype(), "layer_norm", [&] {
     using acc = acc_t<scalar_t>;
-    with_row_layout<true>(cols, [&](auto group, auto cache) {
-      using Group = decltype(group);
-      layer_norm_kernel<scalar_t, Group, decltype(cache)::value><<<Group::grid(rows), kRowThreads, 0, current_stream()>>>(
-          static_cast<scalar_t*>(y.raw_data()), mean.data<acc>(), rstd.data<acc>(),
-          static_cast<const scalar_t*>(x.raw_data()), data_or_null<scalar_t>(weight), data_or_null<scalar_t>(bias),
-          rows, cols, static_cast<acc>(eps));
-      TG_CUDA_CHECK_LAUNCH();
+    with_other_dtype<scalar_t>(y.dtype(), [&](auto out_type) {
+      using Out = decltype(out_type);
+      with_row_layout<true>(cols, [&](auto group, auto cache) {
+        using Group = decltype(group);
+        layer_norm_kernel<scalar_t, Out, Group, decltype(cache)::value>
+            <<<Group::grid(rows), kRowThreads, 0, current_stream()>>>(
+                static_cast<Out*>(y.raw_data()), mean.data<acc>(), rstd.data<acc>(),
+                static_cast<const scalar_t*>(x.raw_data()), data_or_null<scalar_t>(weight),
+                data_or_null<scalar_t>(bias), rows, cols, static_cast<acc>(eps));
+        TG_CUDA_CHECK_LAUNCH();
+      });
     });
   });
 }
@@ -144,14 +160,16 @@ void layer_norm_backward(const Tensor& grad_x, const Tensor& grad_weight, const 
   DeviceGuard guard(x.device().index);
   TG_DISPATCH_FLOATING(x.dtype(), "layer_norm_backward", [&] {
     using acc = acc_t<scalar_t>;
+    with_other_dtype<scalar_t>(grad_y.dtype(), [&](auto grad_type) {
+    using G = decltype(grad_type);
     with_row_layout<true>(cols, [&](auto group, auto cache) {
       using Group = decltype(group);
       const unsigned blocks = affine_grads ? std::min(Group::grid(rows), kPartialBlocks) : Group::grid(rows);
       const Tensor partial = affine_grads ? empty({blocks, 2, cols}, dtype_v<acc>, x.device()) : Tensor();
-      layer_norm_backward_kernel<scalar_t, Group, decltype(cache)::value>
+      layer_norm_backward_kernel<scalar_t, G, Group, decltype(cache)::value>
           <<<blocks, kRowThreads, 0, current_stream()>>>(
               grad_x.defined() ? static_cast<scalar_t*>(grad_x.raw_data()) : nullptr,
-              affine_grads ? partial.data<acc>() : nullptr, static_cast<const scalar_t*>(grad_y.raw_data()),
+              affine_grads ? partial.data<acc>() : nullptr, static_cast<const G*>(grad_y.raw_data()),
               static_cast<const scalar_t*>(x.raw_data()), mean.data<acc>(), rstd.data<acc>(),
               data_or_null<scalar_t>(weight), rows, cols);
       TG_CUDA_CHECK_LAUNCH();
@@ -159,6 +177,7 @@ void layer_norm_backward(const Tensor& grad_x, const Tensor& grad_weight, const 
       const Tensor sums = sum(partial, {0});  // [2, cols], deterministic
       if (grad_weight.defined()) grad_weight.copy_(sums.raw_select(0, 0));
       if (grad_bias.defined()) grad_bias.copy_(sums.raw_select(0, 1));
+    });
     });
   });
 }

@@ -6,6 +6,7 @@
 
 #include "autograd/gradcheck.h"
 #include "ops/layer_norm.h"
+#include "ops/shape_ops.h"
 #include "tests/support/op_checks.h"
 
 using namespace tg;
@@ -123,4 +124,23 @@ TEST_CASE("layer_norm errors name what was expected and what was got") {
   CHECK_THROWS_WITH_AS(layer_norm(x, Tensor(), Tensor(), -1), "layer_norm: expected eps >= 0, got -1", ValueError);
   CHECK_THROWS_WITH_AS(layer_norm(zeros({2}, DType::i32), Tensor(), Tensor()),
                        "layer_norm: expected a floating dtype, got i32", TypeError);
+  CHECK_THROWS_WITH_AS(layer_norm(x, Tensor(), Tensor(), 1e-5, DType::f64),
+                       "layer_norm: expected an output dtype of f32 or bf16, got f64", TypeError);
+  CHECK_THROWS_WITH_AS(layer_norm(x.to(DType::f64), Tensor(), Tensor(), 1e-5, DType::bf16),
+                       "layer_norm: expected an output dtype of f64, got bf16", TypeError);
+}
+
+// The output in the autocast dtype is the f32 result rounded once, and the gradients that come
+// back through it are those of the f32 norm followed by a cast, bit for bit.
+TEST_CASE("layer_norm with a bf16 output equals the f32 norm cast to bf16, gradients included") {
+  auto run = [](bool fused) {
+    Tensor x = test::random_param({6, 40}, 830, -3, 3), w = test::random_param({40}, 831, 0.5, 2),
+           b = test::random_param({40}, 832);
+    const Tensor y = fused ? layer_norm(x, w, b, 1e-6, DType::bf16) : cast(layer_norm(x, w, b, 1e-6), DType::bf16);
+    CHECK(y.dtype() == DType::bf16);
+    backward(y, random_tensor({6, 40}, 833, -1, 1, DType::f32).to(DType::bf16));
+    return std::vector<std::vector<double>>{host_values(y), host_values(x.grad()), host_values(w.grad()),
+                                            host_values(b.grad())};
+  };
+  CHECK(run(true) == run(false));
 }

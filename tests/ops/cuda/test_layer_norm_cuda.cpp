@@ -27,6 +27,20 @@ TEST_CASE("layer_norm: CUDA matches CPU, affine and not, on every row layout") {
   }
 }
 
+TEST_CASE("layer_norm: the bf16 output of an f32 input on CUDA matches the CPU (forward and gradients)") {
+  uint64_t seed = 780;
+  for (const Shape& shape : std::vector<Shape>{{4, 197, 192}, {64, 768}, {6, 2000}}) {
+    CAPTURE(shape.str());
+    const int64_t d = shape[shape.ndim() - 1];
+    const Tensor x = test::random_param(shape, seed++, -3, 5), w = test::random_param({d}, seed++, 0.5, 2),
+                 b = test::random_param({d}, seed++);
+    // bf16 output and gradient: the tolerance of one bf16 rounding.
+    check_cuda_matches_cpu(
+        [](const std::vector<Tensor>& in) { return layer_norm(in[0], in[1], in[2], 1e-6, DType::bf16); }, {x, w, b},
+        1e-2);
+  }
+}
+
 TEST_CASE("layer_norm weight and bias gradients on CUDA are bitwise reproducible") {
   for (int64_t d : {384, 3000}) {
     CAPTURE(d);
