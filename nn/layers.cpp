@@ -172,12 +172,14 @@ void Block::set_drop_path_rate(double rate) {
 
 Tensor Block::forward(const Tensor& x) const {
   // The residual stream keeps x's dtype (f32 under autocast, as PyTorch's type promotion does);
-  // the branches may compute in the autocast dtype.
-  const Tensor h =
-      add(x, drop_path(cast(attn->forward(norm1->forward(x)), x.dtype()), drop_path_rate_, is_training(),
-                       dropout_generator()));
-  return add(h, drop_path(cast(mlp->forward(norm2->forward(h)), x.dtype()), drop_path_rate_, is_training(),
-                          dropout_generator()));
+  // the branches may compute in the autocast dtype and join it converted (add_converted: the
+  // cast and the add in one pass; with drop path, the cast comes before its per-sample scale).
+  auto residual = [&](const Tensor& stream, const Tensor& branch) {
+    if (drop_path_rate_ == 0 || !is_training()) return add_converted(stream, branch);
+    return add(stream, drop_path(cast(branch, stream.dtype()), drop_path_rate_, true, dropout_generator()));
+  };
+  const Tensor h = residual(x, attn->forward(norm1->forward(x)));
+  return residual(h, mlp->forward(norm2->forward(h)));
 }
 
 const std::vector<MatmulTargetInfo>& matmul_targets() {

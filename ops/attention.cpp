@@ -2,6 +2,7 @@
 // q, k, v, out and the row log-sum-exp (never the probabilities).
 #include "ops/attention.h"
 
+#include <array>
 #include <atomic>
 
 #include "autograd/engine.h"
@@ -34,6 +35,26 @@ void check_attention(const Tensor& q, const Tensor& k, const Tensor& v) {
            k.shape().str(), ")");
 }
 
+// Where backward writes dQ, dK, dV. When q, k, v are the heads of one [B, T, 3, H, D] buffer (a
+// qkv projection unbound along dim 2 and permuted to [B, H, T, D], as nn::Attention makes them),
+// slices of one buffer in that layout, so that the unbind's backward finds its gradient already
+// gathered (ops/shape_ops.cpp) instead of copying three parts together; else three [B, T, H, D]
+// buffers.
+std::array<Tensor, 3> gradient_buffers(const Tensor& q, const Tensor& k, const Tensor& v) {
+  const int64_t b = q.size(0), h = q.size(1), t = q.size(2), d = q.size(3);
+  const Strides heads_of_qkv{t * 3 * h * d, d, 3 * h * d, 1};
+  const bool from_one_qkv = q.shares_storage(k) && k.shares_storage(v) && q.shape() == k.shape() && k.shape() == v.shape() && q.strides() == heads_of_qkv &&
+                            k.strides() == heads_of_qkv && v.strides() == heads_of_qkv &&
+                            k.offset() - q.offset() == h * d && v.offset() - q.offset() == 2 * h * d;
+  if (from_one_qkv) {
+    const Tensor qkv = empty({b, t, 3, h, d}, q.dtype(), q.device());
+    auto head = [&](int64_t i) { return qkv.raw_select(2, i).raw_permute({0, 2, 1, 3}); };
+    return {head(0), head(1), head(2)};
+  }
+  return {empty_heads_inner(q.shape(), q.dtype(), q.device()), empty_heads_inner(k.shape(), k.dtype(), k.device()),
+          empty_heads_inner(v.shape(), v.dtype(), v.device())};
+}
+
 class AttentionBackward final : public Node {
  public:
   AttentionBackward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse, double scale)
@@ -47,9 +68,7 @@ class AttentionBackward final : public Node {
 
   std::vector<Tensor> apply(std::vector<Tensor>&& grads) override {
     const Tensor &q = saved(0), &k = saved(1), &v = saved(2), &out = saved(3), &lse = saved(4);
-    Tensor gq = empty_heads_inner(q.shape(), q.dtype(), q.device());
-    Tensor gk = empty_heads_inner(k.shape(), k.dtype(), k.device());
-    Tensor gv = empty_heads_inner(v.shape(), v.dtype(), v.device());
+    auto [gq, gk, gv] = gradient_buffers(q, k, v);
     if (q.numel() > 0)
       TG_DEVICE_DISPATCH(q.device(), attention_backward, gq, gk, gv, last_dim_contiguous(grads[0]), q, k, v, out, lse,
                          scale_);

@@ -5,6 +5,7 @@
 #include "ops/dispatch.h"
 #include "ops/elementwise_kernels.h"
 #include "ops/reduce.h"
+#include "ops/shape_ops.h"
 
 namespace tg {
 
@@ -138,6 +139,18 @@ class UnaryBackward final : public Node {
   double p0_;
 };
 
+class AddConvertedBackward final : public Node {
+ public:
+  AddConvertedBackward() : Node("AddConvertedBackward") {}
+  std::vector<Tensor> apply(std::vector<Tensor>&& grads) override {
+    const Tensor& g = grads[0];
+    Tensor ga, gb;
+    if (needs_input_grad(0)) ga = g;
+    if (needs_input_grad(1)) gb = g.to(input_metas()[1].dtype);
+    return {ga, gb};
+  }
+};
+
 Tensor unary_op(UnaryOp op, const Tensor& x, double p0 = 0, double p1 = 0) {
   Tensor out = unary_forward(op, x, p0, p1);
   if (should_record({&x})) record(std::make_shared<UnaryBackward>(op, x, out, p0), {x}, {out});
@@ -147,6 +160,18 @@ Tensor unary_op(UnaryOp op, const Tensor& x, double p0 = 0, double p1 = 0) {
 }  // namespace
 
 Tensor add(const Tensor& a, const Tensor& b) { return binary_op(BinaryOp::add, a, b); }
+Tensor add_converted(const Tensor& a, const Tensor& b) {
+  TG_CHECK(is_floating(a.dtype()) && is_floating(b.dtype()), TypeError, "add: expected floating dtypes, got ",
+           dtype_name(a.dtype()), " and ", dtype_name(b.dtype()));
+  if (a.dtype() == b.dtype() || a.shape() != b.shape()) return add(a, cast(b, a.dtype()));
+  TG_CHECK(a.device() == b.device(), TypeError, "add: expected all tensors on ", a.device().str(), ", got one on ",
+           b.device().str());
+  Tensor out = empty(a.shape(), a.dtype(), a.device());
+  TG_DEVICE_DISPATCH(a.device(), add_converted, out, a.raw_contiguous(), b.raw_contiguous());
+  if (should_record({&a, &b})) record(std::make_shared<AddConvertedBackward>(), {a, b}, {out});
+  return out;
+}
+
 Tensor sub(const Tensor& a, const Tensor& b) { return binary_op(BinaryOp::sub, a, b); }
 Tensor mul(const Tensor& a, const Tensor& b) { return binary_op(BinaryOp::mul, a, b); }
 Tensor div(const Tensor& a, const Tensor& b) { return binary_op(BinaryOp::div, a, b); }

@@ -10,6 +10,10 @@ namespace tg {
 Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op);
 
 Tensor add(const Tensor& a, const Tensor& b);
+// a + b with b converted to a's dtype on the way (a residual stream in f32 plus a bf16 branch):
+// bit for bit add(a, cast(b, a.dtype())), in one pass instead of two; its backward hands b the
+// gradient in b's dtype, as cast's does. Other shapes or equal dtypes take that composition.
+Tensor add_converted(const Tensor& a, const Tensor& b);
 Tensor sub(const Tensor& a, const Tensor& b);
 Tensor mul(const Tensor& a, const Tensor& b);
 Tensor div(const Tensor& a, const Tensor& b);

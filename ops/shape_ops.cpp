@@ -198,6 +198,7 @@ class UnbindBackward final : public Node {
 
   std::vector<Tensor> apply(std::vector<Tensor>&& grads) override {
     const InputMeta& in = input_metas()[0];
+    if (Tensor whole = already_gathered(grads, in); whole.defined()) return {whole};
     Tensor grad_x = empty(in.shape, in.dtype, in.device);
     for (size_t i = 0; i < grads.size(); ++i) {
       const Tensor part = grad_x.raw_select(dim_, static_cast<int64_t>(i));
@@ -208,6 +209,24 @@ class UnbindBackward final : public Node {
   }
 
  private:
+  // When the parts' gradients are already the slices of one contiguous buffer of x's shape (the
+  // fused attention writes dQ, dK, dV so, ops/attention.cpp), that buffer: no copy.
+  Tensor already_gathered(const std::vector<Tensor>& grads, const InputMeta& in) const {
+    const Strides whole_strides = contiguous_strides(in.shape);
+    for (const Tensor& g : grads)
+      if (!g.defined() || !g.shares_storage(grads[0]) || g.dtype() != in.dtype) return Tensor();
+    const size_t end = static_cast<size_t>(grads[0].offset() + in.shape.numel()) * grads[0].itemsize();
+    if (end > grads[0].storage()->nbytes()) return Tensor();
+    const Tensor whole = grads[0].as_strided(in.shape, whole_strides, grads[0].offset());
+    for (size_t i = 0; i < grads.size(); ++i) {
+      const Tensor slice = whole.raw_select(dim_, static_cast<int64_t>(i));
+      if (grads[i].offset() != slice.offset() || grads[i].strides() != slice.strides() ||
+          grads[i].shape() != slice.shape())
+        return Tensor();
+    }
+    return whole;
+  }
+
   int64_t dim_;
 };
 

@@ -11,6 +11,7 @@
 #   BIN_DIR   folder with bench_vit (CUDA build)
 #   BENCH_PY  torch_vit_bench.py (shared/bench)
 # Environment: MODELS (default "base small"), PRECISIONS (default "tf32 bf16"), COMPILE (0/1),
+#   COMPILE_PRECISIONS (the precisions that get the compiled runs; default: all of PRECISIONS),
 #   STEPS (default 30), TAPEGRAD_RUNS (the bench_vit configurations, ';'-separated flag lists, run
 #   for every model and precision; default: fused attention with and without CUDA graphs, and the
 #   explicit attention), EXTRA_TAPEGRAD (more of them, e.g. "--backward wta-crs --ratio 0.3").
@@ -58,7 +59,7 @@ for model in ${MODELS:-base small}; do
       [ -n "$flags" ] && tapegrad "$model" "$precision" $flags
     done
     pytorch "$model" "$precision" --attention fused
-    if [ "${COMPILE:-0}" = 1 ]; then
+    if [ "${COMPILE:-0}" = 1 ] && [[ " ${COMPILE_PRECISIONS:-$precision} " == *" $precision "* ]]; then
       pytorch "$model" "$precision" --attention fused --compile --compile-mode default
       pytorch "$model" "$precision" --attention fused --compile --compile-mode reduce-overhead
     fi

@@ -17,6 +17,20 @@ void binary(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& b) {
   });
 }
 
+void add_converted(const Tensor& out, const Tensor& a, const Tensor& b) {
+  TG_DISPATCH_FLOATING(out.dtype(), "add", [&] {
+    using out_t = scalar_t;
+    using acc = acc_t<out_t>;
+    TG_DISPATCH_FLOATING(b.dtype(), "add", [&] {
+      auto* o = static_cast<out_t*>(out.raw_data());
+      const auto* x = static_cast<const out_t*>(a.raw_data());
+      const auto* y = static_cast<const scalar_t*>(b.raw_data());
+      for (int64_t i = 0; i < out.numel(); ++i)
+        o[i] = convert<out_t>(convert<acc>(x[i]) + convert<acc>(convert<out_t>(y[i])));
+    });
+  });
+}
+
 void unary(UnaryOp op, const Tensor& out, const Tensor& x, double p0, double p1) {
   const auto g = make_geometry<2>(out.shape(), {&out.strides(), &x.strides()});
   TG_DISPATCH_FLOATING(out.dtype(), "unary", [&] {

@@ -53,6 +53,20 @@ struct BinaryMap {
   }
 };
 
+// a + b, b converted to a's type first (as add(a, cast(b)) rounds it).
+template <class T, class B>
+struct AddConvertedMap {
+  __device__ T operator()(T a, B b) const {
+    return convert<T>(convert<acc_t<T>>(a) + convert<acc_t<T>>(convert<T>(b)));
+  }
+};
+
+template <class T, class B>
+__global__ void add_converted_kernel(T* out, const T* a, const B* b, int64_t n) {
+  const AddConvertedMap<T, B> add;
+  TG_GRID_STRIDE_LOOP(i, n) out[i] = add(a[i], b[i]);
+}
+
 template <class T>
 struct UnaryMap {
   UnaryOp op;
@@ -94,6 +108,24 @@ void binary(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& b) {
       return vector_map(current_stream(), o, x, y, n, BinaryMap<scalar_t>{op});
     binary_kernel<scalar_t><<<grid_for(n), kBlockSize, 0, current_stream()>>>(g, op, o, x, y, n);
     TG_CUDA_CHECK_LAUNCH();
+  });
+}
+
+void add_converted(const Tensor& out, const Tensor& a, const Tensor& b) {
+  const int64_t n = out.numel();
+  if (n == 0) return;
+  DeviceGuard guard(out.device().index);
+  TG_DISPATCH_FLOATING(out.dtype(), "add", [&] {
+    using out_t = scalar_t;
+    TG_DISPATCH_FLOATING(b.dtype(), "add", [&] {
+      auto* o = static_cast<out_t*>(out.raw_data());
+      const auto* x = static_cast<const out_t*>(a.raw_data());
+      const auto* y = static_cast<const scalar_t*>(b.raw_data());
+      if (vector_map_applies({o, x, y}))
+        return vector_map(current_stream(), o, x, y, n, AddConvertedMap<out_t, scalar_t>{});
+      add_converted_kernel<<<grid_for(n), kBlockSize, 0, current_stream()>>>(o, x, y, n);
+      TG_CUDA_CHECK_LAUNCH();
+    });
   });
 }
 

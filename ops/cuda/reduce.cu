@@ -1,7 +1,11 @@
 // CUDA kernels of the reduction family. Rows (inner == 1) reduce with one block per row and a
-// shared-memory tree; columns (inner > 1) with one thread per output, split along the reduced
-// dim into a fixed number of chunks when there are too few outputs to fill the GPU (the partial
-// sums are added by a second pass in a fixed order: deterministic, no atomics).
+// shared-memory tree; columns (inner > 1) with blocks of 32 columns × 8 row lanes, split along
+// the reduced dim into chunks when there are too few columns to fill the GPU (the chunks'
+// partial sums are added by a second pass). Every sum runs in a fixed order: deterministic, no
+// atomics.
+#include <algorithm>
+#include <cstdint>
+
 #include "core/allocator.h"
 #include "core/cuda/cuda_check.h"
 #include "core/cuda/device_guard.h"
@@ -34,20 +38,30 @@ __global__ void sum_rows_kernel(T* out, const T* in, int64_t rows, int64_t lengt
   }
 }
 
-// partial[c, o, i] = sum over r in chunk c of in[o, r, i] (chunks of `chunk` rows).
+constexpr int kColumnTile = 32, kRowLanes = 8;  // a column-sum block: 256 threads
+
+// partial[c, o, i] = sum over r in chunk c of in[o, r, i] (chunks of `chunk` rows, grid.y = the
+// chunks). A block covers 32 consecutive columns of one o (a warp reads 32 adjacent elements of
+// a row); its 8 lanes sum rows lane, lane + 8, ... of the chunk, then lane 0 adds the 8 sums.
 template <class T, class Out>
-__global__ void sum_columns_kernel(Out* out, const T* in, ReduceShape s, int64_t chunk, int64_t chunks,
-                                   acc_t<T> scale) {
+__global__ void sum_columns_kernel(Out* out, const T* in, ReduceShape s, int64_t chunk, acc_t<T> scale) {
   using acc = acc_t<T>;
-  const int64_t outputs = s.outer * s.inner;
-  TG_GRID_STRIDE_LOOP(k, outputs * chunks) {
-    const int64_t c = k / outputs, oi = k % outputs, o = oi / s.inner, i = oi % s.inner;
-    const int64_t begin = c * chunk, end = min(begin + chunk, s.reduce);
+  __shared__ acc lanes[kRowLanes][kColumnTile];
+  const int column = static_cast<int>(threadIdx.x) % kColumnTile, lane = static_cast<int>(threadIdx.x) / kColumnTile;
+  const int64_t tiles = (s.inner + kColumnTile - 1) / kColumnTile;
+  const int64_t o = blockIdx.x / tiles, i = (blockIdx.x % tiles) * kColumnTile + column;
+  const int64_t begin = blockIdx.y * chunk, end = min(begin + chunk, s.reduce);
+  acc total = 0;
+  if (i < s.inner) {
     const T* x = in + o * s.reduce * s.inner + i;
-    acc total = 0;
-    for (int64_t r = begin; r < end; ++r) total += convert<acc>(x[r * s.inner]);
-    out[k] = convert<Out>(total * scale);
+#pragma unroll 4
+    for (int64_t r = begin + lane; r < end; r += kRowLanes) total += convert<acc>(x[r * s.inner]);
   }
+  lanes[lane][column] = total;
+  __syncthreads();
+  if (lane != 0 || i >= s.inner) return;
+  for (int l = 1; l < kRowLanes; ++l) total += lanes[l][column];
+  out[(blockIdx.y * s.outer + o) * s.inner + i] = convert<Out>(total * scale);
 }
 
 template <class T>
@@ -86,24 +100,28 @@ void sum(const Tensor& out, const Tensor& in, ReduceShape s, double scale) {
       TG_CUDA_CHECK_LAUNCH();
       return;
     }
-    const int64_t outputs = s.outer * s.inner;
-    constexpr int64_t kTargetThreads = 132 * 2048;
-    const int64_t chunks = std::clamp<int64_t>(kTargetThreads / std::max<int64_t>(outputs, 1), 1,
-                                               std::max<int64_t>(s.reduce / 32, 1));
+    // Column tiles × chunks: about eight blocks per multiprocessor, each lane summing at least
+    // 8 rows of its chunk.
+    const int64_t tiles = s.outer * ((s.inner + kColumnTile - 1) / kColumnTile);
+    TG_CHECK(tiles <= INT32_MAX, NotImplementedError, "sum on CUDA: ", tiles, " column tiles exceed 2^31 - 1");
+    const int64_t chunks = std::clamp<int64_t>(132 * 8 / tiles, 1, std::max<int64_t>(s.reduce / (8 * kRowLanes), 1));
     const int64_t chunk = (s.reduce + chunks - 1) / chunks;
+    const dim3 block(kColumnTile * kRowLanes);
     if (chunks == 1) {
-      sum_columns_kernel<<<grid_for(outputs), kBlockSize, 0, stream>>>(y, x, s, chunk, 1, static_cast<acc>(scale));
+      sum_columns_kernel<<<dim3(static_cast<unsigned>(tiles), 1), block, 0, stream>>>(y, x, s, chunk,
+                                                                                    static_cast<acc>(scale));
       TG_CUDA_CHECK_LAUNCH();
       return;
     }
     // Two passes: chunk sums in the accumulation type, then their sum over chunks.
     const Tensor partial = empty({chunks, s.outer, s.inner}, dtype_v<acc>, in.device());
-    sum_columns_kernel<<<grid_for(outputs * chunks), kBlockSize, 0, stream>>>(
-        partial.data<acc>(), x, s, chunk, chunks, static_cast<acc>(1));
+    sum_columns_kernel<<<dim3(static_cast<unsigned>(tiles), static_cast<unsigned>(chunks)), block, 0, stream>>>(
+        partial.data<acc>(), x, s, chunk, static_cast<acc>(1));
     TG_CUDA_CHECK_LAUNCH();
-    const ReduceShape second{1, chunks, outputs};
-    sum_columns_kernel<<<grid_for(outputs), kBlockSize, 0, stream>>>(y, partial.data<acc>(), second, chunks, 1,
-                                                                      static_cast<acc>(scale));
+    const ReduceShape second{1, chunks, s.outer * s.inner};
+    const int64_t second_tiles = (second.inner + kColumnTile - 1) / kColumnTile;
+    sum_columns_kernel<<<dim3(static_cast<unsigned>(second_tiles), 1), block, 0, stream>>>(
+        y, partial.data<acc>(), second, chunks, static_cast<acc>(scale));
     TG_CUDA_CHECK_LAUNCH();
   });
 }

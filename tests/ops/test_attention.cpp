@@ -82,6 +82,23 @@ TEST_CASE("fused attention takes strided heads, writes [B, T, H, D] memory, and 
   CHECK(out.grad_fn()->saved_bytes() == qkv.nbytes() + out.nbytes() + static_cast<size_t>(b * h * t) * 4);
 }
 
+TEST_CASE("fused attention writes the gradients of unbound qkv heads into one buffer: the same gradient as copies") {
+  const int64_t b = 2, t = 7, h = 3, d = 8;
+  const Tensor upstream = test::random_tensor({b, h, t, d}, 36);
+  auto qkv_grad = [&](bool unbound) {
+    Tensor qkv = test::random_tensor({b, t, 3, h, d}, 35);
+    qkv.set_requires_grad(true);
+    std::vector<Tensor> parts = unbind(qkv, 2);
+    if (!unbound)  // copies: the heads are no longer slices of one buffer
+      for (Tensor& p : parts) p = contiguous(permute(p, {0, 2, 1, 3}));
+    else
+      for (Tensor& p : parts) p = permute(p, {0, 2, 1, 3});
+    backward(scaled_dot_product_attention(parts[0], parts[1], parts[2], 0.35), upstream);
+    return host_values(qkv.grad());
+  };
+  CHECK(qkv_grad(true) == qkv_grad(false));
+}
+
 TEST_CASE("fused attention in bf16 is within bf16 rounding of f32") {
   const Tensor q = test::random_tensor({2, 2, 33, 16}, 40), k = test::random_tensor({2, 2, 33, 16}, 41),
                v = test::random_tensor({2, 2, 33, 16}, 42);

@@ -6,6 +6,7 @@
 
 #include "autograd/gradcheck.h"
 #include "ops/elementwise.h"
+#include "ops/shape_ops.h"
 #include "tests/support/op_checks.h"
 
 using namespace tg;
@@ -114,6 +115,26 @@ TEST_CASE("gradcheck: unary and scalar ops") {
   CHECK_MESSAGE(log_result.ok, log_result.message);
   const auto sqrt_result = gradcheck([](const std::vector<Tensor>& in) { return sqrt(in[0]); }, {positive});
   CHECK_MESSAGE(sqrt_result.ok, sqrt_result.message);
+}
+
+TEST_CASE("add_converted is add(a, cast(b)) bit for bit, gradients included, in one node") {
+  auto run = [](bool fused) {
+    Tensor a = test::random_param({3, 5, 8}, 60), b = test::random_param({3, 5, 8}, 61).detach().to(DType::bf16);
+    b.set_requires_grad(true);
+    const Tensor out = fused ? add_converted(a, b) : add(a, cast(b, DType::f32));
+    CHECK(out.dtype() == DType::f32);
+    backward(out, random_tensor({3, 5, 8}, 62));
+    CHECK(b.grad().dtype() == DType::bf16);
+    return std::vector<std::vector<double>>{host_values(out), host_values(a.grad()), host_values(b.grad())};
+  };
+  CHECK(run(true) == run(false));
+  Tensor a = zeros({2, 3}), b = zeros({2, 3}, DType::bf16);
+  a.set_requires_grad(true);
+  CHECK(add_converted(a, b).grad_fn()->name() == "AddConvertedBackward");
+  // Broadcasting falls back to the composition.
+  CHECK(add_converted(a, zeros({3}, DType::bf16)).grad_fn()->name() == "addBackward");
+  CHECK_THROWS_WITH_AS(add_converted(a, zeros({2, 3}, DType::i32)), "add: expected floating dtypes, got f32 and i32",
+                       TypeError);
 }
 
 TEST_CASE("elementwise errors name the op and both operands") {

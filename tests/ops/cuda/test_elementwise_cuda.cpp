@@ -3,6 +3,7 @@
 
 #include "ops/elementwise.h"
 #include "ops/reduce.h"
+#include "ops/shape_ops.h"
 #include "tests/support/op_checks.h"
 
 using namespace tg;
@@ -22,6 +23,17 @@ TEST_CASE("binary ops with broadcasting: CUDA matches CPU") {
     check_cuda_matches_cpu([](const std::vector<Tensor>& in) { return in[0] * in[1]; }, {a, b});
     check_cuda_matches_cpu([](const std::vector<Tensor>& in) { return in[0] / in[1]; }, {a, b});
   }
+}
+
+TEST_CASE("add_converted (f32 + bf16): CUDA matches CPU, aligned and not") {
+  const Tensor a = test::random_param({4, 197, 768}, 140);
+  Tensor b = test::random_param({4, 197, 768}, 141).detach().to(DType::bf16);
+  b.set_requires_grad(true);
+  check_cuda_matches_cpu([](const std::vector<Tensor>& in) { return add_converted(in[0], in[1]); }, {a, b});
+  // An odd offset leaves the 16-byte vector path: the scalar kernel.
+  const Tensor a_odd = test::random_param({1001}, 142), b_odd = test::random_param({1002}, 143).detach().to(DType::bf16);
+  check_cuda_matches_cpu([](const std::vector<Tensor>& in) { return add_converted(in[0], narrow(in[1], 0, 1, 1001)); },
+                         {a_odd, b_odd});
 }
 
 TEST_CASE("unary ops: CUDA matches CPU, contiguous and strided") {
@@ -50,6 +62,18 @@ TEST_CASE("sum, mean, max: CUDA matches CPU across row, column and split reducti
   // A tall column reduction (bias gradient of a ViT-B linear) takes the two-pass path.
   const Tensor tall = test::random_param({12608, 24}, 131);
   check_cuda_matches_cpu([](const std::vector<Tensor>& in) { return sum(in[0], {0}); }, {tall});
+  // The bias gradients of ViT-B/16 (12608 rows of 768 and 3072) and a width that is no multiple
+  // of the 32-column tile, in f32 and bf16; reruns are bit-identical (fixed order, no atomics).
+  for (const Shape& shape : std::vector<Shape>{{12608, 768}, {12608, 3072}, {3, 4100, 45}, {2, 1}}) {
+    CAPTURE(shape.str());
+    const Tensor wide = test::random_param(shape, 133);
+    check_cuda_matches_cpu([](const std::vector<Tensor>& in) { return sum(in[0], {in[0].dim() - 2}); }, {wide});
+    const Tensor on_gpu = wide.detach().to(DType::bf16).to(Device::cuda(0));
+    const Tensor bf16_sum = sum(on_gpu, {on_gpu.dim() - 2});
+    CHECK(test::relative_error(test::host_values(bf16_sum), test::host_values(sum(wide.detach(), {wide.dim() - 2}))) <
+          1e-2);
+    CHECK(test::host_values(sum(on_gpu, {on_gpu.dim() - 2})) == test::host_values(bf16_sum));
+  }
   const Tensor y = random_tensor({7, 1000}, 132);
   CHECK(argmax(y.to(Device::cuda(0)), 1).to_vector<int64_t>() == argmax(y, 1).to_vector<int64_t>());
   CHECK(max(y.to(Device::cuda(0)), 0).values.to(Device::cpu()).to_vector<float>() == max(y, 0).values.to_vector<float>());
