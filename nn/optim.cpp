@@ -56,12 +56,12 @@ void Optimizer::prepare_step() {
 
 void Optimizer::apply_step() {
   NoGradGuard no_grad;
+  std::vector<GradientOf> gradients;
   for (size_t i = 0; i < params_.size(); ++i) {
-    const Tensor& param = params_[i].param;
-    const Tensor grad = param.grad();
-    if (!grad.defined()) continue;
-    update(i, param, grad.is_contiguous() ? grad : grad.raw_contiguous());
+    const Tensor grad = params_[i].param.grad();
+    if (grad.defined()) gradients.push_back({i, grad.is_contiguous() ? grad : grad.raw_contiguous()});
   }
+  if (!gradients.empty()) update(gradients);
 }
 
 void Optimizer::zero_grad() {
@@ -130,11 +130,14 @@ SGD::SGD(std::vector<ParamSpec> params, SgdOptions options) : Optimizer(std::mov
            "SGD: Nesterov momentum requires momentum > 0 and zero dampening");
 }
 
-void SGD::update(size_t index, const Tensor& param, const Tensor& grad) {
-  const bool decay = params()[index].weight_decay;
-  const SgdScalars s{options_.momentum, options_.dampening, decay ? options_.weight_decay : 0.0, options_.nesterov,
-                     device_step_scalars()};
-  TG_DEVICE_DISPATCH(param.device(), sgd_step, param, grad, buffer(index, 0), s);
+void SGD::update(const std::vector<GradientOf>& gradients) {
+  for (const auto& [index, grad] : gradients) {
+    const Tensor& param = params()[index].param;
+    const bool decay = params()[index].weight_decay;
+    const SgdScalars s{options_.momentum, options_.dampening, decay ? options_.weight_decay : 0.0, options_.nesterov,
+                       device_step_scalars()};
+    TG_DEVICE_DISPATCH(param.device(), sgd_step, param, grad, buffer(index, 0), s);
+  }
 }
 
 Adam::Adam(std::vector<ParamSpec> params, AdamOptions options) : Optimizer(std::move(params), options.lr), options_(options) {
@@ -149,11 +152,21 @@ StepScalars Adam::step_scalars() const {
   return {lr(), 1 - std::pow(options_.beta1, t), std::sqrt(1 - std::pow(options_.beta2, t)), 0};
 }
 
-void Adam::update(size_t index, const Tensor& param, const Tensor& grad) {
-  const bool decay = params()[index].weight_decay;
-  const AdamScalars s{options_.beta1, options_.beta2, options_.eps, decay ? options_.weight_decay : 0.0,
-                      options_.decoupled_weight_decay, device_step_scalars()};
-  TG_DEVICE_DISPATCH(param.device(), adam_step, param, grad, buffer(index, 0), buffer(index, 1), s);
+void Adam::update(const std::vector<GradientOf>& gradients) {
+  // One multi-tensor update per weight-decay setting (their scalars differ), per device.
+  for (bool decay : {true, false}) {
+    std::vector<std::pair<Device, std::vector<AdamTensors>>> groups;
+    for (const auto& [index, grad] : gradients) {
+      if (params()[index].weight_decay != decay) continue;
+      const Tensor& param = params()[index].param;
+      auto group = std::find_if(groups.begin(), groups.end(), [&](const auto& g) { return g.first == param.device(); });
+      if (group == groups.end()) group = groups.insert(groups.end(), {param.device(), {}});
+      group->second.push_back({param, grad, buffer(index, 0), buffer(index, 1)});
+    }
+    const AdamScalars s{options_.beta1, options_.beta2, options_.eps, decay ? options_.weight_decay : 0.0,
+                        options_.decoupled_weight_decay, device_step_scalars()};
+    for (const auto& [device, tensors] : groups) TG_DEVICE_DISPATCH(device, adam_steps, tensors, s);
+  }
 }
 
 Tensor clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {

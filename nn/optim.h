@@ -1,5 +1,6 @@
-// Optimizers (SGD with momentum, Adam, AdamW) with PyTorch's update rules, one fused kernel per
-// parameter and step (on the GPU: one pass over param, grad and state, no host synchronisation);
+// Optimizers (SGD with momentum, Adam, AdamW) with PyTorch's update rules, fused kernels (one
+// pass over param, grad and state; on the GPU Adam updates up to 48 parameters per launch, and
+// nothing synchronises with the host);
 // global grad-norm clipping on the device; the cosine schedule with linear warm-up.
 #pragma once
 
@@ -48,7 +49,13 @@ class Optimizer {
   void load_state_dict(const std::map<std::string, Tensor>& state);
 
  protected:
-  virtual void update(size_t index, const Tensor& param, const Tensor& grad) = 0;
+  // A parameter (by index) and its gradient, made contiguous.
+  struct GradientOf {
+    size_t index;
+    Tensor grad;
+  };
+  // This step's updates, in parameter order, of the parameters that have a gradient.
+  virtual void update(const std::vector<GradientOf>& gradients) = 0;
   virtual std::vector<std::string> buffer_names() const = 0;
   // This step's values (after the step count was raised): lr and first_step; Adam adds its bias
   // corrections.
@@ -79,7 +86,7 @@ class SGD final : public Optimizer {
   SGD(std::vector<ParamSpec> params, SgdOptions options);
 
  private:
-  void update(size_t index, const Tensor& param, const Tensor& grad) override;
+  void update(const std::vector<GradientOf>& gradients) override;
   std::vector<std::string> buffer_names() const override { return {"momentum_buffer"}; }
   SgdOptions options_;
 };
@@ -94,7 +101,7 @@ class Adam final : public Optimizer {
   Adam(std::vector<ParamSpec> params, AdamOptions options);
 
  private:
-  void update(size_t index, const Tensor& param, const Tensor& grad) override;
+  void update(const std::vector<GradientOf>& gradients) override;
   std::vector<std::string> buffer_names() const override { return {"exp_avg", "exp_avg_sq"}; }
   StepScalars step_scalars() const override;
   AdamOptions options_;

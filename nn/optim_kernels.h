@@ -24,6 +24,11 @@ struct AdamScalars {
   const StepScalars* step;  // on the parameters' device
 };
 
+// One parameter of a multi-tensor Adam update and its state (contiguous, one dtype and device).
+struct AdamTensors {
+  Tensor param, grad, exp_avg, exp_avg_sq;
+};
+
 struct SgdScalars {
   double momentum, dampening, weight_decay;
   bool nesterov;
@@ -33,7 +38,8 @@ struct SgdScalars {
 namespace cpu {
 // *dst = values; dst is a [4] f64 tensor (StepScalars' layout), written in stream order.
 void write_step_scalars(const Tensor& dst, const StepScalars& values);
-void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq, const AdamScalars& s);
+// One Adam update of each of `tensors` (one device), in as few launches as the device allows.
+void adam_steps(const std::vector<AdamTensors>& tensors, const AdamScalars& s);
 void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& momentum_buffer, const SgdScalars& s);
 // Global L2 norm of `tensors` (contiguous, floating, one device) into `norm` and the clipping
 // factor min(1, max_norm / (norm + 1e-6)) into `coef` (both 0-dim f32, written on the device).
@@ -46,7 +52,8 @@ void ema_update(const Tensor& average, const Tensor& weight, double decay);
 #if TG_WITH_CUDA
 namespace cuda {
 void write_step_scalars(const Tensor& dst, const StepScalars& values);
-void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq, const AdamScalars& s);
+// One Adam update of each of `tensors` (one device), in as few launches as the device allows.
+void adam_steps(const std::vector<AdamTensors>& tensors, const AdamScalars& s);
 void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& momentum_buffer, const SgdScalars& s);
 // Global L2 norm of `tensors` (contiguous, floating, one device) into `norm` and the clipping
 // factor min(1, max_norm / (norm + 1e-6)) into `coef` (both 0-dim f32, written on the device).

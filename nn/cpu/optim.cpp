@@ -11,6 +11,7 @@ void write_step_scalars(const Tensor& dst, const StepScalars& values) {
   *static_cast<StepScalars*>(dst.raw_data()) = values;
 }
 
+namespace {
 void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq, const AdamScalars& s) {
   const StepScalars t = *s.step;
   TG_DISPATCH_FLOATING(param.dtype(), "adam", [&] {
@@ -27,6 +28,12 @@ void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, c
       v[i] = convert<scalar_t>(vi);
     }
   });
+}
+
+}  // namespace
+
+void adam_steps(const std::vector<AdamTensors>& tensors, const AdamScalars& s) {
+  for (const AdamTensors& t : tensors) adam_step(t.param, t.grad, t.exp_avg, t.exp_avg_sq, s);
 }
 
 void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& momentum_buffer, const SgdScalars& s) {

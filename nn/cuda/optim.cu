@@ -1,6 +1,7 @@
-// CUDA optimizer kernels: one grid-stride pass per parameter; gradient clipping as multi-tensor
-// launches (a handful of kernels for all parameters, not a few per parameter); the weight EMA,
-// one grid-stride pass per parameter like the optimizer's.
+// CUDA optimizer kernels: Adam as multi-tensor launches (up to 48 parameters each), SGD one
+// grid-stride pass per parameter; gradient clipping as multi-tensor launches (a handful of
+// kernels for all parameters, not a few per parameter); the weight EMA, one grid-stride pass per
+// parameter.
 #include <map>
 
 #include "core/cuda/cuda_check.h"
@@ -13,11 +14,35 @@
 namespace tg::nn::cuda {
 
 namespace {
+// Up to kAdamListSize parameters per launch, passed by value as the kernel's argument; each block
+// updates one chunk of kAdamChunk elements of one of them (the chunk table maps blocks to
+// parameters, as ChunkList below does for clipping).
+constexpr int kAdamListSize = 48;
+constexpr int64_t kAdamChunk = 16 * kBlockSize;
+
+struct AdamList {
+  void* p[kAdamListSize];
+  const void* g[kAdamListSize];
+  void* m[kAdamListSize];
+  void* v[kAdamListSize];
+  int64_t numel[kAdamListSize];
+  int64_t chunk_begin[kAdamListSize + 1];
+};
+static_assert(sizeof(AdamList) + sizeof(AdamScalars) <= 4096, "kernel arguments are limited to 4 KiB");
+
 template <class T>
-__global__ void adam_kernel(T* p, const T* g, T* m, T* v, int64_t n, AdamScalars s) {
+__global__ void __launch_bounds__(kBlockSize) adam_list_kernel(AdamList list, AdamScalars s) {
   using acc = acc_t<T>;
   const StepScalars t = *s.step;
-  TG_GRID_STRIDE_LOOP(i, n) {
+  const int64_t chunk = blockIdx.x;
+  int k = 0;
+  while (chunk >= list.chunk_begin[k + 1]) ++k;
+  const int64_t begin = (chunk - list.chunk_begin[k]) * kAdamChunk, end = min(begin + kAdamChunk, list.numel[k]);
+  T* p = static_cast<T*>(list.p[k]);
+  const T* g = static_cast<const T*>(list.g[k]);
+  T* m = static_cast<T*>(list.m[k]);
+  T* v = static_cast<T*>(list.v[k]);
+  for (int64_t i = begin + threadIdx.x; i < end; i += kBlockSize) {
     acc pi = convert<acc>(p[i]), mi = convert<acc>(m[i]), vi = convert<acc>(v[i]);
     adam_element<acc>(pi, convert<acc>(g[i]), mi, vi, s, t);
     p[i] = convert<T>(pi);
@@ -180,16 +205,32 @@ void write_step_scalars(const Tensor& dst, const StepScalars& values) {
   TG_CUDA_CHECK_LAUNCH();
 }
 
-void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq, const AdamScalars& s) {
-  const int64_t n = param.numel();
-  if (n == 0) return;
-  DeviceGuard guard(param.device().index);
-  TG_DISPATCH_FLOATING(param.dtype(), "adam", [&] {
-    adam_kernel<<<grid_for(n), kBlockSize, 0, current_stream()>>>(
-        static_cast<scalar_t*>(param.raw_data()), static_cast<const scalar_t*>(grad.raw_data()),
-        static_cast<scalar_t*>(exp_avg.raw_data()), static_cast<scalar_t*>(exp_avg_sq.raw_data()), n, s);
-    TG_CUDA_CHECK_LAUNCH();
-  });
+void adam_steps(const std::vector<AdamTensors>& tensors, const AdamScalars& s) {
+  std::map<DType, std::vector<const AdamTensors*>> by_dtype;
+  for (const AdamTensors& t : tensors)
+    if (t.param.numel() > 0) by_dtype[t.param.dtype()].push_back(&t);
+  for (const auto& [dtype, group] : by_dtype) {
+    DeviceGuard guard(group.front()->param.device().index);
+    for (size_t start = 0; start < group.size(); start += kAdamListSize) {
+      AdamList list{};
+      const int count = static_cast<int>(std::min<size_t>(kAdamListSize, group.size() - start));
+      for (int k = 0; k < count; ++k) {
+        const AdamTensors& t = *group[start + static_cast<size_t>(k)];
+        list.p[k] = t.param.raw_data();
+        list.g[k] = t.grad.raw_data();
+        list.m[k] = t.exp_avg.raw_data();
+        list.v[k] = t.exp_avg_sq.raw_data();
+        list.numel[k] = t.param.numel();
+        list.chunk_begin[k + 1] = list.chunk_begin[k] + (t.param.numel() + kAdamChunk - 1) / kAdamChunk;
+      }
+      for (int k = count; k < kAdamListSize; ++k) list.chunk_begin[k + 1] = list.chunk_begin[k];
+      TG_DISPATCH_FLOATING(dtype, "adam", [&] {
+        adam_list_kernel<scalar_t><<<static_cast<unsigned>(list.chunk_begin[count]), kBlockSize, 0, current_stream()>>>(
+            list, s);
+        TG_CUDA_CHECK_LAUNCH();
+      });
+    }
+  }
 }
 
 void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& momentum_buffer, const SgdScalars& s) {

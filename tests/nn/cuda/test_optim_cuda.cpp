@@ -33,6 +33,40 @@ TEST_CASE("Adam, AdamW and SGD steps on CUDA match CPU") {
   }
 }
 
+TEST_CASE("Adam on CUDA: multi-tensor launches over 100 parameters of both decay settings match CPU") {
+  // More parameters than one launch takes (48), sizes from 1 element to several chunks, the two
+  // weight-decay groups interleaved, and one parameter without a gradient (left untouched).
+  std::vector<std::vector<Tensor>> params(2);
+  std::vector<std::unique_ptr<Optimizer>> optimizers;
+  for (size_t d = 0; d < 2; ++d) {
+    std::vector<ParamSpec> specs;
+    for (int i = 0; i < 101; ++i) {
+      const int64_t n = 1 + (i * 977) % 9000;
+      Tensor p = test::random_tensor({n}, 300 + static_cast<uint64_t>(i)).to(d == 0 ? Device::cpu() : Device::cuda(0)).clone();
+      p.set_requires_grad(true);
+      params[d].push_back(p);
+      specs.push_back({std::to_string(i), p, i % 3 != 0});
+    }
+    optimizers.push_back(std::make_unique<Adam>(specs, adamw_options(1e-2, 0.05)));
+  }
+  for (int t = 0; t < 3; ++t) {
+    for (size_t d = 0; d < 2; ++d) {
+      for (size_t i = 0; i < params[d].size(); ++i) {
+        if (i == 7) continue;
+        const Tensor grad = test::random_tensor(params[d][i].shape(), 900 + 7 * i + static_cast<uint64_t>(t));
+        params[d][i].set_grad(grad.to(params[d][i].device()));
+      }
+      optimizers[d]->step();
+    }
+  }
+  for (size_t i = 0; i < params[0].size(); ++i) {
+    CAPTURE(i);
+    CHECK(test::relative_error(test::host_values(params[1][i]), test::host_values(params[0][i])) < 1e-6);
+  }
+  CHECK(test::host_values(params[1][7]) ==
+        test::host_values(test::random_tensor(params[1][7].shape(), 307)));  // no gradient: unchanged
+}
+
 TEST_CASE("clip_grad_norm on CUDA: multi-tensor launches match CPU, and leave gradients untouched under the limit") {
   // 100 parameters (three launches of up to 48), sizes from 1 element to several chunks.
   std::vector<Shape> shapes;
