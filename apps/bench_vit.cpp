@@ -29,7 +29,7 @@ using namespace tg;
 
 int main(int argc, char** argv) {
   std::string preset = "vit-small", precision = "fp32", backward_name = "exact", targets = "qkv,proj,fc1,fc2",
-              blocks = "all",
+              blocks = "all", checkpoint_blocks = "none",
               device_name = "cuda";
   int64_t dim = 0, depth = 0, heads = 0, patch = 4, img = 32, channels = 3, classes = 10, batch = 64, warmup = 5,
           steps = 30, profile_steps = 0;
@@ -54,6 +54,8 @@ int main(int argc, char** argv) {
   app.add_option("--ratio", ratio);
   app.add_option("--targets", targets, "comma list of qkv,proj,fc1,fc2,attn-scores,attn-context or all (default: the linears)");
   app.add_option("--blocks", blocks, "all or e.g. 0-5,11");
+  app.add_option("--checkpoint-blocks", checkpoint_blocks,
+                 "none | all | e.g. 0-5,11: blocks that rerun their forward in backward (activation checkpointing)");
   app.add_flag("--recompute-gelu", recompute_gelu, "recompute fc1's output in backward instead of keeping it");
   app.add_option("--saved-dtype", saved_dtype, "same | bf16: dtype of what the matmul nodes keep for backward");
   app.add_option("--cuda-graphs", cuda_graphs, "on: capture the step once after the warm-up and replay it (CUDA)")
@@ -92,6 +94,9 @@ int main(int argc, char** argv) {
     const int64_t sampled = vit::install_strategies(model, strategy, target_set,
                                                     vit::parse_blocks(blocks, config.depth));
     for (const auto& block : model.blocks) block->mlp->set_recompute_gelu(recompute_gelu);
+    if (checkpoint_blocks != "none")
+      for (int64_t b : vit::parse_blocks(checkpoint_blocks, config.depth))
+        model.blocks[static_cast<size_t>(b)]->set_checkpoint(true);
     nn::Adam adam(nn::decay_specs(model.named_parameters()), nn::AdamOptions{3e-4});
     std::vector<Tensor> xs, ys;
     Generator data(1);
@@ -177,7 +182,7 @@ int main(int argc, char** argv) {
                                    {"batch", batch}, {"precision", precision}, {"attention", attention},
                                    {"attention_backend", attention_backend}, {"cuda_graphs", cuda_graphs},
                                    {"backward", backward_name},
-                                   {"ratio", ratio}, {"recompute_gelu", recompute_gelu}, {"saved_dtype", saved_dtype},
+                                   {"ratio", ratio}, {"recompute_gelu", recompute_gelu}, {"checkpoint_blocks", checkpoint_blocks}, {"saved_dtype", saved_dtype},
                                    {"sampled_nodes", sampled}, {"ms_per_step", ms},
                                    {"host_ms", host_ms},
                                    {"img_per_s", static_cast<double>(batch) / ms * 1e3},

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <vector>
 
+#include "autograd/checkpoint.h"
 #include "autograd/grad_mode.h"
 #include "autograd/node.h"
 #include "ops/attention.h"
@@ -171,6 +172,18 @@ void Block::set_drop_path_rate(double rate) {
 }
 
 Tensor Block::forward(const Tensor& x) const {
+  if (!checkpoint_) return forward_body(x);
+  const PrecisionPolicy policy = precision_policy();
+  return tag_node(checkpoint(
+                      [this, policy](const std::vector<Tensor>& in) {
+                        const PrecisionGuard precision(policy);
+                        return forward_body(in[0]);
+                      },
+                      {x}, {&dropout_generator()}),
+                  "checkpoint");
+}
+
+Tensor Block::forward_body(const Tensor& x) const {
   // The residual stream keeps x's dtype (f32 under autocast, as PyTorch's type promotion does);
   // the branches may compute in the autocast dtype and join it converted (add_converted: the
   // cast and the add in one pass; with drop path, the cast comes before its per-sample scale).

@@ -127,6 +127,12 @@ class Block : public Module {
   // with probability `rate` (ops/dropout.h drop_path, on dropout_generator()). 0: off.
   void set_drop_path_rate(double rate);
   double drop_path_rate() const { return drop_path_rate_; }
+  // Activation checkpointing (autograd/checkpoint.h): keep only the block's input for backward
+  // and rerun the block's forward there, with the dropout generator rewound (drop path and
+  // dropout repeat exactly) and the forward's precision policy; the gradients are the plain
+  // block's. The rerun's own nodes (strategies included) save and free as usual.
+  void set_checkpoint(bool on) { checkpoint_ = on; }
+  bool checkpointed() const { return checkpoint_; }
   // Every strategy slot of this block, in target order: callers loop over them instead of
   // naming layers. A target has one slot per operand gradient it samples: attn-scores has two.
   std::vector<MatmulSlot> matmul_slots();
@@ -135,7 +141,9 @@ class Block : public Module {
   std::shared_ptr<Mlp> mlp;
 
  private:
+  Tensor forward_body(const Tensor& x) const;
   double drop_path_rate_ = 0;
+  bool checkpoint_ = false;
 };
 
 // Tags the node that produced `t` (memory reports group saved bytes by tag); returns `t`. A

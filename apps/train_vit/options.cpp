@@ -80,6 +80,9 @@ void add_flags(CLI::App& app, Options& o) {
   app.add_option("--attention-backend", o.attention_backend,
                  "auto (default: cuDNN's fused attention for bf16 where it accepts the shapes, else tapegrad's "
                  "kernels) | cudnn | tapegrad");
+  app.add_option("--checkpoint-blocks", o.checkpoint_blocks,
+                 "none (default) | all | indices and ranges like 0-5,11: blocks that keep only their input for "
+                 "backward and rerun their forward there (activation checkpointing; same gradients)");
   app.add_option("--cuda-graphs", o.cuda_graphs,
                  "on (default on CUDA: the training step is captured once and replayed, docs/cuda-graphs.md) | off");
   app.add_option("--init-from", o.init_from, "initialize the model from a safetensors file (timm names, strict)");
@@ -223,6 +226,7 @@ void validate(const Options& o, const std::set<std::string>& given) {
            "--attention fused has no attention matmuls to sample, but --wta-targets includes attn-scores or "
            "attn-context: use --attention explicit, or leave them out (e.g. --wta-targets qkv,proj,fc1,fc2)");
   (void)strategy_blocks(o);   // throws for a malformed list or a block out of range
+  (void)checkpointed_blocks(o);
   (void)parse_precision_dtype(o.saved_dtype, "--saved-dtype");
   // Builds one strategy object, so that a bad parameter fails before any work.
   (void)make_strategy(strategy_config(o), 0);
@@ -315,6 +319,11 @@ std::set<int64_t> strategy_blocks(const Options& o) {
   return parse_flag("--wta-blocks", [&] { return vit::parse_blocks(o.wta_blocks, model_depth(o)); });
 }
 
+std::set<int64_t> checkpointed_blocks(const Options& o) {
+  if (o.checkpoint_blocks == "none") return {};
+  return parse_flag("--checkpoint-blocks", [&] { return vit::parse_blocks(o.checkpoint_blocks, model_depth(o)); });
+}
+
 StrategyConfig strategy_config(const Options& o) {
   StrategyConfig config;
   config.kind = parse_strategy(o.backward);
@@ -373,6 +382,7 @@ std::string describe(const Options& o) {
   line("saved dtype", o.saved_dtype);
   line("precision", o.precision);
   line("attention", o.attention == "fused" ? "fused, backend " + o.attention_backend : o.attention);
+  line("checkpoint blocks", o.checkpoint_blocks);
   line("cuda graphs", o.cuda_graphs);
   line("seed", o.seed);
   line("max steps", o.max_steps > 0 ? std::to_string(o.max_steps) : "-");
@@ -399,6 +409,7 @@ nlohmann::json to_json(const Options& o) {
           {"ratio", o.ratio},           {"wta_targets", o.wta_targets},   {"wta_blocks", o.wta_blocks}, {"recompute_gelu", o.recompute_gelu},
           {"saved_dtype", o.saved_dtype},
           {"device", o.resolved_device.str()}, {"precision", o.precision}, {"attention", o.attention},
+          {"attention_backend", o.attention_backend}, {"checkpoint_blocks", o.checkpoint_blocks},
           {"cuda_graphs", o.cuda_graphs}, {"seed", o.seed},
           {"max_steps", o.max_steps},   {"eval_every", o.eval_every},     {"log_every", o.log_every},
           {"init_from", o.init_from},   {"reset_head", o.reset_head}};

@@ -64,6 +64,9 @@ struct Options {
   std::string attention = "fused";
   // auto | cudnn | tapegrad: the kernels of the bf16 fused attention on CUDA (ops/attention.h).
   std::string attention_backend = "auto";
+  // none | all | indices and ranges like 0-5,11: blocks that keep only their input and rerun
+  // their forward in backward (nn::Block::set_checkpoint; the gradients do not change).
+  std::string checkpoint_blocks = "none";
   // on | off: capture the training step once as a CUDA graph and replay it (CUDA only; on by
   // default there, and off when the run cannot be captured — see resolve_options).
   std::string cuda_graphs = "on";
@@ -97,6 +100,8 @@ void resolve_options(Options& options, const std::set<std::string>& given);
 int64_t model_depth(const Options& options);
 std::set<nn::MatmulTarget> strategy_targets(const Options& options);
 std::set<int64_t> strategy_blocks(const Options& options);
+// The blocks of --checkpoint-blocks (empty for none); ValueError naming the flag otherwise.
+std::set<int64_t> checkpointed_blocks(const Options& options);
 
 // --backward, --ratio and --seed as the strategy factory's configuration.
 StrategyConfig strategy_config(const Options& options);

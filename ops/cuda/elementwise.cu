@@ -1,6 +1,8 @@
 // CUDA kernels of the elementwise family: one grid-stride pass per op. Contiguous, aligned
 // operands (the common case) take 16-byte vector loads and stores (core/cuda/vector_map.cuh);
 // others get their offsets from the strided geometry.
+#include <type_traits>
+
 #include "core/cuda/cuda_check.h"
 #include "core/cuda/device_guard.h"
 #include "core/cuda/launch.h"
@@ -67,22 +69,40 @@ __global__ void add_converted_kernel(T* out, const T* a, const B* b, int64_t n) 
   TG_GRID_STRIDE_LOOP(i, n) out[i] = add(a[i], b[i]);
 }
 
-template <class T>
+// The op is a template argument: its switch folds away, and the unrolled loop over a vector's
+// elements compiles to straight-line math (with the op as a runtime value, GELU ran at half the
+// rate of PyTorch's kernel).
+template <class T, UnaryOp kOp>
 struct UnaryMap {
-  UnaryOp op;
   acc_t<T> p0, p1;
-  __device__ T operator()(T x) const { return convert<T>(unary_apply<acc_t<T>>(op, convert<acc_t<T>>(x), p0, p1)); }
+  __device__ T operator()(T x) const { return convert<T>(unary_apply<acc_t<T>>(kOp, convert<acc_t<T>>(x), p0, p1)); }
 };
 
-template <class T>
+template <class T, UnaryOp kOp>
 struct UnaryBackwardMap {
-  UnaryOp op;
   acc_t<T> p0;
   __device__ T operator()(T grad_y, T saved) const {
     using acc = acc_t<T>;
-    return convert<T>(unary_backward<acc>(op, convert<acc>(grad_y), convert<acc>(saved), p0));
+    return convert<T>(unary_backward<acc>(kOp, convert<acc>(grad_y), convert<acc>(saved), p0));
   }
 };
+
+// f(std::integral_constant<UnaryOp, op>{}).
+template <class F>
+void with_unary_op(UnaryOp op, F&& f) {
+  using U = UnaryOp;
+  switch (op) {
+    case U::affine: return f(std::integral_constant<U, U::affine>{});
+    case U::exp: return f(std::integral_constant<U, U::exp>{});
+    case U::log: return f(std::integral_constant<U, U::log>{});
+    case U::sqrt: return f(std::integral_constant<U, U::sqrt>{});
+    case U::tanh: return f(std::integral_constant<U, U::tanh>{});
+    case U::relu: return f(std::integral_constant<U, U::relu>{});
+    case U::gelu_erf: return f(std::integral_constant<U, U::gelu_erf>{});
+    case U::gelu_tanh: return f(std::integral_constant<U, U::gelu_tanh>{});
+  }
+  TG_INTERNAL_ASSERT(false, "unknown unary op ", static_cast<int>(op));
+}
 
 // Every operand walks the iteration in order with unit stride.
 template <int N>
@@ -139,8 +159,11 @@ void unary(UnaryOp op, const Tensor& out, const Tensor& x, double p0, double p1)
     auto* o = static_cast<scalar_t*>(out.raw_data());
     const auto* in = static_cast<const scalar_t*>(x.raw_data());
     const acc a0 = static_cast<acc>(p0), a1 = static_cast<acc>(p1);
-    if (contiguous(g) && vector_map_applies({o, in}))
-      return vector_map(current_stream(), o, in, n, UnaryMap<scalar_t>{op, a0, a1});
+    if (contiguous(g) && vector_map_applies({o, in})) {
+      return with_unary_op(op, [&](auto fixed) {
+        vector_map(current_stream(), o, in, n, UnaryMap<scalar_t, decltype(fixed)::value>{a0, a1});
+      });
+    }
     unary_kernel<scalar_t><<<grid_for(n), kBlockSize, 0, current_stream()>>>(g, op, o, in, a0, a1, n);
     TG_CUDA_CHECK_LAUNCH();
   });
@@ -157,8 +180,11 @@ void unary_backward(UnaryOp op, const Tensor& grad_x, const Tensor& grad_y, cons
     const auto* gy = static_cast<const scalar_t*>(grad_y.raw_data());
     const auto* s = static_cast<const scalar_t*>(saved.raw_data());
     const acc a0 = static_cast<acc>(p0);
-    if (contiguous(g) && vector_map_applies({gx, gy, s}))
-      return vector_map(current_stream(), gx, gy, s, n, UnaryBackwardMap<scalar_t>{op, a0});
+    if (contiguous(g) && vector_map_applies({gx, gy, s})) {
+      return with_unary_op(op, [&](auto fixed) {
+        vector_map(current_stream(), gx, gy, s, n, UnaryBackwardMap<scalar_t, decltype(fixed)::value>{a0});
+      });
+    }
     unary_backward_kernel<scalar_t><<<grid_for(n), kBlockSize, 0, current_stream()>>>(g, op, gx, gy, s, a0, n);
     TG_CUDA_CHECK_LAUNCH();
   });

@@ -150,6 +150,30 @@ TEST_CASE("--wta-blocks selects blocks by index and range") {
   CHECK(train::strategy_targets(o) == std::set<nn::MatmulTarget>{nn::MatmulTarget::qkv, nn::MatmulTarget::fc2});
 }
 
+// (What checkpointing saves in memory is tested on the model: tests/apps/test_vit.cpp.)
+TEST_CASE("--checkpoint-blocks: the blocks rerun in backward, and the losses stay bit for bit") {
+  CHECK(train::checkpointed_blocks(parse_args({"--device", "cpu", "--depth", "4"})).empty());
+  CHECK(train::checkpointed_blocks(parse_args({"--device", "cpu", "--depth", "4", "--checkpoint-blocks", "all"})) ==
+        std::set<int64_t>{0, 1, 2, 3});
+  CHECK(parse_error({"--device", "cpu", "--depth", "4", "--checkpoint-blocks", "2-7"}) ==
+        "--checkpoint-blocks: block range '2-7' is outside the model's blocks 0-3");
+  test::ScratchDir dir("train_vit_checkpoint_blocks");
+  auto losses = [&](const std::string& blocks) {
+    std::string output;
+    (void)run(with(test::tiny_run_args(),
+                   {"--max-steps", "6", "--checkpoint-blocks", blocks, "--metrics-out", dir / (blocks + ".jsonl")}),
+              &output);
+    CHECK(output.find("checkpoint blocks " + blocks) != std::string::npos);
+    std::vector<double> out;
+    for (const nlohmann::json& r : test::read_jsonl(dir / (blocks + ".jsonl")))
+      if (r["type"] == "train") out.push_back(r["loss"].get<double>());
+    return out;
+  };
+  const std::vector<double> plain = losses("none"), checkpointed = losses("all");
+  REQUIRE(plain.size() == 6);
+  CHECK(checkpointed == plain);
+}
+
 TEST_CASE("the metrics' config record and the memory report list the sampled slots per block as installed") {
   test::ScratchDir dir("train_vit_sampled_slots");
   std::string output;

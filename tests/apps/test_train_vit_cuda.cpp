@@ -111,7 +111,8 @@ TEST_CASE("CUDA: a replayed CUDA graph gives bit-identical losses and weights to
                                              {"--precision", "bf16"},
                                              {"--attention", "explicit"},
                                              {"--backward", "wta-crs", "--ratio", "0.5"},
-                                             {"--backward", "wta-wor", "--ratio", "0.3", "--precision", "bf16"}}) {
+                                             {"--backward", "wta-wor", "--ratio", "0.3", "--precision", "bf16"},
+                                             {"--checkpoint-blocks", "all", "--precision", "bf16"}}) {
     std::string flags;
     for (const std::string& flag : extra) flags += flag + " ";
     CAPTURE(flags);

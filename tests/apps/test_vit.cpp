@@ -95,3 +95,42 @@ TEST_CASE("bf16 autocast keeps the blocks' activations in bf16: about half the s
   CHECK(bf16_bytes < 0.7 * static_cast<double>(f32_bytes));
   CHECK(bf16_bytes > 0.4 * static_cast<double>(f32_bytes));
 }
+
+// Block checkpointing (nn::Block::set_checkpoint): the same loss and parameter gradients bit for
+// bit — in f32 and bf16, with drop path drawing per-sample masks — for far fewer bytes kept
+// after the forward.
+TEST_CASE("checkpointed blocks give the plain model's loss and gradients bit for bit and keep only block inputs") {
+  vit::VitConfig config = test::small_vit_config();
+  config.drop_path_rate = 0.2;
+  vit::VisionTransformer model(config, Device::cpu(), 1234);
+  model.train(true);
+  const test::VitBatch batch = test::vit_batch(config, Device::cpu(), 8);
+  auto step = [&](bool checkpointed) {
+    for (const auto& block : model.blocks) block->set_checkpoint(checkpointed);
+    nn::dropout_generator().manual_seed(77);  // the same drop-path draws for both runs
+    return test::vit_step(model, batch);
+  };
+  auto kept_after_forward = [&](bool checkpointed) {
+    for (const auto& block : model.blocks) block->set_checkpoint(checkpointed);
+    const int64_t before = allocator_for(Device::cpu()).stats().allocated_bytes[0].current;
+    const Tensor loss = cross_entropy(model.forward(batch.images), batch.targets);
+    return allocator_for(Device::cpu()).stats().allocated_bytes[0].current - before;
+  };
+  for (const char* precision : {"fp32", "bf16"}) {
+    CAPTURE(precision);
+    PrecisionGuard guard(precision_mode(precision));
+    const test::VitRun plain = step(false), checkpointed = step(true);
+    CHECK(checkpointed.loss == plain.loss);
+    REQUIRE(checkpointed.grads.size() == plain.grads.size());
+    for (size_t i = 0; i < plain.grads.size(); ++i) {
+      CAPTURE(plain.grads[i].first);
+      CHECK(checkpointed.grads[i].second == plain.grads[i].second);
+    }
+    const int64_t plain_bytes = kept_after_forward(false), checkpointed_bytes = kept_after_forward(true);
+    MESSAGE(std::string(precision) << ": kept after forward, plain " << plain_bytes << " B, checkpointed " << checkpointed_bytes
+                      << " B");
+    // Each block keeps its f32 input, [8, 17, 192]; the head keeps a little more.
+    CHECK(checkpointed_bytes < 0.25 * static_cast<double>(plain_bytes));
+  }
+  for (const auto& block : model.blocks) block->set_checkpoint(false);
+}
