@@ -10,18 +10,6 @@ namespace tg {
 
 namespace {
 
-// Grad mode on for a scope (the engine runs nodes with it off).
-class EnableGradGuard {
- public:
-  EnableGradGuard() : previous_(GradMode::enabled()) { GradMode::set_enabled(true); }
-  ~EnableGradGuard() { GradMode::set_enabled(previous_); }
-  EnableGradGuard(const EnableGradGuard&) = delete;
-  EnableGradGuard& operator=(const EnableGradGuard&) = delete;
-
- private:
-  bool previous_;
-};
-
 class CheckpointBackward final : public Node {
  public:
   CheckpointBackward(std::function<Tensor(const std::vector<Tensor>&)> fn, const std::vector<Tensor>& inputs,
@@ -50,7 +38,7 @@ class CheckpointBackward final : public Node {
     }
     Tensor output;
     {
-      EnableGradGuard grad_on;
+      const GradModeGuard grad_on(true);  // the engine runs nodes with it off
       output = fn_(inputs);
     }
     for (size_t g = 0; g < generators_.size(); ++g) generators_[g]->set_offset(now[g]);
