@@ -158,20 +158,27 @@ TEST_CASE("--checkpoint-blocks: the blocks rerun in backward, and the losses sta
   CHECK(parse_error({"--device", "cpu", "--depth", "4", "--checkpoint-blocks", "2-7"}) ==
         "--checkpoint-blocks: block range '2-7' is outside the model's blocks 0-3");
   test::ScratchDir dir("train_vit_checkpoint_blocks");
-  auto losses = [&](const std::string& blocks) {
+  auto losses = [&](const std::string& blocks, const std::vector<std::string>& extra) {
     std::string output;
-    (void)run(with(test::tiny_run_args(),
-                   {"--max-steps", "6", "--checkpoint-blocks", blocks, "--metrics-out", dir / (blocks + ".jsonl")}),
+    const std::string file = dir / (blocks + std::to_string(extra.size()) + ".jsonl");
+    (void)run(with(with(test::tiny_run_args(), extra),
+                   {"--max-steps", "6", "--checkpoint-blocks", blocks, "--metrics-out", file}),
               &output);
     CHECK(output.find("checkpoint blocks " + blocks) != std::string::npos);
     std::vector<double> out;
-    for (const nlohmann::json& r : test::read_jsonl(dir / (blocks + ".jsonl")))
+    for (const nlohmann::json& r : test::read_jsonl(file))
       if (r["type"] == "train") out.push_back(r["loss"].get<double>());
     return out;
   };
-  const std::vector<double> plain = losses("none"), checkpointed = losses("all");
-  REQUIRE(plain.size() == 6);
-  CHECK(checkpointed == plain);
+  // Exact, and sampled: the checkpointed blocks' linears sample in the rerun, from the same
+  // random streams (keyed by the step, not by when the sample is drawn), so the run is the same.
+  for (const std::vector<std::string>& extra :
+       std::vector<std::vector<std::string>>{{}, {"--backward", "wta-crs", "--ratio", "0.5"}}) {
+    CAPTURE(extra.size());
+    const std::vector<double> plain = losses("none", extra), checkpointed = losses("all", extra);
+    REQUIRE(plain.size() == 6);
+    CHECK(checkpointed == plain);
+  }
 }
 
 TEST_CASE("the metrics' config record and the memory report list the sampled slots per block as installed") {
