@@ -34,7 +34,7 @@ int main(int argc, char** argv) {
   int64_t dim = 0, depth = 0, heads = 0, patch = 4, img = 32, channels = 3, classes = 10, batch = 64, warmup = 5,
           steps = 30, profile_steps = 0;
   double ratio = 1.0;
-  bool recompute_gelu = false;
+  bool recompute_gelu = false, recompute_norms = false;
   std::string saved_dtype = "same", attention = "fused", attention_backend = "auto", cuda_graphs = "off";
   CLI::App app{"bench_vit: ViT training-step time and peak memory (tapegrad side of torch_vit_bench.py)"};
   app.add_option("--preset", preset, "vit-tiny, vit-small or vit-base");
@@ -56,6 +56,7 @@ int main(int argc, char** argv) {
   app.add_option("--blocks", blocks, "all or e.g. 0-5,11");
   app.add_option("--checkpoint-blocks", checkpoint_blocks,
                  "none | all | e.g. 0-5,11: blocks that rerun their forward in backward (activation checkpointing)");
+  app.add_flag("--recompute-norms", recompute_norms, "qkv and fc1 recompute their LayerNorm inputs in backward");
   app.add_flag("--recompute-gelu", recompute_gelu, "recompute fc1's output in backward instead of keeping it");
   app.add_option("--saved-dtype", saved_dtype, "same | bf16: dtype of what the matmul nodes keep for backward");
   app.add_option("--cuda-graphs", cuda_graphs, "on: capture the step once after the warm-up and replay it (CUDA)")
@@ -93,7 +94,10 @@ int main(int argc, char** argv) {
     strategy.ratio = ratio;
     const int64_t sampled = vit::install_strategies(model, strategy, target_set,
                                                     vit::parse_blocks(blocks, config.depth));
-    for (const auto& block : model.blocks) block->mlp->set_recompute_gelu(recompute_gelu);
+    for (const auto& block : model.blocks) {
+      block->mlp->set_recompute_gelu(recompute_gelu);
+      block->set_recompute_norms(recompute_norms);
+    }
     if (checkpoint_blocks != "none")
       for (int64_t b : vit::parse_blocks(checkpoint_blocks, config.depth))
         model.blocks[static_cast<size_t>(b)]->set_checkpoint(true);
@@ -182,7 +186,8 @@ int main(int argc, char** argv) {
                                    {"batch", batch}, {"precision", precision}, {"attention", attention},
                                    {"attention_backend", attention_backend}, {"cuda_graphs", cuda_graphs},
                                    {"backward", backward_name},
-                                   {"ratio", ratio}, {"recompute_gelu", recompute_gelu}, {"checkpoint_blocks", checkpoint_blocks}, {"saved_dtype", saved_dtype},
+                                   {"ratio", ratio}, {"recompute_gelu", recompute_gelu}, {"checkpoint_blocks", checkpoint_blocks},
+                                   {"recompute_norms", recompute_norms}, {"saved_dtype", saved_dtype},
                                    {"sampled_nodes", sampled}, {"ms_per_step", ms},
                                    {"host_ms", host_ms},
                                    {"img_per_s", static_cast<double>(batch) / ms * 1e3},

@@ -14,6 +14,7 @@
 #include "ops/matmul/linear.h"
 #include "ops/matmul/linear_gelu.h"
 #include "ops/matmul/matmul.h"
+#include "ops/matmul/norm_linear.h"
 #include "ops/precision.h"
 #include "ops/shape_ops.h"
 #include "ops/softmax.h"
@@ -78,14 +79,24 @@ Tensor Linear::forward(const Tensor& x) const {
   return tag_node(linear(autocast(x), autocast(weight), autocast(bias), strategy_.get()), role_);
 }
 
+Tensor Linear::forward_normed(const LayerNorm& norm, const Tensor& x) const {
+  if (!dynamic_cast<const ExactStrategy*>(strategy_.get())) return forward(norm.forward(x));
+  // What forward(norm.forward(x)) multiplies: the norm's output in the autocast dtype (written so
+  // by the norm, or cast: the same bits, ops/layer_norm.h).
+  return tag_node(norm_linear(x, norm.weight, norm.bias, norm.eps(), autocast_dtype_of(x), autocast(weight),
+                              autocast(bias)),
+                  role_);
+}
+
 LayerNorm::LayerNorm(int64_t dim, Device device, double eps) : eps_(eps) {
   weight = register_parameter("weight", ones({dim}, DType::f32, device));
   bias = register_parameter("bias", zeros({dim}, DType::f32, device));
 }
 
+DType LayerNorm::output_dtype(const Tensor& x) const { return autocast_output_ ? autocast_dtype_of(x) : x.dtype(); }
+
 Tensor LayerNorm::forward(const Tensor& x) const {
-  const DType out = autocast_output_ ? autocast_dtype_of(x) : x.dtype();
-  return tag_node(layer_norm(x, weight, bias, eps_, out), "layer-norm");
+  return tag_node(layer_norm(x, weight, bias, eps_, output_dtype(x)), "layer-norm");
 }
 
 Mlp::Mlp(int64_t dim, int64_t hidden, double dropout, Device device, Generator& generator) : dropout_(dropout) {
@@ -95,14 +106,19 @@ Mlp::Mlp(int64_t dim, int64_t hidden, double dropout, Device device, Generator& 
   fc2->set_role(target_name(MatmulTarget::fc2));
 }
 
-Tensor Mlp::forward(const Tensor& x) const {
+Tensor Mlp::forward(const Tensor& x_in, const LayerNorm* norm) const {
+  // With recompute_gelu the fused fc1+GELU keeps its input: the norm runs on its own then.
+  const Tensor x = norm && recompute_gelu_ ? norm->forward(x_in) : x_in;
+  const bool fuse_norm = norm && !recompute_gelu_;
   TG_CHECK(!recompute_gelu_ || dynamic_cast<const ExactStrategy*>(fc1->backward_strategy().get()), ValueError,
            "Mlp: recompute_gelu keeps fc1's input for the recomputation, so fc1's weight gradient is exact; its "
            "backward strategy must be exact, got ", fc1->backward_strategy()->name());
   // Tagged for memory reports: "gelu" keeps its input (fc1's output), the fused "fc1-gelu" node
   // keeps fc1's input and recomputes the rest.
   const Tensor activated = recompute_gelu_ ? tag_node(linear_gelu(autocast(x), autocast(fc1->weight), autocast(fc1->bias)), "fc1-gelu")
-                                           : tag_node(gelu(fc1->forward(x)), "gelu");
+                                           : tag_node(gelu(fuse_norm ? fc1->forward_normed(*norm, x)
+                                                                               : fc1->forward(x)),
+                                                      "gelu");
   const Tensor h = dropout(activated, dropout_, is_training(), dropout_generator());
   return dropout(fc2->forward(h), dropout_, is_training(), dropout_generator());
 }
@@ -119,12 +135,13 @@ Attention::Attention(int64_t dim, int64_t heads, double attn_dropout, double pro
   proj->set_role(target_name(MatmulTarget::proj));
 }
 
-Tensor Attention::forward(const Tensor& x) const {
+Tensor Attention::forward(const Tensor& x, const LayerNorm* norm) const {
   const int64_t batch = x.size(0), tokens = x.size(1), dim = x.size(2);
   // [B, T, 3D] -> q, k, v [B, H, T, hd], views of one qkv linear's output (and one sample of its
   // input). One unbind node gathers their gradients into a single [B, T, 3, H, hd] buffer, the
   // qkv output's own layout, so backward writes each gradient once and reshapes for free.
-  const std::vector<Tensor> parts = unbind(reshape(qkv->forward(x), {batch, tokens, 3, heads_, head_dim_}), 2);
+  const Tensor projected = norm ? qkv->forward_normed(*norm, x) : qkv->forward(x);
+  const std::vector<Tensor> parts = unbind(reshape(projected, {batch, tokens, 3, heads_, head_dim_}), 2);
   const Tensor q = permute(parts[0], {0, 2, 1, 3}), k = permute(parts[1], {0, 2, 1, 3}), v = permute(parts[2], {0, 2, 1, 3});
   const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
   Tensor context;  // [B, H, T, hd]
@@ -191,6 +208,10 @@ Tensor Block::forward_body(const Tensor& x) const {
     if (drop_path_rate_ == 0 || !is_training()) return add_converted(stream, branch);
     return add(stream, drop_path(cast(branch, stream.dtype()), drop_path_rate_, true, dropout_generator()));
   };
+  if (recompute_norms_) {
+    const Tensor h = residual(x, attn->forward(x, norm1.get()));
+    return residual(h, mlp->forward(h, norm2.get()));
+  }
   const Tensor h = residual(x, attn->forward(norm1->forward(x)));
   return residual(h, mlp->forward(norm2->forward(h)));
 }

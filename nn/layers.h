@@ -21,10 +21,16 @@ void trunc_normal_(const Tensor& t, double std, Generator& generator, double low
 void normal_(const Tensor& t, double std, Generator& generator);
 void uniform_(const Tensor& t, double bound, Generator& generator);
 
+class LayerNorm;
+
 class Linear : public Module {
  public:
   Linear(int64_t in_features, int64_t out_features, bool bias, Device device, Generator& generator);
   Tensor forward(const Tensor& x) const;
+  // forward(norm.forward(x)), as one node that recomputes the norm's output in backward instead
+  // of keeping it (ops/matmul/norm_linear.h) when this layer's strategy is exact; a sampled
+  // strategy keeps its rows of the norm's output as usual. The same values either way.
+  Tensor forward_normed(const LayerNorm& norm, const Tensor& x) const;
   // The strategy forming the weight gradient (ExactStrategy unless set).
   void set_backward_strategy(std::shared_ptr<BackwardStrategy> strategy) { strategy_ = std::move(strategy); }
   const std::shared_ptr<BackwardStrategy>& backward_strategy() const { return strategy_; }
@@ -49,6 +55,9 @@ class LayerNorm : public Module {
   // stays f32, rounded once) — for a norm whose only consumers are matmuls, which would cast it
   // anyway; saves a pass each way. Off by default, as in PyTorch (its autocast keeps norms f32).
   void set_autocast_output(bool on) { autocast_output_ = on; }
+  // The dtype forward writes for x (x's, or the autocast dtype with set_autocast_output).
+  DType output_dtype(const Tensor& x) const;
+  double eps() const { return eps_; }
   Tensor weight, bias;
 
  private:
@@ -59,7 +68,9 @@ class LayerNorm : public Module {
 class Mlp : public Module {
  public:
   Mlp(int64_t dim, int64_t hidden, double dropout, Device device, Generator& generator);
-  Tensor forward(const Tensor& x) const;
+  // With `norm`, x is normalized by it first, and fc1 recomputes the norm's output in backward
+  // (Linear::forward_normed; with recompute_gelu, the fused fc1+GELU keeps the norm's output).
+  Tensor forward(const Tensor& x, const LayerNorm* norm = nullptr) const;
   // Recompute fc1's output in backward (ops/linear_gelu.h) instead of keeping it: 3D fewer saved
   // values per token for one extra GEMM. fc1's input is then kept for the recomputation, so fc1's
   // weight gradient is exact and a sampled strategy on fc1 would save nothing: forward refuses
@@ -75,7 +86,9 @@ class Mlp : public Module {
 class Attention : public Module {
  public:
   Attention(int64_t dim, int64_t heads, double attn_dropout, double proj_dropout, Device device, Generator& generator);
-  Tensor forward(const Tensor& x) const;  // x [B, T, D]
+  // x [B, T, D]; with `norm`, x is normalized by it first, and qkv recomputes the norm's output in
+  // backward (Linear::forward_normed).
+  Tensor forward(const Tensor& x, const LayerNorm* norm = nullptr) const;
   // Fused (the default): softmax(Q·Kᵀ·scale)·V in one op (ops/attention.h) that keeps Q, K, V,
   // the output and the row log-sum-exp, never the [T, T] probabilities. Explicit: two matmul
   // nodes and a softmax, which the attention strategies below need; forward refuses a sampled
@@ -133,6 +146,10 @@ class Block : public Module {
   // block's. The rerun's own nodes (strategies included) save and free as usual.
   void set_checkpoint(bool on) { checkpoint_ = on; }
   bool checkpointed() const { return checkpoint_; }
+  // LayerNorm-output recomputation: qkv and fc1 keep nothing of their inputs (norm1's and
+  // norm2's outputs) and recompute them from the residual stream the norms keep anyway, one norm
+  // pass each in backward (ops/matmul/norm_linear.h); the same values and gradients, bit for bit.
+  void set_recompute_norms(bool on) { recompute_norms_ = on; }
   // Every strategy slot of this block, in target order: callers loop over them instead of
   // naming layers. A target has one slot per operand gradient it samples: attn-scores has two.
   std::vector<MatmulSlot> matmul_slots();
@@ -144,6 +161,7 @@ class Block : public Module {
   Tensor forward_body(const Tensor& x) const;
   double drop_path_rate_ = 0;
   bool checkpoint_ = false;
+  bool recompute_norms_ = false;
 };
 
 // Tags the node that produced `t` (memory reports group saved bytes by tag); returns `t`. A

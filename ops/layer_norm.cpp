@@ -12,14 +12,8 @@
 
 namespace tg {
 
-namespace {
-
-struct LayerNormResult {
-  Tensor y, mean, rstd;
-};
-
-LayerNormResult layer_norm_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps,
-                                   DType out_dtype) {
+LayerNormResult layer_norm_unrecorded(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps,
+                                      DType out_dtype) {
   TG_CHECK(x.dim() >= 1, ShapeError, "layer_norm: expected a tensor with at least one dim, got a scalar");
   TG_CHECK(is_floating(x.dtype()), TypeError, "layer_norm: expected a floating dtype, got ", dtype_name(x.dtype()));
   check_same_device_dtype("layer_norm", x, {&weight, &bias});
@@ -44,6 +38,25 @@ LayerNormResult layer_norm_forward(const Tensor& x, const Tensor& weight, const 
   return r;
 }
 
+LayerNormGrads layer_norm_gradients(const Tensor& grad_y, const Tensor& x, const Tensor& mean, const Tensor& rstd,
+                                    const Tensor& weight, bool input, bool affine_weight, bool affine_bias) {
+  const int64_t cols = x.size(-1);
+  LayerNormGrads g;
+  if (input) g.x = empty(x.shape(), x.dtype(), x.device());
+  if (affine_weight) g.weight = empty({cols}, x.dtype(), x.device());
+  if (affine_bias) g.bias = empty({cols}, x.dtype(), x.device());
+  if (x.numel() > 0) {
+    TG_DEVICE_DISPATCH(x.device(), layer_norm_backward, g.x, g.weight, g.bias, grad_y.raw_contiguous(),
+                       x.raw_contiguous(), mean, rstd, weight.defined() ? weight.raw_contiguous() : weight, cols);
+  } else {
+    for (const Tensor* t : {&g.weight, &g.bias})
+      if (t->defined()) t->fill_(0);
+  }
+  return g;
+}
+
+namespace {
+
 class LayerNormBackward final : public Node {
  public:
   LayerNormBackward(const Tensor& x, const Tensor& weight, const LayerNormResult& r) : Node("LayerNormBackward") {
@@ -54,21 +67,10 @@ class LayerNormBackward final : public Node {
   }
 
   std::vector<Tensor> apply(std::vector<Tensor>&& grads) override {
-    const Tensor& x = saved(0);
     const Tensor weight = weight_slot_ ? saved(*weight_slot_) : Tensor();
-    const int64_t cols = x.size(-1);
-    Tensor gx, gw, gb;
-    if (needs_input_grad(0)) gx = empty(x.shape(), x.dtype(), x.device());
-    if (needs_input_grad(1)) gw = empty({cols}, x.dtype(), x.device());
-    if (needs_input_grad(2)) gb = empty({cols}, x.dtype(), x.device());
-    if (x.numel() > 0) {
-      TG_DEVICE_DISPATCH(x.device(), layer_norm_backward, gx, gw, gb, grads[0].raw_contiguous(), x.raw_contiguous(),
-                         saved(1), saved(2), weight.defined() ? weight.raw_contiguous() : weight, cols);
-    } else {
-      for (const Tensor* t : {&gw, &gb})
-        if (t->defined()) t->fill_(0);
-    }
-    return {gx, gw, gb};
+    LayerNormGrads g = layer_norm_gradients(grads[0], saved(0), saved(1), saved(2), weight, needs_input_grad(0),
+                                            needs_input_grad(1), needs_input_grad(2));
+    return {g.x, g.weight, g.bias};
   }
 
  private:
@@ -82,7 +84,7 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
 }
 
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps, DType out_dtype) {
-  LayerNormResult r = layer_norm_forward(x, weight, bias, eps, out_dtype);
+  LayerNormResult r = layer_norm_unrecorded(x, weight, bias, eps, out_dtype);
   if (should_record({&x, &weight, &bias}))
     record(std::make_shared<LayerNormBackward>(x, weight, r), {x, weight, bias}, {r.y});
   return r.y;

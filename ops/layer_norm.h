@@ -12,4 +12,18 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
 // result equals layer_norm(...) cast to bf16 bit for bit, and so do the gradients).
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps, DType out_dtype);
 
+// The pieces, for ops that fuse a norm with what follows it (ops/matmul/norm_linear.h): the
+// forward without recording, with the per-row statistics backward uses ([rows], f32; f64 for
+// f64), and the gradients from them (each only when asked for).
+struct LayerNormResult {
+  Tensor y, mean, rstd;
+};
+LayerNormResult layer_norm_unrecorded(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps,
+                                      DType out_dtype);
+struct LayerNormGrads {
+  Tensor x, weight, bias;
+};
+LayerNormGrads layer_norm_gradients(const Tensor& grad_y, const Tensor& x, const Tensor& mean, const Tensor& rstd,
+                                    const Tensor& weight, bool input, bool affine_weight, bool affine_bias);
+
 }  // namespace tg

@@ -83,6 +83,9 @@ void add_flags(CLI::App& app, Options& o) {
   app.add_option("--checkpoint-blocks", o.checkpoint_blocks,
                  "none (default) | all | indices and ranges like 0-5,11: blocks that keep only their input for "
                  "backward and rerun their forward there (activation checkpointing; same gradients)");
+  app.add_flag("--recompute-norms", o.recompute_norms,
+               "qkv and fc1 recompute their inputs (the LayerNorm outputs) in backward instead of keeping them "
+               "(same gradients; exact strategies only: a sampled qkv or fc1 keeps its rows)");
   app.add_option("--cuda-graphs", o.cuda_graphs,
                  "on (default on CUDA: the training step is captured once and replayed, docs/cuda-graphs.md) | off");
   app.add_option("--init-from", o.init_from, "initialize the model from a safetensors file (timm names, strict)");
@@ -383,6 +386,7 @@ std::string describe(const Options& o) {
   line("precision", o.precision);
   line("attention", o.attention == "fused" ? "fused, backend " + o.attention_backend : o.attention);
   line("checkpoint blocks", o.checkpoint_blocks);
+  line("recompute norms", o.recompute_norms ? "on" : "off");
   line("cuda graphs", o.cuda_graphs);
   line("seed", o.seed);
   line("max steps", o.max_steps > 0 ? std::to_string(o.max_steps) : "-");
@@ -410,6 +414,7 @@ nlohmann::json to_json(const Options& o) {
           {"saved_dtype", o.saved_dtype},
           {"device", o.resolved_device.str()}, {"precision", o.precision}, {"attention", o.attention},
           {"attention_backend", o.attention_backend}, {"checkpoint_blocks", o.checkpoint_blocks},
+          {"recompute_norms", o.recompute_norms},
           {"cuda_graphs", o.cuda_graphs}, {"seed", o.seed},
           {"max_steps", o.max_steps},   {"eval_every", o.eval_every},     {"log_every", o.log_every},
           {"init_from", o.init_from},   {"reset_head", o.reset_head}};

@@ -67,6 +67,9 @@ struct Options {
   // none | all | indices and ranges like 0-5,11: blocks that keep only their input and rerun
   // their forward in backward (nn::Block::set_checkpoint; the gradients do not change).
   std::string checkpoint_blocks = "none";
+  // qkv and fc1 recompute their inputs (the LayerNorm outputs) in backward instead of keeping
+  // them (nn::Block::set_recompute_norms; the gradients do not change).
+  bool recompute_norms = false;
   // on | off: capture the training step once as a CUDA graph and replay it (CUDA only; on by
   // default there, and off when the run cannot be captured — see resolve_options).
   std::string cuda_graphs = "on";

@@ -95,6 +95,7 @@ std::unique_ptr<vit::VisionTransformer> build_model(const Options& o, int64_t ch
   vit::install_strategies(*model, strategy_config(o), strategy_targets(o), strategy_blocks(o));
   for (const auto& block : model->blocks) block->mlp->set_recompute_gelu(o.recompute_gelu);
   for (int64_t b : checkpointed_blocks(o)) model->blocks[static_cast<size_t>(b)]->set_checkpoint(true);
+  for (const auto& block : model->blocks) block->set_recompute_norms(o.recompute_norms);
   return model;
 }
 

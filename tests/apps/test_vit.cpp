@@ -134,3 +134,41 @@ TEST_CASE("checkpointed blocks give the plain model's loss and gradients bit for
   }
   for (const auto& block : model.blocks) block->set_checkpoint(false);
 }
+
+// LayerNorm-output recomputation (nn::Block::set_recompute_norms): qkv and fc1 keep nothing of
+// their inputs; the loss and every gradient stay bit for bit, in f32 and bf16, and the forward
+// keeps less.
+TEST_CASE("recomputed norm outputs give the plain model's loss and gradients bit for bit, for fewer kept bytes") {
+  const vit::VitConfig config = test::small_vit_config();
+  vit::VisionTransformer model(config, Device::cpu(), 1234);
+  const test::VitBatch batch = test::vit_batch(config, Device::cpu(), 8);
+  auto set = [&](bool on) {
+    for (const auto& block : model.blocks) block->set_recompute_norms(on);
+  };
+  auto kept_after_forward = [&] {
+    const int64_t before = allocator_for(Device::cpu()).stats().allocated_bytes[0].current;
+    const Tensor loss = cross_entropy(model.forward(batch.images), batch.targets);
+    return allocator_for(Device::cpu()).stats().allocated_bytes[0].current - before;
+  };
+  for (const char* precision : {"fp32", "bf16"}) {
+    CAPTURE(std::string(precision));
+    PrecisionGuard guard(precision_mode(precision));
+    set(false);
+    const test::VitRun plain = test::vit_step(model, batch);
+    const int64_t plain_bytes = kept_after_forward();
+    set(true);
+    const test::VitRun recomputed = test::vit_step(model, batch);
+    const int64_t recomputed_bytes = kept_after_forward();
+    CHECK(recomputed.loss == plain.loss);
+    REQUIRE(recomputed.grads.size() == plain.grads.size());
+    for (size_t i = 0; i < plain.grads.size(); ++i) {
+      CAPTURE(plain.grads[i].first);
+      CHECK(recomputed.grads[i].second == plain.grads[i].second);
+    }
+    // Two [8, 17, 192] norm outputs per block fewer (f32 or bf16).
+    const int64_t per_block = 2 * 8 * 17 * 192 * (std::string(precision) == "bf16" ? 2 : 4);
+    MESSAGE(std::string(precision) << ": kept after forward, plain " << plain_bytes << " B, recomputed " << recomputed_bytes << " B");
+    CHECK(plain_bytes - recomputed_bytes >= static_cast<int64_t>(model.blocks.size()) * per_block);
+  }
+  set(false);
+}
