@@ -2,7 +2,6 @@
 #include "apps/train_vit/setup.h"
 
 #include "apps/vit/strategies.h"
-#include "ops/attention.h"
 
 
 namespace tg::train {
@@ -89,7 +88,6 @@ std::unique_ptr<vit::VisionTransformer> build_model(const Options& o, int64_t ch
   config.num_classes = classes;
   config.depth = model_depth(o);
   config.fused_attention = o.attention == "fused";
-  set_cuda_attention_backend(parse_cuda_attention_backend(o.attention_backend));  // process-wide
   config.drop_path_rate = o.drop_path;
   auto model = std::make_unique<vit::VisionTransformer>(config, o.resolved_device, o.seed);
   vit::install_strategies(*model, strategy_config(o), strategy_targets(o), strategy_blocks(o));

@@ -1,6 +1,7 @@
 // The train_vit training loop.
 #include "apps/train_vit/trainer.h"
 
+
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -22,6 +23,7 @@
 #include "nn/layers.h"
 #include "nn/mixup.h"
 #include "nn/safetensors.h"
+#include "ops/attention.h"
 #include "ops/elementwise.h"
 #include "ops/loss.h"
 #include "ops/precision.h"
@@ -416,8 +418,10 @@ void Trainer::print_summary(const RunSummary& s) {
 }  // namespace
 
 RunSummary run_training(const Options& options, std::ostream& out) {
-  // One policy for the whole run: forward and backward GEMMs and saved operands alike.
+  // One policy for the whole run: forward and backward GEMMs and saved operands alike; the bf16
+  // attention's kernels are a process-wide setting, set for the run here too.
   PrecisionGuard precision(precision_policy(options));
+  set_cuda_attention_backend(parse_cuda_attention_backend(options.attention_backend));
   return Trainer(options, out).run();
 }
 

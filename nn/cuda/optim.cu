@@ -1,7 +1,7 @@
-// CUDA optimizer kernels: Adam as multi-tensor launches (up to 48 parameters each), SGD one
-// grid-stride pass per parameter; gradient clipping as multi-tensor launches (a handful of
-// kernels for all parameters, not a few per parameter); the weight EMA, one grid-stride pass per
-// parameter.
+// CUDA optimizer kernels: Adam and gradient clipping as multi-tensor launches over one chunk
+// table (up to 48 tensors each: a handful of kernels for all parameters, not a few per
+// parameter); SGD and the weight EMA one grid-stride pass per parameter.
+#include <array>
 #include <map>
 
 #include "core/cuda/cuda_check.h"
@@ -14,43 +14,6 @@
 namespace tg::nn::cuda {
 
 namespace {
-// Up to kAdamListSize parameters per launch, passed by value as the kernel's argument; each block
-// updates one chunk of kAdamChunk elements of one of them (the chunk table maps blocks to
-// parameters, as ChunkList below does for clipping).
-constexpr int kAdamListSize = 48;
-constexpr int64_t kAdamChunk = 16 * kBlockSize;
-
-struct AdamList {
-  void* p[kAdamListSize];
-  const void* g[kAdamListSize];
-  void* m[kAdamListSize];
-  void* v[kAdamListSize];
-  int64_t numel[kAdamListSize];
-  int64_t chunk_begin[kAdamListSize + 1];
-};
-static_assert(sizeof(AdamList) + sizeof(AdamScalars) <= 4096, "kernel arguments are limited to 4 KiB");
-
-template <class T>
-__global__ void __launch_bounds__(kBlockSize) adam_list_kernel(AdamList list, AdamScalars s) {
-  using acc = acc_t<T>;
-  const StepScalars t = *s.step;
-  const int64_t chunk = blockIdx.x;
-  int k = 0;
-  while (chunk >= list.chunk_begin[k + 1]) ++k;
-  const int64_t begin = (chunk - list.chunk_begin[k]) * kAdamChunk, end = min(begin + kAdamChunk, list.numel[k]);
-  T* p = static_cast<T*>(list.p[k]);
-  const T* g = static_cast<const T*>(list.g[k]);
-  T* m = static_cast<T*>(list.m[k]);
-  T* v = static_cast<T*>(list.v[k]);
-  for (int64_t i = begin + threadIdx.x; i < end; i += kBlockSize) {
-    acc pi = convert<acc>(p[i]), mi = convert<acc>(m[i]), vi = convert<acc>(v[i]);
-    adam_element<acc>(pi, convert<acc>(g[i]), mi, vi, s, t);
-    p[i] = convert<T>(pi);
-    m[i] = convert<T>(mi);
-    v[i] = convert<T>(vi);
-  }
-}
-
 template <class T>
 __global__ void sgd_kernel(T* p, const T* g, T* b, int64_t n, SgdScalars s) {
   using acc = acc_t<T>;
@@ -70,14 +33,16 @@ __global__ void ema_kernel(T* average, const T* w, int64_t n, acc_t<T> decay) {
 }
 
 // Up to kListSize tensors of one dtype per launch, passed by value as the kernel's argument (no
-// pointer table to copy to the device). Every tensor is cut into chunks of kChunk elements and
-// each block takes one chunk, so a block's share, and the order of its sums, depend only on the
-// shapes: the norm is the same bits on every run.
+// pointer table to copy to the device), each with N operands of its shape (clipping: the
+// gradient; Adam: parameter, gradient and the two moments). Every tensor is cut into chunks of
+// kChunk elements and each block takes one chunk, so a block's share, and the order of its sums,
+// depend only on the shapes: the norm is the same bits on every run.
 constexpr int kListSize = 48;
 constexpr int64_t kChunk = 64 * kBlockSize;
 
+template <int N>
 struct ChunkList {
-  void* data[kListSize];
+  void* data[N][kListSize];  // data[n][t]: operand n of tensor t
   int64_t numel[kListSize];
   int64_t chunk_begin[kListSize + 1];  // chunk_begin[t]: first chunk of tensor t within this launch
 };
@@ -89,7 +54,8 @@ struct ChunkSpan {
   int64_t begin, end;  // elements of the tensor
 };
 
-__device__ ChunkSpan chunk_span(const ChunkList& list) {
+template <int N>
+__device__ ChunkSpan chunk_span(const ChunkList<N>& list) {
   const int64_t chunk = blockIdx.x;
   int t = 0;
   while (chunk >= list.chunk_begin[t + 1]) ++t;
@@ -97,29 +63,38 @@ __device__ ChunkSpan chunk_span(const ChunkList& list) {
   return {t, begin, min(begin + kChunk, list.numel[t])};
 }
 
-// fn(dtype, list, chunks, first_chunk) for consecutive groups of same-dtype tensors;
-// first_chunk numbers the launch's chunks across all groups.
-template <class F>
-void for_each_chunk_list(const std::vector<Tensor>& tensors, F&& fn) {
-  std::map<DType, std::vector<const Tensor*>> by_dtype;
-  for (const Tensor& t : tensors)
-    if (t.numel() > 0) by_dtype[t.dtype()].push_back(&t);
+// fn(dtype, list, chunks, first_chunk) for consecutive groups of same-dtype tensors (each entry:
+// its N operands, of the first one's shape and dtype); first_chunk numbers the launch's chunks
+// across all groups.
+template <int N, class F>
+void for_each_chunk_list(const std::vector<std::array<const Tensor*, N>>& tensors, F&& fn) {
+  std::map<DType, std::vector<const std::array<const Tensor*, N>*>> by_dtype;
+  for (const auto& operands : tensors)
+    if (operands[0]->numel() > 0) by_dtype[operands[0]->dtype()].push_back(&operands);
   int64_t first_chunk = 0;
   for (const auto& [dtype, group] : by_dtype) {
     for (size_t start = 0; start < group.size(); start += kListSize) {
-      ChunkList list{};
+      ChunkList<N> list{};
       const int count = static_cast<int>(std::min<size_t>(kListSize, group.size() - start));
       for (int t = 0; t < count; ++t) {
-        const Tensor& tensor = *group[start + static_cast<size_t>(t)];
-        list.data[t] = tensor.raw_data();
-        list.numel[t] = tensor.numel();
-        list.chunk_begin[t + 1] = list.chunk_begin[t] + chunks_of(tensor);
+        const auto& operands = *group[start + static_cast<size_t>(t)];
+        for (int n = 0; n < N; ++n) list.data[n][t] = operands[static_cast<size_t>(n)]->raw_data();
+        list.numel[t] = operands[0]->numel();
+        list.chunk_begin[t + 1] = list.chunk_begin[t] + chunks_of(*operands[0]);
       }
       for (int t = count; t < kListSize; ++t) list.chunk_begin[t + 1] = list.chunk_begin[t];
       fn(dtype, list, list.chunk_begin[count], first_chunk);
       first_chunk += list.chunk_begin[count];
     }
   }
+}
+
+// The one-operand form, over whole tensors.
+template <class F>
+void for_each_chunk_list(const std::vector<Tensor>& tensors, F&& fn) {
+  std::vector<std::array<const Tensor*, 1>> operands;
+  for (const Tensor& t : tensors) operands.push_back({&t});
+  for_each_chunk_list<1>(operands, fn);
 }
 
 int64_t total_chunks(const std::vector<Tensor>& tensors) {
@@ -131,9 +106,9 @@ int64_t total_chunks(const std::vector<Tensor>& tensors) {
 using Block = tg::cuda::RowGroup<false>;
 
 template <class T>
-__global__ void __launch_bounds__(kBlockSize) sum_squares_kernel(ChunkList list, float* partials) {
+__global__ void __launch_bounds__(kBlockSize) sum_squares_kernel(ChunkList<1> list, float* partials) {
   const ChunkSpan span = chunk_span(list);
-  const T* x = static_cast<const T*>(list.data[span.tensor]);
+  const T* x = static_cast<const T*>(list.data[0][span.tensor]);
   float acc = 0;
   for (int64_t i = span.begin + threadIdx.x; i < span.end; i += kBlockSize) {
     const float v = convert<float>(x[i]);
@@ -156,13 +131,34 @@ __global__ void __launch_bounds__(kBlockSize)
 }
 
 template <class T>
-__global__ void __launch_bounds__(kBlockSize) scale_kernel(ChunkList list, const float* coef) {
+__global__ void __launch_bounds__(kBlockSize) scale_kernel(ChunkList<1> list, const float* coef) {
   const float c = *coef;
   if (c >= 1.0f) return;
   const ChunkSpan span = chunk_span(list);
-  T* x = static_cast<T*>(list.data[span.tensor]);
+  T* x = static_cast<T*>(list.data[0][span.tensor]);
   for (int64_t i = span.begin + threadIdx.x; i < span.end; i += kBlockSize) x[i] = convert<T>(convert<float>(x[i]) * c);
 }
+
+// One Adam update per element of each chunk: list.data = (parameter, gradient, exp_avg, exp_avg_sq).
+template <class T>
+__global__ void __launch_bounds__(kBlockSize) adam_kernel(ChunkList<4> list, AdamScalars s) {
+  static_assert(sizeof(ChunkList<4>) + sizeof(AdamScalars) <= 4096, "kernel arguments are limited to 4 KiB");
+  using acc = acc_t<T>;
+  const StepScalars t = *s.step;
+  const ChunkSpan span = chunk_span(list);
+  T* p = static_cast<T*>(list.data[0][span.tensor]);
+  const T* g = static_cast<const T*>(list.data[1][span.tensor]);
+  T* m = static_cast<T*>(list.data[2][span.tensor]);
+  T* v = static_cast<T*>(list.data[3][span.tensor]);
+  for (int64_t i = span.begin + threadIdx.x; i < span.end; i += kBlockSize) {
+    acc pi = convert<acc>(p[i]), mi = convert<acc>(m[i]), vi = convert<acc>(v[i]);
+    adam_element<acc>(pi, convert<acc>(g[i]), mi, vi, s, t);
+    p[i] = convert<T>(pi);
+    m[i] = convert<T>(mi);
+    v[i] = convert<T>(vi);
+  }
+}
+
 }  // namespace
 
 void clip_coefficient(const std::vector<Tensor>& tensors, double max_norm, const Tensor& norm, const Tensor& coef) {
@@ -172,7 +168,7 @@ void clip_coefficient(const std::vector<Tensor>& tensors, double max_norm, const
   const Tensor partials = empty({std::max<int64_t>(chunks, 1)}, DType::f32, norm.device());  // [chunks]
   auto* partial_data = static_cast<float*>(partials.raw_data());
   if (chunks == 0) TG_CUDA_CHECK(cudaMemsetAsync(partial_data, 0, sizeof(float), current_stream()));
-  for_each_chunk_list(tensors, [&](DType dtype, const ChunkList& list, int64_t list_chunks, int64_t first_chunk) {
+  for_each_chunk_list(tensors, [&](DType dtype, const ChunkList<1>& list, int64_t list_chunks, int64_t first_chunk) {
     TG_DISPATCH_FLOATING(dtype, "clip_grad_norm", [&] {
       sum_squares_kernel<scalar_t><<<static_cast<unsigned>(list_chunks), kBlockSize, 0, current_stream()>>>(
           list, partial_data + first_chunk);
@@ -189,7 +185,7 @@ void clip_coefficient(const std::vector<Tensor>& tensors, double max_norm, const
 void scale_by_coefficient(const std::vector<Tensor>& tensors, const Tensor& coef) {
   DeviceGuard guard(coef.device().index);
   const auto* c = static_cast<const float*>(coef.raw_data());
-  for_each_chunk_list(tensors, [&](DType dtype, const ChunkList& list, int64_t list_chunks, int64_t) {
+  for_each_chunk_list(tensors, [&](DType dtype, const ChunkList<1>& list, int64_t list_chunks, int64_t) {
     TG_DISPATCH_FLOATING(dtype, "clip_grad_norm", [&] {
       scale_kernel<scalar_t><<<static_cast<unsigned>(list_chunks), kBlockSize, 0, current_stream()>>>(list, c);
       TG_CUDA_CHECK_LAUNCH();
@@ -206,31 +202,16 @@ void write_step_scalars(const Tensor& dst, const StepScalars& values) {
 }
 
 void adam_steps(const std::vector<AdamTensors>& tensors, const AdamScalars& s) {
-  std::map<DType, std::vector<const AdamTensors*>> by_dtype;
-  for (const AdamTensors& t : tensors)
-    if (t.param.numel() > 0) by_dtype[t.param.dtype()].push_back(&t);
-  for (const auto& [dtype, group] : by_dtype) {
-    DeviceGuard guard(group.front()->param.device().index);
-    for (size_t start = 0; start < group.size(); start += kAdamListSize) {
-      AdamList list{};
-      const int count = static_cast<int>(std::min<size_t>(kAdamListSize, group.size() - start));
-      for (int k = 0; k < count; ++k) {
-        const AdamTensors& t = *group[start + static_cast<size_t>(k)];
-        list.p[k] = t.param.raw_data();
-        list.g[k] = t.grad.raw_data();
-        list.m[k] = t.exp_avg.raw_data();
-        list.v[k] = t.exp_avg_sq.raw_data();
-        list.numel[k] = t.param.numel();
-        list.chunk_begin[k + 1] = list.chunk_begin[k] + (t.param.numel() + kAdamChunk - 1) / kAdamChunk;
-      }
-      for (int k = count; k < kAdamListSize; ++k) list.chunk_begin[k + 1] = list.chunk_begin[k];
-      TG_DISPATCH_FLOATING(dtype, "adam", [&] {
-        adam_list_kernel<scalar_t><<<static_cast<unsigned>(list.chunk_begin[count]), kBlockSize, 0, current_stream()>>>(
-            list, s);
-        TG_CUDA_CHECK_LAUNCH();
-      });
-    }
-  }
+  if (tensors.empty()) return;
+  DeviceGuard guard(tensors.front().param.device().index);
+  std::vector<std::array<const Tensor*, 4>> operands;
+  for (const AdamTensors& t : tensors) operands.push_back({&t.param, &t.grad, &t.exp_avg, &t.exp_avg_sq});
+  for_each_chunk_list<4>(operands, [&](DType dtype, const ChunkList<4>& list, int64_t chunks, int64_t) {
+    TG_DISPATCH_FLOATING(dtype, "adam", [&] {
+      adam_kernel<scalar_t><<<static_cast<unsigned>(chunks), kBlockSize, 0, current_stream()>>>(list, s);
+      TG_CUDA_CHECK_LAUNCH();
+    });
+  });
 }
 
 void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& momentum_buffer, const SgdScalars& s) {

@@ -57,6 +57,17 @@ __global__ void layer_norm_kernel(Out* y, acc_t<T>* mean, acc_t<T>* rstd, const 
   }
 }
 
+// Four elements of a row as floats (from f32 or bf16 storage).
+template <class T>
+__device__ inline float4 load4(const T* row, int64_t k) {
+  if constexpr (std::is_same_v<T, float>) {
+    return reinterpret_cast<const float4*>(row)[k];
+  } else {
+    const Vector<4, T> v = reinterpret_cast<const Vector<4, T>*>(row)[k];
+    return {convert<float>(v.v[0]), convert<float>(v.v[1]), convert<float>(v.v[2]), convert<float>(v.v[3])};
+  }
+}
+
 // The f32 forward of rows of 128·kVectors columns (the ViT widths 384 and 768): a warp per row,
 // each lane holding kVectors float4 of it (columns 4·(32·i + lane) ...), read and written 16
 // bytes at a time (the general kernel above moves 4 bytes per load). Pointers 16-byte aligned.
@@ -67,12 +78,11 @@ __global__ void layer_norm_vector_kernel(Out* y, float* mean, float* rstd, const
   const int lane = Group::rank();
   const float n = static_cast<float>(cols);
   for (int64_t row = Group::first_row(); row < rows; row += Group::row_stride()) {
-    const auto* in = reinterpret_cast<const float4*>(x + row * cols);
     float4 v[kVectors];
     float total = 0;
 #pragma unroll
     for (int i = 0; i < kVectors; ++i) {
-      v[i] = in[i * kWarpSize + lane];
+      v[i] = load4(x + row * cols, i * kWarpSize + lane);
       total += (v[i].x + v[i].y) + (v[i].z + v[i].w);
     }
     const float mu = Group::sum(total) / n;
@@ -89,11 +99,11 @@ __global__ void layer_norm_vector_kernel(Out* y, float* mean, float* rstd, const
       const int64_t k = i * kWarpSize + lane;
       float o[4] = {(v[i].x - mu) * inv, (v[i].y - mu) * inv, (v[i].z - mu) * inv, (v[i].w - mu) * inv};
       if (weight) {
-        const float4 w = reinterpret_cast<const float4*>(weight)[k];
+        const float4 w = load4(weight, k);
         o[0] *= w.x, o[1] *= w.y, o[2] *= w.z, o[3] *= w.w;
       }
       if (bias) {
-        const float4 b = reinterpret_cast<const float4*>(bias)[k];
+        const float4 b = load4(bias, k);
         o[0] += b.x, o[1] += b.y, o[2] += b.z, o[3] += b.w;
       }
       Vector<4, Out> packed;
@@ -172,17 +182,6 @@ __global__ void layer_norm_backward_kernel(T* grad_x, acc_t<T>* partial, const G
   }
 }
 
-// Four elements of a row as floats (from f32 or bf16 storage).
-template <class T>
-__device__ inline float4 load4(const T* row, int64_t k) {
-  if constexpr (std::is_same_v<T, float>) {
-    return reinterpret_cast<const float4*>(row)[k];
-  } else {
-    const Vector<4, T> v = reinterpret_cast<const Vector<4, T>*>(row)[k];
-    return {convert<float>(v.v[0]), convert<float>(v.v[1]), convert<float>(v.v[2]), convert<float>(v.v[3])};
-  }
-}
-
 __device__ inline float at(const float4& v, int e) { return e == 0 ? v.x : e == 1 ? v.y : e == 2 ? v.z : v.w; }
 
 // The backward counterpart of layer_norm_vector_kernel (f32 x, grad_y in G: f32 or bf16): a warp
@@ -205,7 +204,7 @@ __global__ void layer_norm_backward_vector_kernel(float* grad_x, float* partial,
       const int64_t k = i * kWarpSize + lane;
       xv[i] = load4(x + row * cols, k);
       gv[i] = load4(grad_y + row * cols, k);
-      const float4 w = weight ? reinterpret_cast<const float4*>(weight)[k] : float4{1, 1, 1, 1};
+      const float4 w = weight ? load4(weight, k) : float4{1, 1, 1, 1};
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const float xhat = (at(xv[i], e) - mu) * inv, g = at(gv[i], e), gxhat = g * at(w, e);
@@ -221,7 +220,7 @@ __global__ void layer_norm_backward_vector_kernel(float* grad_x, float* partial,
 #pragma unroll
     for (int i = 0; i < kVectors; ++i) {
       const int64_t k = i * kWarpSize + lane;
-      const float4 w = weight ? reinterpret_cast<const float4*>(weight)[k] : float4{1, 1, 1, 1};
+      const float4 w = weight ? load4(weight, k) : float4{1, 1, 1, 1};
       float out[4];
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
@@ -272,8 +271,6 @@ bool with_vectors(int64_t cols, std::initializer_list<const void*> pointers, F&&
   return true;
 }
 
-const void* data_or_null(const Tensor& t) { return t.defined() ? t.raw_data() : nullptr; }
-
 // Calls f(Other{}) with Other = T when `other` is x's dtype, bf16 when it is the autocast dtype
 // of an f32 x (no other pairs occur).
 template <class T, class F>
@@ -296,7 +293,8 @@ void layer_norm(const Tensor& y, const Tensor& mean, const Tensor& rstd, const T
       using Out = decltype(out_type);
       if constexpr (std::is_same_v<scalar_t, float>) {
         const bool vectorized =
-            with_vectors(cols, {x.raw_data(), y.raw_data(), data_or_null(weight), data_or_null(bias)}, [&](auto vectors) {
+            with_vectors(cols, {x.raw_data(), y.raw_data(), data_or_null<void>(weight), data_or_null<void>(bias)},
+                         [&](auto vectors) {
               layer_norm_vector_kernel<Out, decltype(vectors)::value>
                   <<<RowGroup<true>::grid(rows), kRowThreads, 0, current_stream()>>>(
                       static_cast<Out*>(y.raw_data()), mean.data<float>(), rstd.data<float>(),
@@ -341,7 +339,7 @@ void layer_norm_backward(const Tensor& grad_x, const Tensor& grad_weight, const 
       };
       bool vectorized = false;
       if constexpr (std::is_same_v<scalar_t, float>) {
-        vectorized = with_vectors(cols, {gx, gy, in, data_or_null(weight)}, [&](auto vectors) {
+        vectorized = with_vectors(cols, {gx, gy, in, data_or_null<void>(weight)}, [&](auto vectors) {
           const unsigned blocks = blocks_for(RowGroup<true>::grid(rows));
           layer_norm_backward_vector_kernel<G, decltype(vectors)::value><<<blocks, kRowThreads, 0, current_stream()>>>(
               gx, make_partial(blocks), gy, in, mean.data<float>(), rstd.data<float>(), data_or_null<float>(weight),
