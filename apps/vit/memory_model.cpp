@@ -1,0 +1,630 @@
+// The replay of one ViT training step as allocations and frees (see memory_model.h and
+// docs/memory-planning.md). Each function below mirrors one piece of code and says which: the
+// order of allocations and frees, which node keeps which tensor (a kept tensor is a reference:
+// a storage kept by several nodes is counted once) and when the engine lets go of it.
+#include "apps/vit/memory_model.h"
+
+#include <cstdio>
+
+#include "apps/vit/memory_replay.h"
+#include "ops/matmul/sampled.h"
+
+namespace tg::vit {
+
+namespace {
+
+using namespace detail;
+
+// What a matmul node's strategy keeps of its operand (ops/matmul/exact.cpp, sampled.cpp).
+struct SavedOperand {
+  Id rows = kNone, indices = kNone, weights = kNone;
+  int64_t k = 0;      // sampled rows (0: exact)
+  bool copy = false;  // a saved-dtype copy (the contraction converts it back)
+};
+
+// What the recorded forward of one block keeps, by the node that keeps it.
+struct BlockKeep {
+  Id checkpoint_input = kNone;                          // CheckpointBackward
+  Id ln1_x = kNone, ln1_mean = kNone, ln1_rstd = kNone;  // LayerNorm (or NormLinear for qkv)
+  Id qkv_weight = kNone;
+  SavedOperand qkv_x;
+  Id qkv = kNone, attn_out = kNone, lse = kNone;  // AttentionBackward: q, k, v (one storage), O, lse
+  Id proj_weight = kNone;
+  SavedOperand proj_x;
+  Id ln2_x = kNone, ln2_mean = kNone, ln2_rstd = kNone;
+  Id fc1_weight = kNone, fc1_bias = kNone;  // the bias copy only for the fused fc1+GELU
+  SavedOperand fc1_x;
+  Id fc1_out = kNone;  // GELU's input
+  Id fc2_weight = kNone;
+  SavedOperand fc2_x;
+};
+
+class StepReplay {
+ public:
+  StepReplay(const StepSetup& s, const MemoryPlan& plan, CachingAllocator* cache = nullptr, bool persistent_cached = false)
+      : r_(cache), s_(s), plan_(plan), c_(s.config), B_(s.batch), T_(c_.tokens()), Np_(c_.num_patches()), D_(c_.dim),
+        Hd_(static_cast<int64_t>(static_cast<double>(c_.dim) * c_.mlp_ratio)), C_(c_.num_classes),
+        P_(c_.in_channels * c_.patch_size * c_.patch_size), N_(B_ * T_), a_(s.autocast_bf16 ? 2 : 4),
+        copy_on_save_(s.saved_dtype && !s.autocast_bf16) {
+    r_.set_skip_persistent(persistent_cached);
+  }
+
+  MemoryPrediction run();
+
+ private:
+  Replay r_;
+  K kind(K k) const { return rerun_ ? K::transient_recompute : k; }
+  Id alloc(int64_t bytes, K k) { return r_.alloc(bytes, kind(k)); }
+  Id grad(int64_t bytes) { return r_.alloc(bytes, K::transient_gradients); }
+
+  // The parameters' tensors (vit.cpp, nn/layers.cpp), as element counts.
+  std::vector<int64_t> parameter_sizes() const;
+  SavedOperand save_operand(Id x, int64_t rows, int64_t width, K kept_kind, double ratio);
+  void release(const SavedOperand& saved);
+  Id linear(Id x, int64_t rows, int64_t in, int64_t out, K out_kind, double ratio, bool record, SavedOperand& saved,
+            Id& weight_copy, K x_kind);
+  Id weight_gradient(const SavedOperand& saved, int64_t rows, int64_t in, int64_t out);
+  void parameter_gradients(Id weight_grad, int64_t weight_elems, Id bias_grad, int64_t bias_elems);
+  void accumulate(Id& buffer, Id incoming, bool& shared);
+  Id block_forward(int64_t b, Id x, bool record, BlockKeep& k);
+  Id block_backward(int64_t b, Id grad_out, bool shared, BlockKeep& k);
+
+  const StepSetup& s_;
+  const MemoryPlan& plan_;
+  const VitConfig& c_;
+  const int64_t B_, T_, Np_, D_, Hd_, C_, P_, N_;
+  const int64_t a_;           // bytes of an activation that feeds or leaves a GEMM (bf16 under autocast)
+  const bool copy_on_save_;   // ExactStrategy keeps a bf16 copy of f32 operands
+  bool rerun_ = false;        // inside a checkpoint's rerun: what is allocated is recomputed
+  std::vector<Id> grads_;     // the parameters' .grad, freed by zero_grad
+};
+
+std::vector<int64_t> StepReplay::parameter_sizes() const {
+  std::vector<int64_t> sizes = {D_ * P_, D_, D_, T_ * D_};  // patch weight, bias, cls_token, pos_embed
+  for (int64_t b = 0; b < c_.depth; ++b)
+    for (int64_t n : {D_, D_, 3 * D_ * D_, 3 * D_, D_ * D_, D_, D_, D_, Hd_ * D_, Hd_, D_ * Hd_, D_}) sizes.push_back(n);
+  for (int64_t n : {D_, D_, C_ * D_, C_}) sizes.push_back(n);  // final norm, head
+  return sizes;
+}
+
+// ExactStrategy::save keeps the operand (or its bf16 copy); SamplingStrategy::save keeps k rows
+// with i32 indices and f32 weights, after the f32 row scores it drops on return.
+SavedOperand StepReplay::save_operand(Id x, int64_t rows, int64_t width, K kept_kind, double ratio) {
+  SavedOperand saved;
+  const int64_t k = ratio > 0 ? sample_budget(rows, ratio, StrategyConfig{}.k_min) : rows;
+  if (k < rows) {
+    const Id scores = alloc(rows * 4, K::transient_forward);
+    saved.k = k;
+    saved.indices = alloc(k * 4, K::sampled_rows);
+    saved.weights = alloc(k * 4, K::sampled_rows);
+    saved.rows = alloc(k * width * a_, K::sampled_rows);
+    if (copy_on_save_) {
+      const Id gathered = saved.rows;
+      saved.rows = alloc(k * width * 2, K::sampled_rows);
+      r_.unref(gathered);
+    }
+    saved.copy = copy_on_save_;
+    r_.unref(scores);
+    return saved;
+  }
+  if (copy_on_save_) {
+    saved.rows = alloc(rows * width * 2, kept_kind);
+    saved.copy = true;
+  } else {
+    saved.rows = r_.share(x);
+  }
+  return saved;
+}
+
+void StepReplay::release(const SavedOperand& saved) {
+  r_.unref(saved.rows);
+  r_.unref(saved.indices);
+  r_.unref(saved.weights);
+}
+
+// Linear::forward: linear(autocast(x), autocast(weight), autocast(bias)), the arguments cast
+// right to left (GCC), the GEMM's output, then LinearBackward keeps the weight's copy (when x
+// needs a gradient) and what the strategy keeps of x; the bias copy dies with the statement.
+Id StepReplay::linear(Id x, int64_t rows, int64_t in, int64_t out, K out_kind, double ratio, bool record,
+                      SavedOperand& saved, Id& weight_copy, K x_kind) {
+  const bool cast = s_.autocast_bf16;
+  const Id bias_copy = cast ? alloc(out * 2, K::transient_forward) : kNone;
+  const Id w = cast ? alloc(out * in * 2, record ? K::weight_copies : K::transient_forward) : kNone;
+  const Id y = alloc(rows * out * a_, out_kind);
+  if (record) {
+    weight_copy = w;
+    saved = save_operand(x, rows, in, x_kind, ratio);
+  } else {
+    r_.unref(w);
+  }
+  r_.unref(bias_copy);
+  return y;
+}
+
+// SavedOperand::contract: Gᵀ·X from what was kept, a bf16 copy converted back to the gradient's
+// dtype first; a sampled one scales its rows of G ([k, out]) before one GEMM over k.
+Id StepReplay::weight_gradient(const SavedOperand& saved, int64_t rows, int64_t in, int64_t out) {
+  const bool convert = saved.copy && a_ != 2;
+  if (saved.k > 0) {
+    const Id scaled = grad(saved.k * out * a_);
+    const Id converted = convert ? r_.alloc(saved.k * in * a_, K::transient_gradients) : kNone;
+    const Id gw = grad(out * in * a_);
+    r_.unref(converted);
+    r_.unref(scaled);
+    return gw;
+  }
+  const Id converted = convert ? r_.alloc(rows * in * a_, K::transient_gradients) : kNone;
+  const Id gw = grad(out * in * a_);
+  r_.unref(converted);
+  return gw;
+}
+
+// The weight's and bias's gradients reach AccumulateGrad: directly (it steals the buffer), or
+// under autocast through the casts' backward, which makes f32 copies (weight first: its cast
+// was recorded after the bias's).
+void StepReplay::parameter_gradients(Id weight_grad, int64_t weight_elems, Id bias_grad, int64_t bias_elems) {
+  for (auto [g, elems] : {std::pair{weight_grad, weight_elems}, std::pair{bias_grad, bias_elems}}) {
+    if (g == kNone) continue;
+    if (s_.autocast_bf16) {
+      grads_.push_back(r_.alloc(elems * 4, K::gradients));
+      r_.unref(g);
+    } else {
+      r_.retag(g, K::gradients);
+      grads_.push_back(g);
+    }
+  }
+}
+
+// The engine's add_to_buffer: in place when the buffer is the storage's only handle, else a
+// clone first (a checkpoint's rerun shares its incoming gradient with the outer engine).
+void StepReplay::accumulate(Id& buffer, Id incoming, bool& shared) {
+  if (shared) {
+    const Id clone = grad(N_ * D_ * 4);
+    r_.unref(buffer);
+    buffer = clone;
+    shared = false;
+  }
+  r_.unref(incoming);
+}
+
+// nn::Block::forward_body (nn/layers.cpp) with the plan's flags; `record` false is the
+// checkpointed block's first run, which keeps nothing. x stays referenced by the caller.
+Id StepReplay::block_forward(int64_t b, Id x, bool record, BlockKeep& k) {
+  const BlockPlan& p = plan_.blocks[static_cast<size_t>(b)];
+  const bool cast = s_.autocast_bf16;
+  r_.at(rerun_ ? "backward (checkpoint rerun)" : "forward", b, "attention");
+  // h = residual(x, attn->forward(norm1(x)))
+  Id y1 = kNone, qkv;
+  const bool qkv_normed = p.recompute_norms && !p.sampled(0);
+  if (!qkv_normed) {
+    const bool kept = record && !p.sampled(0) && !copy_on_save_;
+    y1 = alloc(N_ * D_ * a_, kept ? K::norm_output : K::transient_forward);  // LayerNorm (ops/layer_norm.cpp)
+    const Id mean = alloc(N_ * 4, K::norm_stats), rstd = alloc(N_ * 4, K::norm_stats);
+    if (record) {
+      k.ln1_x = r_.share(x);
+      k.ln1_mean = mean;
+      k.ln1_rstd = rstd;
+    } else {
+      r_.unref(mean);
+      r_.unref(rstd);
+    }
+    qkv = linear(y1, N_, D_, 3 * D_, record ? K::qkv : K::transient_forward, p.ratio[0], record, k.qkv_x,
+                 k.qkv_weight, K::norm_output);
+  } else {
+    // norm_linear(x, ..., autocast(weight), autocast(bias)) (ops/matmul/norm_linear.cpp): the
+    // norm's output lives only inside the call; the node keeps x, the statistics and the weight.
+    const Id bias_copy = cast ? alloc(3 * D_ * 2, K::transient_forward) : kNone;
+    const Id w = cast ? alloc(3 * D_ * D_ * 2, record ? K::weight_copies : K::transient_forward) : kNone;
+    const Id y = alloc(N_ * D_ * a_, K::transient_forward);
+    const Id mean = alloc(N_ * 4, K::norm_stats), rstd = alloc(N_ * 4, K::norm_stats);
+    qkv = alloc(N_ * 3 * D_ * a_, record ? K::qkv : K::transient_forward);
+    if (record) {
+      k.ln1_x = r_.share(x);
+      k.ln1_mean = mean;
+      k.ln1_rstd = rstd;
+      k.qkv_weight = w;
+    } else {
+      r_.unref(mean);
+      r_.unref(rstd);
+      r_.unref(w);
+    }
+    r_.unref(y);
+    r_.unref(bias_copy);
+  }
+  // The fused attention (ops/attention.cpp) keeps q, k, v (views of qkv's output), O and the
+  // row log-sum-exp; proj's input is O itself.
+  const Id out = alloc(N_ * D_ * a_, record ? K::attention_output : K::transient_forward);
+  const Id lse = alloc(B_ * c_.heads * T_ * 4, K::attention_output);
+  if (record) {
+    k.qkv = r_.share(qkv);
+    k.attn_out = r_.share(out);
+    k.lse = lse;
+  } else {
+    r_.unref(lse);
+  }
+  r_.at(rerun_ ? "backward (checkpoint rerun)" : "forward", b, "proj");
+  const Id proj = linear(out, N_, D_, D_, K::transient_forward, p.ratio[1], record, k.proj_x, k.proj_weight,
+                         K::attention_output);
+  r_.unref(qkv);  // Attention::forward's locals
+  r_.unref(out);
+  const Id h = alloc(N_ * D_ * 4, record ? K::block_input : K::transient_forward);  // add_converted
+  r_.unref(proj);
+  r_.unref(y1);
+
+  // x_out = residual(h, mlp->forward(norm2(h)))
+  r_.at(rerun_ ? "backward (checkpoint rerun)" : "forward", b, "mlp");
+  Id y2 = kNone, g;
+  const bool fc1_normed = p.recompute_norms && !p.recompute_gelu && !p.sampled(2);
+  const bool g_kept = record && !p.sampled(3) && !copy_on_save_;
+  if (!fc1_normed) {
+    const bool kept = record && (p.recompute_gelu || (!p.sampled(2) && !copy_on_save_));
+    y2 = alloc(N_ * D_ * a_, kept ? K::norm_output : K::transient_forward);
+    const Id mean = alloc(N_ * 4, K::norm_stats), rstd = alloc(N_ * 4, K::norm_stats);
+    if (record) {
+      k.ln2_x = r_.share(h);
+      k.ln2_mean = mean;
+      k.ln2_rstd = rstd;
+    } else {
+      r_.unref(mean);
+      r_.unref(rstd);
+    }
+  }
+  if (p.recompute_gelu) {
+    // linear_gelu (ops/matmul/linear_gelu.cpp) keeps its input as it is, the weight's and the
+    // bias's copies, and writes GELU over the pre-activation: no [N, 4D] is kept.
+    const Id bias_copy = cast ? alloc(Hd_ * 2, record ? K::weight_copies : K::transient_forward) : kNone;
+    const Id w = cast ? alloc(Hd_ * D_ * 2, record ? K::weight_copies : K::transient_forward) : kNone;
+    g = alloc(N_ * Hd_ * a_, g_kept ? K::gelu_output : K::transient_forward);
+    if (record) {
+      k.fc1_x.rows = r_.share(y2);
+      k.fc1_weight = w;
+      k.fc1_bias = bias_copy;
+    } else {
+      r_.unref(w);
+      r_.unref(bias_copy);
+    }
+  } else {
+    Id f1;
+    if (fc1_normed) {
+      const Id bias_copy = cast ? alloc(Hd_ * 2, K::transient_forward) : kNone;
+      const Id w = cast ? alloc(Hd_ * D_ * 2, record ? K::weight_copies : K::transient_forward) : kNone;
+      const Id y = alloc(N_ * D_ * a_, K::transient_forward);
+      const Id mean = alloc(N_ * 4, K::norm_stats), rstd = alloc(N_ * 4, K::norm_stats);
+      f1 = alloc(N_ * Hd_ * a_, record ? K::mlp_hidden : K::transient_forward);
+      if (record) {
+        k.ln2_x = r_.share(h);
+        k.ln2_mean = mean;
+        k.ln2_rstd = rstd;
+        k.fc1_weight = w;
+      } else {
+        r_.unref(mean);
+        r_.unref(rstd);
+        r_.unref(w);
+      }
+      r_.unref(y);
+      r_.unref(bias_copy);
+    } else {
+      f1 = linear(y2, N_, D_, Hd_, record ? K::mlp_hidden : K::transient_forward, p.ratio[2], record, k.fc1_x,
+                  k.fc1_weight, K::norm_output);
+    }
+    g = alloc(N_ * Hd_ * a_, g_kept ? K::gelu_output : K::transient_forward);  // gelu keeps its input
+    if (record) k.fc1_out = r_.share(f1);
+    r_.unref(f1);
+  }
+  const Id m = linear(g, N_, Hd_, D_, K::transient_forward, p.ratio[3], record, k.fc2_x, k.fc2_weight, K::gelu_output);
+  r_.unref(g);
+  const Id x_out = alloc(N_ * D_ * 4, K::block_input);
+  r_.assign(x_out, b + 1 < c_.depth ? b + 1 : -1);
+  r_.unref(m);
+  r_.unref(y2);
+  r_.unref(h);
+  return x_out;
+}
+
+// The backward nodes of one recorded block in the engine's order (decreasing sequence numbers),
+// from the gradient of its output (one reference, the buffer's; `shared`: the storage has
+// another handle). Returns the gradient of its input, in a buffer of its own.
+Id StepReplay::block_backward(int64_t b, Id grad_out, bool shared, BlockKeep& k) {
+  const BlockPlan& p = plan_.blocks[static_cast<size_t>(b)];
+  const bool cast = s_.autocast_bf16;
+  const bool qkv_normed = p.recompute_norms && !p.sampled(0);
+  const bool fc1_normed = p.recompute_norms && !p.recompute_gelu && !p.sampled(2);
+  // Residual add: the stream's gradient goes on (to h's buffer) and to the branch, converted.
+  Id hbuf = grad_out;
+  const Id g_branch2 = cast ? grad(N_ * D_ * a_) : r_.share(grad_out);
+  r_.at("backward", b, "fc2");
+  const Id g_fc2 = grad(N_ * Hd_ * a_);
+  const Id w2 = weight_gradient(k.fc2_x, N_, Hd_, D_), b2 = grad(D_ * a_);
+  r_.unref(k.fc2_weight);
+  release(k.fc2_x);
+  r_.unref(g_branch2);
+  parameter_gradients(w2, D_ * Hd_, b2, D_);
+  Id g_fc1_out = kNone;  // fc1's output gradient into the LN2 node (when it is a node of its own)
+  if (p.recompute_gelu) {
+    r_.at("backward", b, "fc1+gelu (recomputed)");
+    const Id dh = r_.alloc(N_ * Hd_ * a_, K::transient_recompute);
+    g_fc1_out = grad(N_ * D_ * a_);
+    const Id w1 = grad(Hd_ * D_ * a_), b1 = grad(Hd_ * a_);
+    r_.unref(dh);
+    release(k.fc1_x);
+    r_.unref(k.fc1_weight);
+    r_.unref(k.fc1_bias);
+    r_.unref(g_fc2);
+    parameter_gradients(w1, Hd_ * D_, b1, Hd_);
+  } else {
+    r_.at("backward", b, "gelu");
+    const Id g_gelu = grad(N_ * Hd_ * a_);
+    r_.unref(k.fc1_out);
+    r_.unref(g_fc2);
+    if (fc1_normed) {
+      r_.at("backward", b, "fc1 (norm2 recomputed)");
+      const Id y = r_.alloc(N_ * D_ * a_, K::transient_recompute);
+      const Id mean = r_.alloc(N_ * 4, K::transient_recompute), rstd = r_.alloc(N_ * 4, K::transient_recompute);
+      const Id w1 = grad(Hd_ * D_ * a_);
+      r_.unref(y);
+      r_.unref(mean);
+      r_.unref(rstd);
+      const Id b1 = grad(Hd_ * a_);
+      const Id gy = grad(N_ * D_ * a_), gx = grad(N_ * D_ * 4);
+      const Id gn_w = grad(D_ * 4), gn_b = grad(D_ * 4);
+      r_.unref(gy);
+      r_.unref(k.ln2_x);
+      r_.unref(k.ln2_mean);
+      r_.unref(k.ln2_rstd);
+      r_.unref(k.fc1_weight);
+      accumulate(hbuf, gx, shared);
+      r_.unref(g_gelu);
+      parameter_gradients(w1, Hd_ * D_, b1, Hd_);
+      for (Id g : {gn_w, gn_b}) r_.retag(g, K::gradients), grads_.push_back(g);
+    } else {
+      r_.at("backward", b, "fc1");
+      g_fc1_out = grad(N_ * D_ * a_);
+      const Id w1 = weight_gradient(k.fc1_x, N_, D_, Hd_), b1 = grad(Hd_ * a_);
+      r_.unref(k.fc1_weight);
+      release(k.fc1_x);
+      r_.unref(g_gelu);
+      parameter_gradients(w1, Hd_ * D_, b1, Hd_);
+    }
+  }
+  if (!fc1_normed) {
+    r_.at("backward", b, "norm2");
+    const Id gx = grad(N_ * D_ * 4), gn_w = grad(D_ * 4), gn_b = grad(D_ * 4);
+    r_.unref(k.ln2_x);
+    r_.unref(k.ln2_mean);
+    r_.unref(k.ln2_rstd);
+    for (Id g : {gn_w, gn_b}) r_.retag(g, K::gradients), grads_.push_back(g);
+    accumulate(hbuf, gx, shared);
+    r_.unref(g_fc1_out);
+  }
+  // Residual add of the attention half: h's gradient goes on to x's buffer and to proj.
+  Id xbuf = hbuf;
+  const Id g_branch1 = cast ? grad(N_ * D_ * a_) : r_.share(hbuf);
+  r_.at("backward", b, "proj");
+  const Id g_proj = grad(N_ * D_ * a_);
+  const Id wp = weight_gradient(k.proj_x, N_, D_, D_), bp = grad(D_ * a_);
+  r_.unref(k.proj_weight);
+  release(k.proj_x);
+  r_.unref(g_branch1);
+  parameter_gradients(wp, D_ * D_, bp, D_);
+  r_.at("backward", b, "attention");
+  const Id g_qkv = grad(N_ * 3 * D_ * a_);  // one [B, T, 3, H, hd] buffer: unbind's backward copies nothing
+  r_.unref(k.qkv);
+  r_.unref(k.attn_out);
+  r_.unref(k.lse);
+  r_.unref(g_proj);
+  if (qkv_normed) {
+    r_.at("backward", b, "qkv (norm1 recomputed)");
+    const Id y = r_.alloc(N_ * D_ * a_, K::transient_recompute);
+    const Id mean = r_.alloc(N_ * 4, K::transient_recompute), rstd = r_.alloc(N_ * 4, K::transient_recompute);
+    const Id wq = grad(3 * D_ * D_ * a_);
+    r_.unref(y);
+    r_.unref(mean);
+    r_.unref(rstd);
+    const Id bq = grad(3 * D_ * a_);
+    const Id gy = grad(N_ * D_ * a_), gx = grad(N_ * D_ * 4);
+    const Id gn_w = grad(D_ * 4), gn_b = grad(D_ * 4);
+    r_.unref(gy);
+    r_.unref(k.ln1_x);
+    r_.unref(k.ln1_mean);
+    r_.unref(k.ln1_rstd);
+    r_.unref(k.qkv_weight);
+    accumulate(xbuf, gx, shared);
+    r_.unref(g_qkv);
+    parameter_gradients(wq, 3 * D_ * D_, bq, 3 * D_);
+    for (Id g : {gn_w, gn_b}) r_.retag(g, K::gradients), grads_.push_back(g);
+  } else {
+    r_.at("backward", b, "qkv");
+    const Id gq = grad(N_ * D_ * a_);
+    const Id wq = weight_gradient(k.qkv_x, N_, D_, 3 * D_), bq = grad(3 * D_ * a_);
+    r_.unref(k.qkv_weight);
+    release(k.qkv_x);
+    r_.unref(g_qkv);
+    parameter_gradients(wq, 3 * D_ * D_, bq, 3 * D_);
+    r_.at("backward", b, "norm1");
+    const Id gx = grad(N_ * D_ * 4), gn_w = grad(D_ * 4), gn_b = grad(D_ * 4);
+    r_.unref(k.ln1_x);
+    r_.unref(k.ln1_mean);
+    r_.unref(k.ln1_rstd);
+    for (Id g : {gn_w, gn_b}) r_.retag(g, K::gradients), grads_.push_back(g);
+    accumulate(xbuf, gx, shared);
+    r_.unref(gq);
+  }
+  (void)cast;
+  return xbuf;
+}
+
+// apps/train_vit's step_body: forward (VisionTransformer::forward), cross entropy, backward,
+// clipping, the optimizer's update, zero_grad.
+MemoryPrediction StepReplay::run() {
+  const bool cast = s_.autocast_bf16;
+  // Alive before the step: parameters, optimizer state (after the first step), the sampled
+  // strategies' proxies and step counters, resident data, the batch.
+  const std::vector<int64_t> params = parameter_sizes();
+  r_.at("start of step", -1, "");
+  for (int64_t n : params) r_.persistent(n * 4, K::parameters);
+  const int64_t moments = s_.optimizer == "sgd" ? 1 : 2;
+  r_.persistent(4 * 8, K::optimizer_state);  // the optimizer's step scalars, [4] f64
+  if (s_.steady_state)
+    for (int64_t m = 0; m < moments; ++m)
+      for (int64_t n : params) r_.persistent(n * 4, K::optimizer_state);
+  for (const BlockPlan& p : plan_.blocks)
+    for (size_t t = 0; t < kPlanTargets.size(); ++t)
+      if (p.sampled(t)) {
+        r_.persistent(T_ * 4, K::optimizer_state);  // proxy, f32 [T]
+        r_.persistent(8, K::optimizer_state);       // step, i64 [1]
+      }
+  r_.persistent(s_.resident_bytes, K::data);
+  r_.persistent(B_ * c_.in_channels * c_.image_size * c_.image_size * 4, K::data);
+  r_.persistent(B_ * 8, K::data);
+  const int64_t start_bytes = r_.result().peak_bytes;
+
+  // Patch embedding: the patches are a copy (a reshape of a permuted view), local to forward.
+  r_.at("forward", -1, "patch embedding");
+  const Id patches = r_.alloc(B_ * Np_ * P_ * 4, cast || copy_on_save_ ? K::transient_forward : K::embed_head);
+  const Id patches_cast = cast ? r_.alloc(B_ * Np_ * P_ * 2, K::embed_head) : kNone;
+  const Id bias_copy = cast ? r_.alloc(D_ * 2, K::transient_forward) : kNone;
+  const Id weight_copy = cast ? r_.alloc(D_ * P_ * 2, K::transient_forward) : kNone;  // x needs no grad: not kept
+  const Id embedded = r_.alloc(B_ * Np_ * D_ * a_, K::transient_forward);
+  const SavedOperand patch_saved = save_operand(cast ? patches_cast : patches, B_ * Np_, P_, K::embed_head, 0);
+  r_.unref(weight_copy);
+  r_.unref(bias_copy);
+  r_.unref(patches_cast);
+  const Id embedded_f32 = cast ? r_.alloc(B_ * Np_ * D_ * 4, K::transient_forward) : kNone;
+  const Id joined = r_.alloc(N_ * D_ * 4, K::transient_forward);  // concat with the class token
+  Id x = r_.alloc(N_ * D_ * 4, K::block_input);                   // + pos_embed
+  r_.assign(x, 0);
+  r_.unref(joined);
+  r_.unref(embedded_f32);
+
+  std::vector<BlockKeep> keep(static_cast<size_t>(c_.depth));
+  for (int64_t b = 0; b < c_.depth; ++b) {
+    BlockKeep& k = keep[static_cast<size_t>(b)];
+    Id out;
+    if (plan_.blocks[static_cast<size_t>(b)].checkpoint) {
+      k.checkpoint_input = r_.share(x);  // tg::checkpoint keeps the input only
+      BlockKeep unused;
+      out = block_forward(b, x, false, unused);
+    } else {
+      out = block_forward(b, x, true, k);
+    }
+    r_.unref(x);
+    x = out;
+  }
+  // Final norm on the class token (keeps the whole last output: a select is a view), head.
+  r_.at("forward", -1, "norm, head and loss");
+  const Id norm_y = r_.alloc(B_ * D_ * a_, K::embed_head);
+  const Id norm_mean = r_.alloc(B_ * 4, K::embed_head), norm_rstd = r_.alloc(B_ * 4, K::embed_head);
+  const Id final_x = r_.share(x);
+  SavedOperand head_saved;
+  Id head_weight = kNone;
+  const Id head_out = linear(norm_y, B_, D_, C_, K::embed_head, 0, true, head_saved, head_weight, K::embed_head);
+  const Id logits = cast ? r_.alloc(B_ * C_ * 4, K::embed_head) : head_out;
+  if (cast) r_.unref(head_out);
+  r_.unref(norm_y);
+  r_.unref(patches);  // forward's locals
+  r_.unref(embedded);
+  r_.unref(x);
+  // cross_entropy keeps the logits and the row log-sum-exp; the row losses die in the mean.
+  const Id row_loss = r_.alloc(B_ * 4, K::transient_forward), lse = r_.alloc(B_ * 4, K::embed_head);
+  const Id loss = r_.alloc(4, K::embed_head);
+  r_.unref(row_loss);
+  MemoryPrediction after_forward;
+  r_.snapshot(c_.depth, after_forward);
+
+  r_.at("backward", -1, "loss, head and norm");
+  const Id root = grad(4);
+  const Id g_logits = grad(B_ * C_ * 4);
+  r_.unref(logits);
+  r_.unref(lse);
+  r_.unref(root);
+  const Id g_head_out = cast ? grad(B_ * C_ * 2) : g_logits;
+  if (cast) r_.unref(g_logits);
+  const Id g_norm_y = grad(B_ * D_ * a_);
+  const Id head_w = weight_gradient(head_saved, B_, D_, C_), head_b = grad(C_ * a_);
+  r_.unref(head_weight);
+  release(head_saved);
+  r_.unref(g_head_out);
+  parameter_gradients(head_w, C_ * D_, head_b, C_);
+  const Id g_token = grad(B_ * D_ * 4), gn_w = grad(D_ * 4), gn_b = grad(D_ * 4);
+  for (Id g : {gn_w, gn_b}) r_.retag(g, K::gradients), grads_.push_back(g);
+  r_.unref(final_x);
+  r_.unref(norm_mean);
+  r_.unref(norm_rstd);
+  r_.unref(g_norm_y);
+  Id g = grad(N_ * D_ * 4);  // select's backward: zeros of [B, T, D] with the class token's rows
+  r_.unref(g_token);
+
+  for (int64_t b = c_.depth - 1; b >= 0; --b) {
+    BlockKeep& k = keep[static_cast<size_t>(b)];
+    if (!plan_.blocks[static_cast<size_t>(b)].checkpoint) {
+      g = block_backward(b, g, false, k);
+      continue;
+    }
+    // CheckpointBackward::apply (autograd/checkpoint.cpp): the rerun with recording, whose
+    // output lives to the end of apply, and a nested backward from the outer gradient.
+    rerun_ = true;
+    const Id leaf = r_.share(k.checkpoint_input);
+    BlockKeep rerun;
+    const Id out = block_forward(b, leaf, true, rerun);
+    rerun_ = false;
+    const Id nested = r_.share(g);
+    const Id g_in = block_backward(b, nested, true, rerun);
+    r_.unref(out);
+    r_.unref(leaf);
+    r_.unref(k.checkpoint_input);
+    r_.unref(g);
+    g = g_in;
+  }
+  // x0 = concat(cls, embedded) + pos_embed: pos_embed's and cls_token's sums, then the patch
+  // linear's weight gradient from the embedded part of g (a strided view: a copy of its rows in
+  // f32; under autocast the cast's backward makes the bf16 copy and g is gone before the GEMM).
+  r_.at("backward", -1, "patch embedding");
+  grads_.push_back(r_.alloc(T_ * D_ * 4, K::gradients));
+  grads_.push_back(r_.alloc(D_ * 4, K::gradients));
+  const Id g_embedded = grad(B_ * Np_ * D_ * a_);
+  if (cast) r_.unref(g);
+  const Id patch_w = weight_gradient(patch_saved, B_ * Np_, P_, D_), patch_b = grad(D_ * a_);
+  release(patch_saved);
+  r_.unref(g_embedded);
+  if (!cast) r_.unref(g);
+  parameter_gradients(patch_w, D_ * P_, patch_b, D_);
+
+  r_.at("optimizer", -1, s_.steady_state ? "update" : "update (creating the state)");
+  if (s_.clip_grad) {
+    const Id norm = r_.alloc(4, K::transient_gradients), coef = r_.alloc(4, K::transient_gradients);
+    r_.unref(norm);
+    r_.unref(coef);
+  }
+  if (!s_.steady_state)
+    for (int64_t m = 0; m < moments; ++m)
+      for (int64_t n : params) r_.alloc(n * 4, K::optimizer_state);
+  for (Id grad_id : grads_) r_.unref(grad_id);  // zero_grad
+  r_.unref(loss);
+  MemoryPrediction p = r_.result();
+  p.after_forward = std::move(after_forward.after_forward);
+  p.after_forward_total = after_forward.after_forward_total;
+  p.start_bytes = start_bytes;
+  return p;
+}
+
+}  // namespace
+
+MemoryPrediction predict_memory(const StepSetup& setup, const MemoryPlan& plan, AllocatorModel allocator) {
+  TG_CHECK(setup.config.fused_attention, NotImplementedError,
+           "the memory model covers the fused attention only (the explicit attention's matmul nodes and [T, T] "
+           "probabilities are not modelled); use --attention fused");
+  TG_CHECK(setup.batch > 0, ValueError, "memory model: expected a positive batch, got ", setup.batch);
+  check_plan(plan, setup.config);
+  if (allocator == AllocatorModel::rounding) return StepReplay(setup, plan).run();
+  // The allocator's own block sizes: the first step (which creates the optimizer state) leaves
+  // the cache as a real run does, then the measured step replays on it.
+  CachingAllocator cache(std::make_unique<AddressBacking>());
+  StepSetup first = setup;
+  first.steady_state = false;
+  MemoryPrediction first_step = StepReplay(first, plan, &cache).run();
+  if (!setup.steady_state) return first_step;
+  cache.reset_peak_stats();
+  return StepReplay(setup, plan, &cache, /*persistent_cached=*/true).run();
+}
+
+}  // namespace tg::vit
