@@ -39,7 +39,7 @@ std::vector<SavedBytes> saved_bytes_by_kind(const Tensor& root) {
 std::string format_saved_bytes(const std::vector<SavedBytes>& groups, int64_t allocated_bytes) {
   int64_t total = 0;
   for (const SavedBytes& g : groups) total += g.bytes;
-  std::string out = "Saved for backward at the peak (after forward), by node kind:\n";
+  std::string out = "Saved for backward at the peak (after forward), by node kind (per node):\n";
   char line[160];
   std::snprintf(line, sizeof line, "  %-22s %6s %14s %7s\n", "kind", "nodes", "saved", "share");
   out += line;
@@ -59,6 +59,66 @@ std::string format_saved_bytes(const std::vector<SavedBytes>& groups, int64_t al
     if (g.bytes == 0) empty_nodes += g.nodes;
   if (empty_nodes > 0) out += "  (" + std::to_string(empty_nodes) + " further nodes save nothing)\n";
   return out;
+}
+
+namespace {
+
+// What a block recomputes in backward, in words.
+std::string recomputed(const vit::BlockPlan& b) {
+  if (b.checkpoint) return "the whole block (checkpoint rerun)";
+  std::string out;
+  if (b.recompute_norms) out = "norm1, norm2 outputs";
+  if (b.recompute_gelu) out += (out.empty() ? "" : ", ") + std::string("fc1 output (fc1+gelu)");
+  return out.empty() ? "-" : out;
+}
+
+std::string sampled(const vit::BlockPlan& b) {
+  std::string out;
+  for (size_t t = 0; t < vit::kPlanTargets.size(); ++t)
+    if (b.sampled(t)) {
+      char item[48];
+      std::snprintf(item, sizeof item, "%s%s %.2g", out.empty() ? "" : ", ", nn::target_name(vit::kPlanTargets[t]),
+                    b.ratio[t]);
+      out += item;
+    }
+  return out.empty() ? "-" : "wta-crs " + out;
+}
+
+}  // namespace
+
+std::string format_kept_by_block(const vit::MemoryPlan& plan, const vit::MemoryPrediction& p, int64_t measured) {
+  using vit::MemoryKind;
+  std::ostringstream out;
+  out << "Kept for backward after forward, per block and kind (memory model, each storage once):\n";
+  int64_t kept_sum = 0;
+  for (size_t row = 0; row < p.after_forward.size(); ++row) {
+    const bool block = row < plan.blocks.size();
+    int64_t total = 0;
+    std::string kinds;
+    for (auto k = static_cast<size_t>(MemoryKind::block_input); k <= static_cast<size_t>(MemoryKind::embed_head); ++k)
+      if (const int64_t bytes = p.after_forward[row][k]; bytes > 0) {
+        total += bytes;
+        kinds += (kinds.empty() ? "" : ", ") + std::string(vit::memory_kind_name(static_cast<MemoryKind>(k))) + " " +
+                 format_bytes(bytes);
+      }
+    kept_sum += total;
+    if (block)
+      out << "  block " << row << " (" << vit::describe(plan.blocks[row]) << "): kept " << format_bytes(total) << " = "
+          << (kinds.empty() ? "nothing" : kinds) << "; recomputed: " << recomputed(plan.blocks[row])
+          << "; sampled: " << sampled(plan.blocks[row]) << "\n";
+    else
+      out << "  outside the blocks (patch embedding, final norm, head, loss): kept " << format_bytes(total)
+          << (kinds.empty() ? "" : " = " + kinds) << "\n";
+  }
+  char line[256];
+  std::snprintf(line, sizeof line,
+                "  sum kept %s; allocated at that moment (with parameters, optimizer state, data): predicted %s, "
+                "measured %s, ratio %.4f\n",
+                format_bytes(kept_sum).c_str(), format_bytes(p.after_forward_total).c_str(),
+                format_bytes(measured).c_str(),
+                p.after_forward_total > 0 ? static_cast<double>(measured) / static_cast<double>(p.after_forward_total) : 0.0);
+  out << line;
+  return out.str();
 }
 
 std::string format_sampled_slots(const std::vector<vit::SampledSlot>& slots) {

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "apps/train_vit/checkpoint.h"
+#include "apps/train_vit/planning.h"
 #include "apps/vit/strategies.h"
 #include "ops/attention.h"
 #include "apps/vit/vit.h"
@@ -94,7 +95,19 @@ void add_flags(CLI::App& app, Options& o) {
                "dataset's class count (trunc_normal 0.02 weight, zero bias), e.g. to fine-tune on another dataset");
   app.add_option("--metrics-out", o.metrics_out, "write metrics as JSON Lines to this file");
   app.add_flag("--memory-report", o.memory_report,
-               "print the allocator summary and the saved-activation bytes by node type");
+               "print the allocator summary and, per block and kind, what is kept, recomputed and sampled");
+  app.add_flag("--plan-only", o.plan_only,
+               "print the per-block memory plan and the predicted peak allocated memory (broken down), then exit");
+  app.add_option("--memory-budget", o.memory_budget,
+                 "choose per-block plans (recompute norms / GELU, checkpoint blocks, WTA-CRS on fc2 only where exact "
+                 "techniques cannot fit) whose predicted peak fits: bytes like 3GB, 2.5GiB, 800MB, or a fraction of "
+                 "the device's memory like 0.5 (of --memory-capacity on the CPU)");
+  app.add_option("--memory-capacity", o.memory_capacity,
+                 "the memory a fractional --memory-budget is a fraction of (default: the CUDA device's total; the "
+                 "CPU has none)");
+  app.add_flag("--no-sampling", o.no_sampling, "with --memory-budget: exact techniques only, never WTA-CRS");
+  app.add_flag("--find-max-batch", o.find_max_batch,
+               "with --memory-budget: print the largest batch whose best plan fits the budget, then exit");
 }
 
 std::string join(const std::vector<std::string>& items, const char* separator) {
@@ -145,7 +158,28 @@ void apply_cpu_recipe(Options& o, const std::set<std::string>& given) {
   o.recipe_flags = flags.str();
 }
 
-void validate(const Options& o, const std::set<std::string>& given) {
+// --plan-only, --memory-budget, --memory-capacity, --no-sampling, --find-max-batch: their values
+// and what they need or exclude. The budget in bytes goes into memory_budget_bytes.
+void validate_planning(Options& o, const std::set<std::string>& given) {
+  TG_CHECK(o.memory_capacity.empty() || !o.memory_budget.empty(), ValueError,
+           "--memory-capacity has no effect without --memory-budget (it is what a fractional budget is of)");
+  for (const char* flag : {"--no-sampling", "--find-max-batch"})
+    TG_CHECK(!given.count(flag) || !o.memory_budget.empty(), ValueError, flag,
+             " needs --memory-budget (e.g. --memory-budget 3GB)");
+  if (o.memory_budget.empty()) return;
+  const std::optional<int64_t> capacity = o.memory_capacity.empty()
+                                              ? device_memory_capacity(o.resolved_device)
+                                              : std::optional<int64_t>(parse_byte_size(o.memory_capacity, "--memory-capacity"));
+  o.memory_budget_bytes = parse_memory_budget(o.memory_budget, capacity);
+  for (const char* flag : {"--checkpoint-blocks", "--recompute-norms", "--recompute-gelu", "--backward", "--wta-targets",
+                           "--wta-blocks"})
+    TG_CHECK(!given.count(flag), ValueError, "--memory-budget chooses the per-block plan itself, so ", flag,
+             " cannot be given with it (drop ", flag, ", or drop --memory-budget to give the plan by hand)");
+  TG_CHECK(o.attention == "fused", ValueError,
+           "--memory-budget needs --attention fused: the memory model does not cover the explicit attention");
+}
+
+void validate(Options& o, const std::set<std::string>& given) {
   check_choice("--dataset", o.dataset, {"fashion-mnist", "cifar10", "cifar100", "cifar100-coarse", "synthetic"});
   check_choice("--augment", o.augment, {"auto", "none", "crop-flip"});
   check_choice("--model", o.model, {"vit-tiny", "vit-small", "vit-base"});
@@ -233,11 +267,12 @@ void validate(const Options& o, const std::set<std::string>& given) {
   (void)parse_precision_dtype(o.saved_dtype, "--saved-dtype");
   // Builds one strategy object, so that a bad parameter fails before any work.
   (void)make_strategy(strategy_config(o), 0);
+  validate_planning(o, given);
   if (o.backward == "exact") {
     std::vector<std::string> sampled = strategy_names();
     sampled.erase(std::find(sampled.begin(), sampled.end(), strategy_info(StrategyKind::exact).name));
     for (const char* flag : {"--ratio", "--wta-targets", "--wta-blocks"})
-      TG_CHECK(!given.count(flag), ValueError, flag, " has no effect with --backward exact; choose a sampled backward (--backward ",
+      TG_CHECK(!given.count(flag) || (o.memory_budget_bytes > 0 && std::string(flag) == "--ratio"), ValueError, flag, " has no effect with --backward exact; choose a sampled backward (--backward ",
                join_names(sampled), ")");
   }
 
@@ -397,6 +432,10 @@ std::string describe(const Options& o) {
   line("init from", or_none(o.init_from) + (o.reset_head ? ", head reset" : ""));
   line("metrics out", or_none(o.metrics_out));
   line("memory report", o.memory_report ? "on" : "off");
+  if (!o.memory_budget.empty())
+    line("memory budget", o.memory_budget + " = " + std::to_string(o.memory_budget_bytes) + " bytes" +
+                              (o.no_sampling ? ", no sampling" : "") + (o.find_max_batch ? ", find max batch" : ""));
+  if (o.plan_only) line("plan only", "on");
   return s.str();
 }
 

@@ -81,11 +81,20 @@ struct Options {
   std::string save, resume, init_from, metrics_out;
   bool reset_head = false;  // --init-from without the classifier: the head is re-initialised
   bool memory_report = false;
+  // Memory planning (docs/memory-planning.md): print the plan and the predicted peak and exit;
+  // choose per-block plans for a peak budget; the capacity a fractional budget is of; never
+  // sample for the budget; report the largest batch that fits the budget and exit.
+  bool plan_only = false;
+  std::string memory_budget;    // empty: none; "3GB", "2.5GiB", "0.5" (of the capacity)
+  std::string memory_capacity;  // empty: the CUDA device's total memory (none on the CPU)
+  bool no_sampling = false;
+  bool find_max_batch = false;
 
   // Filled by resolve_options.
   Device resolved_device;
   bool cpu_recipe = false;          // the CPU-sized defaults were applied
   std::string recipe_flags;         // the flags the recipe set, as a command-line fragment
+  int64_t memory_budget_bytes = 0;  // --memory-budget in bytes (0: none)
 };
 
 // Parses argv and resolves the result (resolve_options). Returns nullopt after printing the

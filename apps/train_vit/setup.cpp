@@ -80,7 +80,8 @@ TrainData load_data(const Options& o) {
   return d;
 }
 
-std::unique_ptr<vit::VisionTransformer> build_model(const Options& o, int64_t channels, int64_t classes) {
+std::unique_ptr<vit::VisionTransformer> build_model(const Options& o, int64_t channels, int64_t classes,
+                                                    const vit::MemoryPlan* plan) {
   vit::VitConfig config = vit::preset(o.model);
   config.image_size = o.img;
   config.patch_size = o.patch;
@@ -90,6 +91,12 @@ std::unique_ptr<vit::VisionTransformer> build_model(const Options& o, int64_t ch
   config.fused_attention = o.attention == "fused";
   config.drop_path_rate = o.drop_path;
   auto model = std::make_unique<vit::VisionTransformer>(config, o.resolved_device, o.seed);
+  if (plan) {
+    StrategyConfig sampling = strategy_config(o);
+    sampling.kind = StrategyKind::wta_crs;
+    vit::apply_plan(*model, *plan, sampling);
+    return model;
+  }
   vit::install_strategies(*model, strategy_config(o), strategy_targets(o), strategy_blocks(o));
   for (const auto& block : model->blocks) block->mlp->set_recompute_gelu(o.recompute_gelu);
   for (int64_t b : checkpointed_blocks(o)) model->blocks[static_cast<size_t>(b)]->set_checkpoint(true);

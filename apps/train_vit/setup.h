@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "apps/train_vit/options.h"
+#include "apps/vit/plan.h"
 #include "apps/vit/vit.h"
 #include "data/loader.h"
 #include "nn/optim.h"
@@ -25,7 +26,10 @@ TrainData load_data(const Options& options);
 // initialized from --seed, with the strategy of --backward on --wta-targets of --wta-blocks
 // (vit::install_strategies: one object per (block, target), node id block * 6 + target index;
 // patch embedding and head stay exact), --recompute-gelu and --drop-path.
-std::unique_ptr<vit::VisionTransformer> build_model(const Options& options, int64_t channels, int64_t classes);
+// With `plan` (the planner's, for --memory-budget) the blocks get its techniques and WTA-CRS
+// (--seed) on its sampled linears instead (vit::apply_plan).
+std::unique_ptr<vit::VisionTransformer> build_model(const Options& options, int64_t channels, int64_t classes,
+                                                    const vit::MemoryPlan* plan = nullptr);
 
 std::unique_ptr<nn::Optimizer> make_optimizer(const Options& options, const vit::VisionTransformer& model);
 

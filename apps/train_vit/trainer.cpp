@@ -12,6 +12,7 @@
 #include "apps/train_vit/checkpoint.h"
 #include "apps/train_vit/memory_report.h"
 #include "apps/train_vit/metrics.h"
+#include "apps/train_vit/planning.h"
 #include "apps/train_vit/setup.h"
 #include "autograd/engine.h"
 #include "core/allocator.h"
@@ -110,6 +111,10 @@ class Trainer {
   bool graph_failed_ = false;  // the capture failed: the run goes on eagerly
 #endif
   Tensor graph_images_, graph_labels_, graph_loss_;
+  // The memory plan with its predicted peaks (nullopt where the model does not apply), and
+  // whether the run stops after printing it (--plan-only, --find-max-batch).
+  std::optional<RunPlan> plan_;
+  bool planning_only_ = false;
 };
 
 void Trainer::setup() {
@@ -136,11 +141,17 @@ void Trainer::setup() {
        << " test images of " << data_.train.channels() << "x" << data_.train.height() << "x" << data_.train.width()
        << " in " << data_.train.num_classes << " classes; " << steps_per_epoch_ << " steps per epoch\n";
 
-  model_ = build_model(o_, data_.train.channels(), data_.train.num_classes);
+  plan_ = resolve_run_plan(o_, data_, out_);
+  if (o_.plan_only || o_.find_max_batch) {
+    planning_only_ = true;
+    return;
+  }
+  const vit::MemoryPlan* chosen = plan_ && plan_->chosen ? &plan_->plan : nullptr;
+  model_ = build_model(o_, data_.train.channels(), data_.train.num_classes, chosen);
   optimizer_ = make_optimizer(o_, *model_);
   parameters_ = model_->parameters();
   if (o_.model_ema) {
-    ema_model_ = build_model(o_, data_.train.channels(), data_.train.num_classes);
+    ema_model_ = build_model(o_, data_.train.channels(), data_.train.num_classes, chosen);
     ema_model_->eval();
     ema_ = std::make_unique<nn::ModelEma>(*ema_model_, *model_, o_.model_ema_decay);
   }
@@ -360,6 +371,7 @@ void Trainer::save() {
 
 RunSummary Trainer::run() {
   setup();
+  if (planning_only_) return RunSummary{};
   reset_peak_memory_stats(device_);
   start_ = interval_start_ = Clock::now();
   const int64_t first_step = position_.step;
@@ -371,6 +383,12 @@ RunSummary Trainer::run() {
         break;
       }
       train_step();
+      // The measured peak against the prediction: after the first step of a fresh run (which
+      // creates the optimizer state) and after the second (the state alive throughout).
+      if (plan_ && (steps_this_run_ == 2 || (steps_this_run_ == 1 && o_.resume.empty())))
+        out_ << format_measured_peak(*plan_, steps_this_run_,
+                                     memory_stats(device_).allocated_bytes[static_cast<size_t>(StatType::all)].peak)
+             << std::flush;
       if (position_.step % o_.log_every == 0 || position_.step == last_step_) log_progress();
       if (o_.eval_every > 0 && position_.step % o_.eval_every == 0 && position_.batch < steps_per_epoch_) evaluate();
     }
@@ -402,6 +420,9 @@ void Trainer::print_summary(const RunSummary& s) {
   if (o_.memory_report) {
     out_ << "\nmemory report (" << device_.str() << ")\n" << allocator_for(device_).memory_summary() << "\n";
     out_ << format_sampled_slots(vit::sampled_slots(*model_));
+    if (plan_ && !saved_at_peak_.empty())  // the walk was taken in this run's first step
+      out_ << format_kept_by_block(plan_->plan, o_.resume.empty() ? plan_->first_step : plan_->steady,
+                                   allocated_at_peak_);
     if (!saved_at_peak_.empty()) out_ << format_saved_bytes(saved_at_peak_, allocated_at_peak_);
   }
   char line[400];

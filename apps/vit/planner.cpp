@@ -1,6 +1,7 @@
 // The planner's ladder, its enumeration of non-increasing rung assignments, and the batch search.
 #include "apps/vit/planner.h"
 
+#include <algorithm>
 #include <functional>
 
 #include "core/memory_stats.h"
@@ -80,20 +81,30 @@ bool better(const PlanChoice& a, const PlanChoice& b) {
   return a.prediction.peak_bytes < b.prediction.peak_bytes;
 }
 
-// The cheapest fitting plan of one phase (exact rungs only, or all), and the smallest peak seen.
+// One phase of the search (exact rungs only, or all): every assignment's peak by the rounding
+// model (fast) and relative time; the smallest peak seen; and the fitting plans by increasing
+// cost, each then checked with the caching model (a reused cached block that is not split can
+// take a plan over the budget) until one fits.
 bool search(const StepSetup& setup, const PlannerOptions& o, bool with_sampling, PlanChoice& best,
             PlanChoice& smallest) {
-  bool found = false, any = false;
+  std::vector<PlanChoice> fitting;
+  bool any = false;
   for_each_plan(setup, ladder(o), with_sampling, [&](const MemoryPlan& plan, bool samples) {
-    PlanChoice c{plan, predict_memory(setup, plan), relative_step_time(setup, plan), samples};
+    PlanChoice c{plan, predict_memory(setup, plan, AllocatorModel::rounding), relative_step_time(setup, plan), samples};
     if (!any || c.prediction.peak_bytes < smallest.prediction.peak_bytes) smallest = c;
     any = true;
-    if (c.prediction.peak_bytes <= o.budget_bytes && (!found || better(c, best))) {
-      best = c;
-      found = true;
-    }
+    if (c.prediction.peak_bytes <= o.budget_bytes) fitting.push_back(std::move(c));
   });
-  return found;
+  std::sort(fitting.begin(), fitting.end(), better);
+  constexpr size_t kChecks = 64;
+  for (size_t i = 0; i < fitting.size() && i < kChecks; ++i) {
+    fitting[i].prediction = predict_memory(setup, fitting[i].plan, AllocatorModel::caching);
+    if (fitting[i].prediction.peak_bytes <= o.budget_bytes) {
+      best = fitting[i];
+      return true;
+    }
+  }
+  return false;
 }
 
 }  // namespace
@@ -104,6 +115,7 @@ PlanChoice choose_plan(const StepSetup& setup, const PlannerOptions& o) {
   PlanChoice best, smallest;
   if (search(setup, o, false, best, smallest)) return best;
   if (o.allow_sampling && search(setup, o, true, best, smallest)) return best;
+  smallest.prediction = predict_memory(setup, smallest.plan, AllocatorModel::caching);
   TG_THROW(ValueError, "--memory-budget ", format_bytes(o.budget_bytes), " (", o.budget_bytes,
            " bytes) cannot be met at batch ", setup.batch, ": the smallest achievable peak is ",
            format_bytes(smallest.prediction.peak_bytes), " (", smallest.prediction.peak_bytes, " bytes, with ",
@@ -115,6 +127,7 @@ PlanChoice smallest_plan(const StepSetup& setup, const PlannerOptions& o) {
   PlannerOptions unlimited = o;
   unlimited.budget_bytes = -1;  // nothing fits: only the smallest is tracked
   search(setup, unlimited, o.allow_sampling, best, smallest);
+  smallest.prediction = predict_memory(setup, smallest.plan, AllocatorModel::caching);
   return smallest;
 }
 

@@ -1,0 +1,195 @@
+// Memory planning for train_vit: byte-size parsing, the run's model setup and plan, printouts.
+#include "apps/train_vit/planning.h"
+
+#include <cctype>
+#include <cmath>
+#include <cstdio>
+#include <ostream>
+#include <set>
+
+#include "apps/vit/planner.h"
+#include "core/allocator.h"
+#include "core/caching_allocator.h"
+#include "core/memory_stats.h"
+#if TG_WITH_CUDA
+#include "core/cuda/device_guard.h"
+#endif
+
+namespace tg::train {
+
+namespace {
+
+const char* const kByteForms = "bytes with a unit (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB; e.g. 3GB, 2.5GiB, 800MB)";
+
+// A decimal number at the start of `text` ("2.5", "1e9"); the rest in `rest`. nullopt if none.
+std::optional<double> leading_number(const std::string& text, std::string& rest) {
+  size_t used = 0;
+  double value = 0;
+  if (text.empty() || !(std::isdigit(static_cast<unsigned char>(text[0])) || text[0] == '.')) return std::nullopt;
+  try {
+    value = std::stod(text, &used);
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+  rest = text.substr(used);
+  return value;
+}
+
+std::optional<double> unit_bytes(std::string unit) {
+  for (char& ch : unit) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  static const std::pair<const char*, double> units[] = {
+      {"b", 1},      {"kb", 1e3},           {"mb", 1e6},           {"gb", 1e9},           {"tb", 1e12},
+      {"kib", 1024}, {"mib", 1024.0 * 1024}, {"gib", 1024.0 * 1024 * 1024}, {"tib", 1024.0 * 1024 * 1024 * 1024}};
+  for (const auto& [name, bytes] : units)
+    if (unit == name) return bytes;
+  return std::nullopt;
+}
+
+std::string bytes_text(int64_t bytes) { return format_bytes(bytes) + " (" + std::to_string(bytes) + " bytes)"; }
+
+}  // namespace
+
+int64_t parse_byte_size(const std::string& text, const std::string& flag) {
+  std::string rest;
+  const std::optional<double> number = leading_number(text, rest);
+  const std::optional<double> unit = number ? unit_bytes(rest) : std::nullopt;
+  TG_CHECK(number && unit, ValueError, flag, ": expected ", kByteForms, ", got '", text, "'");
+  const double bytes = *number * *unit;
+  TG_CHECK(std::isfinite(bytes) && bytes >= 1 && bytes < 9.2e18, ValueError, flag,
+           ": expected a positive size of at least 1 byte, got '", text, "'");
+  return static_cast<int64_t>(std::llround(bytes));
+}
+
+int64_t parse_memory_budget(const std::string& text, std::optional<int64_t> capacity) {
+  const std::string flag = "--memory-budget";
+  std::string rest;
+  const std::optional<double> number = leading_number(text, rest);
+  TG_CHECK(number && (rest.empty() || unit_bytes(rest)), ValueError, flag, ": expected ", kByteForms,
+           " or a fraction of the device's memory in (0, 1] (e.g. 0.5), got '", text, "'");
+  if (!rest.empty()) return parse_byte_size(text, flag);
+  TG_CHECK(*number > 0 && *number <= 1, ValueError, flag,
+           ": a number without a unit is a fraction of the device's memory and must be in (0, 1], got '", text,
+           "' (for bytes give a unit, e.g. ", text, "B)");
+  TG_CHECK(capacity, ValueError, flag, " ", text,
+           " is a fraction of the device's memory, but the CPU has no capacity of its own: give --memory-capacity "
+           "BYTES (e.g. 16GB) to take the fraction of, or the budget in bytes (e.g. 2GB)");
+  return static_cast<int64_t>(std::llround(*number * static_cast<double>(*capacity)));
+}
+
+std::optional<int64_t> device_memory_capacity(Device device) {
+#if TG_WITH_CUDA
+  if (device.is_cuda()) {
+    const DeviceGuard guard(device.index);
+    size_t free = 0, total = 0;
+    TG_CUDA_CHECK(cudaMemGetInfo(&free, &total));
+    return static_cast<int64_t>(total);
+  }
+#endif
+  (void)device;
+  return std::nullopt;
+}
+
+vit::MemoryPlan plan_from_flags(const Options& o) {
+  vit::MemoryPlan plan;
+  plan.blocks.resize(static_cast<size_t>(model_depth(o)));
+  const std::set<int64_t> checkpointed = checkpointed_blocks(o);
+  const std::set<nn::MatmulTarget> targets = strategy_targets(o);
+  const std::set<int64_t> sampled = strategy_blocks(o);
+  for (size_t b = 0; b < plan.blocks.size(); ++b) {
+    vit::BlockPlan& p = plan.blocks[b];
+    p.checkpoint = checkpointed.count(static_cast<int64_t>(b)) > 0;
+    p.recompute_norms = o.recompute_norms;
+    p.recompute_gelu = o.recompute_gelu;
+    if (o.backward == "exact" || !sampled.count(static_cast<int64_t>(b))) continue;
+    for (size_t t = 0; t < vit::kPlanTargets.size(); ++t)
+      if (targets.count(vit::kPlanTargets[t])) p.ratio[t] = o.ratio;
+  }
+  return plan;
+}
+
+int64_t resident_data_bytes(const TrainData& data, Device device) {
+  // What the device holds now (nothing but the datasets and the loaders' copies of them, before
+  // the model exists), plus the train loader's epoch order, made with the first batch.
+  return memory_stats(device).allocated_bytes[static_cast<size_t>(StatType::all)].current +
+         static_cast<int64_t>(CachingAllocator::round_size(static_cast<size_t>(data.train.size()) * 8));
+}
+
+vit::StepSetup step_setup(const Options& o, int64_t channels, int64_t classes, int64_t resident_bytes) {
+  vit::StepSetup s;
+  s.config = vit::preset(o.model);
+  s.config.image_size = o.img;
+  s.config.patch_size = o.patch;
+  s.config.in_channels = channels;
+  s.config.num_classes = classes;
+  s.config.depth = model_depth(o);
+  s.config.fused_attention = o.attention == "fused";
+  s.config.drop_path_rate = o.drop_path;
+  s.batch = o.batch_size;
+  s.autocast_bf16 = o.precision == "bf16";
+  s.saved_dtype = parse_precision_dtype(o.saved_dtype, "--saved-dtype");
+  s.optimizer = o.optimizer;
+  s.clip_grad = o.clip_grad > 0;
+  s.resident_bytes = resident_bytes;
+  if (o.model_ema && s.config.fused_attention)  // the averaged model: a second set of parameters
+    s.resident_bytes += vit::predict_memory(s, {std::vector<vit::BlockPlan>(static_cast<size_t>(s.config.depth))},
+                                            vit::AllocatorModel::rounding)
+                            .bytes(vit::MemoryKind::parameters);
+  return s;
+}
+
+std::optional<RunPlan> resolve_run_plan(const Options& o, const TrainData& data, std::ostream& out) {
+  const bool asked = o.plan_only || !o.memory_budget.empty() || o.find_max_batch;
+  if (o.attention != "fused") {
+    TG_CHECK(!asked, NotImplementedError,
+             "--plan-only, --memory-budget and --find-max-batch need --attention fused: the memory model does not "
+             "cover the explicit attention (its matmul nodes and [T, T] probabilities)");
+    return std::nullopt;
+  }
+  RunPlan r;
+  r.setup = step_setup(o, data.train.channels(), data.train.num_classes, resident_data_bytes(data, o.resolved_device));
+  vit::PlannerOptions planner;
+  planner.budget_bytes = o.memory_budget_bytes;
+  planner.allow_sampling = !o.no_sampling;
+  planner.sampling_ratio = o.ratio;
+  if (o.find_max_batch) {
+    const vit::MaxBatch max = vit::find_max_batch(r.setup, planner);
+    out << "find-max-batch: the largest batch that fits --memory-budget " << bytes_text(o.memory_budget_bytes)
+        << (o.no_sampling ? " without sampling" : "") << " is " << max.batch << "\n";
+    r.setup.batch = max.batch;
+    r.plan = max.choice.plan;
+    r.chosen = true;
+  } else if (!o.memory_budget.empty()) {
+    r.plan = vit::choose_plan(r.setup, planner).plan;
+    r.chosen = true;
+  } else {
+    r.plan = plan_from_flags(o);
+  }
+  r.steady = vit::predict_memory(r.setup, r.plan);
+  vit::StepSetup first = r.setup;
+  first.steady_state = false;
+  r.first_step = vit::predict_memory(first, r.plan);
+  r.relative_time = vit::relative_step_time(r.setup, r.plan);
+  out << "memory plan (" << (r.chosen ? "chosen for --memory-budget " + bytes_text(o.memory_budget_bytes) : "from the flags")
+      << ", batch " << r.setup.batch << "):\n"
+      << vit::describe(r.plan) << vit::format_prediction(r.steady) << "  (data: " << bytes_text(r.setup.resident_bytes)
+      << " resident (datasets, labels, order), " << bytes_text(vit::batch_bytes(r.setup.config, r.setup.batch))
+      << " the batch)\n  first step (creates the optimizer state): "
+      << bytes_text(r.first_step.peak_bytes) << "\n";
+  char line[160];
+  std::snprintf(line, sizeof line, "predicted step time: %.3fx the exact step (relative model: FLOPs of the extra work)\n",
+                r.relative_time);
+  out << line;
+  return r;
+}
+
+std::string format_measured_peak(const RunPlan& plan, int64_t step, int64_t measured_peak) {
+  const int64_t predicted = step == 1 ? plan.first_step.peak_bytes
+                                      : std::max(plan.first_step.peak_bytes, plan.steady.peak_bytes);
+  char line[320];
+  std::snprintf(line, sizeof line, "memory: measured peak allocated after step%s %s; predicted %s: ratio %.4f\n",
+                step == 1 ? " 1" : "s 1-2", bytes_text(measured_peak).c_str(), bytes_text(predicted).c_str(),
+                predicted > 0 ? static_cast<double>(measured_peak) / static_cast<double>(predicted) : 0.0);
+  return line;
+}
+
+}  // namespace tg::train

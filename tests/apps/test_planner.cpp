@@ -1,0 +1,196 @@
+// The memory planner (apps/vit/planner.h) and train_vit's planning flags (apps/train_vit/planning.h):
+// --memory-budget parsing with its exact messages, the planner's choice around two plans' peaks,
+// an impossible budget's message with the smallest achievable peak, --no-sampling,
+// --find-max-batch, and --plan-only's output.
+#include <doctest/doctest.h>
+
+#include <sstream>
+
+#include "apps/train_vit/planning.h"
+#include "apps/vit/planner.h"
+#include "core/memory_stats.h"
+#include "tests/apps/train_vit_fixture.h"
+
+using namespace tg;
+
+namespace {
+
+vit::StepSetup small_setup() {
+  vit::StepSetup s;
+  s.config = vit::preset("vit-tiny");
+  s.config.image_size = 32;
+  s.config.patch_size = 4;
+  s.config.depth = 3;
+  s.batch = 16;
+  return s;
+}
+
+vit::MemoryPlan uniform(const vit::BlockPlan& block) { return {std::vector<vit::BlockPlan>(3, block)}; }
+
+int64_t peak(const vit::MemoryPlan& plan) { return vit::predict_memory(small_setup(), plan).peak_bytes; }
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const ValueError& e) {
+    return e.what();
+  }
+  return "(no ValueError)";
+}
+
+// The ValueError train_vit's parser raises for these flags (after --dataset synthetic).
+std::string parse_error(std::vector<std::string> args) {
+  args.insert(args.begin(), {"--dataset", "synthetic", "--device", "cpu"});
+  return error_of([&] { test::parse_args(args); });
+}
+
+const std::string kForms = "bytes with a unit (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB; e.g. 3GB, 2.5GiB, 800MB)";
+
+}  // namespace
+
+TEST_CASE("--memory-budget takes bytes with decimal or binary units, or a fraction of a capacity") {
+  CHECK(train::parse_memory_budget("3GB", std::nullopt) == 3000000000);
+  CHECK(train::parse_memory_budget("2.5GiB", std::nullopt) == 2684354560);
+  CHECK(train::parse_memory_budget("800MB", std::nullopt) == 800000000);
+  CHECK(train::parse_memory_budget("512kib", std::nullopt) == 524288);
+  CHECK(train::parse_memory_budget("1e9B", std::nullopt) == 1000000000);
+  CHECK(train::parse_memory_budget("0.5", int64_t{8000000000}) == 4000000000);
+  CHECK(train::parse_memory_budget("1", int64_t{8000000000}) == 8000000000);
+  CHECK(train::parse_byte_size("16GB", "--memory-capacity") == 16000000000);
+}
+
+TEST_CASE("a malformed --memory-budget names the flag, the forms and what was found") {
+  CHECK(error_of([] { train::parse_memory_budget("3XB", std::nullopt); }) ==
+        "--memory-budget: expected " + kForms + " or a fraction of the device's memory in (0, 1] (e.g. 0.5), got '3XB'");
+  CHECK(error_of([] { train::parse_memory_budget("GB", std::nullopt); }) ==
+        "--memory-budget: expected " + kForms + " or a fraction of the device's memory in (0, 1] (e.g. 0.5), got 'GB'");
+  CHECK(error_of([] { train::parse_memory_budget("-3GB", std::nullopt); }) ==
+        "--memory-budget: expected " + kForms + " or a fraction of the device's memory in (0, 1] (e.g. 0.5), got '-3GB'");
+  CHECK(error_of([] { train::parse_memory_budget("1.5", int64_t{1000}); }) ==
+        "--memory-budget: a number without a unit is a fraction of the device's memory and must be in (0, 1], got "
+        "'1.5' (for bytes give a unit, e.g. 1.5B)");
+  CHECK(error_of([] { train::parse_memory_budget("0.5", std::nullopt); }) ==
+        "--memory-budget 0.5 is a fraction of the device's memory, but the CPU has no capacity of its own: give "
+        "--memory-capacity BYTES (e.g. 16GB) to take the fraction of, or the budget in bytes (e.g. 2GB)");
+  CHECK(error_of([] { train::parse_memory_budget("0.0001B", std::nullopt); }) ==
+        "--memory-budget: expected a positive size of at least 1 byte, got '0.0001B'");
+  CHECK(error_of([] { train::parse_byte_size("0.5", "--memory-capacity"); }) ==
+        "--memory-capacity: expected " + kForms + ", got '0.5'");
+}
+
+TEST_CASE("train_vit checks the planning flags before any work") {
+  CHECK(parse_error({"--memory-budget", "lots"}) ==
+        "--memory-budget: expected " + kForms + " or a fraction of the device's memory in (0, 1] (e.g. 0.5), got 'lots'");
+  CHECK(parse_error({"--memory-budget", "0.5"}).rfind("--memory-budget 0.5 is a fraction of the device's memory", 0) == 0);
+  CHECK(test::parse_args({"--dataset", "synthetic", "--device", "cpu", "--memory-budget", "0.25", "--memory-capacity",
+                          "8GB"})
+            .memory_budget_bytes == 2000000000);
+  CHECK(parse_error({"--no-sampling"}) == "--no-sampling needs --memory-budget (e.g. --memory-budget 3GB)");
+  CHECK(parse_error({"--find-max-batch"}) == "--find-max-batch needs --memory-budget (e.g. --memory-budget 3GB)");
+  CHECK(parse_error({"--memory-capacity", "8GB"}) ==
+        "--memory-capacity has no effect without --memory-budget (it is what a fractional budget is of)");
+  CHECK(parse_error({"--memory-budget", "1GB", "--recompute-norms"}) ==
+        "--memory-budget chooses the per-block plan itself, so --recompute-norms cannot be given with it (drop "
+        "--recompute-norms, or drop --memory-budget to give the plan by hand)");
+  CHECK(parse_error({"--memory-budget", "1GB", "--attention", "explicit"}) ==
+        "--memory-budget needs --attention fused: the memory model does not cover the explicit attention");
+  // The planner's sampling ratio.
+  CHECK(test::parse_args({"--dataset", "synthetic", "--device", "cpu", "--memory-budget", "1GB", "--ratio", "0.2"}).ratio ==
+        0.2);
+}
+
+TEST_CASE("a budget the exact plan meets keeps every block exact, at relative step time 1") {
+  const vit::PlanChoice c = vit::choose_plan(small_setup(), {peak(uniform({})), true, 0.3});
+  CHECK(c.plan == uniform({}));
+  CHECK(c.relative_time == 1);
+}
+
+TEST_CASE("a budget between two plans' peaks gets the cheaper plan that fits") {
+  vit::BlockPlan norms;
+  norms.recompute_norms = true;
+  vit::MemoryPlan first_norms = uniform({});
+  first_norms.blocks[0] = norms;  // the cheapest step up from exact
+  REQUIRE(peak(first_norms) < peak(uniform({})));
+  // Just below the exact plan's peak: norm recomputation in block 0 alone is enough and costs least.
+  const vit::PlanChoice c = vit::choose_plan(small_setup(), {peak(uniform({})) - 1, true, 0.3});
+  CHECK(vit::describe(c.plan) == vit::describe(first_norms));
+  CHECK(c.prediction.peak_bytes < peak(uniform({})));
+  CHECK(!c.samples);
+  // Between the all-checkpointed plan's peak and that of norms + GELU everywhere: checkpointing
+  // is needed; the plan fits, and costs no more than checkpointing every block.
+  vit::BlockPlan ckpt, gelu = norms;
+  ckpt.checkpoint = true;
+  gelu.recompute_gelu = true;
+  const int64_t low = peak(uniform(ckpt)), high = peak(uniform(gelu));
+  REQUIRE(low < high);
+  const vit::PlanChoice mid = vit::choose_plan(small_setup(), {(low + high) / 2, true, 0.3});
+  CHECK(mid.prediction.peak_bytes <= (low + high) / 2);
+  CHECK(mid.plan.blocks[0].checkpoint);
+  CHECK(mid.relative_time > 1);
+  // No uniform exact plan that fits is cheaper.
+  vit::BlockPlan ckpt_gelu = gelu;
+  ckpt_gelu.checkpoint = true;
+  for (const vit::BlockPlan& b : {vit::BlockPlan{}, norms, gelu, ckpt, ckpt_gelu})
+    if (peak(uniform(b)) <= (low + high) / 2)
+      CHECK(mid.relative_time <= vit::relative_step_time(small_setup(), uniform(b)));
+}
+
+TEST_CASE("an impossible budget states the smallest achievable peak; --no-sampling says it was not allowed") {
+  const vit::PlanChoice smallest = vit::smallest_plan(small_setup(), {0, true, 0.3});
+  const std::string expected = "--memory-budget 976.56 KiB (1000000 bytes) cannot be met at batch 16: the smallest "
+                               "achievable peak is " +
+                               format_bytes(smallest.prediction.peak_bytes) + " (" +
+                               std::to_string(smallest.prediction.peak_bytes) + " bytes, with " ;
+  const std::string message = error_of([] { vit::choose_plan(small_setup(), {1000000, true, 0.3}); });
+  CHECK(message.rfind(expected + "blocks 0-1: checkpoint+norms+gelu; block 2: keep)", 0) == 0);
+  CHECK(message == expected + "blocks 0-1: checkpoint+norms+gelu; block 2: keep)");
+  CHECK(error_of([] { vit::choose_plan(small_setup(), {1000000, false, 0.3}); }) ==
+        expected + "blocks 0-1: checkpoint+norms+gelu; block 2: keep); sampling is not allowed (--no-sampling)");
+  // The floor is block 0's rerun in backward, at transients (the recomputed fc1 output and its
+  // gradient) that no sampled rung shrinks: sampling does not lower the smallest achievable peak.
+  CHECK(vit::smallest_plan(small_setup(), {0, false, 0.3}).prediction.peak_bytes == smallest.prediction.peak_bytes);
+  CHECK(smallest.prediction.peak_moment == "backward, block 0: fc1+gelu (recomputed)");
+}
+
+TEST_CASE("--find-max-batch: the batch fits the budget and one more does not") {
+  const int64_t budget = 60000000;
+  const vit::MaxBatch max = vit::find_max_batch(small_setup(), {budget, true, 0.3});
+  REQUIRE(max.batch > 1);
+  CHECK(max.choice.prediction.peak_bytes <= budget);
+  vit::StepSetup more = small_setup();
+  more.batch = max.batch + 1;
+  CHECK(error_of([&] { vit::choose_plan(more, {budget, true, 0.3}); }).find("cannot be met at batch " +
+                                                                            std::to_string(max.batch + 1)) !=
+        std::string::npos);
+}
+
+TEST_CASE("--plan-only prints the plan per block and the predicted peak's breakdown, and trains nothing") {
+  const std::vector<std::string> base = {"--dataset", "synthetic", "--device", "cpu", "--model", "vit-tiny",
+                                         "--depth", "3", "--img", "32", "--patch", "4", "--batch-size", "16",
+                                         "--test-subset", "64"};
+  std::string output;
+  const train::RunSummary summary =
+      test::run(test::with(base, {"--plan-only", "--checkpoint-blocks", "0", "--recompute-gelu"}), &output);
+  CHECK(summary.steps == 0);
+  CHECK(output.find("epoch 1/") == std::string::npos);
+  CHECK(output.find("memory plan (from the flags, batch 16):\n  block 0: checkpoint+gelu\n  blocks 1-2: gelu\n"
+                    "predicted peak allocated: ") != std::string::npos);
+  for (const char* row : {"  parameters ", "  gradients ", "  optimizer state ", "  data ", "  activations (kept) ",
+                          "    block inputs ", "  transient ", "  first step (creates the optimizer state): ",
+                          "predicted step time: "})
+    CHECK_MESSAGE(output.find(row) != std::string::npos, row);
+  // With a budget: the chosen plan, then after the first steps the measured peak beside the prediction.
+  test::run(test::with(base, {"--memory-budget", "80MB", "--max-steps", "2"}), &output);
+  CHECK(output.find("memory plan (chosen for --memory-budget 76.29 MiB (80000000 bytes), batch 16):") !=
+        std::string::npos);
+  const size_t at = output.find("memory: measured peak allocated after steps 1-2 ");
+  REQUIRE(at != std::string::npos);
+  const double ratio = std::stod(output.substr(output.find("ratio ", at) + 6));
+  CHECK(ratio > 0.95);
+  CHECK(ratio < 1.05);
+  // --find-max-batch prints the batch and its plan, and trains nothing.
+  const train::RunSummary found = test::run(test::with(base, {"--memory-budget", "80MB", "--find-max-batch"}), &output);
+  CHECK(found.steps == 0);
+  CHECK(output.find("find-max-batch: the largest batch that fits --memory-budget 76.29 MiB (80000000 bytes) is ") !=
+        std::string::npos);
+}
