@@ -75,17 +75,17 @@ Linear::Linear(int64_t in_features, int64_t out_features, bool with_bias, Device
   if (with_bias) bias = register_parameter("bias", zeros({out_features}, DType::f32, device));
 }
 
+// Under autocast the input is cast and the f32 parameters go in as they are: linear rounds them
+// for its GEMMs and returns their gradients in f32 (ops/matmul/linear.h).
 Tensor Linear::forward(const Tensor& x) const {
-  return tag_node(linear(autocast(x), autocast(weight), autocast(bias), strategy_.get()), role_);
+  return tag_node(linear(autocast(x), weight, bias, strategy_.get()), role_);
 }
 
 Tensor Linear::forward_normed(const LayerNorm& norm, const Tensor& x) const {
   if (!dynamic_cast<const ExactStrategy*>(strategy_.get())) return forward(norm.forward(x));
   // What forward(norm.forward(x)) multiplies: the norm's output in the autocast dtype (written so
   // by the norm, or cast: the same bits, ops/layer_norm.h).
-  return tag_node(norm_linear(x, norm.weight, norm.bias, norm.eps(), autocast_dtype_of(x), autocast(weight),
-                              autocast(bias)),
-                  role_);
+  return tag_node(norm_linear(x, norm.weight, norm.bias, norm.eps(), autocast_dtype_of(x), weight, bias), role_);
 }
 
 LayerNorm::LayerNorm(int64_t dim, Device device, double eps) : eps_(eps) {
@@ -115,7 +115,7 @@ Tensor Mlp::forward(const Tensor& x_in, const LayerNorm* norm) const {
            "backward strategy must be exact, got ", fc1->backward_strategy()->name());
   // Tagged for memory reports: "gelu" keeps its input (fc1's output), the fused "fc1-gelu" node
   // keeps fc1's input and recomputes the rest.
-  const Tensor activated = recompute_gelu_ ? tag_node(linear_gelu(autocast(x), autocast(fc1->weight), autocast(fc1->bias)), "fc1-gelu")
+  const Tensor activated = recompute_gelu_ ? tag_node(linear_gelu(autocast(x), fc1->weight, fc1->bias), "fc1-gelu")
                                            : tag_node(gelu(fuse_norm ? fc1->forward_normed(*norm, x)
                                                                                : fc1->forward(x)),
                                                       "gelu");

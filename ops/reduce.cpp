@@ -63,11 +63,11 @@ ReducePlan plan_reduce(const Tensor& x, std::vector<int64_t> dims, bool keepdim,
 }
 
 Tensor sum_forward(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim, bool average,
-                   Shape* keepdim_shape) {
+                   Shape* keepdim_shape, DType out_dtype) {
   const char* op = average ? "mean" : "sum";
   TG_CHECK(is_floating(x.dtype()), TypeError, op, ": expected a floating dtype, got ", dtype_name(x.dtype()));
   ReducePlan plan = plan_reduce(x, dims, keepdim, op);
-  Tensor out = empty(plan.out_shape, x.dtype(), x.device());
+  Tensor out = empty(plan.out_shape, out_dtype, x.device());
   const double scale = average ? 1.0 / static_cast<double>(std::max<int64_t>(plan.shape.reduce, 1)) : 1.0;
   TG_DEVICE_DISPATCH(x.device(), sum, out, plan.input, plan.shape, scale);
   if (keepdim_shape) *keepdim_shape = plan.keepdim_shape;
@@ -93,7 +93,7 @@ class SumBackward final : public Node {
 
 Tensor reduce_op(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim, bool average) {
   Shape keepdim_shape;
-  Tensor out = sum_forward(x, dims, keepdim, average, &keepdim_shape);
+  Tensor out = sum_forward(x, dims, keepdim, average, &keepdim_shape, x.dtype());
   if (should_record({&x})) {
     const double scale = average ? static_cast<double>(out.numel()) / static_cast<double>(std::max<int64_t>(x.numel(), 1)) : 1.0;
     record(std::make_shared<SumBackward>(keepdim_shape, scale, average), {x}, {out});
@@ -116,8 +116,12 @@ MaxResult max(const Tensor& x, int64_t dim, bool keepdim) {
 
 Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) { return max(x, dim, keepdim).indices; }
 
-Tensor sum_to(const Tensor& x, const Shape& shape) {
-  if (x.shape() == shape) return x;
+Tensor sum_to(const Tensor& x, const Shape& shape, std::optional<DType> out_dtype) {
+  const DType dtype = out_dtype.value_or(x.dtype());
+  TG_CHECK(dtype == x.dtype() || (x.dtype() == DType::bf16 && dtype == DType::f32), TypeError,
+           "sum_to: a ", dtype_name(x.dtype()), " input sums into its own dtype (or f32 for bf16), not ",
+           dtype_name(dtype));
+  if (x.shape() == shape) return x.to(dtype);
   const int64_t lead = x.dim() - shape.ndim();
   TG_CHECK(lead >= 0, ShapeError, "sum_to: shape ", shape.str(), " has more dims than ", x.shape().str());
   std::vector<int64_t> dims;
@@ -130,8 +134,8 @@ Tensor sum_to(const Tensor& x, const Shape& shape) {
       if (shape[d - lead] == 1 && x.shape()[d] != 1) dims.push_back(d);
     }
   }
-  if (dims.empty()) return x.raw_reshape(shape);
-  return sum_forward(x, dims, /*keepdim=*/true, /*average=*/false, nullptr).raw_reshape(shape);
+  if (dims.empty()) return x.raw_reshape(shape).to(dtype);
+  return sum_forward(x, dims, /*keepdim=*/true, /*average=*/false, nullptr, dtype).raw_reshape(shape);
 }
 
 }  // namespace tg

@@ -2,6 +2,7 @@
 // over one dim (no gradient); sum_to, the reduction that undoes broadcasting.
 #pragma once
 
+#include <optional>
 #include <vector>
 
 #include "core/tensor.h"
@@ -19,8 +20,10 @@ struct MaxResult {
 MaxResult max(const Tensor& x, int64_t dim, bool keepdim = false);  // not differentiable
 Tensor argmax(const Tensor& x, int64_t dim, bool keepdim = false);
 
-// Sums `x` down to `shape`, which `x` broadcasts from (leading dims dropped, size-1 dims kept).
-// For backward functions: it records no node.
-Tensor sum_to(const Tensor& x, const Shape& shape);
+// Sums `x` down to `shape`, which `x` broadcasts from (leading dims dropped, size-1 dims kept),
+// in `out_dtype`: x's dtype (nullopt), or f32 for a bf16 x (the f32 sum unrounded: the bias
+// gradient of an f32 parameter under mixed precision). For backward functions: it records no
+// node.
+Tensor sum_to(const Tensor& x, const Shape& shape, std::optional<DType> out_dtype = std::nullopt);
 
 }  // namespace tg

@@ -1,7 +1,8 @@
 // Kernel entry points of the reduction family (ops/cpu/reduce.cpp, ops/cuda/reduce.cu). The
 // input is contiguous and viewed as [outer, reduce, inner]; outputs are contiguous
-// [outer, inner]. Sums accumulate in f32 (f64 for f64 inputs) in a fixed order: no atomics,
-// so results are reproducible run to run.
+// [outer, inner], in the input's dtype or, for `sum` of a bf16 input, f32 (the f32 sum stored
+// unrounded: mixed precision's gradients of f32 parameters). Sums accumulate in f32 (f64 for
+// f64 inputs) in a fixed order: no atomics, so results are reproducible run to run.
 #pragma once
 
 #include <cstdint>

@@ -12,6 +12,7 @@
 #   BENCH_PY  torch_vit_bench.py (shared/bench)
 # Environment: MODELS (default "base small"), PRECISIONS (default "tf32 bf16"), COMPILE (0/1),
 #   COMPILE_PRECISIONS (the precisions that get the compiled runs; default: all of PRECISIONS),
+#   COMPILE_MODES (default "default reduce-overhead"),
 #   STEPS (default 30), TAPEGRAD_RUNS (the bench_vit configurations, ';'-separated flag lists, run
 #   for every model and precision; default: fused attention with and without CUDA graphs, and the
 #   explicit attention), EXTRA_TAPEGRAD (more of them, e.g. "--backward wta-crs --ratio 0.3").
@@ -60,8 +61,9 @@ for model in ${MODELS:-base small}; do
     done
     pytorch "$model" "$precision" --attention fused
     if [ "${COMPILE:-0}" = 1 ] && [[ " ${COMPILE_PRECISIONS:-$precision} " == *" $precision "* ]]; then
-      pytorch "$model" "$precision" --attention fused --compile --compile-mode default
-      pytorch "$model" "$precision" --attention fused --compile --compile-mode reduce-overhead
+      for mode in ${COMPILE_MODES:-default reduce-overhead}; do
+        pytorch "$model" "$precision" --attention fused --compile --compile-mode "$mode"
+      done
     fi
   done
 done

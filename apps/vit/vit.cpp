@@ -84,10 +84,10 @@ Tensor VisionTransformer::forward(const Tensor& images) const {
   // the conv weight's (C, p, p) order.
   const Tensor patches = reshape(permute(reshape(images, {batch, c.in_channels, grid, p, grid, p}), {0, 2, 4, 1, 3, 5}),
                                  {batch, grid * grid, c.in_channels * p * p});
-  // Under autocast the patch GEMM runs in bf16; the residual stream (tokens) stays in f32.
+  // Under autocast the patch GEMM runs in bf16 (linear rounds the f32 weight itself and returns
+  // its gradient in f32); the residual stream (tokens) stays in f32.
   const Tensor embedded = nn::tag_node(
-      linear(autocast(patches), autocast(reshape(patch_weight, {c.dim, c.in_channels * p * p})), autocast(patch_bias)),
-      "patch-embed");
+      linear(autocast(patches), reshape(patch_weight, {c.dim, c.in_channels * p * p}), patch_bias), "patch-embed");
   Tensor x = add(concat({expand(cls_token, {batch, 1, c.dim}), cast(embedded, cls_token.dtype())}, 1), pos_embed);
   for (const auto& block : blocks) x = block->forward(x);
   // LayerNorm is per token, so normalizing only the class token equals timm's norm-then-pick.

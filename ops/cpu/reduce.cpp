@@ -9,14 +9,19 @@ namespace tg::cpu {
 void sum(const Tensor& out, const Tensor& in, ReduceShape s, double scale) {
   TG_DISPATCH_FLOATING(in.dtype(), "sum", [&] {
     const auto* x = static_cast<const scalar_t*>(in.raw_data());
-    auto* y = static_cast<scalar_t*>(out.raw_data());
+    TG_INTERNAL_ASSERT(out.dtype() == in.dtype() || (in.dtype() == DType::bf16 && out.dtype() == DType::f32),
+                       "sum on the CPU: ", dtype_name(in.dtype()), " into ", dtype_name(out.dtype()));
     std::vector<double> row(static_cast<size_t>(s.inner));
     for (int64_t o = 0; o < s.outer; ++o) {
       std::fill(row.begin(), row.end(), 0.0);
       const scalar_t* block = x + o * s.reduce * s.inner;
       for (int64_t r = 0; r < s.reduce; ++r)
         for (int64_t i = 0; i < s.inner; ++i) row[static_cast<size_t>(i)] += convert<double>(block[r * s.inner + i]);
-      for (int64_t i = 0; i < s.inner; ++i) y[o * s.inner + i] = convert<scalar_t>(row[static_cast<size_t>(i)] * scale);
+      for (int64_t i = 0; i < s.inner; ++i) {
+        const double value = row[static_cast<size_t>(i)] * scale;
+        if (out.dtype() == in.dtype()) static_cast<scalar_t*>(out.raw_data())[o * s.inner + i] = convert<scalar_t>(value);
+        else out.data<float>()[o * s.inner + i] = static_cast<float>(value);
+      }
     }
   });
 }

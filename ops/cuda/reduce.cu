@@ -19,8 +19,8 @@ namespace {
 
 constexpr int kRowThreads = 256;
 
-template <class T>
-__global__ void sum_rows_kernel(T* out, const T* in, int64_t rows, int64_t length, acc_t<T> scale) {
+template <class T, class Out>
+__global__ void sum_rows_kernel(Out* out, const T* in, int64_t rows, int64_t length, acc_t<T> scale) {
   using acc = acc_t<T>;
   __shared__ acc partial[kRowThreads];
   for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
@@ -33,7 +33,7 @@ __global__ void sum_rows_kernel(T* out, const T* in, int64_t rows, int64_t lengt
       if (threadIdx.x < width) partial[threadIdx.x] += partial[threadIdx.x + width];
       __syncthreads();
     }
-    if (threadIdx.x == 0) out[row] = convert<T>(partial[0] * scale);
+    if (threadIdx.x == 0) out[row] = convert<Out>(partial[0] * scale);
     __syncthreads();
   }
 }
@@ -84,45 +84,56 @@ __global__ void max_kernel(T* values, int64_t* indices, const T* in, ReduceShape
   }
 }
 
+// The sums of `in` into `out` (of type Out).
+template <class T, class Out>
+void sum_into(Out* y, const T* x, const Tensor& in, ReduceShape s, double scale) {
+  using acc = acc_t<T>;
+  const cudaStream_t stream = current_stream();
+  if (s.inner == 1) {
+    const auto blocks = static_cast<unsigned>(std::min<int64_t>(s.outer, 65535));
+    sum_rows_kernel<<<blocks, kRowThreads, 0, stream>>>(y, x, s.outer, s.reduce, static_cast<acc>(scale));
+    TG_CUDA_CHECK_LAUNCH();
+    return;
+  }
+  // Column tiles × chunks: about eight blocks per multiprocessor, each lane summing at least
+  // 8 rows of its chunk.
+  const int64_t tiles = s.outer * ((s.inner + kColumnTile - 1) / kColumnTile);
+  TG_CHECK(tiles <= INT32_MAX, NotImplementedError, "sum on CUDA: ", tiles, " column tiles exceed 2^31 - 1");
+  const int64_t chunks = std::clamp<int64_t>(132 * 8 / tiles, 1, std::max<int64_t>(s.reduce / (8 * kRowLanes), 1));
+  const int64_t chunk = (s.reduce + chunks - 1) / chunks;
+  const dim3 block(kColumnTile * kRowLanes);
+  if (chunks == 1) {
+    sum_columns_kernel<<<dim3(static_cast<unsigned>(tiles), 1), block, 0, stream>>>(y, x, s, chunk,
+                                                                                  static_cast<acc>(scale));
+    TG_CUDA_CHECK_LAUNCH();
+    return;
+  }
+  // Two passes: chunk sums in the accumulation type, then their sum over chunks.
+  const Tensor partial = empty({chunks, s.outer, s.inner}, dtype_v<acc>, in.device());
+  sum_columns_kernel<<<dim3(static_cast<unsigned>(tiles), static_cast<unsigned>(chunks)), block, 0, stream>>>(
+      partial.data<acc>(), x, s, chunk, static_cast<acc>(1));
+  TG_CUDA_CHECK_LAUNCH();
+  const ReduceShape second{1, chunks, s.outer * s.inner};
+  const int64_t second_tiles = (second.inner + kColumnTile - 1) / kColumnTile;
+  sum_columns_kernel<<<dim3(static_cast<unsigned>(second_tiles), 1), block, 0, stream>>>(
+      y, partial.data<acc>(), second, chunks, static_cast<acc>(scale));
+  TG_CUDA_CHECK_LAUNCH();
+}
+
 }  // namespace
 
 void sum(const Tensor& out, const Tensor& in, ReduceShape s, double scale) {
   if (out.numel() == 0) return;
   DeviceGuard guard(in.device().index);
-  const cudaStream_t stream = current_stream();
   TG_DISPATCH_FLOATING(in.dtype(), "sum", [&] {
-    using acc = acc_t<scalar_t>;
     const auto* x = static_cast<const scalar_t*>(in.raw_data());
-    auto* y = static_cast<scalar_t*>(out.raw_data());
-    if (s.inner == 1) {
-      const auto blocks = static_cast<unsigned>(std::min<int64_t>(s.outer, 65535));
-      sum_rows_kernel<<<blocks, kRowThreads, 0, stream>>>(y, x, s.outer, s.reduce, static_cast<acc>(scale));
-      TG_CUDA_CHECK_LAUNCH();
-      return;
+    if (out.dtype() == in.dtype()) {
+      sum_into(static_cast<scalar_t*>(out.raw_data()), x, in, s, scale);
+    } else {
+      TG_INTERNAL_ASSERT(in.dtype() == DType::bf16 && out.dtype() == DType::f32, "sum on CUDA: ",
+                         dtype_name(in.dtype()), " into ", dtype_name(out.dtype()));
+      sum_into(out.data<float>(), x, in, s, scale);
     }
-    // Column tiles × chunks: about eight blocks per multiprocessor, each lane summing at least
-    // 8 rows of its chunk.
-    const int64_t tiles = s.outer * ((s.inner + kColumnTile - 1) / kColumnTile);
-    TG_CHECK(tiles <= INT32_MAX, NotImplementedError, "sum on CUDA: ", tiles, " column tiles exceed 2^31 - 1");
-    const int64_t chunks = std::clamp<int64_t>(132 * 8 / tiles, 1, std::max<int64_t>(s.reduce / (8 * kRowLanes), 1));
-    const int64_t chunk = (s.reduce + chunks - 1) / chunks;
-    const dim3 block(kColumnTile * kRowLanes);
-    if (chunks == 1) {
-      sum_columns_kernel<<<dim3(static_cast<unsigned>(tiles), 1), block, 0, stream>>>(y, x, s, chunk,
-                                                                                    static_cast<acc>(scale));
-      TG_CUDA_CHECK_LAUNCH();
-      return;
-    }
-    // Two passes: chunk sums in the accumulation type, then their sum over chunks.
-    const Tensor partial = empty({chunks, s.outer, s.inner}, dtype_v<acc>, in.device());
-    sum_columns_kernel<<<dim3(static_cast<unsigned>(tiles), static_cast<unsigned>(chunks)), block, 0, stream>>>(
-        partial.data<acc>(), x, s, chunk, static_cast<acc>(1));
-    TG_CUDA_CHECK_LAUNCH();
-    const ReduceShape second{1, chunks, s.outer * s.inner};
-    const int64_t second_tiles = (second.inner + kColumnTile - 1) / kColumnTile;
-    sum_columns_kernel<<<dim3(static_cast<unsigned>(second_tiles), 1), block, 0, stream>>>(
-        y, partial.data<acc>(), second, chunks, static_cast<acc>(scale));
-    TG_CUDA_CHECK_LAUNCH();
   });
 }
 

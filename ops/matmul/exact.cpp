@@ -14,8 +14,15 @@ class ExactSavedOperand final : public SavedOperand {
   explicit ExactSavedOperand(Tensor operand) : operand_(std::move(operand)) {}
 
   // A bf16-saved operand is converted back for the GEMM: a transient copy of this one node's X.
-  Tensor contract(const Tensor& grad) override {
-    return gemm(grad, /*trans_a=*/true, operand_.to(grad.dtype()), /*trans_b=*/false);
+  Tensor contract(const Tensor& grad, std::optional<DType> out_dtype) override {
+    return gemm(grad, /*trans_a=*/true, operand_.to(grad.dtype()), /*trans_b=*/false, Tensor(), out_dtype);
+  }
+  ProductAndRowSums contract_with_grad_sums(const Tensor& grad, std::optional<DType> out_dtype) override {
+    TG_INTERNAL_ASSERT(grad.dim() == 3 && grad.size(0) == 1, "contract_with_grad_sums: G ", grad.shape().str());
+    ProductAndRowSums result = gemm_with_row_sums(grad.raw_squeeze(0), /*trans_a=*/true,
+                                                  operand_.to(grad.dtype()).raw_squeeze(0), /*trans_b=*/false, out_dtype);
+    result.product = result.product.raw_unsqueeze(0);
+    return result;
   }
   // The whole storage: sharing it with the forward tensor keeps all of it alive.
   size_t saved_bytes() const override { return operand_.storage()->nbytes(); }

@@ -4,6 +4,7 @@
 #include "ops/dispatch.h"
 #include "ops/matmul/gemm_kernels.h"
 #include "ops/precision.h"
+#include "ops/reduce.h"
 
 namespace tg {
 
@@ -45,6 +46,16 @@ Tensor gemm_in(DType compute, const Tensor& a, bool trans_a, const Tensor& b, bo
       .to(dtype);
 }
 
+// The result dtype of a GEMM on `operands` asked for `out_dtype` (gemm.h); TypeError otherwise.
+DType gemm_out_dtype(DType operands, std::optional<DType> out_dtype, bool has_bias) {
+  const DType out = out_dtype.value_or(operands);
+  const bool may_widen = operands == DType::bf16 && !has_bias;
+  TG_CHECK(out == operands || (may_widen && out == DType::f32), TypeError, "matmul: a product of ",
+           dtype_name(operands), " operands", has_bias ? " with a bias" : "", " is computed in ", dtype_name(operands),
+           may_widen ? " or f32" : "", ", not ", dtype_name(out));
+  return out;
+}
+
 }  // namespace
 
 MatmulShape check_matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
@@ -66,8 +77,10 @@ MatmulShape check_matmul(const Tensor& a, const Tensor& b, bool trans_a, bool tr
   return s;
 }
 
-Tensor gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& bias) {
+Tensor gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& bias,
+            std::optional<DType> out_dtype) {
   const MatmulShape s = check_matmul(a, b, trans_a, trans_b);
+  const DType out_type = gemm_out_dtype(a.dtype(), out_dtype, bias.defined());
   if (bias.defined()) {
     check_same_device_dtype("matmul", a, {&bias});
     TG_CHECK(bias.dim() == 1 && bias.size(0) == s.n, ShapeError, "matmul: bias must have shape [", s.n,
@@ -78,7 +91,7 @@ Tensor gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const 
     return gemm_in(*policy.gemm_dtype, a, trans_a, b, trans_b, bias);
   Shape out_shape = s.batch_dims;
   out_shape.dims().insert(out_shape.dims().end(), {s.m, s.n});
-  Tensor out = empty(out_shape, a.dtype(), a.device());
+  Tensor out = empty(out_shape, out_type, a.device());
   if (out.numel() == 0) return out;
   const Tensor c = out.raw_view({s.batch, s.m, s.n});
   if (s.k == 0) {  // an empty sum
@@ -94,6 +107,26 @@ Tensor gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const 
   else
     TG_DEVICE_DISPATCH(a.device(), gemm, c, ga.matrix, ga.trans, gb.matrix, gb.trans, /*accumulate=*/false, math);
   return out;
+}
+
+ProductAndRowSums gemm_with_row_sums(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b,
+                                     std::optional<DType> out_dtype) {
+  TG_CHECK(a.dim() == 2 && b.dim() == 2, ShapeError, "gemm_with_row_sums: expected 2-D operands, got shapes ",
+           a.shape().str(), " and ", b.shape().str());
+  const MatmulShape s = check_matmul(a, b, trans_a, trans_b);
+  const DType out_type = gemm_out_dtype(a.dtype(), out_dtype, /*has_bias=*/false);
+  const PrecisionPolicy& policy = precision_policy();
+  const bool policy_rounds = policy.gemm_dtype && *policy.gemm_dtype != a.dtype() && a.dtype() == DType::f32;
+  if (a.device().is_cuda() && !policy_rounds && s.k > 0 && s.m > 0 && s.n > 0) {
+    const GemmOperand ga = gemm_operand(a, trans_a, 1), gb = gemm_operand(b, trans_b, 1);
+    ProductAndRowSums result{empty({s.m, s.n}, out_type, a.device()), empty({s.m}, out_type, a.device())};
+    if (TG_DEVICE_DISPATCH(a.device(), gemm_row_sums, result.product.raw_view({1, s.m, s.n}), ga.matrix, ga.trans,
+                           gb.matrix, gb.trans, result.row_sums, GemmMath{policy.allow_tf32}))
+      return result;
+  }
+  // op(a)'s rows are a's columns when transposed (summed over a's dim 0), else a's rows.
+  const Tensor sums = trans_a ? sum_to(a, Shape({s.m}), out_type) : sum_to(a, Shape({s.m, 1}), out_type);
+  return {gemm(a, trans_a, b, trans_b, Tensor(), out_type), sums.raw_reshape({s.m})};
 }
 
 }  // namespace tg

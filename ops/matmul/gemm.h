@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 
 #include "core/tensor.h"
 
@@ -23,8 +24,23 @@ struct MatmulShape {
 MatmulShape check_matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b);
 
 // op(a)·op(b), plus `bias` [N] on every row when defined (fused into the GEMM). bf16 operands
-// accumulate in f32. Records no node: for forward passes of the recording ops, backward nodes
-// and strategies.
-Tensor gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& bias = Tensor());
+// accumulate in f32. The result is in `out_dtype`: the operands' dtype (nullopt) or, for bf16
+// operands without a bias, f32 — the f32 accumulator stored unrounded (mixed precision's
+// gradients of f32 parameters). Records no node: for forward passes of the recording ops,
+// backward nodes and strategies.
+Tensor gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& bias = Tensor(),
+            std::optional<DType> out_dtype = std::nullopt);
+
+struct ProductAndRowSums {
+  Tensor product;   // op(a)·op(b) [M, N]
+  Tensor row_sums;  // Σ_k op(a)[m, k], [M]
+};
+
+// For 2-D a and b: op(a)·op(b) and the sums of op(a)'s rows, both in `out_dtype` (as for gemm):
+// a linear's weight gradient dW = dYᵀ·X with its bias gradient db = Σ_rows dY (a = dY, trans_a).
+// One GEMM whose epilogue forms the sums while it reads a, where the device has one (cuBLASLt's
+// BGRADB on CUDA); else the GEMM and a column sum. The sums accumulate in f32.
+ProductAndRowSums gemm_with_row_sums(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b,
+                                     std::optional<DType> out_dtype = std::nullopt);
 
 }  // namespace tg

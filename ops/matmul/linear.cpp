@@ -14,7 +14,6 @@ namespace tg {
 namespace {
 
 void check_linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
-  check_same_device_dtype("linear", x, {&weight, &bias});
   TG_CHECK(is_floating(x.dtype()), TypeError, "linear: expected a floating dtype, got ", dtype_name(x.dtype()));
   TG_CHECK(weight.dim() == 2, ShapeError, "linear: weight must be 2-D [out_features, in_features], got shape ",
            weight.shape().str());
@@ -35,11 +34,13 @@ Tensor rows_of(const Tensor& x) {
 
 class LinearBackward final : public Node {
  public:
-  // `x_rows` is x as [N, D_in].
-  LinearBackward(const Tensor& x, const Tensor& x_rows, const Tensor& weight, BackwardStrategy* strategy)
-      : Node("LinearBackward") {
-    // dX needs only W, a parameter: keeping its handle costs no activation memory.
-    if (x.requires_grad()) weight_slot_ = save(weight);
+  // `x_rows` is x as [N, D_in]; `weight` is the parameter, `params` what the GEMMs use.
+  LinearBackward(const Tensor& x, const Tensor& x_rows, const Tensor& weight, const LinearParameters& params,
+                 BackwardStrategy* strategy)
+      : Node("LinearBackward"), gradient_dtype_(params.gradient_dtype) {
+    // dX needs only W, a parameter (or its bf16 copy, which the forward made anyway): no
+    // activation memory.
+    if (x.requires_grad()) weight_slot_ = save(params.weight);
     // dW = dYᵀ·X is a contraction over the rows: the strategy decides what of X to keep.
     // Rows of a [B, T, D] input hold token positions t = row % T (the strategy's proxy is per position).
     const int64_t period = x.dim() >= 3 ? x.size(-2) : 0;
@@ -54,9 +55,16 @@ class LinearBackward final : public Node {
     if (needs_input_grad(0)) gx = gemm(g, false, saved(weight_slot_), false).raw_reshape(input_metas()[0].shape);
     if (needs_input_grad(1)) {
       TG_INTERNAL_ASSERT(saved_x_, "LinearBackward: X was not saved");
-      gw = saved_x_->contract(g.raw_unsqueeze(0)).raw_squeeze(0);
+      if (needs_input_grad(2)) {  // db from dW's GEMM
+        ProductAndRowSums both = saved_x_->contract_with_grad_sums(g.raw_unsqueeze(0), gradient_dtype_);
+        gw = both.product.raw_squeeze(0);
+        gb = both.row_sums.raw_reshape(input_metas()[2].shape);
+      } else {
+        gw = saved_x_->contract(g.raw_unsqueeze(0), gradient_dtype_).raw_squeeze(0);
+      }
+    } else if (needs_input_grad(2)) {
+      gb = sum_to(g, input_metas()[2].shape, gradient_dtype_);
     }
-    if (needs_input_grad(2)) gb = sum_to(g, input_metas()[2].shape);
     return {gx, gw, gb};
   }
 
@@ -70,6 +78,7 @@ class LinearBackward final : public Node {
 
  private:
   PrecisionPolicy policy_ = precision_policy();
+  std::optional<DType> gradient_dtype_;  // of dW and db (linear_parameters)
   ExactStrategy exact_;  // the strategy when the caller gives none
   size_t weight_slot_ = 0;
   std::unique_ptr<SavedOperand> saved_x_;
@@ -77,14 +86,26 @@ class LinearBackward final : public Node {
 
 }  // namespace
 
+LinearParameters linear_parameters(const char* op, const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  check_same_device_dtype(op, weight, {&bias});
+  TG_CHECK(weight.device() == x.device(), TypeError, op, ": expected all tensors on ", x.device().str(),
+           ", got the weight on ", weight.device().str());
+  if (weight.dtype() == x.dtype()) return {weight, bias, std::nullopt};
+  TG_CHECK(x.dtype() == DType::bf16 && weight.dtype() == DType::f32, TypeError, op, ": expected the weight in ",
+           dtype_name(x.dtype()), x.dtype() == DType::bf16 ? " or f32 (mixed precision)" : "", " like the input, got ",
+           dtype_name(weight.dtype()));
+  return {weight.to(x.dtype()), bias.defined() ? bias.to(x.dtype()) : Tensor(), weight.dtype()};
+}
+
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, BackwardStrategy* strategy) {
   check_linear(x, weight, bias);
+  const LinearParameters params = linear_parameters("linear", x, weight, bias);
   const Tensor x_rows = rows_of(x);
   Shape out_shape = x.shape();
   out_shape[out_shape.ndim() - 1] = weight.size(0);
-  Tensor out = gemm(x_rows, false, weight, /*trans_b=*/true, bias).raw_view(out_shape);
+  Tensor out = gemm(x_rows, false, params.weight, /*trans_b=*/true, params.bias).raw_view(out_shape);
   if (should_record({&x, &weight, &bias}))
-    record(std::make_shared<LinearBackward>(x, x_rows, weight, strategy), {x, weight, bias}, {out});
+    record(std::make_shared<LinearBackward>(x, x_rows, weight, params, strategy), {x, weight, bias}, {out});
   return out;
 }
 

@@ -9,7 +9,9 @@
 
 namespace tg {
 
-// x [..., D_in], weight [H, D_in], bias [H] or undefined -> [..., H]. All gradients are exact.
+// x [..., D_in], weight [H, D_in], bias [H] or undefined -> [..., H]. All gradients are exact; db
+// comes out of dW's GEMM. A bf16 x with f32 weight and bias runs in mixed precision as linear does
+// (ops/matmul/linear.h).
 Tensor linear_gelu(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(),
                    GeluApproximation approximation = GeluApproximation::none);
 

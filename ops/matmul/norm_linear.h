@@ -8,7 +8,8 @@
 namespace tg {
 
 // y = layer_norm(x, norm_weight, norm_bias, eps, norm_dtype) (ops/layer_norm.h), returns
-// linear(y, weight, bias) (ops/matmul/linear.h; weight and bias in norm_dtype). Keeps x, the
+// linear(y, weight, bias) (ops/matmul/linear.h; weight and bias in norm_dtype, or f32 for a bf16
+// norm_dtype: mixed precision, as linear takes them). Keeps x, the
 // norm's row statistics and its weight, and the linear's weight — not y: backward recomputes y
 // (one norm pass) for dW = dYᵀ·y. The output and every gradient equal those of the two ops
 // composed, bit for bit (the same kernels in the same order). The weight gradient is exact.

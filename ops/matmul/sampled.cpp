@@ -20,11 +20,11 @@ class SampledOperand final : public SavedOperand {
   SampledOperand(Tensor rows, RowSample sample, Tensor proxy, double beta)
       : rows_(std::move(rows)), sample_(std::move(sample)), proxy_(std::move(proxy)), beta_(beta) {}
 
-  Tensor contract(const Tensor& grad) override {
+  Tensor contract(const Tensor& grad, std::optional<DType> out_dtype) override {
     if (proxy_.defined()) update_row_norm_ema(proxy_, grad, beta_);
     // Σ_slots w·g_idxᵀ x_idx: scale the gathered rows of G, then one GEMM over the k slots.
     const Tensor scaled = gather_scaled_rows(grad, sample_.indices, sample_.weights);  // [batch, k, E]
-    return gemm(scaled, /*trans_a=*/true, rows_.to(grad.dtype()), /*trans_b=*/false);  // [batch, E, D]
+    return gemm(scaled, /*trans_a=*/true, rows_.to(grad.dtype()), /*trans_b=*/false, Tensor(), out_dtype);  // [batch, E, D]
   }
 
   // Exactly |rows|·D·sizeof(dtype) + 8·|rows| per item: the rows, i32 indices, f32 weights.

@@ -1,11 +1,17 @@
-// The strategy table (one row per strategy: name, summary, factory), name parsing and the
-// checked factory that every caller uses.
+// The strategy table (one row per strategy: name, summary, factory), name parsing, the checked
+// factory that every caller uses, and SavedOperand's default contraction with gradient sums.
 #include "ops/matmul/strategy.h"
 
 #include "ops/matmul/exact.h"
 #include "ops/matmul/sampled.h"
+#include "ops/reduce.h"
 
 namespace tg {
+
+ProductAndRowSums SavedOperand::contract_with_grad_sums(const Tensor& grad, std::optional<DType> out_dtype) {
+  TG_INTERNAL_ASSERT(grad.dim() == 3 && grad.size(0) == 1, "contract_with_grad_sums: G ", grad.shape().str());
+  return {contract(grad, out_dtype), sum_to(grad, Shape({grad.size(2)}), out_dtype)};
+}
 
 namespace {
 

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "ops/matmul/gemm.h"
 
 namespace tg {
 
@@ -25,8 +26,14 @@ namespace tg {
 class SavedOperand {
  public:
   virtual ~SavedOperand() = default;
-  // Gᵀ·X (or its estimate) for G [batch, K, E]; returns [batch, E, D] in X's dtype.
-  virtual Tensor contract(const Tensor& grad) = 0;
+  // Gᵀ·X (or its estimate) for G [batch, K, E]: [batch, E, D] in `out_dtype`, which is G's
+  // dtype (nullopt) or f32 for a bf16 G (mixed precision's f32 weights: the GEMM's accumulator
+  // stored unrounded, no cast pass).
+  virtual Tensor contract(const Tensor& grad, std::optional<DType> out_dtype = std::nullopt) = 0;
+  // For one item (G [1, K, E]): contract()'s product [1, E, D] and the exact Σ_k g_k [E] (a
+  // linear's bias gradient), both in `out_dtype`. The exact strategy forms the sums in the same
+  // GEMM's epilogue, while it reads G; the default contracts and sums apart.
+  virtual ProductAndRowSums contract_with_grad_sums(const Tensor& grad, std::optional<DType> out_dtype);
   // Bytes this object keeps alive for backward (the report's "saved bytes").
   virtual size_t saved_bytes() const = 0;
 };

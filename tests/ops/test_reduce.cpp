@@ -78,6 +78,17 @@ TEST_CASE("sum_to undoes broadcasting") {
   CHECK_THROWS_AS(sum_to(g, {5, 3}), ShapeError);
 }
 
+TEST_CASE("sum_to of bf16 into f32: the f32 sum unrounded, and no other dtype pairs") {
+  const Tensor g = random_tensor({40, 3}, 62, -2, 2, DType::bf16);
+  const Tensor wide = sum_to(g, {3}, DType::f32);
+  CHECK(wide.dtype() == DType::f32);
+  CHECK(host_values(wide) == host_values(sum_to(g.to(DType::f32), {3})));  // the same numbers, summed in f32
+  CHECK(host_values(sum_to(g, {3})) != host_values(wide));                   // the bf16 sum is rounded
+  CHECK(sum_to(g, {40, 3}, DType::f32).dtype() == DType::f32);                // nothing to sum: converted
+  CHECK_THROWS_WITH_AS(sum_to(random_tensor({4, 3}, 63), {3}, DType::bf16),
+                       "sum_to: a f32 input sums into its own dtype (or f32 for bf16), not bf16", TypeError);
+}
+
 TEST_CASE("gradcheck: sum and mean") {
   Tensor x = random_tensor({3, 1, 4}, 62, -1, 1, DType::f64);
   x.set_requires_grad(true);

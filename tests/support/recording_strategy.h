@@ -20,9 +20,13 @@ struct RecordingStrategy final : BackwardStrategy {
     std::unique_ptr<SavedOperand> inner;
     std::vector<Shape>* contracted;
     std::optional<size_t> reported_bytes;
-    Tensor contract(const Tensor& grad) override {
+    Tensor contract(const Tensor& grad, std::optional<DType> out_dtype) override {
       contracted->push_back(grad.shape());
-      return inner->contract(grad);
+      return inner->contract(grad, out_dtype);
+    }
+    ProductAndRowSums contract_with_grad_sums(const Tensor& grad, std::optional<DType> out_dtype) override {
+      contracted->push_back(grad.shape());
+      return inner->contract_with_grad_sums(grad, out_dtype);
     }
     size_t saved_bytes() const override { return reported_bytes.value_or(inner->saved_bytes()); }
   };

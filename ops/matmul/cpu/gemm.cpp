@@ -52,15 +52,19 @@ void multiply(MC& c, const MA& a, bool trans_a, const MB& b, bool trans_b, bool 
   else assign(a * b);
 }
 
-template <class T>
+// T: the operands' type; Out: C's (T, or f32 for bf16 operands).
+template <class T, class Out>
 void gemm_typed(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, bool accumulate) {
   const int64_t batch = c.size(0), m = c.size(1), n = c.size(2);
   for (int64_t i = 0; i < batch; ++i) {
-    T* out = static_cast<T*>(c.raw_data()) + i * m * n;
-    if constexpr (std::is_same_v<T, bf16>) {
+    Out* out = static_cast<Out*>(c.raw_data()) + i * m * n;
+    if constexpr (std::is_same_v<T, bf16> && std::is_same_v<Out, bf16>) {
       RowMatrix<float> result = accumulate ? widen(out, m, n, n) : RowMatrix<float>(m, n);
       multiply(result, widen_matrix(a, i), trans_a, widen_matrix(b, i), trans_b, accumulate);
       for (int64_t k = 0; k < m * n; ++k) out[k] = bf16(result.data()[k]);
+    } else if constexpr (std::is_same_v<T, bf16>) {  // f32 out: the accumulator itself
+      Eigen::Map<RowMatrix<float>> result(out, m, n);
+      multiply(result, widen_matrix(a, i), trans_a, widen_matrix(b, i), trans_b, accumulate);
     } else {
       Eigen::Map<RowMatrix<T>> result(out, m, n);
       multiply(result, map_matrix<T>(a, i), trans_a, map_matrix<T>(b, i), trans_b, accumulate);
@@ -71,7 +75,13 @@ void gemm_typed(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& b,
 }  // namespace
 
 void gemm(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, bool accumulate, GemmMath) {
-  TG_DISPATCH_FLOATING(c.dtype(), "matmul", [&] { gemm_typed<scalar_t>(c, a, trans_a, b, trans_b, accumulate); });
+  if (a.dtype() == DType::bf16 && c.dtype() == DType::f32) {
+    gemm_typed<bf16, float>(c, a, trans_a, b, trans_b, accumulate);
+    return;
+  }
+  TG_INTERNAL_ASSERT(c.dtype() == a.dtype(), "gemm on the CPU: ", dtype_name(a.dtype()), " operands into ",
+                     dtype_name(c.dtype()));
+  TG_DISPATCH_FLOATING(c.dtype(), "matmul", [&] { gemm_typed<scalar_t, scalar_t>(c, a, trans_a, b, trans_b, accumulate); });
 }
 
 void gemm_bias(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& bias,

@@ -3,7 +3,9 @@
 // with row stride ld is, to cuBLAS, its transpose with leading dimension ld; so B goes first
 // and each operand keeps its own transpose flag. Plain GEMMs use cublasGemmStridedBatchedEx;
 // GEMMs with a bias use cuBLASLt's bias epilogue (the bias costs no extra pass), or, where
-// cuBLASLt has no kernel for the case, write the bias into C and accumulate onto it.
+// cuBLASLt has no kernel for the case, write the bias into C and accumulate onto it. Row sums of
+// op(A) (a linear's bias gradient) come from cuBLASLt's BGRADB epilogue, which reduces cuBLAS's
+// second operand — our A — over k while the GEMM reads it.
 // One cuBLAS and one cuBLASLt handle per device, created on first use; all work is enqueued on
 // current_stream().
 #include <cublasLt.h>
@@ -70,18 +72,24 @@ cublasLtHandle_t cublaslt_handle(int device) {
 }
 
 struct GemmTypes {
-  cudaDataType data;
+  cudaDataType data;  // of A and B
+  cudaDataType out;   // of C: data, or f32 for bf16 operands
   cublasComputeType_t compute;
   cudaDataType scale;  // of alpha and beta
 };
 
-GemmTypes gemm_types(DType dtype, GemmMath math) {
-  switch (dtype) {
+// The types of a GEMM on `operands` into `out` (gemm_kernels.h: `out` is the operands' dtype or,
+// for bf16 operands, f32).
+GemmTypes gemm_types(DType operands, DType out, GemmMath math) {
+  TG_INTERNAL_ASSERT(out == operands || (operands == DType::bf16 && out == DType::f32), "matmul on CUDA: ",
+                     dtype_name(operands), " operands into ", dtype_name(out));
+  const cudaDataType out_type = out == DType::f32 ? CUDA_R_32F : CUDA_R_16BF;
+  switch (operands) {
     case DType::f32:
-      return {CUDA_R_32F, math.allow_tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F, CUDA_R_32F};
-    case DType::f64: return {CUDA_R_64F, CUBLAS_COMPUTE_64F, CUDA_R_64F};
-    case DType::bf16: return {CUDA_R_16BF, CUBLAS_COMPUTE_32F, CUDA_R_32F};
-    default: TG_THROW(TypeError, "matmul: expected a floating dtype (f32, f64, bf16), got ", dtype_name(dtype));
+      return {CUDA_R_32F, CUDA_R_32F, math.allow_tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F, CUDA_R_32F};
+    case DType::f64: return {CUDA_R_64F, CUDA_R_64F, CUBLAS_COMPUTE_64F, CUDA_R_64F};
+    case DType::bf16: return {CUDA_R_16BF, out_type, CUBLAS_COMPUTE_32F, CUDA_R_32F};
+    default: TG_THROW(TypeError, "matmul: expected a floating dtype (f32, f64, bf16), got ", dtype_name(operands));
   }
 }
 
@@ -146,27 +154,33 @@ MatrixLayout lt_layout(cudaDataType type, const Tensor& x) {
 
 // Largest power of two, up to 256, that divides the address of every matrix of `x`: cuBLASLt's
 // heuristic otherwise assumes 256-byte aligned operands.
-uint32_t alignment(const Tensor& x) {
-  auto bits = reinterpret_cast<uintptr_t>(x.raw_data());
-  if (x.size(0) > 1) bits |= static_cast<uintptr_t>(x.stride(0)) * x.itemsize();
+uint32_t alignment_of(uintptr_t bits) {
   uint32_t align = 1;
   while (align < 256 && bits % (2 * align) == 0) align *= 2;
   return align;
+}
+
+uint32_t alignment(const Tensor& x) {
+  auto bits = reinterpret_cast<uintptr_t>(x.raw_data());
+  if (x.size(0) > 1) bits |= static_cast<uintptr_t>(x.stride(0)) * x.itemsize();
+  return alignment_of(bits);
 }
 
 // Upper bound on the cuBLASLt workspace the heuristic may ask for; the call allocates only what
 // the chosen algorithm needs, from the caching allocator.
 constexpr uint64_t kLtWorkspaceLimit = 32 << 20;
 
-// Everything that fixes a cuBLASLt bias GEMM's plan except the data pointers: the device, types,
-// transposes, each operand's [batch, rows, cols] with its strides, and the alignments.
+// Everything that fixes a cuBLASLt epilogue GEMM's plan except the data pointers: the device,
+// types, epilogue, transposes, each operand's [batch, rows, cols] with its strides, and the
+// alignments.
 struct LtPlanKey {
   int device;
-  cudaDataType data;
+  cudaDataType data, out;
   cublasComputeType_t compute;
+  cublasLtEpilogue_t epilogue;
   bool trans_a, trans_b;
   std::array<int64_t, 15> geometry;  // per operand (c, a, b): batch, rows, cols, row and batch stride
-  std::array<uint32_t, 3> alignments;
+  std::array<uint32_t, 4> alignments;  // c, a, b and the epilogue's vector
   bool operator==(const LtPlanKey&) const = default;
 };
 
@@ -174,7 +188,8 @@ struct LtPlanKeyHash {
   size_t operator()(const LtPlanKey& key) const {
     size_t h = std::hash<int>{}(key.device) ^ (static_cast<size_t>(key.data) << 8) ^
                (static_cast<size_t>(key.compute) << 16) ^ (static_cast<size_t>(key.trans_a) << 24) ^
-               (static_cast<size_t>(key.trans_b) << 25);
+               (static_cast<size_t>(key.trans_b) << 25) ^ (static_cast<size_t>(key.out) << 32) ^
+               (static_cast<size_t>(key.epilogue) << 40);
     for (int64_t v : key.geometry) h = h * 1000003u ^ std::hash<int64_t>{}(v);
     for (uint32_t v : key.alignments) h = h * 1000003u ^ v;
     return h;
@@ -190,8 +205,10 @@ struct LtPlan {
   bool supported = false;
 };
 
-LtPlanKey lt_plan_key(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const GemmTypes& t) {
-  LtPlanKey key{c.device().index, t.data, t.compute, trans_a, trans_b, {}, {alignment(c), alignment(a), alignment(b)}};
+LtPlanKey lt_plan_key(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const GemmTypes& t,
+                      cublasLtEpilogue_t epilogue, const Tensor& vector) {
+  LtPlanKey key{c.device().index, t.data, t.out, t.compute, epilogue, trans_a, trans_b, {},
+                {alignment(c), alignment(a), alignment(b), alignment_of(reinterpret_cast<uintptr_t>(vector.raw_data()))}};
   size_t i = 0;
   for (const Tensor* x : {&c, &a, &b})
     for (int64_t v : {x->size(0), x->size(1), x->size(2), x->stride(1), x->stride(0)}) key.geometry[i++] = v;
@@ -199,21 +216,23 @@ LtPlanKey lt_plan_key(const Tensor& c, const Tensor& a, bool trans_a, const Tens
 }
 
 // Builds the plan: descriptors, preferences and one heuristic query, the expensive part of a
-// cuBLASLt call on the host (tens of microseconds), done once per distinct key.
+// cuBLASLt call on the host (tens of microseconds), done once per distinct key. `vector` is the
+// epilogue's bias (or bias-gradient) pointer: the heuristic reads its alignment.
 std::unique_ptr<LtPlan> make_lt_plan(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b,
-                                     const GemmTypes& t, const LtPlanKey& key) {
+                                     const GemmTypes& t, const LtPlanKey& key, const void* vector) {
   auto plan = std::make_unique<LtPlan>();
   cublasLtMatmulDesc_t raw_desc = nullptr;
   TG_CUBLAS_CHECK(cublasLtMatmulDescCreate(&raw_desc, t.compute, t.scale));
   plan->desc.reset(raw_desc);
   const cublasOperation_t first_op = blas_op(trans_b), second_op = blas_op(trans_a);
-  const cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_BIAS;
   TG_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(raw_desc, CUBLASLT_MATMUL_DESC_TRANSA, &first_op, sizeof(first_op)));
   TG_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(raw_desc, CUBLASLT_MATMUL_DESC_TRANSB, &second_op, sizeof(second_op)));
-  TG_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(raw_desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));
+  TG_CUBLAS_CHECK(
+      cublasLtMatmulDescSetAttribute(raw_desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &key.epilogue, sizeof(key.epilogue)));
+  TG_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(raw_desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &vector, sizeof(vector)));
   plan->first = lt_layout(t.data, b);
   plan->second = lt_layout(t.data, a);
-  plan->out = lt_layout(t.data, c);
+  plan->out = lt_layout(t.out, c);
 
   cublasLtMatmulPreference_t raw_pref = nullptr;
   TG_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&raw_pref));
@@ -242,24 +261,25 @@ std::unique_ptr<LtPlan> make_lt_plan(const Tensor& c, const Tensor& a, bool tran
   return plan;
 }
 
-// C = op(A)·op(B) + bias through cuBLASLt's bias epilogue; false when cuBLASLt has no algorithm
-// for the case (nothing was enqueued then). Plans are cached per key for the process's life
-// (like the handles), so a training step pays only for setting the bias pointer and the launch.
-bool lt_gemm_bias(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& bias,
-                  GemmMath math) {
-  const GemmTypes t = gemm_types(c.dtype(), math);
+// C = op(A)·op(B) through cuBLASLt with `epilogue` (BIAS: + vector on every row; BGRADB: the row
+// sums of op(A) into vector); false when cuBLASLt has no algorithm for the case (nothing was
+// enqueued then). Plans are cached per key for the process's life (like the handles), so a
+// training step pays only for setting the vector pointer and the launch.
+bool lt_gemm(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, cublasLtEpilogue_t epilogue,
+             const Tensor& vector, GemmMath math) {
+  const GemmTypes t = gemm_types(a.dtype(), c.dtype(), math);
   if (t.data == CUDA_R_64F) return false;  // cuBLASLt's epilogues cover f32 and bf16
   static std::mutex mutex;
   static auto* plans = new std::unordered_map<LtPlanKey, std::unique_ptr<LtPlan>, LtPlanKeyHash>();
-  const LtPlanKey key = lt_plan_key(c, a, trans_a, b, trans_b, t);
-  std::lock_guard lock(mutex);  // the cached descriptor's bias pointer is set per call
+  const LtPlanKey key = lt_plan_key(c, a, trans_a, b, trans_b, t, epilogue, vector);
+  const void* vector_data = vector.raw_data();
+  std::lock_guard lock(mutex);  // the cached descriptor's vector pointer is set per call
   std::unique_ptr<LtPlan>& plan = (*plans)[key];
-  if (!plan) plan = make_lt_plan(c, a, trans_a, b, trans_b, t, key);
+  if (!plan) plan = make_lt_plan(c, a, trans_a, b, trans_b, t, key, vector_data);
   if (!plan->supported) return false;
 
-  const void* bias_data = bias.raw_data();
-  TG_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc.get(), CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias_data,
-                                                 sizeof(bias_data)));
+  TG_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc.get(), CUBLASLT_MATMUL_DESC_BIAS_POINTER, &vector_data,
+                                                 sizeof(vector_data)));
   // Released when this call returns: the caching allocator hands the block out again only to
   // work enqueued later on the same stream, so the GEMM below is done with it by then.
   const auto workspace_bytes = static_cast<int64_t>(plan->heuristic.workspaceSize);
@@ -277,22 +297,30 @@ bool lt_gemm_bias(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& 
 
 void gemm(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, bool accumulate, GemmMath math) {
   DeviceGuard guard(c.device().index);
-  const GemmTypes t = gemm_types(c.dtype(), math);
+  const GemmTypes t = gemm_types(a.dtype(), c.dtype(), math);
   const ColumnMajorShape s = column_major_shape(c, a, trans_a);
   const Scalar one(1), beta(accumulate ? 1 : 0);
   TG_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
       cublas_handle(c.device().index), blas_op(trans_b), blas_op(trans_a), checked_int(s.m, "N"), checked_int(s.n, "M"),
       checked_int(s.k, "K"), one.as(t.scale), b.raw_data(), t.data, checked_int(b.stride(1), "ldb"), b.stride(0),
-      a.raw_data(), t.data, checked_int(a.stride(1), "lda"), a.stride(0), beta.as(t.scale), c.raw_data(), t.data,
+      a.raw_data(), t.data, checked_int(a.stride(1), "lda"), a.stride(0), beta.as(t.scale), c.raw_data(), t.out,
       checked_int(c.stride(1), "ldc"), c.stride(0), checked_int(c.size(0), "batch"), t.compute, CUBLAS_GEMM_DEFAULT));
 }
 
 void gemm_bias(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& bias,
                GemmMath math) {
   DeviceGuard guard(c.device().index);
-  if (lt_gemm_bias(c, a, trans_a, b, trans_b, bias, math)) return;
+  if (lt_gemm(c, a, trans_a, b, trans_b, CUBLASLT_EPILOGUE_BIAS, bias, math)) return;
   c.copy_(bias.raw_expand(c.shape()));
   gemm(c, a, trans_a, b, trans_b, /*accumulate=*/true, math);
+}
+
+bool gemm_row_sums(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b,
+                   const Tensor& row_sums, GemmMath math) {
+  TG_INTERNAL_ASSERT(c.size(0) == 1 && row_sums.numel() == c.size(1), "gemm_row_sums: C ", c.shape().str(),
+                     ", row sums ", row_sums.shape().str());
+  DeviceGuard guard(c.device().index);
+  return lt_gemm(c, a, trans_a, b, trans_b, CUBLASLT_EPILOGUE_BGRADB, row_sums, math);
 }
 
 }  // namespace tg::cuda

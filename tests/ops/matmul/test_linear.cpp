@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include "autograd/gradcheck.h"
+#include "ops/matmul/gemm.h"
 #include "ops/matmul/linear.h"
 #include "tests/support/op_checks.h"
 #include "tests/support/recording_strategy.h"
@@ -34,6 +35,14 @@ Tensor leaf(const Shape& shape, uint64_t seed, DType dtype = DType::f32) {
   Tensor t = random_tensor(shape, seed, -2, 2, dtype);
   t.set_requires_grad(true);
   return t;
+}
+
+// dW = dYᵀ·X of a linear over [..., D] rows, computed by the GEMM into f32 (the mixed path's
+// own kernel on the same rows).
+Tensor linear_weight_grad_reference(const Tensor& g, const Tensor& x) {
+  const Tensor g_rows = g.detach().raw_reshape({g.numel() / g.size(-1), g.size(-1)});
+  const Tensor x_rows = x.detach().raw_reshape({x.numel() / x.size(-1), x.size(-1)});
+  return gemm(g_rows, true, x_rows, false, Tensor(), DType::f32);
 }
 
 
@@ -144,6 +153,53 @@ TEST_CASE("linear saves X only through the strategy and only when the weight nee
   CHECK(test::relative_error(host_values(b.grad()), db) < 1e-6);
 }
 
+TEST_CASE("mixed precision: a bf16 input with f32 parameters gives bf16 outputs and f32 parameter gradients") {
+  const DType bf = DType::bf16, f32 = DType::f32;
+  const Tensor x = leaf({3, 7, 8}, 344, bf), w = leaf({6, 8}, 345), b = leaf({6}, 346);
+  // The same computation with the parameters rounded by hand: bf16 copies as leaves.
+  const Tensor w16 = leaf({6, 8}, 0, bf), b16 = leaf({6}, 0, bf), x16 = leaf({3, 7, 8}, 0, bf);
+  w16.detach().copy_(w.detach());
+  b16.detach().copy_(b.detach());
+  x16.detach().copy_(x.detach());
+  const Tensor y = linear(x, w, b), y16 = linear(x16, w16, b16);
+  CHECK(y.dtype() == bf);
+  CHECK(host_values(y) == host_values(y16));  // the forward is the bf16 GEMM on the rounded parameters
+  const Tensor g = random_tensor(y.shape(), 347, -1, 1, bf);
+  backward(y, g);
+  backward(y16, g);
+  CHECK(x.grad().dtype() == bf);
+  CHECK(host_values(x.grad()) == host_values(x16.grad()));
+  REQUIRE(w.grad().dtype() == f32);
+  REQUIRE(b.grad().dtype() == f32);
+  // dW and db are f32 sums of the bf16 products, unrounded: against f64 loops within f32 rounding,
+  // closer than the bf16 path's rounded gradients.
+  const auto gv = host_values(g), xv = host_values(x);
+  std::vector<double> dw(48, 0.0), db(6, 0.0);
+  for (int64_t i = 0; i < 21; ++i)
+    for (int64_t o = 0; o < 6; ++o) {
+      db[static_cast<size_t>(o)] += gv[static_cast<size_t>(i * 6 + o)];
+      for (int64_t k = 0; k < 8; ++k)
+        dw[static_cast<size_t>(o * 8 + k)] += gv[static_cast<size_t>(i * 6 + o)] * xv[static_cast<size_t>(i * 8 + k)];
+    }
+  CHECK(test::relative_error(host_values(w.grad()), dw) < 1e-6);
+  CHECK(test::relative_error(host_values(b.grad()), db) < 1e-6);
+  CHECK(test::relative_error(host_values(w16.grad()), dw) > 1e-6);
+  CHECK(test::relative_error(host_values(w16.grad()), dw) < 1e-2);
+
+  // Through a strategy the gradients come back in f32 too, and db without dW as well.
+  test::RecordingStrategy strategy;
+  w.set_grad(Tensor());
+  b.set_grad(Tensor());
+  backward(linear(x, w, b, &strategy), g);
+  CHECK(strategy.contracted.size() == 1);
+  CHECK(host_values(w.grad()) == host_values(linear_weight_grad_reference(g, x)));
+  w.set_requires_grad(false);
+  b.set_grad(Tensor());
+  backward(linear(x, w, b), g);
+  CHECK(b.grad().dtype() == f32);
+  CHECK(test::relative_error(host_values(b.grad()), db) < 1e-6);
+}
+
 TEST_CASE("linear errors say what was expected") {
   const Tensor w = zeros({3, 4});
   CHECK_THROWS_WITH_AS(linear(zeros({2, 5}), w),
@@ -154,7 +210,11 @@ TEST_CASE("linear errors say what was expected") {
                        "linear: bias must have shape [3] (out_features of weight [3, 4]), got [4]", ShapeError);
   CHECK_THROWS_WITH_AS(linear(zeros({}), w), "linear: input must be [..., in_features], got a 0-d tensor", ShapeError);
   CHECK_THROWS_WITH_AS(linear(zeros({2, 4}), zeros({3, 4}, DType::f64)),
-                       "linear: expected all tensors of dtype f32, got f64", TypeError);
+                       "linear: expected the weight in f32 like the input, got f64", TypeError);
+  CHECK_THROWS_WITH_AS(linear(zeros({2, 4}, DType::bf16), zeros({3, 4}, DType::f64)),
+                       "linear: expected the weight in bf16 or f32 (mixed precision) like the input, got f64", TypeError);
+  CHECK_THROWS_WITH_AS(linear(zeros({2, 4}, DType::bf16), zeros({3, 4}), zeros({3}, DType::bf16)),
+                       "linear: expected all tensors of dtype f32, got bf16", TypeError);
   CHECK_THROWS_WITH_AS(linear(zeros({2, 4}, DType::i64), zeros({3, 4}, DType::i64)),
                        "linear: expected a floating dtype, got i64", TypeError);
 }

@@ -7,6 +7,7 @@
 #include "core/allocator.h"
 #include "ops/matmul/gemm.h"
 #include "ops/matmul/matmul.h"
+#include "ops/reduce.h"
 #include "tests/ops/matmul/matmul_shapes.h"
 #include "tests/support/op_checks.h"
 #include "tests/support/recording_strategy.h"
@@ -128,6 +129,47 @@ TEST_CASE("gemm fuses a bias row into the product") {
   const auto empty_sum = host_values(gemm(zeros({3, 0}), false, zeros({0, 4}), false, bias));
   CHECK(test::relative_error(empty_sum, std::vector<double>{bv[0], bv[1], bv[2], bv[3], bv[0], bv[1], bv[2], bv[3],
                                                             bv[0], bv[1], bv[2], bv[3]}) == 0);
+}
+
+TEST_CASE("gemm of bf16 operands into f32: the f32 accumulator, unrounded") {
+  const Tensor a = random_tensor({2, 9, 5}, 243, -2, 2, DType::bf16), b = random_tensor({2, 5, 7}, 244, -2, 2, DType::bf16);
+  const Tensor wide = gemm(a, false, b, false, Tensor(), DType::f32);
+  CHECK(wide.dtype() == DType::f32);
+  // The CPU widens bf16 operands to f32 matrices: the f32 product of the same numbers.
+  CHECK(host_values(wide) == host_values(gemm(a.to(DType::f32), false, b.to(DType::f32), false)));
+  CHECK(host_values(gemm(a, false, b, false)) != host_values(wide));  // the bf16 product is rounded
+  CHECK_THROWS_WITH_AS(gemm(random_tensor({3, 4}, 245), false, random_tensor({4, 2}, 246), false, Tensor(), DType::bf16),
+                       "matmul: a product of f32 operands is computed in f32, not bf16", TypeError);
+  const Tensor bias = random_tensor({7}, 247, -2, 2, DType::bf16);
+  CHECK_THROWS_WITH_AS(gemm(a, false, b, false, bias, DType::f32),
+                       "matmul: a product of bf16 operands with a bias is computed in bf16, not f32", TypeError);
+}
+
+TEST_CASE("gemm_with_row_sums: the product and op(a)'s row sums, both transposes of a") {
+  uint64_t seed = 248;
+  for (bool trans_a : {false, true}) {
+    for (bool trans_b : {false, true}) {
+      CAPTURE(trans_a);
+      CAPTURE(trans_b);
+      const Tensor a = random_tensor(trans_a ? Shape{11, 6} : Shape{6, 11}, seed++);
+      const Tensor b = random_tensor(trans_b ? Shape{4, 11} : Shape{11, 4}, seed++);
+      const ProductAndRowSums r = gemm_with_row_sums(a, trans_a, b, trans_b);
+      CHECK(host_values(r.product) == host_values(gemm(a, trans_a, b, trans_b)));
+      const auto av = host_values(a);
+      std::vector<double> sums(6, 0.0);
+      for (int64_t m = 0; m < 6; ++m)
+        for (int64_t k = 0; k < 11; ++k) sums[static_cast<size_t>(m)] += av[static_cast<size_t>(trans_a ? k * 6 + m : m * 11 + k)];
+      CHECK(r.row_sums.shape() == Shape{6});
+      CHECK(test::relative_error(host_values(r.row_sums), sums) < 1e-6);
+    }
+  }
+  // bf16 operands into f32: both results in f32.
+  const Tensor g = random_tensor({13, 5}, seed++, -2, 2, DType::bf16), x = random_tensor({13, 3}, seed++, -2, 2, DType::bf16);
+  const ProductAndRowSums wide = gemm_with_row_sums(g, true, x, false, DType::f32);
+  CHECK(wide.product.dtype() == DType::f32);
+  CHECK(host_values(wide.row_sums) == host_values(sum_to(g, {5}, DType::f32)));
+  CHECK_THROWS_WITH_AS(gemm_with_row_sums(random_tensor({2, 3, 4}, seed), false, random_tensor({2, 4, 2}, seed + 1), false),
+                       "gemm_with_row_sums: expected 2-D operands, got shapes [2, 3, 4] and [2, 4, 2]", ShapeError);
 }
 
 TEST_CASE("gradcheck: matmul, every transpose, 2-D and batched") {

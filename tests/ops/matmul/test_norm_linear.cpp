@@ -1,5 +1,5 @@
-// norm_linear: the same output and gradients as linear(layer_norm(x)) bit for bit (f32, and the
-// bf16 autocast form), gradcheck in f64, and what it keeps: not the norm's output.
+// norm_linear: the same output and gradients as linear(layer_norm(x)) bit for bit (f32, bf16
+// casts and mixed precision), gradcheck in f64, and what it keeps: not the norm's output.
 #include <doctest/doctest.h>
 
 #include "autograd/gradcheck.h"
@@ -14,25 +14,30 @@ using test::host_values;
 
 namespace {
 
-// All five gradients and the output of one run, fused or composed; `bf16`: the autocast form
-// (the norm writes bf16, the linear's weight and bias are bf16 casts of f32 parameters).
-std::vector<std::vector<double>> run(bool fused, bool bf16) {
+// The forms of norm_linear's linear: f32; bf16 with the parameters cast by recorded casts; and
+// mixed precision (the norm writes bf16, the f32 parameters go in as they are, as nn::Linear
+// passes them under autocast).
+enum class Form { f32, bf16_cast, mixed };
+
+// All five gradients and the output of one run, fused or composed.
+std::vector<std::vector<double>> run(bool fused, Form form) {
   Tensor x = test::random_param({3, 7, 32}, 10, -3, 3), nw = test::random_param({32}, 11, 0.5, 2),
          nb = test::random_param({32}, 12), w = test::random_param({48, 32}, 13), b = test::random_param({48}, 14);
-  const DType dtype = bf16 ? DType::bf16 : DType::f32;
-  const Tensor wc = cast(w, dtype), bc = cast(b, dtype);
+  const DType dtype = form == Form::f32 ? DType::f32 : DType::bf16;
+  const Tensor wc = form == Form::bf16_cast ? cast(w, dtype) : w, bc = form == Form::bf16_cast ? cast(b, dtype) : b;
   const Tensor out = fused ? norm_linear(x, nw, nb, 1e-6, dtype, wc, bc) : linear(layer_norm(x, nw, nb, 1e-6, dtype), wc, bc);
   backward(out, test::random_tensor(out.shape(), 15, -1, 1, DType::f32).to(dtype));
+  CHECK(w.grad().dtype() == DType::f32);
   return {host_values(out), host_values(x.grad()), host_values(nw.grad()), host_values(nb.grad()),
           host_values(w.grad()), host_values(b.grad())};
 }
 
 }  // namespace
 
-TEST_CASE("norm_linear equals linear(layer_norm(x)) bit for bit, in f32 and in the bf16 autocast form") {
-  for (bool bf16 : {false, true}) {
-    CAPTURE(bf16);
-    const auto fused = run(true, bf16), composed = run(false, bf16);
+TEST_CASE("norm_linear equals linear(layer_norm(x)) bit for bit: f32, bf16 casts and mixed precision") {
+  for (Form form : {Form::f32, Form::bf16_cast, Form::mixed}) {
+    CAPTURE(static_cast<int>(form));
+    const auto fused = run(true, form), composed = run(false, form);
     REQUIRE(fused.size() == composed.size());
     for (size_t i = 0; i < fused.size(); ++i) {
       CAPTURE(i);

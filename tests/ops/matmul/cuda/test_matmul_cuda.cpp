@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include "core/allocator.h"
+#include "ops/matmul/gemm.h"
 #include "ops/matmul/linear.h"
 #include "ops/matmul/linear_gelu.h"
 #include "ops/matmul/matmul.h"
@@ -122,6 +123,38 @@ TEST_CASE("bf16 matmul and linear: CUDA matches CPU within 1e-2") {
   check_cuda_matches_cpu(linear_bias, {param({4, 65, 192}, 454, bf), param({576, 192}, 455, bf), param({576}, 456, bf)},
                          1e-2);
   check_cuda_matches_cpu(linear_no_bias, {param({4, 65, 192}, 457, bf), param({192, 192}, 458, bf)}, 1e-2);
+  // Mixed precision: f32 parameters, whose gradients come from the f32 accumulator (and db from
+  // the GEMM's epilogue) — as close to the CPU as f32 sums of the same bf16 products are.
+  check_cuda_matches_cpu(linear_bias, {param({4, 65, 192}, 459, bf), param({576, 192}, 455), param({576}, 456)}, 1e-2);
+  check_cuda_matches_cpu(
+      [](const std::vector<Tensor>& in) { return linear_gelu(in[0], in[1], in[2]); },
+      {param({2, 65, 192}, 448, bf), test::random_param({768, 192}, 449, -0.1, 0.1), param({768}, 447)}, 1e-2);
+}
+
+TEST_CASE("gemm_with_row_sums on CUDA (cuBLASLt's bias-gradient epilogue) matches the CPU") {
+  struct Case {
+    int64_t rows, e, d;  // G [rows, e], X [rows, d]: dW [e, d], db [e]
+  };
+  uint64_t seed = 470;
+  for (const Case& c : {Case{394, 576, 192}, Case{130, 768, 192}, Case{7, 5, 3}, Case{1, 9, 4}}) {
+    for (const auto& [operands, out] : {std::pair{DType::f32, DType::f32}, std::pair{DType::bf16, DType::bf16},
+                                        std::pair{DType::bf16, DType::f32}}) {
+      CAPTURE(c.rows);
+      CAPTURE(c.e);
+      CAPTURE(dtype_name(operands));
+      CAPTURE(dtype_name(out));
+      const Tensor g = random_tensor({c.rows, c.e}, seed++, -1, 1, operands);
+      const Tensor x = random_tensor({c.rows, c.d}, seed++, -1, 1, operands);
+      const ProductAndRowSums cpu = gemm_with_row_sums(g, true, x, false, out);
+      const ProductAndRowSums gpu =
+          gemm_with_row_sums(g.to(Device::cuda(0)), true, x.to(Device::cuda(0)), false, out);
+      REQUIRE(gpu.product.dtype() == out);
+      REQUIRE(gpu.row_sums.dtype() == out);
+      const double tolerance = out == DType::bf16 ? 1e-2 : 1e-5;
+      CHECK(test::relative_error(test::host_values(gpu.product), test::host_values(cpu.product)) < tolerance);
+      CHECK(test::relative_error(test::host_values(gpu.row_sums), test::host_values(cpu.row_sums)) < tolerance);
+    }
+  }
 }
 
 TEST_CASE("TF32 on: CUDA matches CPU within 1e-2, and the switch is restored") {
