@@ -8,6 +8,7 @@
 #include "autograd/engine.h"
 #include "ops/attention_kernels.h"
 #include "ops/dispatch.h"
+#include "ops/precision.h"
 
 namespace tg {
 
@@ -19,20 +20,6 @@ Tensor last_dim_contiguous(const Tensor& x) { return x.stride(-1) == 1 ? x : x.r
 // A [B, H, T, D] tensor laid out as [B, T, H, D] in memory.
 Tensor empty_heads_inner(const Shape& bhtd, DType dtype, Device device) {
   return empty({bhtd[0], bhtd[2], bhtd[1], bhtd[3]}, dtype, device).raw_permute({0, 2, 1, 3});
-}
-
-void check_attention(const Tensor& q, const Tensor& k, const Tensor& v) {
-  check_same_device_dtype("scaled_dot_product_attention", q, {&k, &v});
-  TG_CHECK(is_floating(q.dtype()), TypeError, "scaled_dot_product_attention: expected a floating dtype, got ",
-           dtype_name(q.dtype()));
-  TG_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, ShapeError,
-           "scaled_dot_product_attention: expected q, k, v [B, H, T, D], got ", q.shape().str(), ", ",
-           k.shape().str(), ", ", v.shape().str());
-  TG_CHECK(k.shape() == v.shape() && q.size(0) == k.size(0) && q.size(1) == k.size(1) && q.size(3) == k.size(3),
-           ShapeError, "scaled_dot_product_attention: expected q [B, H, Tq, D] and k, v [B, H, Tk, D], got ",
-           q.shape().str(), ", ", k.shape().str(), ", ", v.shape().str());
-  TG_CHECK(k.size(2) > 0, ShapeError, "scaled_dot_product_attention: k and v have no tokens (shape ",
-           k.shape().str(), ")");
 }
 
 // Where backward writes dQ, dK, dV. When q, k, v are the heads of one [B, T, 3, H, D] buffer (a
@@ -57,8 +44,9 @@ std::array<Tensor, 3> gradient_buffers(const Tensor& q, const Tensor& k, const T
 
 class AttentionBackward final : public Node {
  public:
-  AttentionBackward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse, double scale)
-      : Node("AttentionBackward"), scale_(scale) {
+  AttentionBackward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse, double scale,
+                    bool allow_tf32)
+      : Node("AttentionBackward"), scale_(scale), allow_tf32_(allow_tf32) {
     save(q);
     save(k);
     save(v);
@@ -71,12 +59,13 @@ class AttentionBackward final : public Node {
     auto [gq, gk, gv] = gradient_buffers(q, k, v);
     if (q.numel() > 0)
       TG_DEVICE_DISPATCH(q.device(), attention_backward, gq, gk, gv, last_dim_contiguous(grads[0]), q, k, v, out, lse,
-                         scale_);
+                         scale_, allow_tf32_);
     return {gq, gk, gv};
   }
 
  private:
   double scale_;
+  bool allow_tf32_;  // the policy's when forward ran: backward computes as forward did
 };
 
 std::atomic<CudaAttentionBackend> g_cuda_attention_backend{CudaAttentionBackend::automatic};
@@ -94,15 +83,32 @@ CudaAttentionBackend parse_cuda_attention_backend(const std::string& name) {
   TG_THROW(ValueError, "--attention-backend: unknown value '", name, "' (expected auto, cudnn, tapegrad)");
 }
 
+void check_attention_inputs(const char* op, const Tensor& q, const Tensor& k, const Tensor& v) {
+  check_same_device_dtype(op, q, {&k, &v});
+  TG_CHECK(is_floating(q.dtype()), TypeError, op, ": expected a floating dtype, got ", dtype_name(q.dtype()));
+  TG_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, ShapeError, op, ": expected q, k, v [B, H, T, D], got ",
+           q.shape().str(), ", ", k.shape().str(), ", ", v.shape().str());
+  TG_CHECK(k.shape() == v.shape() && q.size(0) == k.size(0) && q.size(1) == k.size(1) && q.size(3) == k.size(3),
+           ShapeError, op, ": expected q [B, H, Tq, D] and k, v [B, H, Tk, D], got ", q.shape().str(), ", ",
+           k.shape().str(), ", ", v.shape().str());
+  TG_CHECK(k.size(2) > 0, ShapeError, op, ": k and v have no tokens (shape ", k.shape().str(), ")");
+}
+
 Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, double scale) {
-  check_attention(q_in, k_in, v_in);
+  check_attention_inputs("scaled_dot_product_attention", q_in, k_in, v_in);
+  // f32 (and f64) on CUDA: cuBLAS's GEMMs with the probabilities recomputed in backward, unless
+  // tapegrad's own tiled kernels are asked for (docs/attention.md says why).
+  if (q_in.device().is_cuda() && q_in.dtype() != DType::bf16 &&
+      cuda_attention_backend() != CudaAttentionBackend::tapegrad)
+    return gemm_attention(q_in, k_in, v_in, scale);
   const Tensor q = last_dim_contiguous(q_in), k = last_dim_contiguous(k_in), v = last_dim_contiguous(v_in);
   Tensor out = empty_heads_inner(q.shape(), q.dtype(), q.device());
   // f64 inputs keep an f64 log-sum-exp, so that gradcheck sees f64 precision.
   Tensor lse = empty({q.size(0), q.size(1), q.size(2)}, q.dtype() == DType::f64 ? DType::f64 : DType::f32, q.device());
-  if (q.numel() > 0) TG_DEVICE_DISPATCH(q.device(), attention_forward, out, lse, q, k, v, scale);
+  const bool allow_tf32 = precision_policy().allow_tf32;
+  if (q.numel() > 0) TG_DEVICE_DISPATCH(q.device(), attention_forward, out, lse, q, k, v, scale, allow_tf32);
   if (should_record({&q_in, &k_in, &v_in}))
-    record(std::make_shared<AttentionBackward>(q, k, v, out, lse, scale), {q_in, k_in, v_in}, {out});
+    record(std::make_shared<AttentionBackward>(q, k, v, out, lse, scale, allow_tf32), {q_in, k_in, v_in}, {out});
   return out;
 }
 

@@ -24,7 +24,7 @@ struct Heads {
 }  // namespace
 
 void attention_forward(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v,
-                       double scale) {
+                       double scale, bool /*allow_tf32: the CPU has no TF32*/) {
   const int64_t batch = q.size(0), heads = q.size(1), tq = q.size(2), tk = k.size(2), dim = q.size(3);
   TG_DISPATCH_FLOATING(q.dtype(), "scaled_dot_product_attention", [&] {
     using lse_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
@@ -62,7 +62,7 @@ void attention_forward(const Tensor& out, const Tensor& lse, const Tensor& q, co
 
 void attention_backward(const Tensor& grad_q, const Tensor& grad_k, const Tensor& grad_v, const Tensor& grad_out,
                         const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
-                        double scale) {
+                        double scale, bool /*allow_tf32*/) {
   const int64_t batch = q.size(0), heads = q.size(1), tq = q.size(2), tk = k.size(2), dim = q.size(3);
   TG_DISPATCH_FLOATING(q.dtype(), "scaled_dot_product_attention backward", [&] {
     using lse_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;

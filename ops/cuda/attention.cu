@@ -3,7 +3,9 @@
 // from the saved row log-sum-exp. Backward runs two kernels so that every output is written by
 // one block, without atomics (bit-reproducible): one per key tile for dK and dV, one per query
 // tile for dQ. The tile products run on tensor cores for bf16 (WMMA 16×16×16, f32 accumulators)
-// and on CUDA cores for f32 (no TF32: fp32 attention stays fp32-accurate). Head dims 32 and 64.
+// and for f32 when the precision policy allows TF32 (WMMA 16×16×8 on operands rounded to TF32,
+// f32 accumulators), and on CUDA cores for f32 otherwise (fp32 attention stays fp32-accurate).
+// Head dims 32 and 64.
 // The entry points hand bf16 to cuDNN first (attention_cudnn.cpp) and run these kernels when it
 // declines.
 #include <cuda_bf16.h>
@@ -82,15 +84,28 @@ struct SimtMma {
   }
 };
 
-// Tile products on tensor cores (bf16 operands, f32 accumulators): warp w owns output rows
+// Tile products on tensor cores through WMMA with f32 accumulators: bf16 operands (16×16×16
+// fragments) or f32 operands rounded to TF32 as they are loaded (16×16×8). Warp w owns output rows
 // 16(w % 4)..16(w % 4)+15 and every other 16-column fragment from w / 4. Row strides are padded
-// by 8 bf16 / 4 f32 (multiples of WMMA's 16 bytes that shift rows across banks); every fragment pointer stays 32-byte aligned.
+// by 8 bf16 / 4 f32 (multiples of WMMA's 16 bytes that shift rows across banks); every fragment
+// pointer stays 32-byte aligned.
+template <class E>
 struct WmmaMma {
-  using Elem = __nv_bfloat16;
-  static constexpr int kPadElem = 8, kPadAcc = 4;
+  using Elem = E;
+  static constexpr bool kTf32 = std::is_same_v<E, float>;
+  static constexpr int kK = kTf32 ? 8 : 16;  // the fragments' inner dim
+  static constexpr int kPadElem = kTf32 ? 4 : 8, kPadAcc = 4;
+  using Input = std::conditional_t<kTf32, nvcuda::wmma::precision::tf32, __nv_bfloat16>;
   template <class Use, class Layout>
-  using Fragment = nvcuda::wmma::fragment<Use, 16, 16, 16, __nv_bfloat16, Layout>;
-  using Accumulator = nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 16, float>;
+  using Fragment = nvcuda::wmma::fragment<Use, 16, 16, kK, Input, Layout>;
+  using Accumulator = nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, kK, float>;
+
+  // TF32 fragments take f32 values rounded to TF32 (the mma's inputs are otherwise undefined).
+  template <class Fragment>
+  static __device__ void round_inputs(Fragment& f) {
+    if constexpr (kTf32)
+      for (int i = 0; i < f.num_elements; ++i) f.x[i] = nvcuda::wmma::__float_to_tf32(f.x[i]);
+  }
 
   template <int N, int K>
   static __device__ void abt(float* S, int lds, const Elem* A, int lda, const Elem* B, int ldb) {
@@ -99,11 +114,13 @@ struct WmmaMma {
     for (int n = threadIdx.x / 128; n < N / 16; n += kWarps / 4) {
       Accumulator acc;
       fill_fragment(acc, 0.0f);
-      for (int k = 0; k < K / 16; ++k) {
+      for (int k = 0; k < K / kK; ++k) {
         Fragment<matrix_a, row_major> a;
         Fragment<matrix_b, col_major> b;  // Bᵀ: element (k, n) at B[n][k]
-        load_matrix_sync(a, A + 16 * w * lda + 16 * k, lda);
-        load_matrix_sync(b, B + 16 * n * ldb + 16 * k, ldb);
+        load_matrix_sync(a, A + 16 * w * lda + kK * k, lda);
+        load_matrix_sync(b, B + 16 * n * ldb + kK * k, ldb);
+        round_inputs(a);
+        round_inputs(b);
         mma_sync(acc, a, b, acc);
       }
       store_matrix_sync(S + 16 * w * lds + 16 * n, acc, lds, mem_row_major);
@@ -119,11 +136,13 @@ struct WmmaMma {
     for (int n = threadIdx.x / 128; n < N / 16; n += kWarps / 4) {
       Accumulator acc;
       load_matrix_sync(acc, C + 16 * w * ldc + 16 * n, ldc, mem_row_major);
-      for (int k = 0; k < K / 16; ++k) {
+      for (int k = 0; k < K / kK; ++k) {
         Fragment<matrix_a, LeftLayout> a;
         Fragment<matrix_b, row_major> b;
-        load_matrix_sync(a, kLeft == Left::as_is ? P + 16 * w * ldp + 16 * k : P + 16 * k * ldp + 16 * w, ldp);
-        load_matrix_sync(b, X + 16 * k * ldx + 16 * n, ldx);
+        load_matrix_sync(a, kLeft == Left::as_is ? P + 16 * w * ldp + kK * k : P + kK * k * ldp + 16 * w, ldp);
+        load_matrix_sync(b, X + kK * k * ldx + 16 * n, ldx);
+        round_inputs(a);
+        round_inputs(b);
         mma_sync(acc, a, b, acc);
       }
       store_matrix_sync(C + 16 * w * ldc + 16 * n, acc, ldc, mem_row_major);
@@ -453,17 +472,18 @@ __global__ void __launch_bounds__(kThreads)
   store_tile<D, L::ld_acc>(grad_q, b, h, q0, q_rows, sdQ, nullptr);
 }
 
-// Calls f(Mma{}, std::integral_constant<int, D>{}) for the tensors' dtype and head dim.
+// Calls f(Mma{}, std::integral_constant<int, D>{}) for the tensors' dtype, head dim and whether
+// f32 may use TF32.
 template <class F>
-void with_kernel_config(DType dtype, int64_t dim, F&& f) {
+void with_kernel_config(DType dtype, int64_t dim, bool allow_tf32, F&& f) {
   auto by_dim = [&](auto mma) {
     if (dim == 32) return f(mma, std::integral_constant<int, 32>{});
     if (dim == 64) return f(mma, std::integral_constant<int, 64>{});
     TG_THROW(NotImplementedError, "scaled_dot_product_attention on CUDA: head dims 32 and 64 are supported, got ",
              dim, " (use the explicit attention)");
   };
-  if (dtype == DType::f32) return by_dim(SimtMma{});
-  if (dtype == DType::bf16) return by_dim(WmmaMma{});
+  if (dtype == DType::f32) return allow_tf32 ? by_dim(WmmaMma<float>{}) : by_dim(SimtMma{});
+  if (dtype == DType::bf16) return by_dim(WmmaMma<__nv_bfloat16>{});
   TG_THROW(TypeError, "scaled_dot_product_attention on CUDA: expected f32 or bf16, got ", dtype_name(dtype));
 }
 
@@ -496,10 +516,10 @@ void check_grid(const Tensor& q, const Tensor& k) {
 }  // namespace
 
 void attention_forward(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v,
-                       double scale) {
+                       double scale, bool allow_tf32) {
   if (cudnn_attention_forward(out, lse, q, k, v, scale)) return;
   check_grid(q, k);
-  with_kernel_config(q.dtype(), q.size(3), [&](auto mma, auto dim) {
+  with_kernel_config(q.dtype(), q.size(3), allow_tf32, [&](auto mma, auto dim) {
     using Mma = decltype(mma);
     using E = typename Mma::Elem;
     using L = Tiles<Mma, decltype(dim)::value>;
@@ -513,10 +533,10 @@ void attention_forward(const Tensor& out, const Tensor& lse, const Tensor& q, co
 
 void attention_backward(const Tensor& grad_q, const Tensor& grad_k, const Tensor& grad_v, const Tensor& grad_out,
                         const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
-                        double scale) {
+                        double scale, bool allow_tf32) {
   if (cudnn_attention_backward(grad_q, grad_k, grad_v, grad_out, q, k, v, out, lse, scale)) return;
   check_grid(q, k);
-  with_kernel_config(q.dtype(), q.size(3), [&](auto mma, auto dim) {
+  with_kernel_config(q.dtype(), q.size(3), allow_tf32, [&](auto mma, auto dim) {
     using Mma = decltype(mma);
     using E = typename Mma::Elem;
     constexpr int D = decltype(dim)::value;

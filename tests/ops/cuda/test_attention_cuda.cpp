@@ -1,13 +1,16 @@
 // Fused attention on CUDA against the CPU reference: forward and the three input gradients for
 // token counts that are and are not multiples of the 64-row tile (1, 64, 65, 130, 197, 200),
-// head dims 32 and 64, Tq != Tk, strided heads; f32 within 1e-5 (CUDA cores, no TF32) and bf16
-// within bf16 rounding, with tapegrad's kernels and with cuDNN's (CudaAttentionBackend);
+// head dims 32 and 64, Tq != Tk, strided heads; f32 through gemm_attention (the default) and
+// tapegrad's tiled kernels; f32 within 1e-5 (CUDA cores, no TF32), TF32
+// (tensor cores, when the policy allows it) within 5e-3, and bf16 within bf16 rounding, with
+// tapegrad's kernels and with cuDNN's (CudaAttentionBackend);
 // bit-identical reruns; and the errors.
 #include <doctest/doctest.h>
 
 #include <array>
 
 #include "ops/attention.h"
+#include "ops/precision.h"
 #include "ops/shape_ops.h"
 #include "tests/support/op_checks.h"
 
@@ -41,7 +44,13 @@ std::vector<Tensor> inputs(int64_t b, int64_t h, int64_t tq, int64_t tk, int64_t
 
 }  // namespace
 
-TEST_CASE("fused attention on CUDA: f32 matches the CPU within 1e-5") {
+// The f32 paths: gemm_attention (automatic) and tapegrad's tiled kernels.
+const CudaAttentionBackend kF32Backends[] = {CudaAttentionBackend::automatic, CudaAttentionBackend::tapegrad};
+
+TEST_CASE("fused attention on CUDA: f32 matches the CPU within 1e-5, with the GEMMs and with tapegrad's kernels") {
+  for (CudaAttentionBackend backend : kF32Backends) {
+  BackendScope scope(backend);
+  CAPTURE(static_cast<int>(backend));
   uint64_t seed = 900;
   for (const auto& [b, h, tq, tk, d] : std::vector<std::array<int64_t, 5>>{
            {2, 3, 1, 1, 64}, {2, 2, 64, 64, 64}, {3, 2, 65, 65, 64}, {1, 2, 197, 197, 64}, {2, 3, 130, 70, 32},
@@ -50,6 +59,40 @@ TEST_CASE("fused attention on CUDA: f32 matches the CPU within 1e-5") {
     CAPTURE(tk);
     CAPTURE(d);
     check_cuda_matches_cpu(attention, inputs(b, h, tq, tk, d, seed += 3), 1e-5);
+  }
+  }
+}
+
+TEST_CASE("fused attention on CUDA: TF32 tensor cores within TF32 rounding of the CPU, only when the policy allows") {
+  for (CudaAttentionBackend backend : kF32Backends) {
+  BackendScope scope(backend);
+  CAPTURE(static_cast<int>(backend));
+  PrecisionPolicy tf32;
+  tf32.allow_tf32 = true;
+  uint64_t seed = 930;
+  for (const auto& [b, h, tq, tk, d] : std::vector<std::array<int64_t, 5>>{
+           {2, 2, 64, 64, 64}, {3, 2, 65, 65, 64}, {2, 3, 197, 197, 64}, {2, 3, 130, 70, 32}, {1, 1, 5, 200, 32}}) {
+    CAPTURE(tq);
+    CAPTURE(tk);
+    CAPTURE(d);
+    const std::vector<Tensor> in = inputs(b, h, tq, tk, d, seed += 3);
+    {
+      PrecisionGuard guard(tf32);  // forward and backward both run under it (check_cuda_matches_cpu)
+      check_cuda_matches_cpu(attention, in, 5e-3);
+    }
+    // TF32 really rounds (10-bit mantissas): the output differs from the fp32 kernels' by more
+    // than f32 rounding, and the policy off gives the fp32 result back.
+    std::vector<Tensor> gpu;
+    for (const Tensor& t : in) gpu.push_back(t.detach().to(Device::cuda(0)));
+    Tensor rounded;
+    {
+      PrecisionGuard guard(tf32);
+      rounded = attention(gpu);
+    }
+    const auto exact = test::host_values(attention(gpu)), cpu = test::host_values(attention({in[0].detach(), in[1].detach(), in[2].detach()}));
+    CHECK(test::relative_error(exact, cpu) < 1e-5);
+    CHECK(test::relative_error(test::host_values(rounded), cpu) > 1e-5);
+  }
   }
 }
 
@@ -96,7 +139,8 @@ TEST_CASE("fused attention on CUDA: strided heads, and bit-identical reruns") {
         return scaled_dot_product_attention(head(0), head(1), head(2), 0.125);
       },
       {qkv}, 1e-5);
-  std::vector<std::pair<DType, CudaAttentionBackend>> runs{{DType::f32, CudaAttentionBackend::automatic}};
+  std::vector<std::pair<DType, CudaAttentionBackend>> runs{{DType::f32, CudaAttentionBackend::automatic},
+                                                           {DType::f32, CudaAttentionBackend::tapegrad}};
   for (CudaAttentionBackend backend : bf16_backends()) runs.emplace_back(DType::bf16, backend);
   for (const auto& [dtype, backend] : runs) {
     BackendScope scope(backend);
@@ -143,13 +187,23 @@ TEST_CASE("fused attention on CUDA: cuDNN on the ViT's layout (heads of one qkv 
   CHECK(run(CudaAttentionBackend::cudnn) == cudnn);  // bit-identical rerun
 }
 
-TEST_CASE("fused attention on CUDA: unsupported head dims and dtypes say so") {
-  const Tensor x = zeros({1, 2, 3, 48}, DType::f32, Device::cuda(0));
-  CHECK_THROWS_WITH_AS(scaled_dot_product_attention(x, x, x, 1),
-                       "scaled_dot_product_attention on CUDA: head dims 32 and 64 are supported, got 48 (use the "
-                       "explicit attention)",
-                       NotImplementedError);
-  const Tensor y = zeros({1, 2, 3, 64}, DType::f64, Device::cuda(0));
-  CHECK_THROWS_WITH_AS(scaled_dot_product_attention(y, y, y, 1),
-                       "scaled_dot_product_attention on CUDA: expected f32 or bf16, got f64", TypeError);
+TEST_CASE("fused attention on CUDA: tapegrad's kernels say what they do not support; the GEMMs take it") {
+  const Tensor x = random_tensor({1, 2, 3, 48}, 996).to(Device::cuda(0));
+  const Tensor y = random_tensor({1, 2, 3, 64}, 997, -2, 2, DType::f64).to(Device::cuda(0));
+  {
+    BackendScope scope(CudaAttentionBackend::tapegrad);
+    CHECK_THROWS_WITH_AS(scaled_dot_product_attention(x, x, x, 1),
+                         "scaled_dot_product_attention on CUDA: head dims 32 and 64 are supported, got 48 (use the "
+                         "explicit attention)",
+                         NotImplementedError);
+    CHECK_THROWS_WITH_AS(scaled_dot_product_attention(y, y, y, 1),
+                         "scaled_dot_product_attention on CUDA: expected f32 or bf16, got f64", TypeError);
+  }
+  // gemm_attention, the f32/f64 default, has no head-dim or dtype limits.
+  for (const Tensor& t : {x, y}) {
+    CAPTURE(dtype_name(t.dtype()));
+    const Tensor host = t.to(Device::cpu());
+    CHECK(test::relative_error(test::host_values(scaled_dot_product_attention(t, t, t, 0.3)),
+                               test::host_values(scaled_dot_product_attention(host, host, host, 0.3))) < 1e-5);
+  }
 }

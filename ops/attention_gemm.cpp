@@ -1,0 +1,125 @@
+// gemm_attention: scaled-dot-product attention from batched GEMMs and the softmax kernels, which
+// keeps Q·scale, K and V and recomputes the probabilities in backward, a chunk of (batch, head)
+// matrices at a time, with the same kernels as its forward (so bit for bit the same P). On CUDA
+// the GEMMs are cuBLAS's (TF32 tensor cores when the precision policy allows): the f32 fused
+// attention there (ops/attention.h, docs/attention.md).
+#include <algorithm>
+
+#include "autograd/engine.h"
+#include "autograd/grad_mode.h"
+#include "ops/attention.h"
+#include "ops/dispatch.h"
+#include "ops/elementwise.h"
+#include "ops/matmul/gemm.h"
+#include "ops/precision.h"
+#include "ops/softmax_kernels.h"
+
+namespace tg {
+
+namespace {
+
+// [B, H, T, D] as the contiguous batch of its B·H matrices [B·H, T, D].
+Tensor as_matrices(const Tensor& x) {
+  return x.raw_contiguous().raw_view({x.size(0) * x.size(1), x.size(2), x.size(3)});
+}
+
+// The (batch, head) matrices [first, first + count) of the chunk `index`.
+struct Chunk {
+  int64_t first, count;
+};
+
+// Chunks of matrices whose [count, Tq, Tk] score tensors stay within `budget_bytes` (one matrix
+// at least): the transients of a chunk are a few such tensors, whatever the batch.
+std::vector<Chunk> chunks(int64_t matrices, int64_t tq, int64_t tk, size_t itemsize, int64_t budget_bytes) {
+  const int64_t per_matrix = std::max<int64_t>(tq * tk * static_cast<int64_t>(itemsize), 1);
+  const int64_t size = std::clamp<int64_t>(budget_bytes / per_matrix, 1, std::max<int64_t>(matrices, 1));
+  std::vector<Chunk> out;
+  for (int64_t first = 0; first < matrices; first += size) out.push_back({first, std::min(size, matrices - first)});
+  return out;
+}
+
+// P = softmax(Qs·Kᵀ) [count, Tq, Tk] of one chunk; Qs is Q·scale.
+Tensor probabilities(const Tensor& qs, const Tensor& k) {
+  const Tensor scores = gemm(qs, false, k, true);
+  Tensor p = empty(scores.shape(), scores.dtype(), scores.device());
+  TG_DEVICE_DISPATCH(p.device(), softmax, p, scores, scores.size(-1), /*log=*/false);
+  return p;
+}
+
+// Writes `part` into rows [first, first + part.size(0)) of `whole`, or returns `part` itself when
+// it is the whole (one chunk: no copy).
+Tensor place(Tensor& whole, const Tensor& part, int64_t first, int64_t total) {
+  if (part.size(0) == total) return part;
+  if (!whole.defined()) {
+    Shape shape = part.shape();
+    shape[0] = total;
+    whole = empty(shape, part.dtype(), part.device());
+  }
+  whole.raw_narrow(0, first, part.size(0)).copy_(part);
+  return whole;
+}
+
+class GemmAttentionBackward final : public Node {
+ public:
+  GemmAttentionBackward(const Tensor& qs, const Tensor& k, const Tensor& v, const Shape& q_shape, const Shape& kv_shape,
+                        double scale, int64_t chunk_bytes)
+      : Node("GemmAttentionBackward"), q_shape_(q_shape), kv_shape_(kv_shape), scale_(scale), chunk_bytes_(chunk_bytes) {
+    save(qs);
+    save(k);
+    save(v);
+  }
+
+  std::vector<Tensor> apply(std::vector<Tensor>&& grads) override {
+    const PrecisionGuard precision(policy_);  // the GEMMs compute as forward's did
+    const Tensor &qs = saved(0), &k = saved(1), &v = saved(2);
+    if (qs.numel() == 0) return {empty(q_shape_, qs.dtype(), qs.device()), zeros(kv_shape_, k.dtype(), k.device()),
+                                 zeros(kv_shape_, v.dtype(), v.device())};  // no queries: K and V had no effect
+    const Tensor g = as_matrices(grads[0]);  // dO [B·H, Tq, D]
+    const int64_t matrices = qs.size(0);
+    Tensor dqs, dk, dv;
+    for (const Chunk& c : chunks(matrices, qs.size(1), k.size(1), qs.itemsize(), chunk_bytes_)) {
+      const Tensor qs_c = qs.raw_narrow(0, c.first, c.count), k_c = k.raw_narrow(0, c.first, c.count),
+                   v_c = v.raw_narrow(0, c.first, c.count), g_c = g.raw_narrow(0, c.first, c.count);
+      const Tensor p = probabilities(qs_c, k_c);
+      dv = place(dv, gemm(p, true, g_c, false), c.first, matrices);  // dV = Pᵀ·dO
+      const Tensor dp = gemm(g_c, false, v_c, true);                  // dP = dO·Vᵀ
+      Tensor ds = empty(dp.shape(), dp.dtype(), dp.device());         // dS = P∘(dP − rowsum(P∘dP))
+      TG_DEVICE_DISPATCH(ds.device(), softmax_backward, ds, dp, p, p.size(-1), /*log=*/false);
+      dqs = place(dqs, gemm(ds, false, k_c, false), c.first, matrices);  // d(Q·scale) = dS·K
+      dk = place(dk, gemm(ds, true, qs_c, false), c.first, matrices);    // dK = dSᵀ·(Q·scale)
+    }
+    return {mul(dqs, scale_).raw_view(q_shape_), dk.raw_view(kv_shape_), dv.raw_view(kv_shape_)};
+  }
+
+ private:
+  PrecisionPolicy policy_ = precision_policy();
+  Shape q_shape_, kv_shape_;
+  double scale_;
+  int64_t chunk_bytes_;
+};
+
+}  // namespace
+
+Tensor gemm_attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale, int64_t chunk_bytes) {
+  check_attention_inputs("gemm_attention", q, k, v);
+  TG_CHECK(chunk_bytes > 0, ValueError, "gemm_attention: expected a positive chunk budget, got ", chunk_bytes);
+  Tensor qs, kc, vc, out = q.numel() == 0 ? empty(q.shape(), q.dtype(), q.device()) : Tensor();
+  {
+    NoGradGuard no_grad;  // this op records its own node
+    qs = as_matrices(mul(q, scale));
+    kc = as_matrices(k);
+    vc = as_matrices(v);
+    const int64_t matrices = q.numel() == 0 ? 0 : qs.size(0);
+    for (const Chunk& c : chunks(matrices, qs.size(1), kc.size(1), qs.itemsize(), chunk_bytes)) {
+      const Tensor p = probabilities(qs.raw_narrow(0, c.first, c.count), kc.raw_narrow(0, c.first, c.count));
+      out = place(out, gemm(p, false, vc.raw_narrow(0, c.first, c.count), false), c.first, matrices);
+    }
+  }
+  out = out.raw_view(q.shape());
+  if (should_record({&q, &k, &v}))
+    record(std::make_shared<GemmAttentionBackward>(qs, kc, vc, q.shape(), k.shape(), scale, chunk_bytes), {q, k, v},
+           {out});
+  return out;
+}
+
+}  // namespace tg
