@@ -5,6 +5,7 @@
 #include "apps/vit/memory_model.h"
 
 #include <cstdio>
+#include <initializer_list>
 
 #include "apps/vit/memory_replay.h"
 #include "ops/matmul/sampled.h"
@@ -66,6 +67,13 @@ class StepReplay {
   Id weight_gradient(const SavedOperand& saved, int64_t rows, int64_t in, int64_t out);
   void parameter_gradients(Id weight_grad, int64_t weight_elems, Id bias_grad, int64_t bias_elems);
   void accumulate(Id& buffer, Id incoming, bool& shared);
+  // f32 gradients of f32 parameters (LayerNorm's): AccumulateGrad steals the buffers.
+  void keep_gradients(std::initializer_list<Id> ids) {
+    for (Id g : ids) {
+      r_.retag(g, K::gradients);
+      grads_.push_back(g);
+    }
+  }
   Id block_forward(int64_t b, Id x, bool record, BlockKeep& k);
   Id block_backward(int64_t b, Id grad_out, bool shared, BlockKeep& k);
 
@@ -375,7 +383,7 @@ Id StepReplay::block_backward(int64_t b, Id grad_out, bool shared, BlockKeep& k)
       accumulate(hbuf, gx, shared);
       r_.unref(g_gelu);
       parameter_gradients(w1, Hd_ * D_, b1, Hd_);
-      for (Id g : {gn_w, gn_b}) r_.retag(g, K::gradients), grads_.push_back(g);
+      keep_gradients({gn_w, gn_b});
     } else {
       r_.at("backward", b, "fc1");
       g_fc1_out = grad(N_ * D_ * a_);
@@ -392,7 +400,7 @@ Id StepReplay::block_backward(int64_t b, Id grad_out, bool shared, BlockKeep& k)
     r_.unref(k.ln2_x);
     r_.unref(k.ln2_mean);
     r_.unref(k.ln2_rstd);
-    for (Id g : {gn_w, gn_b}) r_.retag(g, K::gradients), grads_.push_back(g);
+    keep_gradients({gn_w, gn_b});
     accumulate(hbuf, gx, shared);
     r_.unref(g_fc1_out);
   }
@@ -431,7 +439,7 @@ Id StepReplay::block_backward(int64_t b, Id grad_out, bool shared, BlockKeep& k)
     accumulate(xbuf, gx, shared);
     r_.unref(g_qkv);
     parameter_gradients(wq, 3 * D_ * D_, bq, 3 * D_);
-    for (Id g : {gn_w, gn_b}) r_.retag(g, K::gradients), grads_.push_back(g);
+    keep_gradients({gn_w, gn_b});
   } else {
     r_.at("backward", b, "qkv");
     const Id gq = grad(N_ * D_ * a_);
@@ -445,11 +453,10 @@ Id StepReplay::block_backward(int64_t b, Id grad_out, bool shared, BlockKeep& k)
     r_.unref(k.ln1_x);
     r_.unref(k.ln1_mean);
     r_.unref(k.ln1_rstd);
-    for (Id g : {gn_w, gn_b}) r_.retag(g, K::gradients), grads_.push_back(g);
+    keep_gradients({gn_w, gn_b});
     accumulate(xbuf, gx, shared);
     r_.unref(gq);
   }
-  (void)cast;
   return xbuf;
 }
 
@@ -546,7 +553,7 @@ MemoryPrediction StepReplay::run() {
   r_.unref(g_head_out);
   parameter_gradients(head_w, C_ * D_, head_b, C_);
   const Id g_token = grad(B_ * D_ * 4), gn_w = grad(D_ * 4), gn_b = grad(D_ * 4);
-  for (Id g : {gn_w, gn_b}) r_.retag(g, K::gradients), grads_.push_back(g);
+  keep_gradients({gn_w, gn_b});
   r_.unref(final_x);
   r_.unref(norm_mean);
   r_.unref(norm_rstd);
