@@ -145,6 +145,17 @@ std::optional<RunPlan> resolve_run_plan(const Options& o, const TrainData& data,
              "cover the explicit attention (its matmul nodes and [T, T] probabilities)");
     return std::nullopt;
   }
+  // f32 and TF32 on CUDA run the fused attention as gemm_attention (ops/attention_gemm.cpp: keeps
+  // Q·scale, K and V, recomputes the probabilities in chunks), which the model does not cover.
+  const bool gemm_attention = o.resolved_device.is_cuda() && o.precision != "bf16" && o.attention_backend != "tapegrad";
+  if (gemm_attention) {
+    TG_CHECK(!asked, NotImplementedError,
+             "--plan-only, --memory-budget and --find-max-batch model the flash-style fused attention (Q, K, V, O "
+             "and the row statistics kept); --precision ", o.precision,
+             " on CUDA runs gemm_attention instead, which is not modelled: use --precision bf16, or "
+             "--attention-backend tapegrad");
+    return std::nullopt;
+  }
   RunPlan r;
   r.setup = step_setup(o, data.train.channels(), data.train.num_classes, resident_data_bytes(data, o.resolved_device));
   vit::PlannerOptions planner;
