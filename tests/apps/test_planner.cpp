@@ -1,7 +1,7 @@
 // The memory planner (apps/vit/planner.h) and train_vit's planning flags (apps/train_vit/planning.h):
 // --memory-budget parsing with its exact messages, the planner's choice around two plans' peaks,
 // an impossible budget's message with the smallest achievable peak, --no-sampling,
-// --find-max-batch, and --plan-only's output.
+// --find-max-batch, --plan-only's output and --memory-report's per-block view.
 #include <doctest/doctest.h>
 
 #include <sstream>
@@ -193,4 +193,25 @@ TEST_CASE("--plan-only prints the plan per block and the predicted peak's breakd
   CHECK(found.steps == 0);
   CHECK(output.find("find-max-batch: the largest batch that fits --memory-budget 76.29 MiB (80000000 bytes) is ") !=
         std::string::npos);
+}
+
+TEST_CASE("--memory-report shows per block what is kept, recomputed and sampled, each storage once") {
+  std::string output;
+  test::run({"--dataset", "synthetic", "--device", "cpu", "--model", "vit-tiny", "--depth", "3", "--img", "32",
+             "--patch", "4", "--batch-size", "16", "--test-subset", "64", "--max-steps", "1", "--memory-report",
+             "--checkpoint-blocks", "0", "--recompute-gelu", "--backward", "wta-crs", "--wta-targets", "fc2",
+             "--wta-blocks", "1"},
+            &output);
+  const size_t at = output.find("Kept for backward after forward, per block and kind (memory model, each storage once):\n"
+                                "  block 0 (checkpoint+gelu): kept ");
+  REQUIRE(at != std::string::npos);
+  CHECK(output.find("recomputed: the whole block (checkpoint rerun); sampled: -", at) != std::string::npos);
+  CHECK(output.find("  block 1 (gelu+wta(fc2 0.3)): kept ", at) != std::string::npos);
+  CHECK(output.find("recomputed: fc1 output (fc1+gelu); sampled: wta-crs fc2 0.3", at) != std::string::npos);
+  // The model's bytes live at the end of forward against the allocator's count then.
+  const size_t sum = output.find("  sum kept ", at);
+  REQUIRE(sum != std::string::npos);
+  const double ratio = std::stod(output.substr(output.find("ratio ", sum) + 6));
+  CHECK(ratio > 0.95);
+  CHECK(ratio < 1.05);
 }
