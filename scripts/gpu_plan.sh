@@ -5,18 +5,20 @@
 # steps 1-2, which train_vit prints beside its own prediction, and the step time of the last
 # step); then --memory-budget at 1/1.5, 1/2, 1/3 and 1/4 of PyTorch's eager bf16 peak (5.88 GB)
 # on ViT-B/16 batch 64, with and without sampling: the chosen plan, predicted and measured peak,
-# step time. One table line per run in OUT/plan.txt; every run's full output in OUT/logs/.
+# step time (predicted in ms with --calibrate: per-technique costs timed on the device first). One
+# table line per run in OUT/plan.txt; every run's full output in OUT/logs/.
 #
 # Usage on the GPU machine: bash scripts/gpu_plan.sh BIN_DIR OUT
 #   BIN_DIR  folder with train_vit (CUDA build; e.g. the carried build/apps)
 # Environment: MODELS (default "small64 small128 base64"), PARTS (default "plans budgets"),
 #   STEPS (real steps per run, default 6), PLAN_ONLY (1: also run --plan-only per plan; default 1),
+#   CALIBRATE (1: the --plan-only and budget runs take --calibrate, predicting ms per step; default 1),
 #   PLANS (;-separated flag lists replacing the default plans), BUDGET_BASE (bytes, default 5880000000),
 #   COMMON (the flags every run gets; default: synthetic data on cuda, bf16, eager, 4096 images).
 # Measured with --cuda-graphs off: the model predicts eager steps (a captured graph's pool is not
 # modelled). A run that fails prints FAILED with its log's last line and the script goes on.
 set -u
-[ $# -eq 2 ] || { sed -n '2,18p' "$0" >&2; exit 2; }
+[ $# -eq 2 ] || { sed -n '2,20p' "$0" >&2; exit 2; }
 bin=$1 out=$2
 source "$(dirname "${BASH_SOURCE[0]}")/gpu_env.sh"
 mkdir -p "$out/logs"
@@ -42,6 +44,14 @@ default_plans="exact;--recompute-norms;--recompute-gelu;--recompute-norms --reco
 --backward wta-crs --ratio 0.3 --wta-targets fc2 --recompute-norms --recompute-gelu"
 
 say() { echo "$*" | tee -a "$table"; }
+calibrate=""
+[ "${CALIBRATE:-1}" = 1 ] && calibrate="--calibrate"
+# The calibrated step time in "predicted step time (calibrated): X ms, ...", or "-".
+predicted_ms() {
+  local v
+  v=$(grep -m1 "predicted step time (calibrated)" "$1" 2>/dev/null | sed -n 's/.*calibrated): \([0-9.]*\) ms.*/\1/p')
+  echo "${v:--}"
+}
 
 # The bytes in "(N bytes)" on the first line of FILE that matches PATTERN, or "-".
 bytes_after() {
@@ -75,7 +85,7 @@ run() {  # LOG FLAGS...: train_vit with the common flags; never aborts the scrip
 
 if [[ " ${PARTS:-plans budgets} " == *" plans "* ]]; then
   say "# per-plan prediction vs measurement (bf16, eager, $steps steps; measured: peak allocated after steps 1-2)"
-  say "$(printf '%-9s %-70s %14s %14s %14s %8s %9s' model plan plan-only train-predicted measured ratio ms/step)"
+  say "$(printf '%-9s %-70s %14s %14s %14s %8s %9s %9s' model plan plan-only train-predicted measured ratio pred-ms ms/step)"
   IFS=';' read -ra plans <<< "${PLANS:-$default_plans}"
   for model in ${MODELS:-small64 small128 base64}; do
     i=0
@@ -84,11 +94,12 @@ if [[ " ${PARTS:-plans budgets} " == *" plans "* ]]; then
       flags=$plan
       [ "$plan" = "exact" ] && flags=""
       log=$out/logs/$model.plan$i
-      only="-"
+      only="-" pred_ms="-"
       if [ "${PLAN_ONLY:-1}" = 1 ]; then
         # shellcheck disable=SC2046,SC2086
-        if run "$log.plan-only.log" $(model_flags "$model") $flags --plan-only; then
+        if run "$log.plan-only.log" $(model_flags "$model") $flags --plan-only $calibrate; then
           only=$(bytes_after "$log.plan-only.log" "predicted peak allocated")
+          pred_ms=$(predicted_ms "$log.plan-only.log")
         else
           only="FAILED"
         fi
@@ -97,8 +108,8 @@ if [[ " ${PARTS:-plans budgets} " == *" plans "* ]]; then
       if run "$log.log" $(model_flags "$model") $flags --max-steps "$steps"; then
         predicted=$(bytes_after "$log.log" "predicted peak allocated")
         measured=$(measured_bytes "$log.log")
-        say "$(printf '%-9s %-70s %14s %14s %14s %8s %9s' "$model" "$plan" "$only" "$predicted" "$measured" \
-          "$(ratio "$measured" "$predicted")" "$(step_ms "$log.log" "$(batch_of "$model")")")"
+        say "$(printf '%-9s %-70s %14s %14s %14s %8s %9s %9s' "$model" "$plan" "$only" "$predicted" "$measured" \
+          "$(ratio "$measured" "$predicted")" "$pred_ms" "$(step_ms "$log.log" "$(batch_of "$model")")")"
       else
         say "$(printf '%-9s %-70s FAILED: %s' "$model" "$plan" "$(tail -n 1 "$log.log" 2>/dev/null)")"
       fi
@@ -115,14 +126,14 @@ if [[ " ${PARTS:-plans budgets} " == *" budgets "* ]]; then
       budget=$(awk -v b="$base" -v d="$divisor" 'BEGIN { printf "%d", b / d }')
       log=$out/logs/budget.$divisor${sampling:+.nosampling}.log
       # shellcheck disable=SC2046,SC2086
-      if run "$log" $(model_flags base64) --memory-budget "${budget}B" $sampling --max-steps "$steps"; then
+      if run "$log" $(model_flags base64) --memory-budget "${budget}B" $sampling $calibrate --max-steps "$steps"; then
         plan=$(sed -n '/^memory plan (chosen/,/^predicted peak/p' "$log" | grep '^  block' | sed 's/^  //' | paste -sd ';' -)
         predicted=$(bytes_after "$log" "predicted peak allocated")
         measured=$(measured_bytes "$log")
-        say "$(printf 'budget 1/%-4s %12s %-13s predicted %12s measured %12s (%s of the budget) %s ms/step  plan: %s' \
+        say "$(printf 'budget 1/%-4s %12s %-13s predicted %12s measured %12s (%s of the budget) %s ms/step (predicted %s)  plan: %s' \
           "$divisor" "$budget" "${sampling:-sampling-ok}" "$predicted" "$measured" "$(ratio "$measured" "$budget")" \
-          "$(step_ms "$log" 64)" "$plan")"
-        grep -m1 "predicted step time" "$log" | sed 's/^/    /' | tee -a "$table"
+          "$(step_ms "$log" 64)" "$(predicted_ms "$log")" "$plan")"
+        grep -E -m2 "^calibration|predicted step time:" "$log" | sed 's/^/    /' | tee -a "$table"
       else
         say "$(printf 'budget 1/%-4s %12s %-13s FAILED: %s' "$divisor" "$budget" "${sampling:-sampling-ok}" \
           "$(grep -m1 'error' "$log" 2>/dev/null || tail -n 1 "$log")")"

@@ -106,6 +106,10 @@ void add_flags(CLI::App& app, Options& o) {
                  "the memory a fractional --memory-budget is a fraction of (default: the CUDA device's total; the "
                  "CPU has none)");
   app.add_flag("--no-sampling", o.no_sampling, "with --memory-budget: exact techniques only, never WTA-CRS");
+  app.add_flag("--calibrate", o.calibrate,
+               "with --plan-only or --memory-budget: first time a few steps of uniform plans on the run's device "
+               "(exact, norms, norms+gelu, checkpoint, wta-crs fc2), and predict (and let the planner minimise) step "
+               "times in ms from those per-technique costs");
   app.add_flag("--find-max-batch", o.find_max_batch,
                "with --memory-budget: print the largest batch whose best plan fits the budget, then exit");
 }
@@ -163,6 +167,8 @@ void apply_cpu_recipe(Options& o, const std::set<std::string>& given) {
 void validate_planning(Options& o, const std::set<std::string>& given) {
   TG_CHECK(o.memory_capacity.empty() || !o.memory_budget.empty(), ValueError,
            "--memory-capacity has no effect without --memory-budget (it is what a fractional budget is of)");
+  TG_CHECK(!o.calibrate || o.plan_only || !o.memory_budget.empty(), ValueError,
+           "--calibrate needs --plan-only or --memory-budget (it calibrates their step-time predictions)");
   for (const char* flag : {"--no-sampling", "--find-max-batch"})
     TG_CHECK(!given.count(flag) || !o.memory_budget.empty(), ValueError, flag,
              " needs --memory-budget (e.g. --memory-budget 3GB)");

@@ -89,6 +89,7 @@ struct Options {
   std::string memory_capacity;  // empty: the CUDA device's total memory (none on the CPU)
   bool no_sampling = false;
   bool find_max_batch = false;
+  bool calibrate = false;       // time uniform plans first; predict and minimise step time in ms
 
   // Filled by resolve_options.
   Device resolved_device;

@@ -1,13 +1,18 @@
 // Memory planning for train_vit: byte-size parsing, the run's model setup and plan, printouts.
 #include "apps/train_vit/planning.h"
 
+#include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <ostream>
 #include <set>
 
 #include "apps/vit/planner.h"
+#include "autograd/engine.h"
+#include "nn/layers.h"
+#include "ops/loss.h"
 #include "core/allocator.h"
 #include "core/caching_allocator.h"
 #include "core/memory_stats.h"
@@ -137,6 +142,83 @@ vit::StepSetup step_setup(const Options& o, int64_t channels, int64_t classes, i
   return s;
 }
 
+double StepCalibration::predict_ms(const vit::MemoryPlan& plan, const vit::VitConfig& config) const {
+  // A sampled linear other than fc2 costs fc2's measured overhead scaled by its GEMM's size.
+  const double d = static_cast<double>(config.dim), h = d * config.mlp_ratio;
+  const double size[] = {3 * d * d, d * d, d * h, h * d};
+  double ms = exact_ms;
+  for (const vit::BlockPlan& b : plan.blocks) {
+    ms += (b.recompute_norms ? norms_ms : 0) + (b.recompute_gelu ? gelu_ms : 0) + (b.checkpoint ? checkpoint_ms : 0);
+    for (size_t t = 0; t < vit::kPlanTargets.size(); ++t)
+      if (b.sampled(t)) ms += sampled_fc2_ms * size[t] / size[3];
+  }
+  return ms;
+}
+
+namespace {
+
+// The median of 3 timed steps (after 2 warm-up steps) of `plan`, in ms: build_model, the run's
+// optimizer and clipping, a random batch; the host waits for each step (loss.item()).
+double time_plan(const Options& o, const vit::StepSetup& setup, const vit::MemoryPlan& plan) {
+  const Device device = o.resolved_device;
+  auto model = build_model(o, setup.config.in_channels, setup.config.num_classes, &plan);
+  const auto optimizer = make_optimizer(o, *model);
+  const std::vector<Tensor> params = model->parameters();
+  Generator generator(o.seed + 1);
+  const Tensor images =
+      randn({setup.batch, setup.config.in_channels, setup.config.image_size, setup.config.image_size}, DType::f32,
+            device, generator);
+  const Tensor labels = zeros({setup.batch}, DType::i64, device);
+  std::vector<double> times;
+  for (int step = 0; step < 5; ++step) {
+    const auto start = std::chrono::steady_clock::now();
+    optimizer->prepare_step();
+    const Tensor loss = cross_entropy(model->forward(images), labels, o.label_smoothing);
+    backward(loss);
+    if (o.clip_grad > 0) nn::clip_grad_norm(params, o.clip_grad);
+    optimizer->apply_step();
+    optimizer->zero_grad();
+    (void)loss.item();
+    if (step >= 2) times.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+  }
+  std::sort(times.begin(), times.end());
+  return times[1];
+}
+
+}  // namespace
+
+StepCalibration calibrate_step_time(const Options& o, const vit::StepSetup& setup, bool with_sampling,
+                                    std::ostream& out) {
+  // The run's random streams are left where they were (drop path draws from the dropout one).
+  const uint64_t dropout_offset = nn::dropout_generator().offset();
+  const auto uniform = [&](bool norms, bool gelu, bool checkpoint, double fc2) {
+    vit::BlockPlan b;
+    b.recompute_norms = norms;
+    b.recompute_gelu = gelu;
+    b.checkpoint = checkpoint;
+    b.ratio[3] = fc2;
+    return time_plan(o, setup, {std::vector<vit::BlockPlan>(static_cast<size_t>(setup.config.depth), b)});
+  };
+  const auto depth = static_cast<double>(setup.config.depth);
+  StepCalibration c;
+  c.exact_ms = uniform(false, false, false, 0);
+  const double norms = uniform(true, false, false, 0), gelu = uniform(true, true, false, 0);
+  // The exact techniques add work by construction: a difference below zero is timing noise.
+  c.norms_ms = std::max(0.0, (norms - c.exact_ms) / depth);
+  c.gelu_ms = std::max(0.0, (gelu - norms) / depth);
+  c.checkpoint_ms = std::max(0.0, (uniform(false, false, true, 0) - c.exact_ms) / depth);
+  if (with_sampling) c.sampled_fc2_ms = (uniform(true, true, false, o.ratio) - gelu) / depth;
+  nn::dropout_generator().set_offset(dropout_offset);
+  char line[320];
+  std::snprintf(line, sizeof line,
+                "calibration (median of 3 timed steps, batch %lld): exact %.2f ms; per block: norms %+.3f ms, gelu "
+                "%+.3f ms, checkpoint %+.3f ms%s\n",
+                static_cast<long long>(setup.batch), c.exact_ms, c.norms_ms, c.gelu_ms, c.checkpoint_ms,
+                with_sampling ? (", wta-crs fc2 " + std::to_string(c.sampled_fc2_ms).substr(0, 6) + " ms").c_str() : "");
+  out << line;
+  return c;
+}
+
 std::optional<RunPlan> resolve_run_plan(const Options& o, const TrainData& data, std::ostream& out) {
   const bool asked = o.plan_only || !o.memory_budget.empty() || o.find_max_batch;
   if (o.attention != "fused") {
@@ -162,6 +244,13 @@ std::optional<RunPlan> resolve_run_plan(const Options& o, const TrainData& data,
   planner.budget_bytes = o.memory_budget_bytes;
   planner.allow_sampling = !o.no_sampling;
   planner.sampling_ratio = o.ratio;
+  if (o.calibrate) {
+    r.calibration = calibrate_step_time(o, r.setup, !o.no_sampling, out);
+    const vit::VitConfig config = r.setup.config;
+    planner.step_time = [calibration = *r.calibration, config](const vit::MemoryPlan& plan) {
+      return calibration.predict_ms(plan, config);
+    };
+  }
   if (o.find_max_batch) {
     const vit::MaxBatch max = vit::find_max_batch(r.setup, planner);
     out << "find-max-batch: the largest batch that fits --memory-budget " << bytes_text(o.memory_budget_bytes)
@@ -190,6 +279,12 @@ std::optional<RunPlan> resolve_run_plan(const Options& o, const TrainData& data,
   std::snprintf(line, sizeof line, "predicted step time: %.3fx the exact step (relative model: FLOPs of the extra work)\n",
                 r.relative_time);
   out << line;
+  if (r.calibration) {
+    const double ms = r.calibration->predict_ms(r.plan, r.setup.config);
+    std::snprintf(line, sizeof line, "predicted step time (calibrated): %.2f ms, %.3fx the exact step's %.2f ms\n", ms,
+                  ms / r.calibration->exact_ms, r.calibration->exact_ms);
+    out << line;
+  }
   return r;
 }
 

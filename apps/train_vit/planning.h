@@ -42,11 +42,23 @@ int64_t resident_data_bytes(const TrainData& data, Device device);
 // data; with --model-ema the averaged copy of the parameters counts as resident).
 vit::StepSetup step_setup(const Options& options, int64_t channels, int64_t classes, int64_t resident_bytes);
 
+// --calibrate: the step time of uniform plans measured on the run's device (a random batch of
+// the run's size, 2 warm-up and 3 timed steps each, the median), and from them the per-block cost
+// of each technique, added up for any plan.
+struct StepCalibration {
+  double exact_ms = 0;
+  double norms_ms = 0, gelu_ms = 0, checkpoint_ms = 0, sampled_fc2_ms = 0;  // per block
+  double predict_ms(const vit::MemoryPlan& plan, const vit::VitConfig& config) const;
+};
+StepCalibration calibrate_step_time(const Options& options, const vit::StepSetup& setup, bool with_sampling,
+                                    std::ostream& out);
+
 struct RunPlan {
   vit::MemoryPlan plan;
   vit::StepSetup setup;
   vit::MemoryPrediction first_step, steady;  // the first step (creates the optimizer state), later steps
   double relative_time = 1;
+  std::optional<StepCalibration> calibration;  // --calibrate
   bool chosen = false;  // by the planner (--memory-budget), not by the flags
 };
 

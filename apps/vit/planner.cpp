@@ -90,7 +90,8 @@ bool search(const StepSetup& setup, const PlannerOptions& o, bool with_sampling,
   std::vector<PlanChoice> fitting;
   bool any = false;
   for_each_plan(setup, ladder(o), with_sampling, [&](const MemoryPlan& plan, bool samples) {
-    PlanChoice c{plan, predict_memory(setup, plan, AllocatorModel::rounding), relative_step_time(setup, plan), samples};
+    PlanChoice c{plan, predict_memory(setup, plan, AllocatorModel::rounding),
+                 o.step_time ? o.step_time(plan) : relative_step_time(setup, plan), samples};
     if (!any || c.prediction.peak_bytes < smallest.prediction.peak_bytes) smallest = c;
     any = true;
     if (c.prediction.peak_bytes <= o.budget_bytes) fitting.push_back(std::move(c));

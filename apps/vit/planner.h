@@ -17,6 +17,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 
 #include "apps/vit/memory_model.h"
 
@@ -26,12 +27,15 @@ struct PlannerOptions {
   int64_t budget_bytes = 0;
   bool allow_sampling = true;  // false: --no-sampling
   double sampling_ratio = 0.3;
+  // The step time the planner minimises: relative_step_time when unset, or a calibrated model
+  // (train_vit --calibrate: measured per-technique costs).
+  std::function<double(const MemoryPlan&)> step_time;
 };
 
 struct PlanChoice {
   MemoryPlan plan;
   MemoryPrediction prediction;
-  double relative_time = 1;
+  double relative_time = 1;  // PlannerOptions::step_time's value (relative_step_time by default)
   bool samples = false;  // the plan uses a sampling rung
 };
 

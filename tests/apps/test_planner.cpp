@@ -27,6 +27,15 @@ vit::StepSetup small_setup() {
 
 vit::MemoryPlan uniform(const vit::BlockPlan& block) { return {std::vector<vit::BlockPlan>(3, block)}; }
 
+// The planner's options with the FLOP step-time model and ratio 0.3.
+vit::PlannerOptions options(int64_t budget, bool sampling) {
+  vit::PlannerOptions o;
+  o.budget_bytes = budget;
+  o.allow_sampling = sampling;
+  o.sampling_ratio = 0.3;
+  return o;
+}
+
 int64_t peak(const vit::MemoryPlan& plan) { return vit::predict_memory(small_setup(), plan).peak_bytes; }
 
 std::string error_of(const std::function<void()>& f) {
@@ -100,7 +109,7 @@ TEST_CASE("train_vit checks the planning flags before any work") {
 }
 
 TEST_CASE("a budget the exact plan meets keeps every block exact, at relative step time 1") {
-  const vit::PlanChoice c = vit::choose_plan(small_setup(), {peak(uniform({})), true, 0.3});
+  const vit::PlanChoice c = vit::choose_plan(small_setup(), options(peak(uniform({})), true));
   CHECK(c.plan == uniform({}));
   CHECK(c.relative_time == 1);
 }
@@ -112,7 +121,7 @@ TEST_CASE("a budget between two plans' peaks gets the cheaper plan that fits") {
   first_norms.blocks[0] = norms;  // the cheapest step up from exact
   REQUIRE(peak(first_norms) < peak(uniform({})));
   // Just below the exact plan's peak: norm recomputation in block 0 alone is enough and costs least.
-  const vit::PlanChoice c = vit::choose_plan(small_setup(), {peak(uniform({})) - 1, true, 0.3});
+  const vit::PlanChoice c = vit::choose_plan(small_setup(), options(peak(uniform({})) - 1, true));
   CHECK(vit::describe(c.plan) == vit::describe(first_norms));
   CHECK(c.prediction.peak_bytes < peak(uniform({})));
   CHECK(!c.samples);
@@ -123,7 +132,7 @@ TEST_CASE("a budget between two plans' peaks gets the cheaper plan that fits") {
   gelu.recompute_gelu = true;
   const int64_t low = peak(uniform(ckpt)), high = peak(uniform(gelu));
   REQUIRE(low < high);
-  const vit::PlanChoice mid = vit::choose_plan(small_setup(), {(low + high) / 2, true, 0.3});
+  const vit::PlanChoice mid = vit::choose_plan(small_setup(), options((low + high) / 2, true));
   CHECK(mid.prediction.peak_bytes <= (low + high) / 2);
   CHECK(mid.plan.blocks[0].checkpoint);
   CHECK(mid.relative_time > 1);
@@ -136,30 +145,30 @@ TEST_CASE("a budget between two plans' peaks gets the cheaper plan that fits") {
 }
 
 TEST_CASE("an impossible budget states the smallest achievable peak; --no-sampling says it was not allowed") {
-  const vit::PlanChoice smallest = vit::smallest_plan(small_setup(), {0, true, 0.3});
+  const vit::PlanChoice smallest = vit::smallest_plan(small_setup(), options(0, true));
   const std::string expected = "--memory-budget 976.56 KiB (1000000 bytes) cannot be met at batch 16: the smallest "
                                "achievable peak is " +
                                format_bytes(smallest.prediction.peak_bytes) + " (" +
                                std::to_string(smallest.prediction.peak_bytes) + " bytes, with " ;
-  const std::string message = error_of([] { vit::choose_plan(small_setup(), {1000000, true, 0.3}); });
+  const std::string message = error_of([] { vit::choose_plan(small_setup(), options(1000000, true)); });
   CHECK(message.rfind(expected + "blocks 0-1: checkpoint+norms+gelu; block 2: keep)", 0) == 0);
   CHECK(message == expected + "blocks 0-1: checkpoint+norms+gelu; block 2: keep)");
-  CHECK(error_of([] { vit::choose_plan(small_setup(), {1000000, false, 0.3}); }) ==
+  CHECK(error_of([] { vit::choose_plan(small_setup(), options(1000000, false)); }) ==
         expected + "blocks 0-1: checkpoint+norms+gelu; block 2: keep); sampling is not allowed (--no-sampling)");
   // The floor is block 0's rerun in backward, at transients (the recomputed fc1 output and its
   // gradient) that no sampled rung shrinks: sampling does not lower the smallest achievable peak.
-  CHECK(vit::smallest_plan(small_setup(), {0, false, 0.3}).prediction.peak_bytes == smallest.prediction.peak_bytes);
+  CHECK(vit::smallest_plan(small_setup(), options(0, false)).prediction.peak_bytes == smallest.prediction.peak_bytes);
   CHECK(smallest.prediction.peak_moment == "backward, block 0: fc1+gelu (recomputed)");
 }
 
 TEST_CASE("--find-max-batch: the batch fits the budget and one more does not") {
   const int64_t budget = 60000000;
-  const vit::MaxBatch max = vit::find_max_batch(small_setup(), {budget, true, 0.3});
+  const vit::MaxBatch max = vit::find_max_batch(small_setup(), options(budget, true));
   REQUIRE(max.batch > 1);
   CHECK(max.choice.prediction.peak_bytes <= budget);
   vit::StepSetup more = small_setup();
   more.batch = max.batch + 1;
-  CHECK(error_of([&] { vit::choose_plan(more, {budget, true, 0.3}); }).find("cannot be met at batch " +
+  CHECK(error_of([&] { vit::choose_plan(more, options(budget, true)); }).find("cannot be met at batch " +
                                                                             std::to_string(max.batch + 1)) !=
         std::string::npos);
 }
@@ -214,4 +223,20 @@ TEST_CASE("--memory-report shows per block what is kept, recomputed and sampled,
   const double ratio = std::stod(output.substr(output.find("ratio ", sum) + 6));
   CHECK(ratio > 0.95);
   CHECK(ratio < 1.05);
+}
+
+TEST_CASE("--calibrate times the uniform plans and predicts the step time in ms") {
+  CHECK(parse_error({"--calibrate"}) ==
+        "--calibrate needs --plan-only or --memory-budget (it calibrates their step-time predictions)");
+  std::string output;
+  test::run({"--dataset", "synthetic", "--device", "cpu", "--model", "vit-tiny", "--depth", "1", "--img", "16",
+             "--patch", "4", "--batch-size", "4", "--test-subset", "64", "--plan-only", "--calibrate"},
+            &output);
+  CHECK(output.find("calibration (median of 3 timed steps, batch 4): exact ") != std::string::npos);
+  const size_t at = output.find("predicted step time (calibrated): ");
+  REQUIRE(at != std::string::npos);
+  // The flags' plan is the exact one: its prediction is the measured exact step.
+  const double ms = std::stod(output.substr(at + 34));
+  const size_t exact = output.find("exact ", output.find("calibration ("));
+  CHECK(ms == doctest::Approx(std::stod(output.substr(exact + 6))).epsilon(0.01));
 }
