@@ -6,6 +6,8 @@
 
 #include <cstdio>
 #include <initializer_list>
+#include <map>
+#include <utility>
 
 #include "apps/vit/memory_replay.h"
 #include "ops/matmul/sampled.h"
@@ -46,7 +48,7 @@ class StepReplay {
       : r_(cache), s_(s), plan_(plan), c_(s.config), B_(s.batch), T_(c_.tokens()), Np_(c_.num_patches()), D_(c_.dim),
         Hd_(static_cast<int64_t>(static_cast<double>(c_.dim) * c_.mlp_ratio)), C_(c_.num_classes),
         P_(c_.in_channels * c_.patch_size * c_.patch_size), N_(B_ * T_), a_(s.autocast_bf16 ? 2 : 4),
-        copy_on_save_(s.saved_dtype && !s.autocast_bf16) {
+        copy_on_save_(s.saved_dtype && !s.autocast_bf16), g_(s.autocast_bf16 && !s.f32_weight_gradients ? 2 : 4) {
     r_.set_skip_persistent(persistent_cached);
   }
 
@@ -62,8 +64,13 @@ class StepReplay {
   std::vector<int64_t> parameter_sizes() const;
   SavedOperand save_operand(Id x, int64_t rows, int64_t width, K kept_kind, double ratio);
   void release(const SavedOperand& saved);
-  Id linear(Id x, int64_t rows, int64_t in, int64_t out, K out_kind, double ratio, bool record, SavedOperand& saved,
-            Id& weight_copy, K x_kind);
+  Id linear(int64_t slot, Id x, int64_t rows, int64_t in, int64_t out, K out_kind, double ratio, bool record,
+            SavedOperand& saved, Id& weight_copy, K x_kind);
+  // Under autocast, the bf16 copies (bias, weight) a linear-family op multiplies with: made for
+  // the op, or the step's cached ones shared (StepSetup::weight_cache). `slot`: 0-3 the block's
+  // qkv, proj, fc1, fc2 (of block_); kPatch, kHead.
+  std::pair<Id, Id> parameter_copies(int64_t slot, int64_t out, int64_t in, bool record);
+  static constexpr int64_t kPatch = -1, kHead = -2;
   Id weight_gradient(const SavedOperand& saved, int64_t rows, int64_t in, int64_t out);
   void parameter_gradients(Id weight_grad, int64_t weight_elems, Id bias_grad, int64_t bias_elems);
   void accumulate(Id& buffer, Id incoming, bool& shared);
@@ -84,6 +91,9 @@ class StepReplay {
   const int64_t a_;           // bytes of an activation that feeds or leaves a GEMM (bf16 under autocast)
   const bool copy_on_save_;   // ExactStrategy keeps a bf16 copy of f32 operands
   bool rerun_ = false;        // inside a checkpoint's rerun: what is allocated is recomputed
+  int64_t block_ = -1;        // the block whose forward runs
+  std::map<std::pair<int64_t, int64_t>, std::pair<Id, Id>> cache_;  // (block, slot) -> (bias, weight) copies
+  const int64_t g_;           // bytes of a parameter gradient as the linear ops return it
   std::vector<Id> grads_;     // the parameters' .grad, freed by zero_grad
 };
 
@@ -133,11 +143,16 @@ void StepReplay::release(const SavedOperand& saved) {
 // Linear::forward: linear(autocast(x), autocast(weight), autocast(bias)), the arguments cast
 // right to left (GCC), the GEMM's output, then LinearBackward keeps the weight's copy (when x
 // needs a gradient) and what the strategy keeps of x; the bias copy dies with the statement.
-Id StepReplay::linear(Id x, int64_t rows, int64_t in, int64_t out, K out_kind, double ratio, bool record,
-                      SavedOperand& saved, Id& weight_copy, K x_kind) {
-  const bool cast = s_.autocast_bf16;
-  const Id bias_copy = cast ? alloc(out * 2, K::transient_forward) : kNone;
-  const Id w = cast ? alloc(out * in * 2, record ? K::weight_copies : K::transient_forward) : kNone;
+std::pair<Id, Id> StepReplay::parameter_copies(int64_t slot, int64_t out, int64_t in, bool record) {
+  if (!s_.autocast_bf16) return {kNone, kNone};
+  const auto cached = cache_.find({slot < 0 ? slot : block_, slot});
+  if (cached != cache_.end()) return {r_.share(cached->second.first), r_.share(cached->second.second)};
+  return {alloc(out * 2, K::transient_forward), alloc(out * in * 2, record ? K::weight_copies : K::transient_forward)};
+}
+
+Id StepReplay::linear(int64_t slot, Id x, int64_t rows, int64_t in, int64_t out, K out_kind, double ratio,
+                      bool record, SavedOperand& saved, Id& weight_copy, K x_kind) {
+  const auto [bias_copy, w] = parameter_copies(slot, out, in, record);
   const Id y = alloc(rows * out * a_, out_kind);
   if (record) {
     weight_copy = w;
@@ -156,24 +171,24 @@ Id StepReplay::weight_gradient(const SavedOperand& saved, int64_t rows, int64_t 
   if (saved.k > 0) {
     const Id scaled = grad(saved.k * out * a_);
     const Id converted = convert ? r_.alloc(saved.k * in * a_, K::transient_gradients) : kNone;
-    const Id gw = grad(out * in * a_);
+    const Id gw = grad(out * in * g_);
     r_.unref(converted);
     r_.unref(scaled);
     return gw;
   }
   const Id converted = convert ? r_.alloc(rows * in * a_, K::transient_gradients) : kNone;
-  const Id gw = grad(out * in * a_);
+  const Id gw = grad(out * in * g_);
   r_.unref(converted);
   return gw;
 }
 
 // The weight's and bias's gradients reach AccumulateGrad: directly (it steals the buffer), or
-// under autocast through the casts' backward, which makes f32 copies (weight first: its cast
-// was recorded after the bias's).
+// when the linear ops return them in bf16 under autocast, through the casts' backward, which
+// makes f32 copies (weight first: its cast was recorded after the bias's).
 void StepReplay::parameter_gradients(Id weight_grad, int64_t weight_elems, Id bias_grad, int64_t bias_elems) {
   for (auto [g, elems] : {std::pair{weight_grad, weight_elems}, std::pair{bias_grad, bias_elems}}) {
     if (g == kNone) continue;
-    if (s_.autocast_bf16) {
+    if (g_ == 2) {
       grads_.push_back(r_.alloc(elems * 4, K::gradients));
       r_.unref(g);
     } else {
@@ -199,7 +214,7 @@ void StepReplay::accumulate(Id& buffer, Id incoming, bool& shared) {
 // checkpointed block's first run, which keeps nothing. x stays referenced by the caller.
 Id StepReplay::block_forward(int64_t b, Id x, bool record, BlockKeep& k) {
   const BlockPlan& p = plan_.blocks[static_cast<size_t>(b)];
-  const bool cast = s_.autocast_bf16;
+  block_ = b;
   r_.at(rerun_ ? "backward (checkpoint rerun)" : "forward", b, "attention");
   // h = residual(x, attn->forward(norm1(x)))
   Id y1 = kNone, qkv;
@@ -216,13 +231,12 @@ Id StepReplay::block_forward(int64_t b, Id x, bool record, BlockKeep& k) {
       r_.unref(mean);
       r_.unref(rstd);
     }
-    qkv = linear(y1, N_, D_, 3 * D_, record ? K::qkv : K::transient_forward, p.ratio[0], record, k.qkv_x,
+    qkv = linear(0, y1, N_, D_, 3 * D_, record ? K::qkv : K::transient_forward, p.ratio[0], record, k.qkv_x,
                  k.qkv_weight, K::norm_output);
   } else {
     // norm_linear(x, ..., autocast(weight), autocast(bias)) (ops/matmul/norm_linear.cpp): the
     // norm's output lives only inside the call; the node keeps x, the statistics and the weight.
-    const Id bias_copy = cast ? alloc(3 * D_ * 2, K::transient_forward) : kNone;
-    const Id w = cast ? alloc(3 * D_ * D_ * 2, record ? K::weight_copies : K::transient_forward) : kNone;
+    const auto [bias_copy, w] = parameter_copies(0, 3 * D_, D_, record);
     const Id y = alloc(N_ * D_ * a_, K::transient_forward);
     const Id mean = alloc(N_ * 4, K::norm_stats), rstd = alloc(N_ * 4, K::norm_stats);
     qkv = alloc(N_ * 3 * D_ * a_, record ? K::qkv : K::transient_forward);
@@ -251,7 +265,7 @@ Id StepReplay::block_forward(int64_t b, Id x, bool record, BlockKeep& k) {
     r_.unref(lse);
   }
   r_.at(rerun_ ? "backward (checkpoint rerun)" : "forward", b, "proj");
-  const Id proj = linear(out, N_, D_, D_, K::transient_forward, p.ratio[1], record, k.proj_x, k.proj_weight,
+  const Id proj = linear(1, out, N_, D_, D_, K::transient_forward, p.ratio[1], record, k.proj_x, k.proj_weight,
                          K::attention_output);
   r_.unref(qkv);  // Attention::forward's locals
   r_.unref(out);
@@ -280,8 +294,8 @@ Id StepReplay::block_forward(int64_t b, Id x, bool record, BlockKeep& k) {
   if (p.recompute_gelu) {
     // linear_gelu (ops/matmul/linear_gelu.cpp) keeps its input as it is, the weight's and the
     // bias's copies, and writes GELU over the pre-activation: no [N, 4D] is kept.
-    const Id bias_copy = cast ? alloc(Hd_ * 2, record ? K::weight_copies : K::transient_forward) : kNone;
-    const Id w = cast ? alloc(Hd_ * D_ * 2, record ? K::weight_copies : K::transient_forward) : kNone;
+    const auto [bias_copy, w] = parameter_copies(2, Hd_, D_, record);
+    if (record && bias_copy != kNone) r_.retag(bias_copy, K::weight_copies);  // kept too
     g = alloc(N_ * Hd_ * a_, g_kept ? K::gelu_output : K::transient_forward);
     if (record) {
       k.fc1_x.rows = r_.share(y2);
@@ -294,8 +308,7 @@ Id StepReplay::block_forward(int64_t b, Id x, bool record, BlockKeep& k) {
   } else {
     Id f1;
     if (fc1_normed) {
-      const Id bias_copy = cast ? alloc(Hd_ * 2, K::transient_forward) : kNone;
-      const Id w = cast ? alloc(Hd_ * D_ * 2, record ? K::weight_copies : K::transient_forward) : kNone;
+      const auto [bias_copy, w] = parameter_copies(2, Hd_, D_, record);
       const Id y = alloc(N_ * D_ * a_, K::transient_forward);
       const Id mean = alloc(N_ * 4, K::norm_stats), rstd = alloc(N_ * 4, K::norm_stats);
       f1 = alloc(N_ * Hd_ * a_, record ? K::mlp_hidden : K::transient_forward);
@@ -312,14 +325,14 @@ Id StepReplay::block_forward(int64_t b, Id x, bool record, BlockKeep& k) {
       r_.unref(y);
       r_.unref(bias_copy);
     } else {
-      f1 = linear(y2, N_, D_, Hd_, record ? K::mlp_hidden : K::transient_forward, p.ratio[2], record, k.fc1_x,
+      f1 = linear(2, y2, N_, D_, Hd_, record ? K::mlp_hidden : K::transient_forward, p.ratio[2], record, k.fc1_x,
                   k.fc1_weight, K::norm_output);
     }
     g = alloc(N_ * Hd_ * a_, g_kept ? K::gelu_output : K::transient_forward);  // gelu keeps its input
     if (record) k.fc1_out = r_.share(f1);
     r_.unref(f1);
   }
-  const Id m = linear(g, N_, Hd_, D_, K::transient_forward, p.ratio[3], record, k.fc2_x, k.fc2_weight, K::gelu_output);
+  const Id m = linear(3, g, N_, Hd_, D_, K::transient_forward, p.ratio[3], record, k.fc2_x, k.fc2_weight, K::gelu_output);
   r_.unref(g);
   const Id x_out = alloc(N_ * D_ * 4, K::block_input);
   r_.assign(x_out, b + 1 < c_.depth ? b + 1 : -1);
@@ -342,7 +355,7 @@ Id StepReplay::block_backward(int64_t b, Id grad_out, bool shared, BlockKeep& k)
   const Id g_branch2 = cast ? grad(N_ * D_ * a_) : r_.share(grad_out);
   r_.at("backward", b, "fc2");
   const Id g_fc2 = grad(N_ * Hd_ * a_);
-  const Id w2 = weight_gradient(k.fc2_x, N_, Hd_, D_), b2 = grad(D_ * a_);
+  const Id w2 = weight_gradient(k.fc2_x, N_, Hd_, D_), b2 = grad(D_ * g_);
   r_.unref(k.fc2_weight);
   release(k.fc2_x);
   r_.unref(g_branch2);
@@ -352,7 +365,7 @@ Id StepReplay::block_backward(int64_t b, Id grad_out, bool shared, BlockKeep& k)
     r_.at("backward", b, "fc1+gelu (recomputed)");
     const Id dh = r_.alloc(N_ * Hd_ * a_, K::transient_recompute);
     g_fc1_out = grad(N_ * D_ * a_);
-    const Id w1 = grad(Hd_ * D_ * a_), b1 = grad(Hd_ * a_);
+    const Id w1 = grad(Hd_ * D_ * g_), b1 = grad(Hd_ * g_);
     r_.unref(dh);
     release(k.fc1_x);
     r_.unref(k.fc1_weight);
@@ -368,11 +381,11 @@ Id StepReplay::block_backward(int64_t b, Id grad_out, bool shared, BlockKeep& k)
       r_.at("backward", b, "fc1 (norm2 recomputed)");
       const Id y = r_.alloc(N_ * D_ * a_, K::transient_recompute);
       const Id mean = r_.alloc(N_ * 4, K::transient_recompute), rstd = r_.alloc(N_ * 4, K::transient_recompute);
-      const Id w1 = grad(Hd_ * D_ * a_);
+      const Id w1 = grad(Hd_ * D_ * g_);
       r_.unref(y);
       r_.unref(mean);
       r_.unref(rstd);
-      const Id b1 = grad(Hd_ * a_);
+      const Id b1 = grad(Hd_ * g_);
       const Id gy = grad(N_ * D_ * a_), gx = grad(N_ * D_ * 4);
       const Id gn_w = grad(D_ * 4), gn_b = grad(D_ * 4);
       r_.unref(gy);
@@ -387,7 +400,7 @@ Id StepReplay::block_backward(int64_t b, Id grad_out, bool shared, BlockKeep& k)
     } else {
       r_.at("backward", b, "fc1");
       g_fc1_out = grad(N_ * D_ * a_);
-      const Id w1 = weight_gradient(k.fc1_x, N_, D_, Hd_), b1 = grad(Hd_ * a_);
+      const Id w1 = weight_gradient(k.fc1_x, N_, D_, Hd_), b1 = grad(Hd_ * g_);
       r_.unref(k.fc1_weight);
       release(k.fc1_x);
       r_.unref(g_gelu);
@@ -409,7 +422,7 @@ Id StepReplay::block_backward(int64_t b, Id grad_out, bool shared, BlockKeep& k)
   const Id g_branch1 = cast ? grad(N_ * D_ * a_) : r_.share(hbuf);
   r_.at("backward", b, "proj");
   const Id g_proj = grad(N_ * D_ * a_);
-  const Id wp = weight_gradient(k.proj_x, N_, D_, D_), bp = grad(D_ * a_);
+  const Id wp = weight_gradient(k.proj_x, N_, D_, D_), bp = grad(D_ * g_);
   r_.unref(k.proj_weight);
   release(k.proj_x);
   r_.unref(g_branch1);
@@ -424,11 +437,11 @@ Id StepReplay::block_backward(int64_t b, Id grad_out, bool shared, BlockKeep& k)
     r_.at("backward", b, "qkv (norm1 recomputed)");
     const Id y = r_.alloc(N_ * D_ * a_, K::transient_recompute);
     const Id mean = r_.alloc(N_ * 4, K::transient_recompute), rstd = r_.alloc(N_ * 4, K::transient_recompute);
-    const Id wq = grad(3 * D_ * D_ * a_);
+    const Id wq = grad(3 * D_ * D_ * g_);
     r_.unref(y);
     r_.unref(mean);
     r_.unref(rstd);
-    const Id bq = grad(3 * D_ * a_);
+    const Id bq = grad(3 * D_ * g_);
     const Id gy = grad(N_ * D_ * a_), gx = grad(N_ * D_ * 4);
     const Id gn_w = grad(D_ * 4), gn_b = grad(D_ * 4);
     r_.unref(gy);
@@ -443,7 +456,7 @@ Id StepReplay::block_backward(int64_t b, Id grad_out, bool shared, BlockKeep& k)
   } else {
     r_.at("backward", b, "qkv");
     const Id gq = grad(N_ * D_ * a_);
-    const Id wq = weight_gradient(k.qkv_x, N_, D_, 3 * D_), bq = grad(3 * D_ * a_);
+    const Id wq = weight_gradient(k.qkv_x, N_, D_, 3 * D_), bq = grad(3 * D_ * g_);
     r_.unref(k.qkv_weight);
     release(k.qkv_x);
     r_.unref(g_qkv);
@@ -485,12 +498,29 @@ MemoryPrediction StepReplay::run() {
   r_.persistent(B_ * 8, K::data);
   const int64_t start_bytes = r_.result().peak_bytes;
 
+  // The step's AutocastWeightCache: bf16 copies of the patch embedding's, the head's and every
+  // non-checkpointed block's linears' parameters, made before forward, alive until backward ends.
+  if (s_.autocast_bf16 && s_.weight_cache) {
+    r_.at("start of step", -1, "weight cache");
+    auto cache = [&](int64_t block, int64_t slot, int64_t out, int64_t in) {
+      const Id w = r_.alloc(out * in * 2, K::weight_copies), bias = r_.alloc(out * 2, K::weight_copies);
+      cache_[{block, slot}] = {bias, w};
+    };
+    cache(kPatch, kPatch, D_, P_);
+    for (int64_t b = 0; b < c_.depth; ++b)
+      if (!plan_.blocks[static_cast<size_t>(b)].checkpoint) {
+        cache(b, 0, 3 * D_, D_);
+        cache(b, 1, D_, D_);
+        cache(b, 2, Hd_, D_);
+        cache(b, 3, D_, Hd_);
+      }
+    cache(kHead, kHead, C_, D_);
+  }
   // Patch embedding: the patches are a copy (a reshape of a permuted view), local to forward.
   r_.at("forward", -1, "patch embedding");
   const Id patches = r_.alloc(B_ * Np_ * P_ * 4, cast || copy_on_save_ ? K::transient_forward : K::embed_head);
   const Id patches_cast = cast ? r_.alloc(B_ * Np_ * P_ * 2, K::embed_head) : kNone;
-  const Id bias_copy = cast ? r_.alloc(D_ * 2, K::transient_forward) : kNone;
-  const Id weight_copy = cast ? r_.alloc(D_ * P_ * 2, K::transient_forward) : kNone;  // x needs no grad: not kept
+  const auto [bias_copy, weight_copy] = parameter_copies(kPatch, D_, P_, false);  // x needs no grad: not kept
   const Id embedded = r_.alloc(B_ * Np_ * D_ * a_, K::transient_forward);
   const SavedOperand patch_saved = save_operand(cast ? patches_cast : patches, B_ * Np_, P_, K::embed_head, 0);
   r_.unref(weight_copy);
@@ -524,7 +554,7 @@ MemoryPrediction StepReplay::run() {
   const Id final_x = r_.share(x);
   SavedOperand head_saved;
   Id head_weight = kNone;
-  const Id head_out = linear(norm_y, B_, D_, C_, K::embed_head, 0, true, head_saved, head_weight, K::embed_head);
+  const Id head_out = linear(kHead, norm_y, B_, D_, C_, K::embed_head, 0, true, head_saved, head_weight, K::embed_head);
   const Id logits = cast ? r_.alloc(B_ * C_ * 4, K::embed_head) : head_out;
   if (cast) r_.unref(head_out);
   r_.unref(norm_y);
@@ -547,7 +577,7 @@ MemoryPrediction StepReplay::run() {
   const Id g_head_out = cast ? grad(B_ * C_ * 2) : g_logits;
   if (cast) r_.unref(g_logits);
   const Id g_norm_y = grad(B_ * D_ * a_);
-  const Id head_w = weight_gradient(head_saved, B_, D_, C_), head_b = grad(C_ * a_);
+  const Id head_w = weight_gradient(head_saved, B_, D_, C_), head_b = grad(C_ * g_);
   r_.unref(head_weight);
   release(head_saved);
   r_.unref(g_head_out);
@@ -590,12 +620,16 @@ MemoryPrediction StepReplay::run() {
   grads_.push_back(r_.alloc(D_ * 4, K::gradients));
   const Id g_embedded = grad(B_ * Np_ * D_ * a_);
   if (cast) r_.unref(g);
-  const Id patch_w = weight_gradient(patch_saved, B_ * Np_, P_, D_), patch_b = grad(D_ * a_);
+  const Id patch_w = weight_gradient(patch_saved, B_ * Np_, P_, D_), patch_b = grad(D_ * g_);
   release(patch_saved);
   r_.unref(g_embedded);
   if (!cast) r_.unref(g);
   parameter_gradients(patch_w, D_ * P_, patch_b, D_);
 
+  for (const auto& [slot, copies] : cache_) {  // the cache's scope ends with backward
+    r_.unref(copies.first);
+    r_.unref(copies.second);
+  }
   r_.at("optimizer", -1, s_.steady_state ? "update" : "update (creating the state)");
   if (s_.clip_grad) {
     const Id norm = r_.alloc(4, K::transient_gradients), coef = r_.alloc(4, K::transient_gradients);

@@ -38,6 +38,13 @@ struct StepSetup {
   // Optimizer state already exists (every step after the first); false: the first step, which
   // creates it in the update.
   bool steady_state = true;
+  // Mixed precision as the linear-family ops run it. f32_weight_gradients: they return the f32
+  // parameters' gradients in f32 straight from the GEMM (else in bf16, cast by the autocast
+  // casts' backward). weight_cache: the step holds an AutocastWeightCache (bf16 copies of the
+  // patch embedding's, head's and non-checkpointed blocks' linear parameters, made before forward
+  // and alive until backward ends) instead of each op converting its own.
+  bool f32_weight_gradients = false;
+  bool weight_cache = false;
 };
 
 // What is live, by kind. Activation kinds are what the backward nodes keep.
