@@ -1,4 +1,5 @@
-// The bookkeeping under the memory model's replay (memory_model.cpp): live tensors with
+// The bookkeeping under the memory model's replay, and the replay's declaration (internal to
+// apps/vit/memory_*.cpp): live tensors with
 // reference counts (a storage that several nodes keep is one tensor with several references),
 // their kinds, the running total and the peak with what was live then; optionally every request
 // goes through a real CachingAllocator on an address-only backing, so that block sizes are the
@@ -7,8 +8,11 @@
 
 #include <array>
 #include <cstdint>
+#include <initializer_list>
+#include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "apps/vit/memory_model.h"
@@ -149,6 +153,87 @@ class Replay {
   std::array<int64_t, static_cast<size_t>(K::count)> by_kind_{}, at_peak_{};
   const char *phase_ = "", *what_ = "", *peak_phase_ = "", *peak_what_ = "";
   int64_t block_ = -1, peak_block_ = -1;
+};
+
+
+// What a matmul node's strategy keeps of its operand (ops/matmul/exact.cpp, sampled.cpp).
+struct SavedOperand {
+  Id rows = kNone, indices = kNone, weights = kNone;
+  int64_t k = 0;      // sampled rows (0: exact)
+  bool copy = false;  // a saved-dtype copy (the contraction converts it back)
+};
+
+// What the recorded forward of one block keeps, by the node that keeps it.
+struct BlockKeep {
+  Id checkpoint_input = kNone;                          // CheckpointBackward
+  Id ln1_x = kNone, ln1_mean = kNone, ln1_rstd = kNone;  // LayerNorm (or NormLinear for qkv)
+  Id qkv_weight = kNone;
+  SavedOperand qkv_x;
+  Id qkv = kNone, attn_out = kNone, lse = kNone;  // AttentionBackward: q, k, v (one storage), O, lse
+  Id proj_weight = kNone;
+  SavedOperand proj_x;
+  Id ln2_x = kNone, ln2_mean = kNone, ln2_rstd = kNone;
+  Id fc1_weight = kNone, fc1_bias = kNone;  // the bias copy only for the fused fc1+GELU
+  SavedOperand fc1_x;
+  Id fc1_out = kNone;  // GELU's input
+  Id fc2_weight = kNone;
+  SavedOperand fc2_x;
+};
+
+// One training step replayed (memory_model.cpp: the blocks; memory_step.cpp: the whole step).
+class StepReplay {
+ public:
+  StepReplay(const StepSetup& s, const MemoryPlan& plan, CachingAllocator* cache = nullptr, bool persistent_cached = false)
+      : r_(cache), s_(s), plan_(plan), c_(s.config), B_(s.batch), T_(c_.tokens()), Np_(c_.num_patches()), D_(c_.dim),
+        Hd_(static_cast<int64_t>(static_cast<double>(c_.dim) * c_.mlp_ratio)), C_(c_.num_classes),
+        P_(c_.in_channels * c_.patch_size * c_.patch_size), N_(B_ * T_), a_(s.autocast_bf16 ? 2 : 4),
+        copy_on_save_(s.saved_dtype && !s.autocast_bf16), g_(s.autocast_bf16 && !s.f32_weight_gradients ? 2 : 4) {
+    r_.set_skip_persistent(persistent_cached);
+  }
+
+  MemoryPrediction run();
+
+ private:
+  Replay r_;
+  K kind(K k) const { return rerun_ ? K::transient_recompute : k; }
+  Id alloc(int64_t bytes, K k) { return r_.alloc(bytes, kind(k)); }
+  Id grad(int64_t bytes) { return r_.alloc(bytes, K::transient_gradients); }
+
+  // The parameters' tensors (vit.cpp, nn/layers.cpp), as element counts.
+  std::vector<int64_t> parameter_sizes() const;
+  SavedOperand save_operand(Id x, int64_t rows, int64_t width, K kept_kind, double ratio);
+  void release(const SavedOperand& saved);
+  Id linear(int64_t slot, Id x, int64_t rows, int64_t in, int64_t out, K out_kind, double ratio, bool record,
+            SavedOperand& saved, Id& weight_copy, K x_kind);
+  // Under autocast, the bf16 copies (bias, weight) a linear-family op multiplies with: made for
+  // the op, or the step's cached ones shared (StepSetup::weight_cache). `slot`: 0-3 the block's
+  // qkv, proj, fc1, fc2 (of block_); kPatch, kHead.
+  std::pair<Id, Id> parameter_copies(int64_t slot, int64_t out, int64_t in, bool record);
+  static constexpr int64_t kPatch = -1, kHead = -2;
+  Id weight_gradient(const SavedOperand& saved, int64_t rows, int64_t in, int64_t out);
+  void parameter_gradients(Id weight_grad, int64_t weight_elems, Id bias_grad, int64_t bias_elems);
+  void accumulate(Id& buffer, Id incoming, bool& shared);
+  // f32 gradients of f32 parameters (LayerNorm's): AccumulateGrad steals the buffers.
+  void keep_gradients(std::initializer_list<Id> ids) {
+    for (Id g : ids) {
+      r_.retag(g, K::gradients);
+      grads_.push_back(g);
+    }
+  }
+  Id block_forward(int64_t b, Id x, bool record, BlockKeep& k);
+  Id block_backward(int64_t b, Id grad_out, bool shared, BlockKeep& k);
+
+  const StepSetup& s_;
+  const MemoryPlan& plan_;
+  const VitConfig& c_;
+  const int64_t B_, T_, Np_, D_, Hd_, C_, P_, N_;
+  const int64_t a_;           // bytes of an activation that feeds or leaves a GEMM (bf16 under autocast)
+  const bool copy_on_save_;   // ExactStrategy keeps a bf16 copy of f32 operands
+  bool rerun_ = false;        // inside a checkpoint's rerun: what is allocated is recomputed
+  int64_t block_ = -1;        // the block whose forward runs
+  std::map<std::pair<int64_t, int64_t>, std::pair<Id, Id>> cache_;  // (block, slot) -> (bias, weight) copies
+  const int64_t g_;           // bytes of a parameter gradient as the linear ops return it
+  std::vector<Id> grads_;     // the parameters' .grad, freed by zero_grad
 };
 
 }  // namespace tg::vit::detail
