@@ -144,4 +144,10 @@ TEST_CASE("the model's terms: parameters, gradients and AdamW state of the real 
   const vit::MemoryPrediction p = vit::predict_memory(step_setup(PrecisionPolicy{}), uniform(vit::BlockPlan{}));
   CHECK(p.bytes(vit::MemoryKind::parameters) == params);
   CHECK(p.start_bytes == params + 2 * params + 512 + vit::batch_bytes(c, kBatch));  // + AdamW state, step scalars
+  vit::StepSetup sgd = step_setup(PrecisionPolicy{});
+  sgd.optimizer = "sgd";  // one momentum buffer per parameter
+  CHECK(vit::predict_memory(sgd, uniform(vit::BlockPlan{})).start_bytes == 2 * params + 512 + vit::batch_bytes(c, kBatch));
+  vit::StepSetup first = step_setup(PrecisionPolicy{});
+  first.steady_state = false;  // the first step creates the state in its update
+  CHECK(vit::predict_memory(first, uniform(vit::BlockPlan{})).start_bytes == params + 512 + vit::batch_bytes(c, kBatch));
 }
