@@ -134,9 +134,9 @@ vit::StepSetup step_setup(const Options& o, int64_t channels, int64_t classes, i
   s.saved_dtype = parse_precision_dtype(o.saved_dtype, "--saved-dtype");
   s.optimizer = o.optimizer;
   s.clip_grad = o.clip_grad > 0;
-  // How Trainer::step_body and the linear ops run mixed precision (docs/memory-planning.md): the
-  // committed code converts each weight per op and returns bf16 gradients through casts.
-  s.f32_weight_gradients = false;
+  // How the linear ops and Trainer::step_body run mixed precision (docs/memory-planning.md): the
+  // ops return f32 parameter gradients; the step converts each weight per op (no weight cache).
+  s.f32_weight_gradients = true;
   s.weight_cache = false;
   s.resident_bytes = resident_bytes;
   if (o.model_ema && s.config.fused_attention)  // the averaged model: a second set of parameters
