@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "apps/vit/strategies.h"
 #include "autograd/engine.h"
@@ -110,7 +111,11 @@ int main(int argc, char** argv) {
     }
     // The step as CUDA graphs capture it: the update's per-step values are written first.
     auto step_body = [&](const Tensor& x, const Tensor& y) {
-      tg::backward(cross_entropy(model.forward(x), y));
+      {
+        std::optional<AutocastWeightCache> weights;  // as train_vit's step: the bf16 copies in one pass
+        if (policy.autocast_dtype) weights.emplace(model.autocast_weights(), *policy.autocast_dtype);
+        tg::backward(cross_entropy(model.forward(x), y));
+      }
       adam.apply_step();
       adam.zero_grad();
     };

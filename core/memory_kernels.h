@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "core/tensor.h"
 
@@ -27,6 +28,9 @@ void fill_cuda(const Tensor& dst, double value);
 void accumulate_cuda(const Tensor& dst, const Tensor& src);
 void random_cuda(const Tensor& dst, Distribution distribution, uint64_t seed, uint64_t first_block,
                  double a, double b);
+// targets[t] = convert(sources[t]) for contiguous pairs of equal shapes, one dtype for all the
+// targets and one for all the sources, in a few multi-tensor launches (core/cuda/multi_tensor.cuh).
+void convert_many_cuda(const std::vector<Tensor>& targets, const std::vector<Tensor>& sources);
 // Contiguous copies between host and device memory (synchronous for the host side).
 void copy_host_to_device(void* dst, const void* src, size_t nbytes, int device_index);
 void copy_device_to_host(void* dst, const void* src, size_t nbytes, int device_index);

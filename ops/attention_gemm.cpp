@@ -23,7 +23,7 @@ Tensor as_matrices(const Tensor& x) {
   return x.raw_contiguous().raw_view({x.size(0) * x.size(1), x.size(2), x.size(3)});
 }
 
-// The (batch, head) matrices [first, first + count) of the chunk `index`.
+// The (batch, head) matrices [first, first + count) of one chunk.
 struct Chunk {
   int64_t first, count;
 };
@@ -46,17 +46,9 @@ Tensor probabilities(const Tensor& qs, const Tensor& k) {
   return p;
 }
 
-// Writes `part` into rows [first, first + part.size(0)) of `whole`, or returns `part` itself when
-// it is the whole (one chunk: no copy).
-Tensor place(Tensor& whole, const Tensor& part, int64_t first, int64_t total) {
-  if (part.size(0) == total) return part;
-  if (!whole.defined()) {
-    Shape shape = part.shape();
-    shape[0] = total;
-    whole = empty(shape, part.dtype(), part.device());
-  }
-  whole.raw_narrow(0, first, part.size(0)).copy_(part);
-  return whole;
+// op(a)·op(b) of one chunk into its rows of `whole` ([matrices, M, N], contiguous).
+void product_into(const Tensor& whole, const Chunk& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b) {
+  gemm_into(whole.raw_narrow(0, c.first, c.count), a, trans_a, b, trans_b);
 }
 
 class GemmAttentionBackward final : public Node {
@@ -75,18 +67,18 @@ class GemmAttentionBackward final : public Node {
     if (qs.numel() == 0) return {empty(q_shape_, qs.dtype(), qs.device()), zeros(kv_shape_, k.dtype(), k.device()),
                                  zeros(kv_shape_, v.dtype(), v.device())};  // no queries: K and V had no effect
     const Tensor g = as_matrices(grads[0]);  // dO [B·H, Tq, D]
-    const int64_t matrices = qs.size(0);
-    Tensor dqs, dk, dv;
-    for (const Chunk& c : chunks(matrices, qs.size(1), k.size(1), qs.itemsize(), chunk_bytes_)) {
+    const Tensor dqs = empty(qs.shape(), qs.dtype(), qs.device()), dk = empty(k.shape(), k.dtype(), k.device()),
+                 dv = empty(v.shape(), v.dtype(), v.device());
+    for (const Chunk& c : chunks(qs.size(0), qs.size(1), k.size(1), qs.itemsize(), chunk_bytes_)) {
       const Tensor qs_c = qs.raw_narrow(0, c.first, c.count), k_c = k.raw_narrow(0, c.first, c.count),
                    v_c = v.raw_narrow(0, c.first, c.count), g_c = g.raw_narrow(0, c.first, c.count);
       const Tensor p = probabilities(qs_c, k_c);
-      dv = place(dv, gemm(p, true, g_c, false), c.first, matrices);  // dV = Pᵀ·dO
-      const Tensor dp = gemm(g_c, false, v_c, true);                  // dP = dO·Vᵀ
-      Tensor ds = empty(dp.shape(), dp.dtype(), dp.device());         // dS = P∘(dP − rowsum(P∘dP))
+      product_into(dv, c, p, true, g_c, false);        // dV = Pᵀ·dO
+      const Tensor dp = gemm(g_c, false, v_c, true);   // dP = dO·Vᵀ
+      Tensor ds = empty(dp.shape(), dp.dtype(), dp.device());  // dS = P∘(dP − rowsum(P∘dP))
       TG_DEVICE_DISPATCH(ds.device(), softmax_backward, ds, dp, p, p.size(-1), /*log=*/false);
-      dqs = place(dqs, gemm(ds, false, k_c, false), c.first, matrices);  // d(Q·scale) = dS·K
-      dk = place(dk, gemm(ds, true, qs_c, false), c.first, matrices);    // dK = dSᵀ·(Q·scale)
+      product_into(dqs, c, ds, false, k_c, false);     // d(Q·scale) = dS·K
+      product_into(dk, c, ds, true, qs_c, false);      // dK = dSᵀ·(Q·scale)
     }
     return {mul(dqs, scale_).raw_view(q_shape_), dk.raw_view(kv_shape_), dv.raw_view(kv_shape_)};
   }
@@ -103,19 +95,20 @@ class GemmAttentionBackward final : public Node {
 Tensor gemm_attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale, int64_t chunk_bytes) {
   check_attention_inputs("gemm_attention", q, k, v);
   TG_CHECK(chunk_bytes > 0, ValueError, "gemm_attention: expected a positive chunk budget, got ", chunk_bytes);
-  Tensor qs, kc, vc, out = q.numel() == 0 ? empty(q.shape(), q.dtype(), q.device()) : Tensor();
+  const Tensor out = empty(q.shape(), q.dtype(), q.device());
+  Tensor qs, kc, vc;
   {
     NoGradGuard no_grad;  // this op records its own node
     qs = as_matrices(mul(q, scale));
     kc = as_matrices(k);
     vc = as_matrices(v);
+    const Tensor out_matrices = out.raw_view(qs.shape());
     const int64_t matrices = q.numel() == 0 ? 0 : qs.size(0);
     for (const Chunk& c : chunks(matrices, qs.size(1), kc.size(1), qs.itemsize(), chunk_bytes)) {
       const Tensor p = probabilities(qs.raw_narrow(0, c.first, c.count), kc.raw_narrow(0, c.first, c.count));
-      out = place(out, gemm(p, false, vc.raw_narrow(0, c.first, c.count), false), c.first, matrices);
+      product_into(out_matrices, c, p, false, vc.raw_narrow(0, c.first, c.count), false);  // O = P·V
     }
   }
-  out = out.raw_view(q.shape());
   if (should_record({&q, &k, &v}))
     record(std::make_shared<GemmAttentionBackward>(qs, kc, vc, q.shape(), k.shape(), scale, chunk_bytes), {q, k, v},
            {out});

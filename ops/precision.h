@@ -11,6 +11,8 @@
 
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "core/dtype.h"
 #include "core/tensor.h"
@@ -68,6 +70,30 @@ PrecisionPolicy precision_mode(const std::string& mode);
 Tensor autocast(const Tensor& x);
 // The dtype autocast(x) would have, without casting anything (x defined).
 DType autocast_dtype_of(const Tensor& x);
+
+// PyTorch autocast's weight cache, filled in one pass: while one is alive, the linear-family ops
+// under mixed precision (ops/matmul/linear.h) take these parameters' copies in `dtype`, all
+// converted at construction (to_dtype: a few multi-tensor launches), instead of converting their
+// weight and bias once per op per forward. The parameters must not change while it lives: a
+// training step holds one around its forward and backward, and updates after it is gone. The
+// copies live as long as the cache or the nodes that keep them (each linear keeps its weight's
+// copy for dX anyway). Caches nest; a thread searches its innermost one.
+class AutocastWeightCache {
+ public:
+  AutocastWeightCache(const std::vector<Tensor>& parameters, DType dtype);
+  ~AutocastWeightCache();
+  AutocastWeightCache(const AutocastWeightCache&) = delete;
+  AutocastWeightCache& operator=(const AutocastWeightCache&) = delete;
+
+  // The copy of `x` in `dtype`, when x is a cached parameter or a contiguous view of all of one
+  // (the patch embedding's reshaped kernel), viewed as x; undefined otherwise.
+  static Tensor find(const Tensor& x, DType dtype);
+
+ private:
+  DType dtype_;
+  std::vector<std::pair<Tensor, Tensor>> copies_;  // (parameter, its copy)
+  AutocastWeightCache* previous_;
+};
 
 // The dtype named by a saved-dtype or GEMM-dtype option: "same" -> nullopt, "bf16" -> bf16.
 // ValueError naming `what` (e.g. "--saved-dtype") and the accepted names otherwise.

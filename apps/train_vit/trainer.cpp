@@ -219,18 +219,25 @@ void Trainer::check_free_space() {
 
 Tensor Trainer::step_body(const Tensor& images, const Tensor& labels) {
   Tensor loss;
-  if (mixup_) {  // never under CUDA graphs (resolve_options): the mix is chosen on the host
-    const nn::MixChoice mix = mixup_->choose(static_cast<uint64_t>(position_.step), images.size(2), images.size(3));
-    loss = mixup_->loss(model_->forward(mixup_->mix_images(images, mix)), labels, mix, o_.label_smoothing);
-  } else {
-    loss = cross_entropy(model_->forward(images), labels, o_.label_smoothing);
+  {
+    // Mixed precision: the step's bf16 copies of the linears' weights in one pass, alive until
+    // backward is done (ops/precision.h); the update below changes the f32 masters after.
+    std::optional<AutocastWeightCache> weights;
+    if (const std::optional<DType>& dtype = tg::precision_policy().autocast_dtype)
+      weights.emplace(model_->autocast_weights(), *dtype);
+    if (mixup_) {  // never under CUDA graphs (resolve_options): the mix is chosen on the host
+      const nn::MixChoice mix = mixup_->choose(static_cast<uint64_t>(position_.step), images.size(2), images.size(3));
+      loss = mixup_->loss(model_->forward(mixup_->mix_images(images, mix)), labels, mix, o_.label_smoothing);
+    } else {
+      loss = cross_entropy(model_->forward(images), labels, o_.label_smoothing);
+    }
+    // The graph holds every saved activation now: the first step's walk is the report's peak.
+    if (o_.memory_report && saved_at_peak_.empty()) {
+      saved_at_peak_ = saved_bytes_by_kind(loss);
+      allocated_at_peak_ = memory_stats(device_).allocated_bytes[static_cast<size_t>(StatType::all)].current;
+    }
+    backward(loss);
   }
-  // The graph holds every saved activation now: the first step's walk is the report's peak.
-  if (o_.memory_report && saved_at_peak_.empty()) {
-    saved_at_peak_ = saved_bytes_by_kind(loss);
-    allocated_at_peak_ = memory_stats(device_).allocated_bytes[static_cast<size_t>(StatType::all)].current;
-  }
-  backward(loss);
   if (o_.clip_grad > 0) nn::clip_grad_norm(parameters_, o_.clip_grad);
   optimizer_->apply_step();
   optimizer_->zero_grad();

@@ -95,6 +95,19 @@ Tensor VisionTransformer::forward(const Tensor& images) const {
   return cast(head->forward(norm->forward(select(x, 1, 0))), DType::f32);
 }
 
+std::vector<Tensor> VisionTransformer::autocast_weights() const {
+  std::vector<Tensor> weights{patch_weight, patch_bias, head->weight, head->bias};
+  for (const auto& block : blocks) {
+    if (block->checkpointed()) continue;
+    for (const nn::Linear* linear : {block->attn->qkv.get(), block->attn->proj.get(), block->mlp->fc1.get(),
+                                     block->mlp->fc2.get()}) {
+      weights.push_back(linear->weight);
+      if (linear->bias.defined()) weights.push_back(linear->bias);
+    }
+  }
+  return weights;
+}
+
 void save_weights(const VisionTransformer& model, const std::string& path) {
   // "format": "pt" is what safetensors.torch writes; some Hugging Face loaders require it.
   nn::save_safetensors(path, model.state_dict(), {{"format", "pt"}});

@@ -56,6 +56,11 @@ class VisionTransformer : public nn::Module {
   const VitConfig& config() const { return config_; }
   // Parameters that AdamW does not decay besides biases and norms (timm's no_weight_decay).
   std::vector<std::string> no_weight_decay() const { return {"cls_token", "pos_embed"}; }
+  // The weights and biases its linears round under mixed precision, for a step's
+  // AutocastWeightCache (ops/precision.h): the patch embedding, the head and the four linears of
+  // every block that is not checkpointed — a checkpointed block rounds its own again when it
+  // reruns, so that it keeps no copy between its forward and its backward.
+  std::vector<Tensor> autocast_weights() const;
 
   Tensor patch_weight, patch_bias, cls_token, pos_embed;  // patch_embed.proj.{weight,bias}
   std::vector<std::shared_ptr<nn::Block>> blocks;

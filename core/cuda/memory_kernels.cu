@@ -2,11 +2,14 @@
 // streams as core/cpu/memory_kernels.cpp), and host<->device transfers.
 #include <cuda_runtime.h>
 
+#include <array>
 #include <optional>
+#include <vector>
 
 #include "core/cuda/cuda_check.h"
 #include "core/cuda/device_guard.h"
 #include "core/cuda/launch.h"
+#include "core/cuda/multi_tensor.cuh"
 #include "core/cuda/vector_map.cuh"
 #include "core/memory_kernels.h"
 #include "core/philox.h"
@@ -94,7 +97,36 @@ std::optional<StridedGeometry<2>> vector_geometry(StridedGeometry<2> g, const Te
   return g;
 }
 
+// targets[t][i] = convert(sources[t][i]) for the list's tensors (multi_tensor.cuh), one chunk per
+// block.
+template <class Dst, class Src>
+__global__ void __launch_bounds__(kBlockSize) convert_many_kernel(cuda::ChunkList<2> list) {
+  const cuda::ChunkSpan span = cuda::chunk_span(list);
+  auto* out = static_cast<Dst*>(list.data[0][span.tensor]);
+  const auto* in = static_cast<const Src*>(list.data[1][span.tensor]);
+  for (int64_t i = span.begin + threadIdx.x; i < span.end; i += kBlockSize) out[i] = convert<Dst>(in[i]);
+}
+
 }  // namespace
+
+void convert_many_cuda(const std::vector<Tensor>& targets, const std::vector<Tensor>& sources) {
+  if (targets.empty()) return;
+  DeviceGuard guard(targets[0].device().index);
+  std::vector<std::array<const Tensor*, 2>> operands;
+  for (size_t t = 0; t < targets.size(); ++t) operands.push_back({&targets[t], &sources[t]});
+  const DType target_dtype = targets[0].dtype();
+  cuda::for_each_chunk_list<2>(operands, [&](DType, const cuda::ChunkList<2>& list, int64_t chunks, int64_t) {
+    // The groups are by the targets' dtype (one), so the sources' is read from the first tensor.
+    const DType source_dtype = sources[0].dtype();
+    TG_DISPATCH_FLOATING(target_dtype, "convert_many", [&] {
+      using dst_t = scalar_t;
+      TG_DISPATCH_FLOATING(source_dtype, "convert_many", [&] {
+        convert_many_kernel<dst_t, scalar_t><<<static_cast<unsigned>(chunks), kBlockSize, 0, current_stream()>>>(list);
+        TG_CUDA_CHECK_LAUNCH();
+      });
+    });
+  });
+}
 
 void copy_cuda(const Tensor& dst, const Tensor& src) {
   const int64_t numel = dst.numel();

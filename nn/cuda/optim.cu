@@ -7,6 +7,7 @@
 #include "core/cuda/cuda_check.h"
 #include "core/cuda/device_guard.h"
 #include "core/cuda/launch.h"
+#include "core/cuda/multi_tensor.cuh"
 #include "core/strided.h"
 #include "nn/optim_update.h"
 #include "ops/cuda/row_reduce.cuh"
@@ -32,76 +33,12 @@ __global__ void ema_kernel(T* average, const T* w, int64_t n, acc_t<T> decay) {
   TG_GRID_STRIDE_LOOP(i, n) average[i] = convert<T>(ema_element<acc>(convert<acc>(average[i]), convert<acc>(w[i]), decay));
 }
 
-// Up to kListSize tensors of one dtype per launch, passed by value as the kernel's argument (no
-// pointer table to copy to the device), each with N operands of its shape (clipping: the
-// gradient; Adam: parameter, gradient and the two moments). Every tensor is cut into chunks of
-// kChunk elements and each block takes one chunk, so a block's share, and the order of its sums,
-// depend only on the shapes: the norm is the same bits on every run.
-constexpr int kListSize = 48;
-constexpr int64_t kChunk = 64 * kBlockSize;
-
-template <int N>
-struct ChunkList {
-  void* data[N][kListSize];  // data[n][t]: operand n of tensor t
-  int64_t numel[kListSize];
-  int64_t chunk_begin[kListSize + 1];  // chunk_begin[t]: first chunk of tensor t within this launch
-};
-
-int64_t chunks_of(const Tensor& t) { return (t.numel() + kChunk - 1) / kChunk; }
-
-struct ChunkSpan {
-  int tensor;
-  int64_t begin, end;  // elements of the tensor
-};
-
-template <int N>
-__device__ ChunkSpan chunk_span(const ChunkList<N>& list) {
-  const int64_t chunk = blockIdx.x;
-  int t = 0;
-  while (chunk >= list.chunk_begin[t + 1]) ++t;
-  const int64_t begin = (chunk - list.chunk_begin[t]) * kChunk;
-  return {t, begin, min(begin + kChunk, list.numel[t])};
-}
-
-// fn(dtype, list, chunks, first_chunk) for consecutive groups of same-dtype tensors (each entry:
-// its N operands, of the first one's shape and dtype); first_chunk numbers the launch's chunks
-// across all groups.
-template <int N, class F>
-void for_each_chunk_list(const std::vector<std::array<const Tensor*, N>>& tensors, F&& fn) {
-  std::map<DType, std::vector<const std::array<const Tensor*, N>*>> by_dtype;
-  for (const auto& operands : tensors)
-    if (operands[0]->numel() > 0) by_dtype[operands[0]->dtype()].push_back(&operands);
-  int64_t first_chunk = 0;
-  for (const auto& [dtype, group] : by_dtype) {
-    for (size_t start = 0; start < group.size(); start += kListSize) {
-      ChunkList<N> list{};
-      const int count = static_cast<int>(std::min<size_t>(kListSize, group.size() - start));
-      for (int t = 0; t < count; ++t) {
-        const auto& operands = *group[start + static_cast<size_t>(t)];
-        for (int n = 0; n < N; ++n) list.data[n][t] = operands[static_cast<size_t>(n)]->raw_data();
-        list.numel[t] = operands[0]->numel();
-        list.chunk_begin[t + 1] = list.chunk_begin[t] + chunks_of(*operands[0]);
-      }
-      for (int t = count; t < kListSize; ++t) list.chunk_begin[t + 1] = list.chunk_begin[t];
-      fn(dtype, list, list.chunk_begin[count], first_chunk);
-      first_chunk += list.chunk_begin[count];
-    }
-  }
-}
-
-// The one-operand form, over whole tensors.
-template <class F>
-void for_each_chunk_list(const std::vector<Tensor>& tensors, F&& fn) {
-  std::vector<std::array<const Tensor*, 1>> operands;
-  for (const Tensor& t : tensors) operands.push_back({&t});
-  for_each_chunk_list<1>(operands, fn);
-}
-
-int64_t total_chunks(const std::vector<Tensor>& tensors) {
-  int64_t chunks = 0;
-  for (const Tensor& t : tensors) chunks += chunks_of(t);
-  return chunks;
-}
+using tg::cuda::ChunkList;
+using tg::cuda::chunk_span;
+using tg::cuda::ChunkSpan;
+using tg::cuda::for_each_chunk_list;
+using tg::cuda::kChunk;
+using tg::cuda::total_chunks;
 
 using Block = tg::cuda::RowGroup<false>;
 

@@ -1,6 +1,6 @@
 // CUDA kernels of the softmax family: one row per warp (rows up to 1024 columns, held in
-// registers, so each element is read once and written once) or per block (longer rows: an
-// online max/sum pass, then the output pass re-reads the row).
+// registers, so each element is read once and written once, with one exp) or per block (longer
+// rows: an online max/sum pass, then the output pass re-reads the row).
 #include "core/cuda/cuda_check.h"
 #include "core/cuda/device_guard.h"
 #include "ops/cuda/row_reduce.cuh"
@@ -17,6 +17,27 @@ __global__ void softmax_kernel(T* y, const T* x, int64_t rows, int64_t cols, boo
     const T* in = x + row * cols;
     T* out = y + row * cols;
     const RowSlice<acc, Group, kCache> slice(in, cols);
+    if constexpr (kCache > 0) {
+      // The row is in registers: its max first, then one exp per element, kept for the output
+      // (the online max/sum of long rows costs two exps and a division per element).
+      acc max = -static_cast<acc>(INFINITY);
+      slice.for_each([&](int64_t j, int k) {
+        const acc v = slice.value(in, j, k);
+        max = v > max ? v : max;  // a NaN is not a max; its exp below poisons the sum
+      });
+      max = Group::reduce(max, -static_cast<acc>(INFINITY), [](acc a, acc b) { return a > b ? a : b; });
+      acc e[kCache], sum = 0;
+      slice.for_each([&](int64_t j, int k) {
+        e[k] = scalar::exp(slice.value(in, j, k) - max);
+        sum += e[k];
+      });
+      sum = Group::sum(sum);
+      const acc inverse = acc(1) / sum, log_sum = log ? max + scalar::log(sum) : acc(0);
+      slice.for_each([&](int64_t j, int k) {
+        out[j] = convert<T>(log ? slice.value(in, j, k) - log_sum : e[k] * inverse);
+      });
+      continue;
+    }
     MaxSum<acc> stats = MaxSum<acc>::empty();
     slice.for_each([&](int64_t j, int k) { stats.add(slice.value(in, j, k)); });
     stats = Group::softmax_stats(stats);

@@ -77,6 +77,41 @@ MatmulShape check_matmul(const Tensor& a, const Tensor& b, bool trans_a, bool tr
   return s;
 }
 
+namespace {
+
+// op(a)·op(b) (+ bias) into `out`, a contiguous tensor of the product's shape (checked by the
+// callers) in the result dtype.
+void gemm_to(const Tensor& out, const MatmulShape& s, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b,
+             const Tensor& bias) {
+  if (out.numel() == 0) return;
+  const Tensor c = out.raw_view({s.batch, s.m, s.n});
+  if (s.k == 0) {  // an empty sum
+    if (bias.defined()) c.copy_(bias.raw_expand(c.shape()));
+    else c.fill_(0);
+    return;
+  }
+  const GemmOperand ga = gemm_operand(a, trans_a, s.batch), gb = gemm_operand(b, trans_b, s.batch);
+  const GemmMath math{precision_policy().allow_tf32};
+  if (bias.defined())
+    TG_DEVICE_DISPATCH(a.device(), gemm_bias, c, ga.matrix, ga.trans, gb.matrix, gb.trans, bias.raw_contiguous(),
+                       math);
+  else
+    TG_DEVICE_DISPATCH(a.device(), gemm, c, ga.matrix, ga.trans, gb.matrix, gb.trans, /*accumulate=*/false, math);
+}
+
+bool policy_rounds(const Tensor& a) {
+  const PrecisionPolicy& policy = precision_policy();
+  return policy.gemm_dtype && *policy.gemm_dtype != a.dtype() && a.dtype() == DType::f32;
+}
+
+Shape product_shape(const MatmulShape& s) {
+  Shape shape = s.batch_dims;
+  shape.dims().insert(shape.dims().end(), {s.m, s.n});
+  return shape;
+}
+
+}  // namespace
+
 Tensor gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& bias,
             std::optional<DType> out_dtype) {
   const MatmulShape s = check_matmul(a, b, trans_a, trans_b);
@@ -86,27 +121,22 @@ Tensor gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const 
     TG_CHECK(bias.dim() == 1 && bias.size(0) == s.n, ShapeError, "matmul: bias must have shape [", s.n,
              "] (N), got ", bias.shape().str());
   }
-  const PrecisionPolicy& policy = precision_policy();
-  if (policy.gemm_dtype && *policy.gemm_dtype != a.dtype() && a.dtype() == DType::f32)
-    return gemm_in(*policy.gemm_dtype, a, trans_a, b, trans_b, bias);
-  Shape out_shape = s.batch_dims;
-  out_shape.dims().insert(out_shape.dims().end(), {s.m, s.n});
-  Tensor out = empty(out_shape, out_type, a.device());
-  if (out.numel() == 0) return out;
-  const Tensor c = out.raw_view({s.batch, s.m, s.n});
-  if (s.k == 0) {  // an empty sum
-    if (bias.defined()) c.copy_(bias.raw_expand(c.shape()));
-    else c.fill_(0);
-    return out;
-  }
-  const GemmOperand ga = gemm_operand(a, trans_a, s.batch), gb = gemm_operand(b, trans_b, s.batch);
-  const GemmMath math{policy.allow_tf32};
-  if (bias.defined())
-    TG_DEVICE_DISPATCH(a.device(), gemm_bias, c, ga.matrix, ga.trans, gb.matrix, gb.trans, bias.raw_contiguous(),
-                       math);
-  else
-    TG_DEVICE_DISPATCH(a.device(), gemm, c, ga.matrix, ga.trans, gb.matrix, gb.trans, /*accumulate=*/false, math);
+  if (policy_rounds(a)) return gemm_in(*precision_policy().gemm_dtype, a, trans_a, b, trans_b, bias);
+  Tensor out = empty(product_shape(s), out_type, a.device());
+  gemm_to(out, s, a, trans_a, b, trans_b, bias);
   return out;
+}
+
+void gemm_into(const Tensor& out, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b) {
+  const MatmulShape s = check_matmul(a, b, trans_a, trans_b);
+  TG_INTERNAL_ASSERT(out.shape() == product_shape(s) && out.is_contiguous() && out.device() == a.device() &&
+                         (out.dtype() == a.dtype() || (a.dtype() == DType::bf16 && out.dtype() == DType::f32)),
+                     "gemm_into: out ", out.shape().str(), " for a product of shape ", product_shape(s).str());
+  if (policy_rounds(a)) {
+    out.copy_(gemm_in(*precision_policy().gemm_dtype, a, trans_a, b, trans_b, Tensor()));
+    return;
+  }
+  gemm_to(out, s, a, trans_a, b, trans_b, Tensor());
 }
 
 ProductAndRowSums gemm_with_row_sums(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b,
@@ -115,13 +145,11 @@ ProductAndRowSums gemm_with_row_sums(const Tensor& a, bool trans_a, const Tensor
            a.shape().str(), " and ", b.shape().str());
   const MatmulShape s = check_matmul(a, b, trans_a, trans_b);
   const DType out_type = gemm_out_dtype(a.dtype(), out_dtype, /*has_bias=*/false);
-  const PrecisionPolicy& policy = precision_policy();
-  const bool policy_rounds = policy.gemm_dtype && *policy.gemm_dtype != a.dtype() && a.dtype() == DType::f32;
-  if (a.device().is_cuda() && !policy_rounds && s.k > 0 && s.m > 0 && s.n > 0) {
+  if (a.device().is_cuda() && !policy_rounds(a) && s.k > 0 && s.m > 0 && s.n > 0) {
     const GemmOperand ga = gemm_operand(a, trans_a, 1), gb = gemm_operand(b, trans_b, 1);
     ProductAndRowSums result{empty({s.m, s.n}, out_type, a.device()), empty({s.m}, out_type, a.device())};
     if (TG_DEVICE_DISPATCH(a.device(), gemm_row_sums, result.product.raw_view({1, s.m, s.n}), ga.matrix, ga.trans,
-                           gb.matrix, gb.trans, result.row_sums, GemmMath{policy.allow_tf32}))
+                           gb.matrix, gb.trans, result.row_sums, GemmMath{precision_policy().allow_tf32}))
       return result;
   }
   // op(a)'s rows are a's columns when transposed (summed over a's dim 0), else a's rows.

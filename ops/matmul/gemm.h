@@ -31,6 +31,11 @@ MatmulShape check_matmul(const Tensor& a, const Tensor& b, bool trans_a, bool tr
 Tensor gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& bias = Tensor(),
             std::optional<DType> out_dtype = std::nullopt);
 
+// gemm() without a bias into `out` — contiguous, of the product's shape, in a's dtype (or f32 for
+// bf16 operands) — instead of a new tensor: for callers that assemble one result from several
+// products (gemm_attention's chunks).
+void gemm_into(const Tensor& out, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b);
+
 struct ProductAndRowSums {
   Tensor product;   // op(a)·op(b) [M, N]
   Tensor row_sums;  // Σ_k op(a)[m, k], [M]

@@ -94,7 +94,13 @@ LinearParameters linear_parameters(const char* op, const Tensor& x, const Tensor
   TG_CHECK(x.dtype() == DType::bf16 && weight.dtype() == DType::f32, TypeError, op, ": expected the weight in ",
            dtype_name(x.dtype()), x.dtype() == DType::bf16 ? " or f32 (mixed precision)" : "", " like the input, got ",
            dtype_name(weight.dtype()));
-  return {weight.to(x.dtype()), bias.defined() ? bias.to(x.dtype()) : Tensor(), weight.dtype()};
+  // The step's cached copies when it made them (AutocastWeightCache), else copies made here.
+  auto rounded = [&](const Tensor& parameter) {
+    if (!parameter.defined()) return parameter;
+    const Tensor cached = AutocastWeightCache::find(parameter, x.dtype());
+    return cached.defined() ? cached : parameter.to(x.dtype());
+  };
+  return {rounded(weight), rounded(bias), weight.dtype()};
 }
 
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, BackwardStrategy* strategy) {

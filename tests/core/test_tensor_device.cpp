@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "core/allocator.h"
+#include "core/tensor_conversions.h"
 #include "tests/support/test_support.h"
 
 using namespace tg;
@@ -85,6 +86,31 @@ TEST_CASE("layout changes with a contiguous innermost dim (16-byte vector copies
         expected(host.raw_narrow(3, 0, 6).raw_permute({0, 2, 1, 3})));
   CHECK(there.raw_narrow(3, 1, 4).raw_permute({0, 2, 1, 3}).raw_contiguous().to_vector<float>() ==
         expected(host.raw_narrow(3, 1, 4).raw_permute({0, 2, 1, 3})));
+}
+
+TEST_CASE("to_dtype converts many tensors at once (multi-tensor launches on CUDA) as Tensor::to does each") {
+  const Device dev = test_device();
+  Generator g(5);
+  std::vector<Tensor> tensors;
+  // Sizes below, at and above a chunk (64·256 elements), 60 of them (more than one launch's 48),
+  // a bf16 one (a second source dtype), one already in the target dtype, a strided view, and an
+  // undefined slot.
+  for (int i = 0; i < 60; ++i) tensors.push_back(rand({(i % 7) * 4099 + 1}, DType::f32, dev, g, -3, 3));
+  tensors.push_back(rand({33, 65}, DType::f32, dev, g).to(DType::f64));
+  tensors.push_back(rand({5, 3}, DType::bf16, dev, g));
+  tensors.push_back(rand({6, 4}, DType::f32, dev, g).raw_transpose(0, 1));
+  tensors.push_back(Tensor());
+  const std::vector<Tensor> converted = to_dtype(tensors, DType::bf16);
+  REQUIRE(converted.size() == tensors.size());
+  for (size_t i = 0; i + 1 < tensors.size(); ++i) {
+    CAPTURE(i);
+    CHECK(converted[i].dtype() == DType::bf16);
+    CHECK(converted[i].shape() == tensors[i].shape());
+    CHECK(converted[i].to(DType::f32).raw_contiguous().to_vector<float>() ==
+          tensors[i].to(DType::bf16).to(DType::f32).raw_contiguous().to_vector<float>());
+  }
+  CHECK(converted[61].same(tensors[61]));  // already bf16: the tensor itself
+  CHECK_FALSE(converted.back().defined());
 }
 
 TEST_CASE("tensors on the device are counted by that device's allocator") {

@@ -130,3 +130,42 @@ TEST_CASE("precision modes, and autocast casting only f32 tensors, only when the
   CHECK(x.grad().dtype() == DType::f32);  // the cast's backward returns the f32 gradient
   CHECK(host_values(x.grad()) == std::vector<double>(12, 1.0));
 }
+
+TEST_CASE("the autocast weight cache: the linears take its copies, bit for bit what they would make, inside it only") {
+  Tensor w = random_tensor({6, 8}, 730), b = random_tensor({6}, 731), conv = random_tensor({6, 2, 2, 2}, 732);
+  for (Tensor* t : {&w, &b, &conv}) t->set_requires_grad(true);
+  const Tensor x = random_tensor({5, 8}, 733).to(DType::bf16);
+  const Tensor g = random_tensor({5, 6}, 734).to(DType::bf16);
+  auto run = [&](const Tensor& weight) {
+    for (Tensor* t : {&w, &b, &conv}) t->set_grad(Tensor());
+    const Tensor y = linear(x, weight, b);
+    backward(y, g);
+    return std::vector<std::vector<double>>{host_values(y), host_values(w.grad().defined() ? w.grad() : conv.grad()),
+                                            host_values(b.grad())};
+  };
+  const auto plain = run(w);
+  CHECK_FALSE(AutocastWeightCache::find(w, DType::bf16).defined());  // no cache
+  {
+    const AutocastWeightCache cache({w, b, conv}, DType::bf16);
+    const Tensor copy = AutocastWeightCache::find(w, DType::bf16);
+    REQUIRE(copy.defined());
+    CHECK(copy.dtype() == DType::bf16);
+    CHECK(host_values(copy) == host_values(w.to(DType::bf16)));
+    CHECK(AutocastWeightCache::find(w, DType::bf16).same(copy));  // one copy per step, not per use
+    CHECK_FALSE(AutocastWeightCache::find(w, DType::f64).defined());
+    CHECK_FALSE(AutocastWeightCache::find(random_tensor({6, 8}, 735), DType::bf16).defined());
+    CHECK(run(w) == plain);
+    // A reshaped view of a cached parameter (the patch embedding's kernel) finds its copy, viewed.
+    const Tensor flat = reshape(conv, {6, 8});
+    const Tensor flat_copy = AutocastWeightCache::find(flat, DType::bf16);
+    REQUIRE(flat_copy.defined());
+    CHECK(flat_copy.shape() == Shape({6, 8}));
+    CHECK(host_values(flat_copy) == host_values(conv.to(DType::bf16)));
+    {
+      const AutocastWeightCache inner({b}, DType::bf16);  // the innermost cache is searched
+      CHECK_FALSE(AutocastWeightCache::find(w, DType::bf16).defined());
+    }
+    CHECK(AutocastWeightCache::find(w, DType::bf16).same(copy));
+  }
+  CHECK_FALSE(AutocastWeightCache::find(w, DType::bf16).defined());
+}

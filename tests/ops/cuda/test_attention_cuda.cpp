@@ -91,7 +91,10 @@ TEST_CASE("fused attention on CUDA: TF32 tensor cores within TF32 rounding of th
     }
     const auto exact = test::host_values(attention(gpu)), cpu = test::host_values(attention({in[0].detach(), in[1].detach(), in[2].detach()}));
     CHECK(test::relative_error(exact, cpu) < 1e-5);
-    CHECK(test::relative_error(test::host_values(rounded), cpu) > 1e-5);
+    // tapegrad's kernels always round; cuBLAS is allowed, not obliged, to use TF32 (it picks
+    // fp32 kernels for some small products): a warning only there.
+    if (backend == CudaAttentionBackend::tapegrad) CHECK(test::relative_error(test::host_values(rounded), cpu) > 1e-5);
+    else WARN(test::relative_error(test::host_values(rounded), cpu) > 1e-5);
   }
   }
 }
