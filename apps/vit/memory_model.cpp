@@ -57,14 +57,17 @@ void StepReplay::release(const SavedOperand& saved) {
   r_.unref(saved.weights);
 }
 
-// Linear::forward: linear(autocast(x), autocast(weight), autocast(bias)), the arguments cast
-// right to left (GCC), the GEMM's output, then LinearBackward keeps the weight's copy (when x
-// needs a gradient) and what the strategy keeps of x; the bias copy dies with the statement.
+// Linear::forward: linear(autocast(x), weight, bias): under autocast the op makes bf16 copies of
+// the f32 parameters (or takes the step's cached ones), then the GEMM's output; LinearBackward
+// keeps the weight's copy (when x needs a gradient) and what the strategy keeps of x; the bias
+// copy dies with the op.
 std::pair<Id, Id> StepReplay::parameter_copies(int64_t slot, int64_t out, int64_t in, bool record) {
   if (!s_.autocast_bf16) return {kNone, kNone};
   const auto cached = cache_.find({slot < 0 ? slot : block_, slot});
   if (cached != cache_.end()) return {r_.share(cached->second.first), r_.share(cached->second.second)};
-  return {alloc(out * 2, K::transient_forward), alloc(out * in * 2, record ? K::weight_copies : K::transient_forward)};
+  // linear_parameters (ops/matmul/linear.cpp): the weight's copy, then the bias's.
+  const Id w = alloc(out * in * 2, record ? K::weight_copies : K::transient_forward);
+  return {alloc(out * 2, K::transient_forward), w};
 }
 
 Id StepReplay::linear(int64_t slot, Id x, int64_t rows, int64_t in, int64_t out, K out_kind, double ratio,
@@ -115,6 +118,16 @@ void StepReplay::parameter_gradients(Id weight_grad, int64_t weight_elems, Id bi
   }
 }
 
+// NormLinearBackward's recomputed norm output (layer_norm_unrecorded(...).y: the statistics it
+// also makes die with the statement).
+Id StepReplay::recompute_norm_output() {
+  const Id y = r_.alloc(N_ * D_ * a_, K::transient_recompute);
+  const Id mean = r_.alloc(N_ * 4, K::transient_recompute), rstd = r_.alloc(N_ * 4, K::transient_recompute);
+  r_.unref(mean);
+  r_.unref(rstd);
+  return y;
+}
+
 // The engine's add_to_buffer: in place when the buffer is the storage's only handle, else a
 // clone first (a checkpoint's rerun shares its incoming gradient with the outer engine).
 void StepReplay::accumulate(Id& buffer, Id incoming, bool& shared) {
@@ -151,11 +164,11 @@ Id StepReplay::block_forward(int64_t b, Id x, bool record, BlockKeep& k) {
     qkv = linear(0, y1, N_, D_, 3 * D_, record ? K::qkv : K::transient_forward, p.ratio[0], record, k.qkv_x,
                  k.qkv_weight, K::norm_output);
   } else {
-    // norm_linear(x, ..., autocast(weight), autocast(bias)) (ops/matmul/norm_linear.cpp): the
-    // norm's output lives only inside the call; the node keeps x, the statistics and the weight.
-    const auto [bias_copy, w] = parameter_copies(0, 3 * D_, D_, record);
+    // norm_linear (ops/matmul/norm_linear.cpp): the norm, then the parameters' copies; the norm's
+    // output lives only inside the call; the node keeps x, the statistics and the weight's copy.
     const Id y = alloc(N_ * D_ * a_, K::transient_forward);
     const Id mean = alloc(N_ * 4, K::norm_stats), rstd = alloc(N_ * 4, K::norm_stats);
+    const auto [bias_copy, w] = parameter_copies(0, 3 * D_, D_, record);
     qkv = alloc(N_ * 3 * D_ * a_, record ? K::qkv : K::transient_forward);
     if (record) {
       k.ln1_x = r_.share(x);
@@ -225,9 +238,9 @@ Id StepReplay::block_forward(int64_t b, Id x, bool record, BlockKeep& k) {
   } else {
     Id f1;
     if (fc1_normed) {
-      const auto [bias_copy, w] = parameter_copies(2, Hd_, D_, record);
       const Id y = alloc(N_ * D_ * a_, K::transient_forward);
       const Id mean = alloc(N_ * 4, K::norm_stats), rstd = alloc(N_ * 4, K::norm_stats);
+      const auto [bias_copy, w] = parameter_copies(2, Hd_, D_, record);
       f1 = alloc(N_ * Hd_ * a_, record ? K::mlp_hidden : K::transient_forward);
       if (record) {
         k.ln2_x = r_.share(h);
@@ -296,13 +309,9 @@ Id StepReplay::block_backward(int64_t b, Id grad_out, bool shared, BlockKeep& k)
     r_.unref(g_fc2);
     if (fc1_normed) {
       r_.at("backward", b, "fc1 (norm2 recomputed)");
-      const Id y = r_.alloc(N_ * D_ * a_, K::transient_recompute);
-      const Id mean = r_.alloc(N_ * 4, K::transient_recompute), rstd = r_.alloc(N_ * 4, K::transient_recompute);
-      const Id w1 = grad(Hd_ * D_ * g_);
+      const Id y = recompute_norm_output();  // its statistics die with the statement
+      const Id w1 = grad(Hd_ * D_ * g_), b1 = grad(Hd_ * g_);  // gemm_with_row_sums
       r_.unref(y);
-      r_.unref(mean);
-      r_.unref(rstd);
-      const Id b1 = grad(Hd_ * g_);
       const Id gy = grad(N_ * D_ * a_), gx = grad(N_ * D_ * 4);
       const Id gn_w = grad(D_ * 4), gn_b = grad(D_ * 4);
       r_.unref(gy);
@@ -352,13 +361,9 @@ Id StepReplay::block_backward(int64_t b, Id grad_out, bool shared, BlockKeep& k)
   r_.unref(g_proj);
   if (qkv_normed) {
     r_.at("backward", b, "qkv (norm1 recomputed)");
-    const Id y = r_.alloc(N_ * D_ * a_, K::transient_recompute);
-    const Id mean = r_.alloc(N_ * 4, K::transient_recompute), rstd = r_.alloc(N_ * 4, K::transient_recompute);
-    const Id wq = grad(3 * D_ * D_ * g_);
+    const Id y = recompute_norm_output();
+    const Id wq = grad(3 * D_ * D_ * g_), bq = grad(3 * D_ * g_);  // gemm_with_row_sums
     r_.unref(y);
-    r_.unref(mean);
-    r_.unref(rstd);
-    const Id bq = grad(3 * D_ * g_);
     const Id gy = grad(N_ * D_ * a_), gx = grad(N_ * D_ * 4);
     const Id gn_w = grad(D_ * 4), gn_b = grad(D_ * 4);
     r_.unref(gy);

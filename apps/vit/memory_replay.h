@@ -213,6 +213,7 @@ class StepReplay {
   Id weight_gradient(const SavedOperand& saved, int64_t rows, int64_t in, int64_t out);
   void parameter_gradients(Id weight_grad, int64_t weight_elems, Id bias_grad, int64_t bias_elems);
   void accumulate(Id& buffer, Id incoming, bool& shared);
+  Id recompute_norm_output();
   // f32 gradients of f32 parameters (LayerNorm's): AccumulateGrad steals the buffers.
   void keep_gradients(std::initializer_list<Id> ids) {
     for (Id g : ids) {
