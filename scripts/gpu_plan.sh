@@ -15,10 +15,12 @@
 #   CALIBRATE (1: the --plan-only and budget runs take --calibrate, predicting ms per step; default 1),
 #   PLANS (;-separated flag lists replacing the default plans), BUDGET_BASE (bytes, default 5880000000),
 #   COMMON (the flags every run gets; default: synthetic data on cuda, bf16, eager, 4096 images).
+# A whole run takes longer than one 10-minute device call: split it, e.g.
+#   MODELS="small64 small128" PARTS=plans ...;  MODELS=base64 PARTS=plans ...;  PARTS=budgets ...
 # Measured with --cuda-graphs off: the model predicts eager steps (a captured graph's pool is not
 # modelled). A run that fails prints FAILED with its log's last line and the script goes on.
 set -u
-[ $# -eq 2 ] || { sed -n '2,20p' "$0" >&2; exit 2; }
+[ $# -eq 2 ] || { sed -n '2,22p' "$0" >&2; exit 2; }
 bin=$1 out=$2
 source "$(dirname "${BASH_SOURCE[0]}")/gpu_env.sh"
 mkdir -p "$out/logs"
