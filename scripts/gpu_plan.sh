@@ -20,7 +20,7 @@
 # Measured with --cuda-graphs off: the model predicts eager steps (a captured graph's pool is not
 # modelled). A run that fails prints FAILED with its log's last line and the script goes on.
 set -u
-[ $# -eq 2 ] || { sed -n '2,22p' "$0" >&2; exit 2; }
+[ $# -eq 2 ] || { sed -n '2,21p' "$0" >&2; exit 2; }
 bin=$1 out=$2
 source "$(dirname "${BASH_SOURCE[0]}")/gpu_env.sh"
 mkdir -p "$out/logs"
