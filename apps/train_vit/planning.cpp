@@ -135,9 +135,9 @@ vit::StepSetup step_setup(const Options& o, int64_t channels, int64_t classes, i
   s.optimizer = o.optimizer;
   s.clip_grad = o.clip_grad > 0;
   // How the linear ops and Trainer::step_body run mixed precision (docs/memory-planning.md): the
-  // ops return f32 parameter gradients; the step converts each weight per op (no weight cache).
+  // ops return f32 parameter gradients, and the step holds an AutocastWeightCache.
   s.f32_weight_gradients = true;
-  s.weight_cache = false;
+  s.weight_cache = true;
   s.resident_bytes = resident_bytes;
   if (o.model_ema && s.config.fused_attention)  // the averaged model: a second set of parameters
     s.resident_bytes += vit::predict_memory(s, {std::vector<vit::BlockPlan>(static_cast<size_t>(s.config.depth))},
