@@ -1,15 +1,17 @@
 // CUDA kernels of the reduction family. Rows (inner == 1) reduce with one block per row and a
-// shared-memory tree; columns (inner > 1) with blocks of 32 columns × 8 row lanes, split along
-// the reduced dim into chunks when there are too few columns to fill the GPU (the chunks'
-// partial sums are added by a second pass). Every sum runs in a fixed order: deterministic, no
-// atomics.
+// shared-memory tree; columns (inner > 1) with blocks of 32 columns — or 32 16-byte vectors of
+// columns, where the rows allow — × 8 row lanes, split along the reduced dim into chunks when
+// there are too few columns to fill the GPU (the chunks' partial sums are added by a second
+// pass). Every sum runs in a fixed order: deterministic, no atomics.
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "core/allocator.h"
 #include "core/cuda/cuda_check.h"
 #include "core/cuda/device_guard.h"
 #include "core/cuda/launch.h"
+#include "core/cuda/vector_map.cuh"
 #include "core/strided.h"
 #include "ops/reduce_kernels.h"
 
@@ -64,6 +66,43 @@ __global__ void sum_columns_kernel(Out* out, const T* in, ReduceShape s, int64_t
   out[(blockIdx.y * s.outer + o) * s.inner + i] = convert<Out>(total * scale);
 }
 
+// The same partial sums with 16-byte loads, for rows of bf16 or f32 whose length is a whole
+// number of vectors and that start on 16 bytes: a block covers 32 vectors of columns (256 bf16 or
+// 128 f32 columns) × 8 row lanes, so a warp reads 512 contiguous bytes of a row at once. Each
+// thread keeps one sum per column of its vector; lane 0..7's sums of a column are added in
+// shared memory in lane order.
+constexpr int kVectorColumns = 32;
+
+template <class T, class Out>
+__global__ void sum_columns_vector_kernel(Out* out, const T* in, ReduceShape s, int64_t chunk, acc_t<T> scale) {
+  using acc = acc_t<T>;
+  constexpr int W = kVectorWidth<T>;
+  constexpr int kWidth = kVectorColumns * W;  // columns per block
+  __shared__ acc lanes[kRowLanes][kWidth];
+  const int vector = static_cast<int>(threadIdx.x) % kVectorColumns, lane = static_cast<int>(threadIdx.x) / kVectorColumns;
+  const int64_t tiles = (s.inner + kWidth - 1) / kWidth;
+  const int64_t o = blockIdx.x / tiles, first = (blockIdx.x % tiles) * kWidth, i = first + vector * W;
+  const int64_t begin = blockIdx.y * chunk, end = min(begin + chunk, s.reduce);
+  acc total[W] = {};
+  if (i < s.inner) {
+    const T* x = in + o * s.reduce * s.inner + i;
+#pragma unroll 4
+    for (int64_t r = begin + lane; r < end; r += kRowLanes) {
+      const Vector<W, T> v = *reinterpret_cast<const Vector<W, T>*>(x + r * s.inner);
+#pragma unroll
+      for (int k = 0; k < W; ++k) total[k] += convert<acc>(v.v[k]);
+    }
+  }
+#pragma unroll
+  for (int k = 0; k < W; ++k) lanes[lane][vector * W + k] = total[k];
+  __syncthreads();
+  for (int c = static_cast<int>(threadIdx.x); c < kWidth && first + c < s.inner; c += kColumnTile * kRowLanes) {
+    acc sum = lanes[0][c];
+    for (int l = 1; l < kRowLanes; ++l) sum += lanes[l][c];
+    out[(blockIdx.y * s.outer + o) * s.inner + first + c] = convert<Out>(sum * scale);
+  }
+}
+
 template <class T>
 __global__ void max_kernel(T* values, int64_t* indices, const T* in, ReduceShape s) {
   using acc = acc_t<T>;
@@ -97,22 +136,34 @@ void sum_into(Out* y, const T* x, const Tensor& in, ReduceShape s, double scale)
   }
   // Column tiles × chunks: about eight blocks per multiprocessor, each lane summing at least
   // 8 rows of its chunk.
-  const int64_t tiles = s.outer * ((s.inner + kColumnTile - 1) / kColumnTile);
+  constexpr bool kVectorType = std::is_same_v<T, bf16> || std::is_same_v<T, float>;
+  const bool vectors = kVectorType && s.inner % kVectorWidth<T> == 0 && vector_map_applies({x});
+  const int64_t tile_width = vectors ? kVectorColumns * kVectorWidth<T> : kColumnTile;
+  const int64_t tiles = s.outer * ((s.inner + tile_width - 1) / tile_width);
   TG_CHECK(tiles <= INT32_MAX, NotImplementedError, "sum on CUDA: ", tiles, " column tiles exceed 2^31 - 1");
   const int64_t chunks = std::clamp<int64_t>(132 * 8 / tiles, 1, std::max<int64_t>(s.reduce / (8 * kRowLanes), 1));
   const int64_t chunk = (s.reduce + chunks - 1) / chunks;
   const dim3 block(kColumnTile * kRowLanes);
-  if (chunks == 1) {
-    sum_columns_kernel<<<dim3(static_cast<unsigned>(tiles), 1), block, 0, stream>>>(y, x, s, chunk,
-                                                                                  static_cast<acc>(scale));
+  // The first pass into `target` (Out, or the accumulation type for chunk sums).
+  auto first_pass = [&](auto* target, int64_t grid_chunks, acc pass_scale) {
+    const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(grid_chunks));
+    if constexpr (kVectorType) {
+      if (vectors) {
+        sum_columns_vector_kernel<<<grid, block, 0, stream>>>(target, x, s, chunk, pass_scale);
+        TG_CUDA_CHECK_LAUNCH();
+        return;
+      }
+    }
+    sum_columns_kernel<<<grid, block, 0, stream>>>(target, x, s, chunk, pass_scale);
     TG_CUDA_CHECK_LAUNCH();
+  };
+  if (chunks == 1) {
+    first_pass(y, 1, static_cast<acc>(scale));
     return;
   }
   // Two passes: chunk sums in the accumulation type, then their sum over chunks.
   const Tensor partial = empty({chunks, s.outer, s.inner}, dtype_v<acc>, in.device());
-  sum_columns_kernel<<<dim3(static_cast<unsigned>(tiles), static_cast<unsigned>(chunks)), block, 0, stream>>>(
-      partial.data<acc>(), x, s, chunk, static_cast<acc>(1));
-  TG_CUDA_CHECK_LAUNCH();
+  first_pass(partial.data<acc>(), chunks, static_cast<acc>(1));
   const ReduceShape second{1, chunks, s.outer * s.inner};
   const int64_t second_tiles = (second.inner + kColumnTile - 1) / kColumnTile;
   sum_columns_kernel<<<dim3(static_cast<unsigned>(second_tiles), 1), block, 0, stream>>>(

@@ -62,9 +62,10 @@ TEST_CASE("sum, mean, max: CUDA matches CPU across row, column and split reducti
   // A tall column reduction (bias gradient of a ViT-B linear) takes the two-pass path.
   const Tensor tall = test::random_param({12608, 24}, 131);
   check_cuda_matches_cpu([](const std::vector<Tensor>& in) { return sum(in[0], {0}); }, {tall});
-  // The bias gradients of ViT-B/16 (12608 rows of 768 and 3072) and a width that is no multiple
-  // of the 32-column tile, in f32 and bf16; reruns are bit-identical (fixed order, no atomics).
-  for (const Shape& shape : std::vector<Shape>{{12608, 768}, {12608, 3072}, {3, 4100, 45}, {2, 1}}) {
+  // The bias gradients of ViT-B/16 (12608 rows of 768 and 3072: 16-byte loads), a width of whole
+  // vectors but not of whole 256-column tiles, and one that is no multiple of the 32-column tile
+  // (element loads), in f32 and bf16; reruns are bit-identical (fixed order, no atomics).
+  for (const Shape& shape : std::vector<Shape>{{12608, 768}, {12608, 3072}, {3, 300, 264}, {3, 4100, 45}, {2, 1}}) {
     CAPTURE(shape.str());
     const Tensor wide = test::random_param(shape, 133);
     check_cuda_matches_cpu([](const std::vector<Tensor>& in) { return sum(in[0], {in[0].dim() - 2}); }, {wide});
@@ -73,6 +74,13 @@ TEST_CASE("sum, mean, max: CUDA matches CPU across row, column and split reducti
     CHECK(test::relative_error(test::host_values(bf16_sum), test::host_values(sum(wide.detach(), {wide.dim() - 2}))) <
           1e-2);
     CHECK(test::host_values(sum(on_gpu, {on_gpu.dim() - 2})) == test::host_values(bf16_sum));
+    // bf16 into f32 (mixed precision's bias gradients): the CPU's f32 sum of the same values.
+    Shape kept = shape;
+    kept[kept.ndim() - 2] = 1;
+    const Tensor wide_sum = sum_to(on_gpu, kept, DType::f32);
+    CHECK(wide_sum.dtype() == DType::f32);
+    CHECK(test::relative_error(test::host_values(wide_sum), test::host_values(sum_to(on_gpu.to(Device::cpu()), kept,
+                                                                                       DType::f32))) < 1e-5);
   }
   const Tensor y = random_tensor({7, 1000}, 132);
   CHECK(argmax(y.to(Device::cuda(0)), 1).to_vector<int64_t>() == argmax(y, 1).to_vector<int64_t>());
