@@ -11,29 +11,15 @@
 #include "ops/matmul/matmul.h"
 #include "ops/shape_ops.h"
 #include "ops/softmax.h"
+#include "tests/ops/attention_reference.h"
 #include "tests/support/op_checks.h"
 
 using namespace tg;
 using test::host_values;
 using test::random_param;
 
-namespace {
-
-Tensor explicit_attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale) {
-  return matmul(softmax(mul(matmul(q, k, false, true), scale)), v);
-}
-
-// Output and input gradients of `attention` for one fixed output gradient.
-std::vector<std::vector<double>> results(const std::function<Tensor(const Tensor&, const Tensor&, const Tensor&)>& attention,
-                                         const Tensor& q0, const Tensor& k0, const Tensor& v0) {
-  Tensor q = q0.detach().clone(), k = k0.detach().clone(), v = v0.detach().clone();
-  for (Tensor* t : {&q, &k, &v}) t->set_requires_grad(true);
-  const Tensor out = attention(q, k, v);
-  backward(out, test::random_tensor(out.shape(), 99, -1, 1, out.dtype()));
-  return {host_values(out), host_values(q.grad()), host_values(k.grad()), host_values(v.grad())};
-}
-
-}  // namespace
+using test::attention_results;
+using test::explicit_attention;
 
 TEST_CASE("fused attention equals the explicit one, forward and every input gradient") {
   // (B, H, Tq, Tk, D): one token, Tq != Tk, ViT-S/4's 65 tokens.
@@ -45,8 +31,8 @@ TEST_CASE("fused attention equals the explicit one, forward and every input grad
     const Tensor k = test::random_tensor({b, h, tk, d}, 11, -2, 2, DType::f64);
     const Tensor v = test::random_tensor({b, h, tk, d}, 12, -2, 2, DType::f64);
     const double scale = 1 / std::sqrt(static_cast<double>(d));
-    const auto fused = results([&](auto& x, auto& y, auto& z) { return scaled_dot_product_attention(x, y, z, scale); }, q, k, v);
-    const auto plain = results([&](auto& x, auto& y, auto& z) { return explicit_attention(x, y, z, scale); }, q, k, v);
+    const auto fused = attention_results([&](auto& x, auto& y, auto& z) { return scaled_dot_product_attention(x, y, z, scale); }, q, k, v);
+    const auto plain = attention_results([&](auto& x, auto& y, auto& z) { return explicit_attention(x, y, z, scale); }, q, k, v);
     for (size_t i = 0; i < fused.size(); ++i) {
       CAPTURE(i);
       CHECK(test::relative_error(fused[i], plain[i]) < 1e-12);
@@ -102,8 +88,8 @@ TEST_CASE("fused attention writes the gradients of unbound qkv heads into one bu
 TEST_CASE("fused attention in bf16 is within bf16 rounding of f32") {
   const Tensor q = test::random_tensor({2, 2, 33, 16}, 40), k = test::random_tensor({2, 2, 33, 16}, 41),
                v = test::random_tensor({2, 2, 33, 16}, 42);
-  const auto in_f32 = results([](auto& x, auto& y, auto& z) { return scaled_dot_product_attention(x, y, z, 0.25); }, q, k, v);
-  const auto in_bf16 = results([](auto& x, auto& y, auto& z) { return scaled_dot_product_attention(x, y, z, 0.25); },
+  const auto in_f32 = attention_results([](auto& x, auto& y, auto& z) { return scaled_dot_product_attention(x, y, z, 0.25); }, q, k, v);
+  const auto in_bf16 = attention_results([](auto& x, auto& y, auto& z) { return scaled_dot_product_attention(x, y, z, 0.25); },
                                q.to(DType::bf16), k.to(DType::bf16), v.to(DType::bf16));
   for (size_t i = 0; i < in_f32.size(); ++i) {
     CAPTURE(i);

@@ -12,28 +12,14 @@
 #include "ops/matmul/matmul.h"
 #include "ops/shape_ops.h"
 #include "ops/softmax.h"
+#include "tests/ops/attention_reference.h"
 #include "tests/support/op_checks.h"
 
 using namespace tg;
 using test::host_values;
 
-namespace {
-
-Tensor explicit_attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale) {
-  return matmul(softmax(mul(matmul(q, k, false, true), scale)), v);
-}
-
-// Output and input gradients of `attention` for one fixed output gradient.
-std::vector<std::vector<double>> results(const std::function<Tensor(const Tensor&, const Tensor&, const Tensor&)>& attention,
-                                         const Tensor& q0, const Tensor& k0, const Tensor& v0) {
-  Tensor q = q0.detach().clone(), k = k0.detach().clone(), v = v0.detach().clone();
-  for (Tensor* t : {&q, &k, &v}) t->set_requires_grad(true);
-  const Tensor out = attention(q, k, v);
-  backward(out, test::random_tensor(out.shape(), 98, -1, 1, out.dtype()));
-  return {host_values(out), host_values(q.grad()), host_values(k.grad()), host_values(v.grad())};
-}
-
-}  // namespace
+using test::attention_results;
+using test::explicit_attention;
 
 TEST_CASE("gemm_attention equals the explicit attention, and chunks change no bit") {
   for (const auto& [b, h, tq, tk, d] : std::vector<std::array<int64_t, 5>>{
@@ -44,10 +30,10 @@ TEST_CASE("gemm_attention equals the explicit attention, and chunks change no bi
     const Tensor k = test::random_tensor({b, h, tk, d}, 11, -2, 2, DType::f64);
     const Tensor v = test::random_tensor({b, h, tk, d}, 12, -2, 2, DType::f64);
     const double scale = 1 / std::sqrt(static_cast<double>(d));
-    const auto whole = results([&](auto& x, auto& y, auto& z) { return gemm_attention(x, y, z, scale); }, q, k, v);
+    const auto whole = attention_results([&](auto& x, auto& y, auto& z) { return gemm_attention(x, y, z, scale); }, q, k, v);
     // A budget of one byte: every (batch, head) matrix is a chunk of its own.
-    const auto chunked = results([&](auto& x, auto& y, auto& z) { return gemm_attention(x, y, z, scale, 1); }, q, k, v);
-    const auto plain = results([&](auto& x, auto& y, auto& z) { return explicit_attention(x, y, z, scale); }, q, k, v);
+    const auto chunked = attention_results([&](auto& x, auto& y, auto& z) { return gemm_attention(x, y, z, scale, 1); }, q, k, v);
+    const auto plain = attention_results([&](auto& x, auto& y, auto& z) { return explicit_attention(x, y, z, scale); }, q, k, v);
     for (size_t i = 0; i < whole.size(); ++i) {
       CAPTURE(i);
       CHECK(test::relative_error(whole[i], plain[i]) < 1e-12);
@@ -99,8 +85,8 @@ TEST_CASE("gemm_attention keeps Q·scale, K and V, takes strided heads, and hand
 TEST_CASE("gemm_attention in bf16 is within bf16 rounding of f32") {
   const Tensor q = test::random_tensor({2, 2, 33, 16}, 40), k = test::random_tensor({2, 2, 33, 16}, 41),
                v = test::random_tensor({2, 2, 33, 16}, 42);
-  const auto in_f32 = results([](auto& x, auto& y, auto& z) { return gemm_attention(x, y, z, 0.25); }, q, k, v);
-  const auto in_bf16 = results([](auto& x, auto& y, auto& z) { return gemm_attention(x, y, z, 0.25); },
+  const auto in_f32 = attention_results([](auto& x, auto& y, auto& z) { return gemm_attention(x, y, z, 0.25); }, q, k, v);
+  const auto in_bf16 = attention_results([](auto& x, auto& y, auto& z) { return gemm_attention(x, y, z, 0.25); },
                                q.to(DType::bf16), k.to(DType::bf16), v.to(DType::bf16));
   for (size_t i = 0; i < in_f32.size(); ++i) {
     CAPTURE(i);

@@ -3,6 +3,8 @@
 // strategy, and error messages.
 #include <doctest/doctest.h>
 
+#include <utility>
+
 #include "autograd/gradcheck.h"
 #include "ops/matmul/gemm.h"
 #include "ops/matmul/linear.h"
@@ -35,6 +37,21 @@ Tensor leaf(const Shape& shape, uint64_t seed, DType dtype = DType::f32) {
   Tensor t = random_tensor(shape, seed, -2, 2, dtype);
   t.set_requires_grad(true);
   return t;
+}
+
+// dW = dYᵀ·X and db = Σ_rows dY of a linear in f64 with plain loops, for dY [..., D_out] and
+// X [..., D_in].
+std::pair<std::vector<double>, std::vector<double>> reference_parameter_grads(const Tensor& g, const Tensor& x) {
+  const auto gv = host_values(g), xv = host_values(x);
+  const int64_t d_out = g.size(-1), d_in = x.size(-1), rows = x.numel() / d_in;
+  std::vector<double> dw(static_cast<size_t>(d_out * d_in), 0.0), db(static_cast<size_t>(d_out), 0.0);
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t o = 0; o < d_out; ++o) {
+      const double gi = gv[static_cast<size_t>(i * d_out + o)];
+      db[static_cast<size_t>(o)] += gi;
+      for (int64_t k = 0; k < d_in; ++k) dw[static_cast<size_t>(o * d_in + k)] += gi * xv[static_cast<size_t>(i * d_in + k)];
+    }
+  return {dw, db};
 }
 
 // dW = dYᵀ·X of a linear over [..., D] rows, computed by the GEMM into f32 (the mixed path's
@@ -141,14 +158,7 @@ TEST_CASE("linear saves X only through the strategy and only when the weight nee
   CHECK(strategy.contracted[0] == Shape{1, 40, 6});  // dY as [1, N, D_out]
   CHECK(y.grad_fn()->saved_bytes() == 0);
   // dW = dYᵀ·X and db = Σ dY against loops.
-  const auto gv = host_values(g), xv = host_values(x);
-  std::vector<double> dw(48, 0.0), db(6, 0.0);
-  for (int64_t i = 0; i < 40; ++i)
-    for (int64_t o = 0; o < 6; ++o) {
-      db[static_cast<size_t>(o)] += gv[static_cast<size_t>(i * 6 + o)];
-      for (int64_t k = 0; k < 8; ++k)
-        dw[static_cast<size_t>(o * 8 + k)] += gv[static_cast<size_t>(i * 6 + o)] * xv[static_cast<size_t>(i * 8 + k)];
-    }
+  const auto [dw, db] = reference_parameter_grads(g, x);
   CHECK(test::relative_error(host_values(w.grad()), dw) < 1e-6);
   CHECK(test::relative_error(host_values(b.grad()), db) < 1e-6);
 }
@@ -173,14 +183,7 @@ TEST_CASE("mixed precision: a bf16 input with f32 parameters gives bf16 outputs 
   REQUIRE(b.grad().dtype() == f32);
   // dW and db are f32 sums of the bf16 products, unrounded: against f64 loops within f32 rounding,
   // closer than the bf16 path's rounded gradients.
-  const auto gv = host_values(g), xv = host_values(x);
-  std::vector<double> dw(48, 0.0), db(6, 0.0);
-  for (int64_t i = 0; i < 21; ++i)
-    for (int64_t o = 0; o < 6; ++o) {
-      db[static_cast<size_t>(o)] += gv[static_cast<size_t>(i * 6 + o)];
-      for (int64_t k = 0; k < 8; ++k)
-        dw[static_cast<size_t>(o * 8 + k)] += gv[static_cast<size_t>(i * 6 + o)] * xv[static_cast<size_t>(i * 8 + k)];
-    }
+  const auto [dw, db] = reference_parameter_grads(g, x);
   CHECK(test::relative_error(host_values(w.grad()), dw) < 1e-6);
   CHECK(test::relative_error(host_values(b.grad()), db) < 1e-6);
   CHECK(test::relative_error(host_values(w16.grad()), dw) > 1e-6);
