@@ -44,6 +44,12 @@ size_t Node::saved_bytes() const {
   return bytes;
 }
 
+void Node::saved_storages(std::vector<const Storage*>& out) const {
+  std::set<const Storage*> seen;
+  for (const Tensor& t : saved_)
+    if (t.defined() && seen.insert(t.storage().get()).second) out.push_back(t.storage().get());
+}
+
 void Node::release_saved() {
   saved_.clear();
   saved_.shrink_to_fit();

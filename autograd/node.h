@@ -40,6 +40,9 @@ class Node {
   // Bytes of the tensors saved for backward (each storage counted once). Nodes whose strategy
   // saves compact copies override this to report exactly what they keep.
   virtual size_t saved_bytes() const;
+  // Appends the storages behind saved_bytes(), each once: what a memory report needs to count a
+  // storage that several nodes keep only once. Nodes that override saved_bytes() override this.
+  virtual void saved_storages(std::vector<const Storage*>& out) const;
   // Frees what was saved for backward. The engine calls it right after apply() unless the
   // graph is retained; a later apply() then fails with a clear message.
   virtual void release_saved();

@@ -16,7 +16,9 @@ namespace tg::train {
 std::vector<SavedBytes> saved_bytes_by_kind(const Tensor& root) {
   std::map<std::string, SavedBytes> groups;
   std::unordered_set<const Node*> seen;
+  std::unordered_set<const Storage*> counted;  // storages already in some group
   std::vector<const Node*> stack;
+  std::vector<const Storage*> storages;
   if (root.grad_fn()) stack.push_back(root.grad_fn().get());
   while (!stack.empty()) {
     const Node* node = stack.back();
@@ -27,6 +29,10 @@ std::vector<SavedBytes> saved_bytes_by_kind(const Tensor& root) {
     group.kind = kind;
     group.nodes += 1;
     group.bytes += static_cast<int64_t>(node->saved_bytes());
+    storages.clear();
+    node->saved_storages(storages);
+    for (const Storage* storage : storages)
+      if (counted.insert(storage).second) group.unique_bytes += static_cast<int64_t>(storage->nbytes());
     for (const Edge& edge : node->next_edges())
       if (edge.node) stack.push_back(edge.node.get());
   }
@@ -37,22 +43,28 @@ std::vector<SavedBytes> saved_bytes_by_kind(const Tensor& root) {
 }
 
 std::string format_saved_bytes(const std::vector<SavedBytes>& groups, int64_t allocated_bytes) {
-  int64_t total = 0;
-  for (const SavedBytes& g : groups) total += g.bytes;
-  std::string out = "Saved for backward at the peak (after forward), by node kind (per node):\n";
+  int64_t total = 0, unique_total = 0;
+  for (const SavedBytes& g : groups) {
+    total += g.bytes;
+    unique_total += g.unique_bytes;
+  }
+  std::string out = "Saved for backward at the peak (after forward), by node kind:\n";
   char line[160];
-  std::snprintf(line, sizeof line, "  %-22s %6s %14s %7s\n", "kind", "nodes", "saved", "share");
+  std::snprintf(line, sizeof line, "  %-22s %6s %14s %14s %7s\n", "kind", "nodes", "per node", "each once", "share");
   out += line;
   for (const SavedBytes& g : groups) {
     if (g.bytes == 0) continue;
-    std::snprintf(line, sizeof line, "  %-22s %6lld %14s %6.1f%%\n", g.kind.c_str(), static_cast<long long>(g.nodes),
-                  format_bytes(g.bytes).c_str(), total > 0 ? 100.0 * static_cast<double>(g.bytes) / total : 0.0);
+    std::snprintf(line, sizeof line, "  %-22s %6lld %14s %14s %6.1f%%\n", g.kind.c_str(),
+                  static_cast<long long>(g.nodes), format_bytes(g.bytes).c_str(), format_bytes(g.unique_bytes).c_str(),
+                  unique_total > 0 ? 100.0 * static_cast<double>(g.unique_bytes) / unique_total : 0.0);
     out += line;
   }
-  std::snprintf(line, sizeof line, "  %-22s %6s %14s\n", "sum", "", format_bytes(total).c_str());
+  std::snprintf(line, sizeof line, "  %-22s %6s %14s %14s\n", "sum", "", format_bytes(total).c_str(),
+                format_bytes(unique_total).c_str());
   out += line;
-  out += "  (a tensor saved by several nodes counts in each, a saved view counts its whole storage; allocated on\n"
-         "  the device at that moment, each storage once, with parameters, optimizer state and data: " +
+  out += "  (per node: a tensor saved by several nodes counts in each; each once: every storage once, under the\n"
+         "  kind of the first node the walk from the loss meets that keeps it; a saved view counts its whole\n"
+         "  storage. Allocated on the device at that moment, with parameters, optimizer state and data: " +
          format_bytes(allocated_bytes) + ")\n";
   int64_t empty_nodes = 0;
   for (const SavedBytes& g : groups)

@@ -5,10 +5,10 @@
 //   like the attention output that proj also keeps, counts once): from the memory model's
 //   replay of the step (apps/vit/memory_model.h), checked against the allocator's count at that
 //   moment;
-// - per node kind, walking the graph from the loss and summing Node::saved_bytes() by the node's
-//   tag (qkv, proj, fc1, fc2, attn-scores, attn-context, softmax, layer-norm, gelu, ...; the
-//   node's name when untagged). A node reports only its own bytes, so there a storage kept by
-//   several nodes counts in each (the nodes do not expose their storages to deduplicate).
+// - per node kind, walking the graph from the loss by the node's tag (qkv, proj, fc1, fc2,
+//   attn-scores, attn-context, softmax, layer-norm, gelu, ...; the node's name when untagged):
+//   the sum of Node::saved_bytes() (per node: a storage kept by several nodes counts in each)
+//   and the storages each once (Node::saved_storages; a shared one under the first kind met).
 #pragma once
 
 #include <cstdint>
@@ -25,12 +25,15 @@ namespace tg::train {
 struct SavedBytes {
   std::string kind;  // tag, or node name when untagged
   int64_t nodes = 0;
-  int64_t bytes = 0;
+  int64_t bytes = 0;         // the nodes' saved_bytes(): a storage several nodes keep counts in each
+  int64_t unique_bytes = 0;  // the storages not met earlier in the walk, each once
 };
 
-// Every node reachable from root's grad_fn, grouped by kind; largest first. A storage saved by
-// several nodes counts in each, and a saved view counts its whole storage (Node::saved_bytes
-// dedups within a node only): e.g. softmax and the attention context matmul both count P.
+// Every node reachable from root's grad_fn, grouped by kind; largest per-node bytes first. A
+// saved view counts its whole storage. In `bytes` a storage saved by several nodes counts in each
+// (softmax and the attention context matmul both count P); in `unique_bytes` it counts once,
+// under the kind of the first node the depth-first walk from the loss meets that keeps it, so the
+// groups' unique bytes add up to the bytes the graph keeps alive.
 std::vector<SavedBytes> saved_bytes_by_kind(const Tensor& root);
 
 // A table of the groups with their share of the sum, and `allocated_bytes` (the allocator's

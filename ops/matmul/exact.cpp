@@ -26,6 +26,7 @@ class ExactSavedOperand final : public SavedOperand {
   }
   // The whole storage: sharing it with the forward tensor keeps all of it alive.
   size_t saved_bytes() const override { return operand_.storage()->nbytes(); }
+  void saved_storages(std::vector<const Storage*>& out) const override { out.push_back(operand_.storage().get()); }
 
  private:
   Tensor operand_;

@@ -70,6 +70,9 @@ class LinearBackward final : public Node {
 
   // Only what the strategy keeps of X counts: the weight is a parameter, alive anyway.
   size_t saved_bytes() const override { return saved_x_ ? saved_x_->saved_bytes() : 0; }
+  void saved_storages(std::vector<const Storage*>& out) const override {
+    if (saved_x_) saved_x_->saved_storages(out);
+  }
 
   void release_saved() override {
     saved_x_.reset();

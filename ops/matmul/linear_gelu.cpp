@@ -55,6 +55,9 @@ class LinearGeluBackward final : public Node {
 
   // The input is what this node keeps alive for backward; the weight and bias are parameters.
   size_t saved_bytes() const override { return released() ? 0 : saved(x_slot_).storage()->nbytes(); }
+  void saved_storages(std::vector<const Storage*>& out) const override {
+    if (!released()) out.push_back(saved(x_slot_).storage().get());
+  }
 
  private:
   PrecisionPolicy policy_ = precision_policy();

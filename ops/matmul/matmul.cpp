@@ -48,6 +48,10 @@ class MatmulBackward final : public Node {
   size_t saved_bytes() const override {
     return (saved_a_ ? saved_a_->saved_bytes() : 0) + (saved_bt_ ? saved_bt_->saved_bytes() : 0);
   }
+  void saved_storages(std::vector<const Storage*>& out) const override {
+    if (saved_a_) saved_a_->saved_storages(out);
+    if (saved_bt_) saved_bt_->saved_storages(out);
+  }
 
   void release_saved() override {
     saved_a_.reset();

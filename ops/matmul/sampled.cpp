@@ -29,6 +29,10 @@ class SampledOperand final : public SavedOperand {
 
   // Exactly |rows|·D·sizeof(dtype) + 8·|rows| per item: the rows, i32 indices, f32 weights.
   size_t saved_bytes() const override { return rows_.nbytes() + sample_.indices.nbytes() + sample_.weights.nbytes(); }
+  // Each is a tensor of its own (gathered, or drawn): its storage is its bytes.
+  void saved_storages(std::vector<const Storage*>& out) const override {
+    for (const Tensor* t : {&rows_, &sample_.indices, &sample_.weights}) out.push_back(t->storage().get());
+  }
 
  private:
   Tensor rows_;  // [batch, k, D] in the operand's dtype or the saved dtype

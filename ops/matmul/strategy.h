@@ -36,6 +36,8 @@ class SavedOperand {
   virtual ProductAndRowSums contract_with_grad_sums(const Tensor& grad, std::optional<DType> out_dtype);
   // Bytes this object keeps alive for backward (the report's "saved bytes").
   virtual size_t saved_bytes() const = 0;
+  // Appends the storages behind saved_bytes() (Node::saved_storages).
+  virtual void saved_storages(std::vector<const Storage*>& out) const = 0;
 };
 
 // Per-node strategy object: lives as long as the layer (it may keep state across steps, such

@@ -29,6 +29,7 @@ struct RecordingStrategy final : BackwardStrategy {
       return inner->contract_with_grad_sums(grad, out_dtype);
     }
     size_t saved_bytes() const override { return reported_bytes.value_or(inner->saved_bytes()); }
+    void saved_storages(std::vector<const Storage*>& out) const override { inner->saved_storages(out); }
   };
   struct SaveCall {
     Tensor operand;  // a copy of X [batch, K, D], on its device
