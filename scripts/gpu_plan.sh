@@ -67,11 +67,13 @@ measured_bytes() {
   v=$(grep -m1 -- "measured peak allocated after steps 1-2" "$1" 2>/dev/null | sed -n 's/.*after steps 1-2 [^(]*(\([0-9]*\) bytes).*/\1/p')
   echo "${v:--}"
 }
-# ms per step of the last progress line (img/s of the interval since the line before: one step).
+# Mean ms per step over the progress lines after the first two (each line's img/s covers the one
+# step since the line before; the first two steps pay for warm-up and the optimizer state): one
+# logged eager step of a launch-bound model is too noisy to compare with a prediction (device
+# call 13 of 2026-12-02, docs/results.md).
 step_ms() {
-  local ips
-  ips=$(grep -E '^epoch .* img/s' "$1" 2>/dev/null | tail -n 1 | sed -n 's/.*  \([0-9.]*\) img\/s.*/\1/p')
-  if [ -n "$ips" ] && [ "$ips" != "0" ]; then awk -v b="$2" -v i="$ips" 'BEGIN { printf "%.2f", b / i * 1000 }'; else echo "-"; fi
+  grep -E '^epoch .* img/s' "$1" 2>/dev/null | sed -n 's/.*  \([0-9.]*\) img\/s.*/\1/p' | tail -n +3 |
+    awk -v b="$2" '$1 > 0 { ms += b / $1 * 1000; n++ } END { if (n) printf "%.2f", ms / n; else printf "-" }'
 }
 ratio() { if [ "$1" != "-" ] && [ "$2" != "-" ]; then awk -v m="$1" -v p="$2" 'BEGIN { printf "%.4f", m / p }'; else echo "-"; fi; }
 
