@@ -84,6 +84,30 @@ Id StepReplay::linear(int64_t slot, Id x, int64_t rows, int64_t in, int64_t out,
   return y;
 }
 
+// norm_linear (ops/matmul/norm_linear.cpp): the norm, then the parameters' copies, then the
+// output; the norm's output lives only inside the call; the node keeps x, the statistics and the
+// weight's copy.
+Id StepReplay::norm_linear(int64_t slot, Id x, int64_t out, K out_kind, bool record, Id& kept_x, Id& kept_mean,
+                           Id& kept_rstd, Id& weight_copy) {
+  const Id y = alloc(N_ * D_ * a_, K::transient_forward);
+  const Id mean = alloc(N_ * 4, K::norm_stats), rstd = alloc(N_ * 4, K::norm_stats);
+  const auto [bias_copy, w] = parameter_copies(slot, out, D_, record);
+  const Id result = alloc(N_ * out * a_, out_kind);
+  if (record) {
+    kept_x = r_.share(x);
+    kept_mean = mean;
+    kept_rstd = rstd;
+    weight_copy = w;
+  } else {
+    r_.unref(mean);
+    r_.unref(rstd);
+    r_.unref(w);
+  }
+  r_.unref(y);
+  r_.unref(bias_copy);
+  return result;
+}
+
 // SavedOperand::contract: Gᵀ·X from what was kept, a bf16 copy converted back to the gradient's
 // dtype first; a sampled one scales its rows of G ([k, out]) before one GEMM over k.
 Id StepReplay::weight_gradient(const SavedOperand& saved, int64_t rows, int64_t in, int64_t out) {
@@ -164,24 +188,8 @@ Id StepReplay::block_forward(int64_t b, Id x, bool record, BlockKeep& k) {
     qkv = linear(0, y1, N_, D_, 3 * D_, record ? K::qkv : K::transient_forward, p.ratio[0], record, k.qkv_x,
                  k.qkv_weight, K::norm_output);
   } else {
-    // norm_linear (ops/matmul/norm_linear.cpp): the norm, then the parameters' copies; the norm's
-    // output lives only inside the call; the node keeps x, the statistics and the weight's copy.
-    const Id y = alloc(N_ * D_ * a_, K::transient_forward);
-    const Id mean = alloc(N_ * 4, K::norm_stats), rstd = alloc(N_ * 4, K::norm_stats);
-    const auto [bias_copy, w] = parameter_copies(0, 3 * D_, D_, record);
-    qkv = alloc(N_ * 3 * D_ * a_, record ? K::qkv : K::transient_forward);
-    if (record) {
-      k.ln1_x = r_.share(x);
-      k.ln1_mean = mean;
-      k.ln1_rstd = rstd;
-      k.qkv_weight = w;
-    } else {
-      r_.unref(mean);
-      r_.unref(rstd);
-      r_.unref(w);
-    }
-    r_.unref(y);
-    r_.unref(bias_copy);
+    qkv = norm_linear(0, x, 3 * D_, record ? K::qkv : K::transient_forward, record, k.ln1_x, k.ln1_mean, k.ln1_rstd,
+                      k.qkv_weight);
   }
   // The fused attention (ops/attention.cpp) keeps q, k, v (views of qkv's output), O and the
   // row log-sum-exp; proj's input is O itself.
@@ -238,22 +246,8 @@ Id StepReplay::block_forward(int64_t b, Id x, bool record, BlockKeep& k) {
   } else {
     Id f1;
     if (fc1_normed) {
-      const Id y = alloc(N_ * D_ * a_, K::transient_forward);
-      const Id mean = alloc(N_ * 4, K::norm_stats), rstd = alloc(N_ * 4, K::norm_stats);
-      const auto [bias_copy, w] = parameter_copies(2, Hd_, D_, record);
-      f1 = alloc(N_ * Hd_ * a_, record ? K::mlp_hidden : K::transient_forward);
-      if (record) {
-        k.ln2_x = r_.share(h);
-        k.ln2_mean = mean;
-        k.ln2_rstd = rstd;
-        k.fc1_weight = w;
-      } else {
-        r_.unref(mean);
-        r_.unref(rstd);
-        r_.unref(w);
-      }
-      r_.unref(y);
-      r_.unref(bias_copy);
+      f1 = norm_linear(2, h, Hd_, record ? K::mlp_hidden : K::transient_forward, record, k.ln2_x, k.ln2_mean,
+                       k.ln2_rstd, k.fc1_weight);
     } else {
       f1 = linear(2, y2, N_, D_, Hd_, record ? K::mlp_hidden : K::transient_forward, p.ratio[2], record, k.fc1_x,
                   k.fc1_weight, K::norm_output);

@@ -205,6 +205,10 @@ class StepReplay {
   void release(const SavedOperand& saved);
   Id linear(int64_t slot, Id x, int64_t rows, int64_t in, int64_t out, K out_kind, double ratio, bool record,
             SavedOperand& saved, Id& weight_copy, K x_kind);
+  // norm_linear over the block's rows (N_ × D_ in, `out` features): the kept tensors into the
+  // given slots when `record`.
+  Id norm_linear(int64_t slot, Id x, int64_t out, K out_kind, bool record, Id& kept_x, Id& kept_mean, Id& kept_rstd,
+                 Id& weight_copy);
   // Under autocast, the bf16 copies (bias, weight) a linear-family op multiplies with: made for
   // the op, or the step's cached ones shared (StepSetup::weight_cache). `slot`: 0-3 the block's
   // qkv, proj, fc1, fc2 (of block_); kPatch, kHead.

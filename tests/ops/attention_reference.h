@@ -3,6 +3,8 @@
 // gradients.
 #pragma once
 
+#include <array>
+#include <cstdint>
 #include <functional>
 #include <vector>
 
@@ -18,6 +20,11 @@ namespace tg::test {
 inline Tensor explicit_attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale) {
   return matmul(softmax(mul(matmul(q, k, false, true), scale)), v);
 }
+
+// (B, H, Tq, Tk, D) the fused paths are checked at against the explicit one: one token, Tq != Tk,
+// ViT-S/4's 65 tokens, a head dim that is no power of two.
+inline const std::vector<std::array<int64_t, 5>> kAttentionShapes = {
+    {1, 1, 1, 1, 4}, {2, 3, 5, 7, 8}, {1, 2, 65, 65, 16}, {2, 1, 9, 3, 5}};
 
 using AttentionFn = std::function<Tensor(const Tensor&, const Tensor&, const Tensor&)>;
 

@@ -22,9 +22,7 @@ using test::attention_results;
 using test::explicit_attention;
 
 TEST_CASE("fused attention equals the explicit one, forward and every input gradient") {
-  // (B, H, Tq, Tk, D): one token, Tq != Tk, ViT-S/4's 65 tokens.
-  for (const auto& [b, h, tq, tk, d] : std::vector<std::array<int64_t, 5>>{
-           {1, 1, 1, 1, 4}, {2, 3, 5, 7, 8}, {1, 2, 65, 65, 16}, {2, 1, 9, 3, 5}}) {
+  for (const auto& [b, h, tq, tk, d] : test::kAttentionShapes) {
     CAPTURE(tq);
     CAPTURE(tk);
     const Tensor q = test::random_tensor({b, h, tq, d}, 10, -2, 2, DType::f64);
