@@ -17,6 +17,7 @@
 #include "nn/optim.h"
 #include "ops/attention.h"
 #include "ops/loss.h"
+#include "ops/matmul/gemm.h"
 #include "ops/precision.h"
 #if TG_WITH_CUDA
 #include <cuda_profiler_api.h>
@@ -36,7 +37,8 @@ int main(int argc, char** argv) {
           steps = 30, profile_steps = 0;
   double ratio = 1.0;
   bool recompute_gelu = false, recompute_norms = false;
-  std::string saved_dtype = "same", attention = "fused", attention_backend = "auto", cuda_graphs = "off";
+  std::string saved_dtype = "same", attention = "fused", attention_backend = "auto", gemm_backend = "auto",
+              cuda_graphs = "off";
   CLI::App app{"bench_vit: ViT training-step time and peak memory (tapegrad side of torch_vit_bench.py)"};
   app.add_option("--preset", preset, "vit-tiny, vit-small or vit-base");
   app.add_option("--dim", dim, "override the preset's width");
@@ -51,6 +53,8 @@ int main(int argc, char** argv) {
   auto* attention_option = app.add_option("--attention", attention, "fused | explicit (needed to sample attn-scores / attn-context)")
       ->check(CLI::IsMember({"fused", "explicit"}));
   app.add_option("--attention-backend", attention_backend, "auto | cudnn | tapegrad: kernels of the bf16 fused attention");
+  app.add_option("--gemm-backend", gemm_backend, "auto | cublas | cublaslt: the cuBLAS API of plain GEMMs on CUDA")
+      ->check(CLI::IsMember({"auto", "cublas", "cublaslt"}));
   app.add_option("--backward", backward_name)->check(CLI::IsMember(strategy_names()));
   app.add_option("--ratio", ratio);
   app.add_option("--targets", targets, "comma list of qkv,proj,fc1,fc2,attn-scores,attn-context or all (default: the linears)");
@@ -86,6 +90,7 @@ int main(int argc, char** argv) {
       attention = "explicit";
     config.fused_attention = attention == "fused";
     set_cuda_attention_backend(parse_cuda_attention_backend(attention_backend));
+    set_cuda_gemm_backend(parse_cuda_gemm_backend(gemm_backend));
     PrecisionPolicy policy = precision_mode(precision);
     policy.saved_dtype = parse_precision_dtype(saved_dtype, "--saved-dtype");
     PrecisionGuard precision_guard(policy);
@@ -189,7 +194,8 @@ int main(int argc, char** argv) {
     nlohmann::ordered_json line = {{"framework", "tapegrad"}, {"preset", preset}, {"dim", config.dim},
                                    {"depth", config.depth}, {"heads", config.heads}, {"patch", patch}, {"img", img},
                                    {"batch", batch}, {"precision", precision}, {"attention", attention},
-                                   {"attention_backend", attention_backend}, {"cuda_graphs", cuda_graphs},
+                                   {"attention_backend", attention_backend}, {"gemm_backend", gemm_backend},
+                                   {"cuda_graphs", cuda_graphs},
                                    {"backward", backward_name},
                                    {"ratio", ratio}, {"recompute_gelu", recompute_gelu}, {"checkpoint_blocks", checkpoint_blocks},
                                    {"recompute_norms", recompute_norms}, {"saved_dtype", saved_dtype},

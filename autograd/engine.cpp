@@ -6,6 +6,7 @@
 #include <queue>
 #include <unordered_map>
 
+#include "autograd/pending_grad.h"
 #include "core/autograd_meta.h"
 
 namespace tg {
@@ -29,14 +30,38 @@ void check_gradient(const Node& node, size_t input, const Tensor& grad) {
            grad.device().str(), " for input ", input, ", expected ", meta.device.str());
 }
 
+// Whether `t`'s memory can be written in place: no other tensor (and no other handle to this one,
+// such as the caller's root gradient) can see it.
+bool memory_is_private(const Tensor& t) { return t.impl_ptr().use_count() == 1 && t.storage().use_count() == 1; }
+
 // buffer += grad, in place when the buffer's memory is private to it.
 void add_to_buffer(Tensor& buffer, Tensor&& grad) {
   if (!buffer.defined()) {
     buffer = std::move(grad);
     return;
   }
-  if (buffer.storage().use_count() != 1) buffer = buffer.clone();
+  if (!memory_is_private(buffer)) buffer = buffer.clone();
   buffer.accumulate_(grad);
+}
+
+using GradBuffers = std::unordered_map<Node*, std::vector<Tensor>>;
+
+// Hands `node` the gradient sums already collected for the inputs it can add into
+// (AddsIntoPendingGrad); each leaves `buffers` and comes back as that input's gradient.
+void offer_pending_grads(const Node& node, AddsIntoPendingGrad& fusing, GradBuffers& buffers) {
+  const auto& edges = node.next_edges();
+  for (size_t i = 0; i < edges.size(); ++i) {
+    if (!edges[i].node || !fusing.adds_into_pending_grad(i)) continue;
+    auto it = buffers.find(edges[i].node.get());
+    if (it == buffers.end() || it->second.size() <= edges[i].input_nr) continue;
+    Tensor& sum = it->second[edges[i].input_nr];
+    const Node::InputMeta& meta = node.input_metas()[i];
+    if (!sum.defined() || !memory_is_private(sum) || !sum.is_contiguous() || sum.shape() != meta.shape ||
+        sum.dtype() != meta.dtype || sum.device() != meta.device)
+      continue;
+    fusing.offer_pending_grad(i, std::move(sum));
+    sum = Tensor();
+  }
 }
 }  // namespace
 
@@ -124,7 +149,7 @@ void backward(const Tensor& root, const Tensor& grad, bool retain_graph) {
     }
   }
 
-  std::unordered_map<Node*, std::vector<Tensor>> buffers;
+  GradBuffers buffers;
   buffers[root_edge.node.get()].resize(root_edge.node->num_outputs());
   buffers[root_edge.node.get()][root_edge.input_nr] = std::move(root_grad);
   std::priority_queue<std::shared_ptr<Node>, std::vector<std::shared_ptr<Node>>, LaterFirst> ready;
@@ -134,8 +159,13 @@ void backward(const Tensor& root, const Tensor& grad, bool retain_graph) {
     ready.pop();
     TG_CHECK(!node->released(), ValueError, "backward through ", node->name(), " a second time: its saved ",
              "tensors were freed after the first backward; pass retain_graph=true to the first backward to keep them");
-    auto buffer = buffers.extract(node.get());
-    std::vector<Tensor> input_grads = node->apply(std::move(buffer.mapped()));
+    std::vector<Tensor> grad_outputs = std::move(buffers.extract(node.get()).mapped());
+    auto* fusing = dynamic_cast<AddsIntoPendingGrad*>(node.get());
+    if (fusing) offer_pending_grads(*node, *fusing, buffers);
+    std::vector<Tensor> input_grads = node->apply(std::move(grad_outputs));
+    grad_outputs.clear();  // a gradient passed through unchanged is now held by input_grads alone
+    TG_INTERNAL_ASSERT(!fusing || !fusing->has_untaken_pending_grad(), node->name(),
+                       " left a pending gradient sum untaken");
     if (!retain_graph) node->release_saved();
     const auto& edges = node->next_edges();
     TG_INTERNAL_ASSERT(input_grads.empty() || input_grads.size() == edges.size(), node->name(), " returned ",

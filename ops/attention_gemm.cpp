@@ -2,8 +2,10 @@
 // keeps Q·scale, K and V and recomputes the probabilities in backward, a chunk of (batch, head)
 // matrices at a time, with the same kernels as its forward (so bit for bit the same P). On CUDA
 // the GEMMs are cuBLAS's (TF32 tensor cores when the precision policy allows): the f32 fused
-// attention there (ops/attention.h, docs/attention.md).
+// attention there (ops/attention.h, docs/attention.md). K and V are kept with zero padding keys,
+// so that rows of scores are whole 16-byte words (padded_keys).
 #include <algorithm>
+#include <limits>
 
 #include "autograd/engine.h"
 #include "autograd/grad_mode.h"
@@ -23,6 +25,35 @@ Tensor as_matrices(const Tensor& x) {
   return x.raw_contiguous().raw_view({x.size(0) * x.size(1), x.size(2), x.size(3)});
 }
 
+// Keys per matrix, rounded up so that a row of scores or probabilities fills whole 16-byte words.
+// cuBLAS reads an operand whose rows start off 16-byte boundaries with scalar loads (its align1
+// kernels): with 65 or 197 tokens that made the attention's GEMMs 2–4× slower on the H200
+// (docs/results.md, device call 14).
+int64_t padded_keys(int64_t tk, size_t itemsize) {
+  const auto per_word = std::max<int64_t>(16 / static_cast<int64_t>(itemsize), 1);
+  return (tk + per_word - 1) / per_word * per_word;
+}
+
+// k or v [B, H, Tk, D] as [B·H, tkp, D] matrices whose rows past Tk are zero: padding keys that
+// add nothing to P·V, nor to dQ = dS·K (their dS is zero).
+Tensor padded_matrices(const Tensor& x, int64_t tkp) {
+  const int64_t tk = x.size(2);
+  if (tkp == tk) return as_matrices(x);
+  const Tensor padded = empty({x.size(0), x.size(1), tkp, x.size(3)}, x.dtype(), x.device());
+  padded.raw_narrow(2, 0, tk).copy_(x);
+  padded.raw_narrow(2, tk, tkp - tk).fill_(0);
+  return padded.raw_view({x.size(0) * x.size(1), tkp, x.size(3)});
+}
+
+// The scores' bias [tkp]: 0 for the Tk keys, -inf for the padding keys, whose probabilities are
+// then exactly 0 (the row's max and sum are those of the real keys). Undefined without padding.
+Tensor key_mask(int64_t tk, int64_t tkp, DType dtype, Device device) {
+  if (tkp == tk) return Tensor();
+  const Tensor mask = zeros({tkp}, dtype, device);
+  mask.raw_narrow(0, tk, tkp - tk).fill_(-std::numeric_limits<double>::infinity());
+  return mask;
+}
+
 // The (batch, head) matrices [first, first + count) of one chunk.
 struct Chunk {
   int64_t first, count;
@@ -38,9 +69,9 @@ std::vector<Chunk> chunks(int64_t matrices, int64_t tq, int64_t tk, size_t items
   return out;
 }
 
-// P = softmax(Qs·Kᵀ) [count, Tq, Tk] of one chunk; Qs is Q·scale.
-Tensor probabilities(const Tensor& qs, const Tensor& k) {
-  const Tensor scores = gemm(qs, false, k, true);
+// P = softmax(Qs·Kᵀ + mask) [count, Tq, tkp] of one chunk; Qs is Q·scale.
+Tensor probabilities(const Tensor& qs, const Tensor& k, const Tensor& mask) {
+  const Tensor scores = gemm(qs, false, k, true, mask);
   Tensor p = empty(scores.shape(), scores.dtype(), scores.device());
   TG_DEVICE_DISPATCH(p.device(), softmax, p, scores, scores.size(-1), /*log=*/false);
   return p;
@@ -69,10 +100,11 @@ class GemmAttentionBackward final : public Node {
     const Tensor g = as_matrices(grads[0]);  // dO [B·H, Tq, D]
     const Tensor dqs = empty(qs.shape(), qs.dtype(), qs.device()), dk = empty(k.shape(), k.dtype(), k.device()),
                  dv = empty(v.shape(), v.dtype(), v.device());
+    const Tensor mask = key_mask(kv_shape_[2], k.size(1), k.dtype(), k.device());
     for (const Chunk& c : chunks(qs.size(0), qs.size(1), k.size(1), qs.itemsize(), chunk_bytes_)) {
       const Tensor qs_c = qs.raw_narrow(0, c.first, c.count), k_c = k.raw_narrow(0, c.first, c.count),
                    v_c = v.raw_narrow(0, c.first, c.count), g_c = g.raw_narrow(0, c.first, c.count);
-      const Tensor p = probabilities(qs_c, k_c);
+      const Tensor p = probabilities(qs_c, k_c, mask);
       product_into(dv, c, p, true, g_c, false);        // dV = Pᵀ·dO
       const Tensor dp = gemm(g_c, false, v_c, true);   // dP = dO·Vᵀ
       Tensor ds = empty(dp.shape(), dp.dtype(), dp.device());  // dS = P∘(dP − rowsum(P∘dP))
@@ -80,7 +112,11 @@ class GemmAttentionBackward final : public Node {
       product_into(dqs, c, ds, false, k_c, false);     // d(Q·scale) = dS·K
       product_into(dk, c, ds, true, qs_c, false);      // dK = dSᵀ·(Q·scale)
     }
-    return {mul(dqs, scale_).raw_view(q_shape_), dk.raw_view(kv_shape_), dv.raw_view(kv_shape_)};
+    // The padding keys' rows of dK and dV (zero) stay behind: the gradients are views of the rest.
+    auto real_keys = [&](const Tensor& padded) {
+      return padded.raw_view({kv_shape_[0], kv_shape_[1], padded.size(1), kv_shape_[3]}).raw_narrow(2, 0, kv_shape_[2]);
+    };
+    return {mul(dqs, scale_).raw_view(q_shape_), real_keys(dk), real_keys(dv)};
   }
 
  private:
@@ -99,13 +135,16 @@ Tensor gemm_attention(const Tensor& q, const Tensor& k, const Tensor& v, double 
   Tensor qs, kc, vc;
   {
     NoGradGuard no_grad;  // this op records its own node
+    const int64_t tkp = padded_keys(k.size(2), k.itemsize());
     qs = as_matrices(mul(q, scale));
-    kc = as_matrices(k);
-    vc = as_matrices(v);
+    kc = padded_matrices(k, tkp);
+    vc = padded_matrices(v, tkp);
+    const Tensor mask = key_mask(k.size(2), tkp, k.dtype(), k.device());
     const Tensor out_matrices = out.raw_view(qs.shape());
     const int64_t matrices = q.numel() == 0 ? 0 : qs.size(0);
     for (const Chunk& c : chunks(matrices, qs.size(1), kc.size(1), qs.itemsize(), chunk_bytes)) {
-      const Tensor p = probabilities(qs.raw_narrow(0, c.first, c.count), kc.raw_narrow(0, c.first, c.count));
+      const Tensor p =
+          probabilities(qs.raw_narrow(0, c.first, c.count), kc.raw_narrow(0, c.first, c.count), mask);
       product_into(out_matrices, c, p, false, vc.raw_narrow(0, c.first, c.count), false);  // O = P·V
     }
   }

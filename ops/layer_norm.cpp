@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "autograd/engine.h"
+#include "autograd/pending_grad.h"
 #include "ops/dispatch.h"
 #include "ops/layer_norm_kernels.h"
 
@@ -39,15 +40,22 @@ LayerNormResult layer_norm_unrecorded(const Tensor& x, const Tensor& weight, con
 }
 
 LayerNormGrads layer_norm_gradients(const Tensor& grad_y, const Tensor& x, const Tensor& mean, const Tensor& rstd,
-                                    const Tensor& weight, bool input, bool affine_weight, bool affine_bias) {
+                                    const Tensor& weight, bool input, bool affine_weight, bool affine_bias,
+                                    const Tensor& x_grad_sum) {
   const int64_t cols = x.size(-1);
+  const bool accumulate = x_grad_sum.defined();
+  TG_INTERNAL_ASSERT(!accumulate || (input && x_grad_sum.is_contiguous() && x_grad_sum.shape() == x.shape() &&
+                                     x_grad_sum.dtype() == x.dtype() && x_grad_sum.device() == x.device()),
+                     "layer_norm_gradients: a gradient sum of shape ", x_grad_sum.shape().str(), " for x of shape ",
+                     x.shape().str());
   LayerNormGrads g;
-  if (input) g.x = empty(x.shape(), x.dtype(), x.device());
+  if (input) g.x = accumulate ? x_grad_sum : empty(x.shape(), x.dtype(), x.device());
   if (affine_weight) g.weight = empty({cols}, x.dtype(), x.device());
   if (affine_bias) g.bias = empty({cols}, x.dtype(), x.device());
   if (x.numel() > 0) {
     TG_DEVICE_DISPATCH(x.device(), layer_norm_backward, g.x, g.weight, g.bias, grad_y.raw_contiguous(),
-                       x.raw_contiguous(), mean, rstd, weight.defined() ? weight.raw_contiguous() : weight, cols);
+                       x.raw_contiguous(), mean, rstd, weight.defined() ? weight.raw_contiguous() : weight, cols,
+                       accumulate);
   } else {
     for (const Tensor* t : {&g.weight, &g.bias})
       if (t->defined()) t->fill_(0);
@@ -57,7 +65,9 @@ LayerNormGrads layer_norm_gradients(const Tensor& grad_y, const Tensor& x, const
 
 namespace {
 
-class LayerNormBackward final : public Node {
+// Adds x's gradient into the engine's pending sum when there is one: x is the residual stream,
+// whose gradient also arrives through the skip connection.
+class LayerNormBackward final : public Node, public AddsIntoPendingGrad {
  public:
   LayerNormBackward(const Tensor& x, const Tensor& weight, const LayerNormResult& r) : Node("LayerNormBackward") {
     save(x);
@@ -69,9 +79,10 @@ class LayerNormBackward final : public Node {
   std::vector<Tensor> apply(std::vector<Tensor>&& grads) override {
     const Tensor weight = weight_slot_ ? saved(*weight_slot_) : Tensor();
     LayerNormGrads g = layer_norm_gradients(grads[0], saved(0), saved(1), saved(2), weight, needs_input_grad(0),
-                                            needs_input_grad(1), needs_input_grad(2));
+                                            needs_input_grad(1), needs_input_grad(2), take_pending_grad(0));
     return {g.x, g.weight, g.bias};
   }
+  bool adds_into_pending_grad(size_t input) const override { return input == 0; }
 
  private:
   std::optional<size_t> weight_slot_;

@@ -23,7 +23,11 @@ LayerNormResult layer_norm_unrecorded(const Tensor& x, const Tensor& weight, con
 struct LayerNormGrads {
   Tensor x, weight, bias;
 };
+// With `x_grad_sum` defined (contiguous, x's shape, dtype and device, writable), the input
+// gradient is added into it in place and returned as .x (a node's backward adding into the
+// engine's pending sum: autograd/pending_grad.h); `input` must then be true.
 LayerNormGrads layer_norm_gradients(const Tensor& grad_y, const Tensor& x, const Tensor& mean, const Tensor& rstd,
-                                    const Tensor& weight, bool input, bool affine_weight, bool affine_bias);
+                                    const Tensor& weight, bool input, bool affine_weight, bool affine_bias,
+                                    const Tensor& x_grad_sum = Tensor());
 
 }  // namespace tg

@@ -58,9 +58,10 @@ void layer_norm(const Tensor& y, const Tensor& mean, const Tensor& rstd, const T
 
 void layer_norm_backward(const Tensor& grad_x, const Tensor& grad_weight, const Tensor& grad_bias,
                          const Tensor& grad_y, const Tensor& x, const Tensor& mean, const Tensor& rstd,
-                         const Tensor& weight, int64_t cols) {
+                         const Tensor& weight, int64_t cols, bool accumulate) {
   if (grad_y.dtype() != x.dtype()) {
-    layer_norm_backward(grad_x, grad_weight, grad_bias, grad_y.to(x.dtype()), x, mean, rstd, weight, cols);
+    layer_norm_backward(grad_x, grad_weight, grad_bias, grad_y.to(x.dtype()), x, mean, rstd, weight, cols,
+                        accumulate);
     return;
   }
   const int64_t rows = x.numel() / cols;
@@ -90,7 +91,9 @@ void layer_norm_backward(const Tensor& grad_x, const Tensor& grad_weight, const 
       const acc n = static_cast<acc>(cols);
       for (int64_t j = 0; j < cols; ++j) {
         const size_t k = static_cast<size_t>(j);
-        gx[r * cols + j] = convert<scalar_t>(inv * (gxhat[k] - sum_gxhat / n - xhat[k] * (sum_gxhat_xhat / n)));
+        const scalar_t value = convert<scalar_t>(inv * (gxhat[k] - sum_gxhat / n - xhat[k] * (sum_gxhat_xhat / n)));
+        scalar_t& out = gx[r * cols + j];
+        out = accumulate ? convert<scalar_t>(convert<acc>(out) + convert<acc>(value)) : value;
       }
     }
     auto* dw = mutable_data_or_null<scalar_t>(grad_weight);

@@ -118,12 +118,18 @@ __global__ void layer_norm_vector_kernel(Out* y, float* mean, float* rstd, const
   }
 }
 
+// a + b rounded on its own. Adding an input gradient into the engine's pending sum must give the
+// engine's bits (autograd/pending_grad.h), so the compiler may not fuse this add with the product
+// that formed b into one FMA.
+__device__ inline float add_unfused(float a, float b) { return __fadd_rn(a, b); }
+__device__ inline double add_unfused(double a, double b) { return __dadd_rn(a, b); }
+
 // partial (when not null) is [gridDim.x, 2, cols]: per block, sum of g * xhat and sum of g.
 // grad_y in G: T, or bf16 (the gradient of an output in the autocast dtype).
 template <class T, class G, class Group, int kCache>
 __global__ void layer_norm_backward_kernel(T* grad_x, acc_t<T>* partial, const G* grad_y, const T* x,
                                            const acc_t<T>* mean, const acc_t<T>* rstd, const T* weight,
-                                           int64_t rows, int64_t cols) {
+                                           int64_t rows, int64_t cols, bool accumulate) {
   using acc = acc_t<T>;
   const acc n = static_cast<acc>(cols);
   // Warp rows keep each lane's column sums in registers; block rows update the block's slice.
@@ -155,7 +161,9 @@ __global__ void layer_norm_backward_kernel(T* grad_x, acc_t<T>* partial, const G
     xs.for_each([&](int64_t j, int k) {
       const acc xhat = (xs.value(in, j, k) - mu) * inv, gj = gs.value(g, j, k);
       const acc gxhat = weight ? gj * convert<acc>(weight[j]) : gj;
-      grad_x[row * cols + j] = convert<T>(inv * (gxhat - sum_gxhat - xhat * sum_gxhat_xhat));
+      const T value = convert<T>(inv * (gxhat - sum_gxhat - xhat * sum_gxhat_xhat));
+      T& out = grad_x[row * cols + j];
+      out = accumulate ? convert<T>(add_unfused(convert<acc>(out), convert<acc>(value))) : value;
     });
   }
   if constexpr (kCache > 0) {
@@ -187,7 +195,9 @@ __device__ inline float at(const float4& v, int e) { return e == 0 ? v.x : e == 
 // The backward counterpart of layer_norm_vector_kernel (f32 x, grad_y in G: f32 or bf16): a warp
 // per row, 16-byte loads; each lane keeps its columns' weight/bias-gradient sums in registers and
 // the block adds its warps' sums in order into its slice of `partial` ([gridDim.x, 2, cols]).
-template <class G, int kVectors>
+// kAccumulate: grad_x holds the engine's pending sum, loaded with x and grad_y so that its
+// latency overlaps theirs (a template argument: the plain kernel keeps its registers).
+template <class G, int kVectors, bool kAccumulate>
 __global__ void layer_norm_backward_vector_kernel(float* grad_x, float* partial, const G* grad_y, const float* x,
                                                   const float* mean, const float* rstd, const float* weight,
                                                   int64_t rows, int64_t cols) {
@@ -197,13 +207,14 @@ __global__ void layer_norm_backward_vector_kernel(float* grad_x, float* partial,
   float gw_sum[kVectors][4] = {}, gb_sum[kVectors][4] = {};
   for (int64_t row = Group::first_row(); row < rows; row += Group::row_stride()) {
     const float mu = mean[row], inv = rstd[row];
-    float4 xv[kVectors], gv[kVectors];
+    float4 xv[kVectors], gv[kVectors], pending[kAccumulate ? kVectors : 1];
     float sum_gxhat = 0, sum_gxhat_xhat = 0;
 #pragma unroll
     for (int i = 0; i < kVectors; ++i) {
       const int64_t k = i * kWarpSize + lane;
       xv[i] = load4(x + row * cols, k);
       gv[i] = load4(grad_y + row * cols, k);
+      if constexpr (kAccumulate) pending[i] = load4(grad_x + row * cols, k);
       const float4 w = weight ? load4(weight, k) : float4{1, 1, 1, 1};
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
@@ -221,13 +232,14 @@ __global__ void layer_norm_backward_vector_kernel(float* grad_x, float* partial,
     for (int i = 0; i < kVectors; ++i) {
       const int64_t k = i * kWarpSize + lane;
       const float4 w = weight ? load4(weight, k) : float4{1, 1, 1, 1};
-      float out[4];
+      float value[4];
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const float xhat = (at(xv[i], e) - mu) * inv, gxhat = at(gv[i], e) * at(w, e);
-        out[e] = inv * (gxhat - sum_gxhat - xhat * sum_gxhat_xhat);
+        value[e] = inv * (gxhat - sum_gxhat - xhat * sum_gxhat_xhat);
+        if constexpr (kAccumulate) value[e] = add_unfused(at(pending[i], e), value[e]);
       }
-      reinterpret_cast<float4*>(grad_x + row * cols)[k] = {out[0], out[1], out[2], out[3]};
+      reinterpret_cast<float4*>(grad_x + row * cols)[k] = {value[0], value[1], value[2], value[3]};
     }
   }
   if (!partial) return;
@@ -319,7 +331,7 @@ void layer_norm(const Tensor& y, const Tensor& mean, const Tensor& rstd, const T
 
 void layer_norm_backward(const Tensor& grad_x, const Tensor& grad_weight, const Tensor& grad_bias,
                          const Tensor& grad_y, const Tensor& x, const Tensor& mean, const Tensor& rstd,
-                         const Tensor& weight, int64_t cols) {
+                         const Tensor& weight, int64_t cols, bool accumulate) {
   const int64_t rows = x.numel() / cols;
   const bool affine_grads = grad_weight.defined() || grad_bias.defined();
   DeviceGuard guard(x.device().index);
@@ -341,10 +353,15 @@ void layer_norm_backward(const Tensor& grad_x, const Tensor& grad_weight, const 
       if constexpr (std::is_same_v<scalar_t, float>) {
         vectorized = with_vectors(cols, {gx, gy, in, data_or_null<void>(weight)}, [&](auto vectors) {
           const unsigned blocks = blocks_for(RowGroup<true>::grid(rows));
-          layer_norm_backward_vector_kernel<G, decltype(vectors)::value><<<blocks, kRowThreads, 0, current_stream()>>>(
-              gx, make_partial(blocks), gy, in, mean.data<float>(), rstd.data<float>(), data_or_null<float>(weight),
-              rows, cols);
-          TG_CUDA_CHECK_LAUNCH();
+          auto launch = [&](auto kernel) {
+            kernel<<<blocks, kRowThreads, 0, current_stream()>>>(gx, make_partial(blocks), gy, in, mean.data<float>(),
+                                                                 rstd.data<float>(), data_or_null<float>(weight), rows,
+                                                                 cols);
+            TG_CUDA_CHECK_LAUNCH();
+          };
+          constexpr int kV = decltype(vectors)::value;
+          if (accumulate) launch(layer_norm_backward_vector_kernel<G, kV, true>);
+          else launch(layer_norm_backward_vector_kernel<G, kV, false>);
         });
       }
       if (!vectorized) {
@@ -354,7 +371,7 @@ void layer_norm_backward(const Tensor& grad_x, const Tensor& grad_weight, const 
           layer_norm_backward_kernel<scalar_t, G, Group, decltype(cache)::value>
               <<<blocks, kRowThreads, 0, current_stream()>>>(gx, make_partial(blocks), gy, in, mean.data<acc>(),
                                                             rstd.data<acc>(), data_or_null<scalar_t>(weight), rows,
-                                                            cols);
+                                                            cols, accumulate);
           TG_CUDA_CHECK_LAUNCH();
         });
       }

@@ -1,6 +1,8 @@
 // gemm: shape checks, operand layouts for BLAS and the precision policy, then the device kernel.
 #include "ops/matmul/gemm.h"
 
+#include <atomic>
+
 #include "ops/dispatch.h"
 #include "ops/matmul/gemm_kernels.h"
 #include "ops/precision.h"
@@ -9,6 +11,15 @@
 namespace tg {
 
 namespace {
+
+std::atomic<CudaGemmBackend> g_cuda_gemm_backend{CudaGemmBackend::automatic};
+
+// What the policy and the backend setting allow a GEMM on `operands`.
+GemmMath gemm_math(DType operands) {
+  const CudaGemmBackend backend = g_cuda_gemm_backend.load();
+  return {precision_policy().allow_tf32, backend == CudaGemmBackend::cublaslt ||
+                                             (backend == CudaGemmBackend::automatic && operands == DType::f32)};
+}
 
 Shape leading_dims(const Tensor& x) {
   return Shape(std::vector<int64_t>(x.shape().begin(), x.shape().end() - 2));
@@ -58,6 +69,17 @@ DType gemm_out_dtype(DType operands, std::optional<DType> out_dtype, bool has_bi
 
 }  // namespace
 
+void set_cuda_gemm_backend(CudaGemmBackend backend) { g_cuda_gemm_backend.store(backend); }
+
+CudaGemmBackend cuda_gemm_backend() { return g_cuda_gemm_backend.load(); }
+
+CudaGemmBackend parse_cuda_gemm_backend(const std::string& name) {
+  if (name == "auto") return CudaGemmBackend::automatic;
+  if (name == "cublas") return CudaGemmBackend::cublas;
+  if (name == "cublaslt") return CudaGemmBackend::cublaslt;
+  TG_THROW(ValueError, "--gemm-backend: unknown value '", name, "' (expected auto, cublas, cublaslt)");
+}
+
 MatmulShape check_matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
   check_same_device_dtype("matmul", a, {&b});
   TG_CHECK(is_floating(a.dtype()), TypeError, "matmul: expected a floating dtype, got ", dtype_name(a.dtype()));
@@ -91,7 +113,7 @@ void gemm_to(const Tensor& out, const MatmulShape& s, const Tensor& a, bool tran
     return;
   }
   const GemmOperand ga = gemm_operand(a, trans_a, s.batch), gb = gemm_operand(b, trans_b, s.batch);
-  const GemmMath math{precision_policy().allow_tf32};
+  const GemmMath math = gemm_math(a.dtype());
   if (bias.defined())
     TG_DEVICE_DISPATCH(a.device(), gemm_bias, c, ga.matrix, ga.trans, gb.matrix, gb.trans, bias.raw_contiguous(),
                        math);
@@ -149,7 +171,7 @@ ProductAndRowSums gemm_with_row_sums(const Tensor& a, bool trans_a, const Tensor
     const GemmOperand ga = gemm_operand(a, trans_a, 1), gb = gemm_operand(b, trans_b, 1);
     ProductAndRowSums result{empty({s.m, s.n}, out_type, a.device()), empty({s.m}, out_type, a.device())};
     if (TG_DEVICE_DISPATCH(a.device(), gemm_row_sums, result.product.raw_view({1, s.m, s.n}), ga.matrix, ga.trans,
-                           gb.matrix, gb.trans, result.row_sums, GemmMath{precision_policy().allow_tf32}))
+                           gb.matrix, gb.trans, result.row_sums, gemm_math(a.dtype())))
       return result;
   }
   // op(a)'s rows are a's columns when transposed (summed over a's dim 0), else a's rows.

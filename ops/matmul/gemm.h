@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 
 #include "core/tensor.h"
 
@@ -35,6 +36,17 @@ Tensor gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const 
 // bf16 operands) — instead of a new tensor: for callers that assemble one result from several
 // products (gemm_attention's chunks).
 void gemm_into(const Tensor& out, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b);
+
+// Which cuBLAS API runs the plain GEMMs (no bias, no row sums) on CUDA, process-wide. cublas:
+// cublasGemmStridedBatchedEx. cublaslt: cuBLASLt's matmul with the algorithm its heuristic picks,
+// planned once per shape like the epilogue GEMMs (falling back to cuBLAS where it has none).
+// automatic: cuBLASLt for f32 operands, where cuBLAS's heuristic picks Ampere-generation TF32
+// kernels on Hopper, and cuBLAS for bf16 (docs/results.md, device call 14).
+enum class CudaGemmBackend { automatic, cublas, cublaslt };
+void set_cuda_gemm_backend(CudaGemmBackend backend);
+CudaGemmBackend cuda_gemm_backend();
+// "auto", "cublas", "cublaslt" (bench_vit's --gemm-backend); ValueError otherwise.
+CudaGemmBackend parse_cuda_gemm_backend(const std::string& name);
 
 struct ProductAndRowSums {
   Tensor product;   // op(a)·op(b) [M, N]

@@ -11,9 +11,11 @@
 
 namespace tg {
 
-// How an f32 GEMM may compute (from the PrecisionPolicy, ops/precision.h).
+// How a GEMM may compute: what the PrecisionPolicy (ops/precision.h) allows, and which cuBLAS
+// API runs a plain GEMM (CudaGemmBackend, ops/matmul/gemm.h).
 struct GemmMath {
   bool allow_tf32 = false;  // TF32 tensor cores for f32 operands (CUDA only)
+  bool cublaslt = false;    // plain GEMMs through cuBLASLt's matmul (CUDA only)
 };
 
 namespace cpu {

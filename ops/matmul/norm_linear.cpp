@@ -3,6 +3,7 @@
 #include "ops/matmul/norm_linear.h"
 
 #include "autograd/engine.h"
+#include "autograd/pending_grad.h"
 #include "ops/layer_norm.h"
 #include "ops/matmul/gemm.h"
 #include "ops/matmul/linear.h"
@@ -16,7 +17,9 @@ namespace {
 // x [..., D] as [N, D].
 Tensor as_rows(const Tensor& x) { return x.raw_reshape({x.numel() / x.size(-1), x.size(-1)}); }
 
-class NormLinearBackward final : public Node {
+// Adds x's gradient into the engine's pending sum, as LayerNorm's backward does (x is the
+// residual stream).
+class NormLinearBackward final : public Node, public AddsIntoPendingGrad {
  public:
   // `params` are the linear's weight and bias as its GEMMs use them (linear_parameters).
   NormLinearBackward(const Tensor& x, const Tensor& norm_weight, const Tensor& norm_bias, double eps,
@@ -53,10 +56,11 @@ class NormLinearBackward final : public Node {
     if (needs_input_grad(0) || needs_input_grad(1) || needs_input_grad(2)) {
       const Tensor gy = gemm(g, false, weight, false).raw_reshape(x.shape());
       norm_grads = layer_norm_gradients(gy, x, mean, rstd, norm_weight, needs_input_grad(0), needs_input_grad(1),
-                                        needs_input_grad(2));
+                                        needs_input_grad(2), take_pending_grad(0));
     }
     return {norm_grads.x, norm_grads.weight, norm_grads.bias, gw, gb};
   }
+  bool adds_into_pending_grad(size_t input) const override { return input == 0; }
 
  private:
   PrecisionPolicy policy_ = precision_policy();

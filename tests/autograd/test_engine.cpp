@@ -2,6 +2,7 @@
 // grad mode, and the typed errors of misuse.
 #include <doctest/doctest.h>
 
+#include "autograd/pending_grad.h"
 #include "ops/elementwise.h"
 #include "ops/reduce.h"
 #include "tests/support/op_checks.h"
@@ -114,4 +115,97 @@ TEST_CASE("the engine validates each gradient and names the node") {
   CHECK_THROWS_WITH_AS(backward(out),
                        "backward of BrokenBackward returned a gradient of shape [5] for input 0, expected shape [2]",
                        ShapeError);
+}
+
+namespace {
+
+// y = c·x, recorded with a backward that adds its gradient into the engine's pending sum for x
+// (autograd/pending_grad.h) and counts the sums it was offered.
+class ScaleIntoPending final : public Node, public AddsIntoPendingGrad {
+ public:
+  explicit ScaleIntoPending(double c) : Node("ScaleIntoPending"), c_(c) {}
+  std::vector<Tensor> apply(std::vector<Tensor>&& grads) override {
+    const Tensor grad = grads[0] * c_;
+    Tensor sum = take_pending_grad(0);
+    if (!sum.defined()) return {grad};
+    ++offers;
+    sum.accumulate_(grad);
+    return {sum};
+  }
+  bool adds_into_pending_grad(size_t input) const override { return input == 0; }
+  int offers = 0;
+
+ private:
+  double c_;
+};
+
+Tensor scale_into_pending(const Tensor& x, double c, std::shared_ptr<ScaleIntoPending>& node) {
+  Tensor y;
+  {
+    NoGradGuard no_grad;
+    y = x * c;
+  }
+  node = std::make_shared<ScaleIntoPending>(c);
+  record(node, {x}, {y});
+  return y;
+}
+
+// y = x, recorded with a backward that passes its gradient on and keeps a handle to it: that
+// memory is then not the engine's alone to write.
+class PassAndKeep final : public Node {
+ public:
+  PassAndKeep() : Node("PassAndKeep") {}
+  std::vector<Tensor> apply(std::vector<Tensor>&& grads) override {
+    kept = grads[0];
+    return {kept};
+  }
+  Tensor kept;
+};
+
+}  // namespace
+
+TEST_CASE("a node that adds into the pending gradient sum gets the sum collected so far, and the same result") {
+  const Tensor x = leaf({1, 2, 3}, {3});
+  std::shared_ptr<ScaleIntoPending> scale;
+  const Tensor scaled = scale_into_pending(x, 3, scale);  // runs last in backward: recorded first
+  backward(sum(scaled + x * 2.0));
+  CHECK(scale->offers == 1);
+  CHECK(x.grad().to_vector<double>() == std::vector<double>{5, 5, 5});
+
+  // Nothing summed yet for x when the node runs: nothing is offered.
+  const Tensor z = leaf({1, 2}, {2});
+  std::shared_ptr<ScaleIntoPending> alone;
+  backward(sum(scale_into_pending(z, 3, alone)));
+  CHECK(alone->offers == 0);
+  CHECK(z.grad().to_vector<double>() == std::vector<double>{3, 3});
+}
+
+TEST_CASE("a pending gradient sum that another tensor can see is not offered, and is not written") {
+  const Tensor x = leaf({1, 2, 3}, {3});
+  std::shared_ptr<ScaleIntoPending> scale;
+  const Tensor scaled = scale_into_pending(x, 3, scale);
+  auto keep = std::make_shared<PassAndKeep>();
+  Tensor through;
+  {
+    NoGradGuard no_grad;
+    through = x.clone();
+  }
+  record(keep, {x}, {through});
+  // d/dx of sum(scaled + 2·through) = 3 + 2; the skip gradient (2) passes through PassAndKeep,
+  // which keeps it: the engine must sum into a copy.
+  backward(sum(scaled + through * 2.0));
+  CHECK(scale->offers == 0);
+  CHECK(x.grad().to_vector<double>() == std::vector<double>{5, 5, 5});
+  CHECK(keep->kept.to_vector<double>() == std::vector<double>{2, 2, 2});
+}
+
+TEST_CASE("one gradient handed to several inputs is never summed into in place") {
+  // add's backward hands the same tensor to both inputs; a sum collected into it in place would
+  // change the other input's pending gradient too.
+  const Tensor x = leaf({1, 2}, {2});
+  backward(sum(x * 3.0 + x * 2.0 + x));
+  CHECK(x.grad().to_vector<double>() == std::vector<double>{6, 6});
+  const Tensor y = leaf({1, 2}, {2});
+  backward(sum(y * y + y + y));  // d/dy = 2y + 2
+  CHECK(y.grad().to_vector<double>() == std::vector<double>{4, 6});
 }

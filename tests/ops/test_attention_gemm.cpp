@@ -61,8 +61,9 @@ TEST_CASE("gemm_attention keeps Q·scale, K and V, takes strided heads, and hand
   CHECK(out.is_contiguous());
   REQUIRE(out.grad_fn());
   CHECK(out.grad_fn()->name() == "GemmAttentionBackward");
-  // Three contiguous [B·H, T, D] copies — the qkv buffer's size — and nothing [T, T].
-  CHECK(out.grad_fn()->saved_bytes() == static_cast<size_t>(3 * b * h * t * d) * 4);
+  // Contiguous [B·H, T, D] copies of Q·scale, and of K and V with their keys padded to whole
+  // 16-byte rows of scores (6 f32 keys -> 8); nothing [T, T].
+  CHECK(out.grad_fn()->saved_bytes() == static_cast<size_t>(b * h * t * d + 2 * b * h * 8 * d) * 4);
   const Tensor g = test::random_tensor(out.shape(), 31);
   backward(out, g);
   Tensor qkv_copy = qkv.detach().clone();

@@ -7,6 +7,7 @@
 #include "autograd/gradcheck.h"
 #include "ops/layer_norm.h"
 #include "ops/shape_ops.h"
+#include "tests/ops/residual_norm_check.h"
 #include "tests/support/op_checks.h"
 
 using namespace tg;
@@ -143,4 +144,13 @@ TEST_CASE("layer_norm with a bf16 output equals the f32 norm cast to bf16, gradi
                                             host_values(b.grad())};
   };
   CHECK(run(true) == run(false));
+}
+
+TEST_CASE("layer_norm's backward adds x's gradient into the residual stream's, bit for bit the engine's sum") {
+  uint64_t seed = 900;
+  for (const Shape& shape : std::vector<Shape>{{3, 5, 33}, {2, 7, 128}, {1, 1}}) {
+    for (DType dtype : {DType::f32, DType::f64, DType::bf16})
+      test::check_norm_adds_into_residual_gradient(Device::cpu(), dtype, dtype, shape, seed += 4);
+    test::check_norm_adds_into_residual_gradient(Device::cpu(), DType::f32, DType::bf16, shape, seed += 4);
+  }
 }

@@ -1,7 +1,8 @@
 // CUDA kernels of the GEMM. Row-major operands go to column-major cuBLAS by the usual
 // swap: row-major C = op(A)·op(B) is column-major Cᵀ = op(B)ᵀ·op(A)ᵀ, and a row-major matrix
 // with row stride ld is, to cuBLAS, its transpose with leading dimension ld; so B goes first
-// and each operand keeps its own transpose flag. Plain GEMMs use cublasGemmStridedBatchedEx;
+// and each operand keeps its own transpose flag. Plain GEMMs use cublasGemmStridedBatchedEx, or
+// cuBLASLt's matmul when GemmMath asks for it (CudaGemmBackend);
 // GEMMs with a bias use cuBLASLt's bias epilogue (the bias costs no extra pass), or, where
 // cuBLASLt has no kernel for the case, write the bias into C and accumulate onto it. Row sums of
 // op(A) (a linear's bias gradient) come from cuBLASLt's BGRADB epilogue, which reduces cuBLAS's
@@ -207,8 +208,9 @@ struct LtPlan {
 
 LtPlanKey lt_plan_key(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const GemmTypes& t,
                       cublasLtEpilogue_t epilogue, const Tensor& vector) {
+  const auto vector_bits = vector.defined() ? reinterpret_cast<uintptr_t>(vector.raw_data()) : 0;
   LtPlanKey key{c.device().index, t.data, t.out, t.compute, epilogue, trans_a, trans_b, {},
-                {alignment(c), alignment(a), alignment(b), alignment_of(reinterpret_cast<uintptr_t>(vector.raw_data()))}};
+                {alignment(c), alignment(a), alignment(b), alignment_of(vector_bits)}};
   size_t i = 0;
   for (const Tensor* x : {&c, &a, &b})
     for (int64_t v : {x->size(0), x->size(1), x->size(2), x->stride(1), x->stride(0)}) key.geometry[i++] = v;
@@ -261,18 +263,19 @@ std::unique_ptr<LtPlan> make_lt_plan(const Tensor& c, const Tensor& a, bool tran
   return plan;
 }
 
-// C = op(A)·op(B) through cuBLASLt with `epilogue` (BIAS: + vector on every row; BGRADB: the row
-// sums of op(A) into vector); false when cuBLASLt has no algorithm for the case (nothing was
-// enqueued then). Plans are cached per key for the process's life (like the handles), so a
-// training step pays only for setting the vector pointer and the launch.
+// C = op(A)·op(B) (+ C with `accumulate`) through cuBLASLt with `epilogue` (DEFAULT: nothing
+// more; BIAS: + vector on every row; BGRADB: the row sums of op(A) into vector); false when
+// cuBLASLt has no algorithm for the case (nothing was enqueued then). Plans are cached per key
+// for the process's life (like the handles), so a training step pays only for setting the
+// vector pointer and the launch.
 bool lt_gemm(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, cublasLtEpilogue_t epilogue,
-             const Tensor& vector, GemmMath math) {
+             const Tensor& vector, GemmMath math, bool accumulate = false) {
   const GemmTypes t = gemm_types(a.dtype(), c.dtype(), math);
   if (t.data == CUDA_R_64F) return false;  // cuBLASLt's epilogues cover f32 and bf16
   static std::mutex mutex;
   static auto* plans = new std::unordered_map<LtPlanKey, std::unique_ptr<LtPlan>, LtPlanKeyHash>();
   const LtPlanKey key = lt_plan_key(c, a, trans_a, b, trans_b, t, epilogue, vector);
-  const void* vector_data = vector.raw_data();
+  const void* vector_data = vector.defined() ? vector.raw_data() : nullptr;
   std::lock_guard lock(mutex);  // the cached descriptor's vector pointer is set per call
   std::unique_ptr<LtPlan>& plan = (*plans)[key];
   if (!plan) plan = make_lt_plan(c, a, trans_a, b, trans_b, t, key, vector_data);
@@ -284,9 +287,9 @@ bool lt_gemm(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bo
   // work enqueued later on the same stream, so the GEMM below is done with it by then.
   const auto workspace_bytes = static_cast<int64_t>(plan->heuristic.workspaceSize);
   const Tensor workspace = workspace_bytes > 0 ? empty({workspace_bytes}, DType::u8, c.device()) : Tensor();
-  const Scalar one(1), zero(0);
+  const Scalar one(1), beta(accumulate ? 1 : 0);
   TG_CUBLAS_CHECK(cublasLtMatmul(cublaslt_handle(key.device), plan->desc.get(), one.as(t.scale), b.raw_data(),
-                                 plan->first.get(), a.raw_data(), plan->second.get(), zero.as(t.scale), c.raw_data(),
+                                 plan->first.get(), a.raw_data(), plan->second.get(), beta.as(t.scale), c.raw_data(),
                                  plan->out.get(), c.raw_data(), plan->out.get(), &plan->heuristic.algo,
                                  workspace.defined() ? workspace.raw_data() : nullptr, plan->heuristic.workspaceSize,
                                  current_stream()));
@@ -297,6 +300,7 @@ bool lt_gemm(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bo
 
 void gemm(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, bool accumulate, GemmMath math) {
   DeviceGuard guard(c.device().index);
+  if (math.cublaslt && lt_gemm(c, a, trans_a, b, trans_b, CUBLASLT_EPILOGUE_DEFAULT, Tensor(), math, accumulate)) return;
   const GemmTypes t = gemm_types(a.dtype(), c.dtype(), math);
   const ColumnMajorShape s = column_major_shape(c, a, trans_a);
   const Scalar one(1), beta(accumulate ? 1 : 0);

@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include "ops/layer_norm.h"
+#include "tests/ops/residual_norm_check.h"
 #include "tests/support/op_checks.h"
 
 using namespace tg;
@@ -58,5 +59,15 @@ TEST_CASE("layer_norm weight and bias gradients on CUDA are bitwise reproducible
       runs.push_back(values);
     }
     CHECK(runs[0] == runs[1]);
+  }
+}
+
+TEST_CASE("layer_norm on CUDA adds x's gradient into the residual stream's, bit for bit the engine's sum") {
+  // 768 and 384 columns take the 16-byte vector kernels in f32, 192 and 1000 the row layouts.
+  uint64_t seed = 950;
+  for (const Shape& shape : std::vector<Shape>{{4, 197, 192}, {64, 768}, {2, 65, 384}, {7, 1000}}) {
+    for (DType dtype : {DType::f32, DType::bf16})
+      test::check_norm_adds_into_residual_gradient(Device::cuda(0), dtype, dtype, shape, seed += 4);
+    test::check_norm_adds_into_residual_gradient(Device::cuda(0), DType::f32, DType::bf16, shape, seed += 4);
   }
 }

@@ -285,3 +285,17 @@ TEST_CASE("TG_CUBLAS_CHECK throws BackendError naming the status, the call and f
   CHECK_NOTHROW(TG_CUBLAS_CHECK(CUBLAS_STATUS_SUCCESS));
 }
 #endif
+
+TEST_CASE("the CUDA GEMM backend: names, and the CPU ignores it") {
+  CHECK(parse_cuda_gemm_backend("auto") == CudaGemmBackend::automatic);
+  CHECK(parse_cuda_gemm_backend("cublas") == CudaGemmBackend::cublas);
+  CHECK(parse_cuda_gemm_backend("cublaslt") == CudaGemmBackend::cublaslt);
+  CHECK_THROWS_WITH_AS(parse_cuda_gemm_backend("lt"),
+                       "--gemm-backend: unknown value 'lt' (expected auto, cublas, cublaslt)", ValueError);
+  CHECK(cuda_gemm_backend() == CudaGemmBackend::automatic);
+  const Tensor a = test::random_tensor({3, 5}, 90), b = test::random_tensor({5, 4}, 91);
+  const std::vector<double> automatic = test::host_values(gemm(a, false, b, false));
+  set_cuda_gemm_backend(CudaGemmBackend::cublaslt);
+  CHECK(test::host_values(gemm(a, false, b, false)) == automatic);
+  set_cuda_gemm_backend(CudaGemmBackend::automatic);
+}
