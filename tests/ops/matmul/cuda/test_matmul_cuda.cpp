@@ -35,6 +35,31 @@ Tensor matmul_nt(const std::vector<Tensor>& in) { return matmul(in[0], in[1], fa
 Tensor linear_bias(const std::vector<Tensor>& in) { return linear(in[0], in[1], in[2]); }
 Tensor linear_no_bias(const std::vector<Tensor>& in) { return linear(in[0], in[1]); }
 
+struct MatmulCase {
+  std::vector<int64_t> batch;
+  int64_t m, k, n;
+};
+
+// matmul on CUDA against the CPU for every case, transpose pair and dtype (bf16 within 1e-2).
+void check_every_transpose(const std::vector<MatmulCase>& cases, const std::vector<DType>& dtypes, uint64_t seed) {
+  for (const MatmulCase& c : cases) {
+    for (const auto& [ta, tb] : kTransposes) {
+      const bool trans_a = ta, trans_b = tb;
+      const auto fn = [=](const std::vector<Tensor>& in) { return matmul(in[0], in[1], trans_a, trans_b); };
+      for (DType dtype : dtypes) {
+        const Tensor a = param(test::operand_shape(c.batch, c.m, c.k, ta), seed++, dtype);
+        const Tensor b = param(test::operand_shape(c.batch, c.k, c.n, tb), seed++, dtype);
+        CAPTURE(a.shape().str());
+        CAPTURE(b.shape().str());
+        CAPTURE(trans_a);
+        CAPTURE(trans_b);
+        CAPTURE(dtype_name(dtype));
+        check_cuda_matches_cpu(fn, {a, b}, dtype == DType::bf16 ? 1e-2 : 1e-5);
+      }
+    }
+  }
+}
+
 }  // namespace
 
 TEST_CASE("matmul on attention sizes: CUDA matches CPU") {
@@ -48,29 +73,8 @@ TEST_CASE("matmul on attention sizes: CUDA matches CPU") {
 }
 
 TEST_CASE("matmul, every transpose, odd and size-1 dims: CUDA matches CPU in f32 and f64") {
-  struct Case {
-    std::vector<int64_t> batch;
-    int64_t m, k, n;
-  };
-  const std::vector<Case> cases = {
-      {{}, 1, 1, 1}, {{3}, 1, 7, 1}, {{}, 5, 1, 3}, {{2, 3}, 33, 17, 9}, {{}, 197, 192, 5}};
-  uint64_t seed = 410;
-  for (const Case& c : cases) {
-    for (const auto& [ta, tb] : kTransposes) {
-      const bool trans_a = ta, trans_b = tb;
-      const auto fn = [=](const std::vector<Tensor>& in) { return matmul(in[0], in[1], trans_a, trans_b); };
-      for (DType dtype : {DType::f32, DType::f64}) {
-        const Tensor a = param(test::operand_shape(c.batch, c.m, c.k, ta), seed++, dtype);
-        const Tensor b = param(test::operand_shape(c.batch, c.k, c.n, tb), seed++, dtype);
-        CAPTURE(a.shape().str());
-        CAPTURE(b.shape().str());
-        CAPTURE(trans_a);
-        CAPTURE(trans_b);
-        CAPTURE(dtype_name(dtype));
-        check_cuda_matches_cpu(fn, {a, b});
-      }
-    }
-  }
+  check_every_transpose({{{}, 1, 1, 1}, {{3}, 1, 7, 1}, {{}, 5, 1, 3}, {{2, 3}, 33, 17, 9}, {{}, 197, 192, 5}},
+                        {DType::f32, DType::f64}, 410);
 }
 
 TEST_CASE("matmul on strided inputs: CUDA matches CPU, transposed views without a copy") {
@@ -186,32 +190,14 @@ TEST_CASE("every GEMM backend (cuBLAS, cuBLASLt) matches the CPU: every transpos
     CudaGemmBackend saved = cuda_gemm_backend();
     ~BackendGuard() { set_cuda_gemm_backend(saved); }
   } guard;
-  struct Case {
-    std::vector<int64_t> batch;
-    int64_t m, k, n;
-  };
-  // Odd sizes, the attention's batched [65 x 64]·[64 x 65], and a linear's backward.
-  const std::vector<Case> cases = {{{}, 5, 1, 3}, {{2, 3}, 33, 17, 9}, {{12}, 65, 64, 65}, {{}, 130, 768, 192}};
   uint64_t seed = 480;
   for (CudaGemmBackend backend : {CudaGemmBackend::cublas, CudaGemmBackend::cublaslt}) {
     set_cuda_gemm_backend(backend);
     CAPTURE(static_cast<int>(backend));
-    for (const Case& c : cases) {
-      for (const auto& [ta, tb] : kTransposes) {
-        const bool trans_a = ta, trans_b = tb;
-        const auto fn = [=](const std::vector<Tensor>& in) { return matmul(in[0], in[1], trans_a, trans_b); };
-        for (DType dtype : {DType::f32, DType::bf16, DType::f64}) {
-          const Tensor a = param(test::operand_shape(c.batch, c.m, c.k, ta), seed++, dtype);
-          const Tensor b = param(test::operand_shape(c.batch, c.k, c.n, tb), seed++, dtype);
-          CAPTURE(a.shape().str());
-          CAPTURE(b.shape().str());
-          CAPTURE(trans_a);
-          CAPTURE(trans_b);
-          CAPTURE(dtype_name(dtype));
-          check_cuda_matches_cpu(fn, {a, b}, dtype == DType::bf16 ? 1e-2 : 1e-5);
-        }
-      }
-    }
+    // Odd sizes, the attention's batched [65 x 64]·[64 x 65], and a linear's backward.
+    check_every_transpose({{{}, 5, 1, 3}, {{2, 3}, 33, 17, 9}, {{12}, 65, 64, 65}, {{}, 130, 768, 192}},
+                          {DType::f32, DType::bf16, DType::f64}, seed);
+    seed += 1000;
     // Through C: f64 has no cuBLASLt bias epilogue, so its bias is written into C and the
     // product accumulated onto it.
     check_cuda_matches_cpu(linear_bias, {param({2, 33, 17}, seed++, DType::f64), param({13, 17}, seed++, DType::f64),
