@@ -38,7 +38,7 @@ int main(int argc, char** argv) {
   double ratio = 1.0;
   bool recompute_gelu = false, recompute_norms = false;
   std::string saved_dtype = "same", attention = "fused", attention_backend = "auto", gemm_backend = "auto",
-              cuda_graphs = "off";
+              gemm_autotune = "off", bias_gradient = "auto", cuda_graphs = "off";
   CLI::App app{"bench_vit: ViT training-step time and peak memory (tapegrad side of torch_vit_bench.py)"};
   app.add_option("--preset", preset, "vit-tiny, vit-small or vit-base");
   app.add_option("--dim", dim, "override the preset's width");
@@ -55,6 +55,12 @@ int main(int argc, char** argv) {
   app.add_option("--attention-backend", attention_backend, "auto | cudnn | tapegrad: kernels of the bf16 fused attention");
   app.add_option("--gemm-backend", gemm_backend, "auto | cublas | cublaslt: the cuBLAS API of plain GEMMs on CUDA")
       ->check(CLI::IsMember({"auto", "cublas", "cublaslt"}));
+  app.add_option("--gemm-autotune", gemm_autotune,
+                 "on: cuBLASLt's algorithm by timing its candidates once per shape (CUDA; cuDNN-benchmark-like)")
+      ->check(CLI::IsMember({"on", "off"}));
+  app.add_option("--bias-gradient", bias_gradient,
+                 "auto | epilogue | column-sums: how a linear's bias gradient is formed on CUDA")
+      ->check(CLI::IsMember({"auto", "epilogue", "column-sums"}));
   app.add_option("--backward", backward_name)->check(CLI::IsMember(strategy_names()));
   app.add_option("--ratio", ratio);
   app.add_option("--targets", targets, "comma list of qkv,proj,fc1,fc2,attn-scores,attn-context or all (default: the linears)");
@@ -91,6 +97,8 @@ int main(int argc, char** argv) {
     config.fused_attention = attention == "fused";
     set_cuda_attention_backend(parse_cuda_attention_backend(attention_backend));
     set_cuda_gemm_backend(parse_cuda_gemm_backend(gemm_backend));
+    set_cuda_gemm_autotune(gemm_autotune == "on");
+    set_cuda_bias_gradient(parse_cuda_bias_gradient(bias_gradient));
     PrecisionPolicy policy = precision_mode(precision);
     policy.saved_dtype = parse_precision_dtype(saved_dtype, "--saved-dtype");
     PrecisionGuard precision_guard(policy);
@@ -195,6 +203,7 @@ int main(int argc, char** argv) {
                                    {"depth", config.depth}, {"heads", config.heads}, {"patch", patch}, {"img", img},
                                    {"batch", batch}, {"precision", precision}, {"attention", attention},
                                    {"attention_backend", attention_backend}, {"gemm_backend", gemm_backend},
+                                   {"gemm_autotune", gemm_autotune}, {"bias_gradient", bias_gradient},
                                    {"cuda_graphs", cuda_graphs},
                                    {"backward", backward_name},
                                    {"ratio", ratio}, {"recompute_gelu", recompute_gelu}, {"checkpoint_blocks", checkpoint_blocks},

@@ -14,7 +14,9 @@
 #   STEPS (real steps per run, default 6), PLAN_ONLY (1: also run --plan-only per plan; default 1),
 #   CALIBRATE (1: the --plan-only and budget runs take --calibrate, predicting ms per step; default 1),
 #   PLANS (;-separated flag lists replacing the default plans), BUDGET_BASE (bytes, default 5880000000),
-#   COMMON (the flags every run gets; default: synthetic data on cuda, bf16, eager, 4096 images).
+#   COMMON (the flags every run gets; default: synthetic data on cuda, bf16, eager, 4096 images),
+#   DIVISORS (the budgets' fractions, default "1.5 2 3 4"), SAMPLINGS (default "allowed none":
+#   --memory-budget with sampling allowed, then with --no-sampling).
 # A whole run takes longer than one 10-minute device call: split it, e.g.
 #   MODELS="small64 small128" PARTS=plans ...;  MODELS=base64 PARTS=plans ...;  PARTS=budgets ...
 # Measured with --cuda-graphs off: the model predicts eager steps (a captured graph's pool is not
@@ -125,8 +127,10 @@ if [[ " ${PARTS:-plans budgets} " == *" budgets "* ]]; then
   base=${BUDGET_BASE:-5880000000}
   say ""
   say "# --memory-budget on ViT-B/16 224 px batch 64 bf16 (fractions of $base bytes)"
-  for sampling in "" "--no-sampling"; do
-    for divisor in 1.5 2 3 4; do
+  for allowed in ${SAMPLINGS:-allowed none}; do
+    sampling=""
+    [ "$allowed" = none ] && sampling="--no-sampling"
+    for divisor in ${DIVISORS:-1.5 2 3 4}; do
       budget=$(awk -v b="$base" -v d="$divisor" 'BEGIN { printf "%d", b / d }')
       log=$out/logs/budget.$divisor${sampling:+.nosampling}.log
       # shellcheck disable=SC2046,SC2086

@@ -13,12 +13,22 @@ namespace tg {
 namespace {
 
 std::atomic<CudaGemmBackend> g_cuda_gemm_backend{CudaGemmBackend::automatic};
+std::atomic<bool> g_cuda_gemm_autotune{false};
+std::atomic<CudaBiasGradient> g_cuda_bias_gradient{CudaBiasGradient::automatic};
 
-// What the policy and the backend setting allow a GEMM on `operands`.
+// What the policy and the process-wide settings allow a GEMM on `operands`.
 GemmMath gemm_math(DType operands) {
   const CudaGemmBackend backend = g_cuda_gemm_backend.load();
-  return {precision_policy().allow_tf32, backend == CudaGemmBackend::cublaslt ||
-                                             (backend == CudaGemmBackend::automatic && operands == DType::f32)};
+  const bool autotune = g_cuda_gemm_autotune.load();
+  return {precision_policy().allow_tf32,
+          autotune || backend == CudaGemmBackend::cublaslt ||
+              (backend == CudaGemmBackend::automatic && operands == DType::f32),
+          autotune};
+}
+
+bool bias_gradient_in_epilogue(DType operands) {
+  const CudaBiasGradient how = g_cuda_bias_gradient.load();
+  return how == CudaBiasGradient::epilogue || (how == CudaBiasGradient::automatic && operands == DType::bf16);
 }
 
 Shape leading_dims(const Tensor& x) {
@@ -78,6 +88,21 @@ CudaGemmBackend parse_cuda_gemm_backend(const std::string& name) {
   if (name == "cublas") return CudaGemmBackend::cublas;
   if (name == "cublaslt") return CudaGemmBackend::cublaslt;
   TG_THROW(ValueError, "--gemm-backend: unknown value '", name, "' (expected auto, cublas, cublaslt)");
+}
+
+void set_cuda_gemm_autotune(bool on) { g_cuda_gemm_autotune.store(on); }
+
+bool cuda_gemm_autotune() { return g_cuda_gemm_autotune.load(); }
+
+void set_cuda_bias_gradient(CudaBiasGradient how) { g_cuda_bias_gradient.store(how); }
+
+CudaBiasGradient cuda_bias_gradient() { return g_cuda_bias_gradient.load(); }
+
+CudaBiasGradient parse_cuda_bias_gradient(const std::string& name) {
+  if (name == "auto") return CudaBiasGradient::automatic;
+  if (name == "epilogue") return CudaBiasGradient::epilogue;
+  if (name == "column-sums") return CudaBiasGradient::column_sums;
+  TG_THROW(ValueError, "--bias-gradient: unknown value '", name, "' (expected auto, epilogue, column-sums)");
 }
 
 MatmulShape check_matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
@@ -167,7 +192,8 @@ ProductAndRowSums gemm_with_row_sums(const Tensor& a, bool trans_a, const Tensor
            a.shape().str(), " and ", b.shape().str());
   const MatmulShape s = check_matmul(a, b, trans_a, trans_b);
   const DType out_type = gemm_out_dtype(a.dtype(), out_dtype, /*has_bias=*/false);
-  if (a.device().is_cuda() && !policy_rounds(a) && s.k > 0 && s.m > 0 && s.n > 0) {
+  if (a.device().is_cuda() && bias_gradient_in_epilogue(a.dtype()) && !policy_rounds(a) && s.k > 0 && s.m > 0 &&
+      s.n > 0) {
     const GemmOperand ga = gemm_operand(a, trans_a, 1), gb = gemm_operand(b, trans_b, 1);
     ProductAndRowSums result{empty({s.m, s.n}, out_type, a.device()), empty({s.m}, out_type, a.device())};
     if (TG_DEVICE_DISPATCH(a.device(), gemm_row_sums, result.product.raw_view({1, s.m, s.n}), ga.matrix, ga.trans,

@@ -48,6 +48,27 @@ CudaGemmBackend cuda_gemm_backend();
 // "auto", "cublas", "cublaslt" (bench_vit's --gemm-backend); ValueError otherwise.
 CudaGemmBackend parse_cuda_gemm_backend(const std::string& name);
 
+// Whether cuBLASLt's GEMMs on CUDA pick their algorithm by timing, process-wide: off (the
+// default), the first algorithm of cuBLASLt's heuristic; on, the fastest of its first few
+// candidates, timed once per shape on the first eager call (never inside a CUDA graph capture,
+// never for an accumulating GEMM, whose output the timing would overwrite). Plain GEMMs then go
+// through cuBLASLt whatever the backend. Like cuDNN's benchmark mode, two processes may pick
+// different algorithms, so their results may differ in the last bits (within a process, the
+// choice is fixed once made).
+void set_cuda_gemm_autotune(bool on);
+bool cuda_gemm_autotune();
+
+// How a linear's bias gradient (the row sums of gemm_with_row_sums) is formed on CUDA,
+// process-wide. epilogue: cuBLASLt's BGRADB epilogue of the weight-gradient GEMM. column_sums:
+// the plain GEMM and tapegrad's column-sum kernel. automatic: the epilogue for bf16 operands and
+// the column sums for f32, where BGRADB restricts cuBLASLt to Ampere-generation TF32 kernels
+// (docs/precision.md, docs/results.md device call 16).
+enum class CudaBiasGradient { automatic, epilogue, column_sums };
+void set_cuda_bias_gradient(CudaBiasGradient how);
+CudaBiasGradient cuda_bias_gradient();
+// "auto", "epilogue", "column-sums" (bench_vit's --bias-gradient); ValueError otherwise.
+CudaBiasGradient parse_cuda_bias_gradient(const std::string& name);
+
 struct ProductAndRowSums {
   Tensor product;   // op(a)·op(b) [M, N]
   Tensor row_sums;  // Σ_k op(a)[m, k], [M]
@@ -56,7 +77,8 @@ struct ProductAndRowSums {
 // For 2-D a and b: op(a)·op(b) and the sums of op(a)'s rows, both in `out_dtype` (as for gemm):
 // a linear's weight gradient dW = dYᵀ·X with its bias gradient db = Σ_rows dY (a = dY, trans_a).
 // One GEMM whose epilogue forms the sums while it reads a, where the device has one (cuBLASLt's
-// BGRADB on CUDA); else the GEMM and a column sum. The sums accumulate in f32.
+// BGRADB on CUDA) and CudaBiasGradient asks for it; else the GEMM and a column sum. The sums
+// accumulate in f32.
 ProductAndRowSums gemm_with_row_sums(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b,
                                      std::optional<DType> out_dtype = std::nullopt);
 

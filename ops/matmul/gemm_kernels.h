@@ -11,11 +11,12 @@
 
 namespace tg {
 
-// How a GEMM may compute: what the PrecisionPolicy (ops/precision.h) allows, and which cuBLAS
-// API runs a plain GEMM (CudaGemmBackend, ops/matmul/gemm.h).
+// How a GEMM may compute: what the PrecisionPolicy (ops/precision.h) allows, which cuBLAS API
+// runs a plain GEMM (CudaGemmBackend) and how cuBLASLt picks its algorithm (ops/matmul/gemm.h).
 struct GemmMath {
   bool allow_tf32 = false;  // TF32 tensor cores for f32 operands (CUDA only)
   bool cublaslt = false;    // plain GEMMs through cuBLASLt's matmul (CUDA only)
+  bool autotune = false;    // cuBLASLt's algorithm by timing its candidates (CUDA only)
 };
 
 namespace cpu {

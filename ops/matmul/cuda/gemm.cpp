@@ -6,13 +6,16 @@
 // GEMMs with a bias use cuBLASLt's bias epilogue (the bias costs no extra pass), or, where
 // cuBLASLt has no kernel for the case, write the bias into C and accumulate onto it. Row sums of
 // op(A) (a linear's bias gradient) come from cuBLASLt's BGRADB epilogue, which reduces cuBLAS's
-// second operand — our A — over k while the GEMM reads it.
+// second operand — our A — over k while the GEMM reads it. cuBLASLt's plans (descriptors and
+// algorithm) are made once per shape: the heuristic's first algorithm, or with autotuning the
+// fastest of its first candidates, timed on the first eager call.
 // One cuBLAS and one cuBLASLt handle per device, created on first use; all work is enqueued on
 // current_stream().
 #include <cublasLt.h>
 #include <cublas_v2.h>
 
 #include <array>
+#include <cmath>
 #include <climits>
 #include <functional>
 #include <memory>
@@ -217,11 +220,67 @@ LtPlanKey lt_plan_key(const Tensor& c, const Tensor& a, bool trans_a, const Tens
   return key;
 }
 
-// Builds the plan: descriptors, preferences and one heuristic query, the expensive part of a
-// cuBLASLt call on the host (tens of microseconds), done once per distinct key. `vector` is the
-// epilogue's bias (or bias-gradient) pointer: the heuristic reads its alignment.
-std::unique_ptr<LtPlan> make_lt_plan(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b,
-                                     const GemmTypes& t, const LtPlanKey& key, const void* vector) {
+// How many of the heuristic's algorithms autotuning times, and how often each.
+constexpr int kTunedCandidates = 8;
+constexpr int kTimedRuns = 3;
+
+struct LtOperands {
+  const Tensor &c, &a, &b;
+  const void* vector;  // the epilogue's bias or bias-gradient pointer, or null
+};
+
+void run_lt(const LtPlan& plan, const cublasLtMatmulAlgo_t& algo, size_t workspace_bytes, const LtOperands& x,
+            const GemmTypes& t, int device, bool accumulate) {
+  // Released when this call returns: the caching allocator hands the block out again only to
+  // work enqueued later on the same stream, so the GEMM below is done with it by then.
+  const Tensor workspace =
+      workspace_bytes > 0 ? empty({static_cast<int64_t>(workspace_bytes)}, DType::u8, x.c.device()) : Tensor();
+  const Scalar one(1), beta(accumulate ? 1 : 0);
+  TG_CUBLAS_CHECK(cublasLtMatmul(cublaslt_handle(device), plan.desc.get(), one.as(t.scale), x.b.raw_data(),
+                                 plan.first.get(), x.a.raw_data(), plan.second.get(), beta.as(t.scale), x.c.raw_data(),
+                                 plan.out.get(), x.c.raw_data(), plan.out.get(), &algo,
+                                 workspace.defined() ? workspace.raw_data() : nullptr, workspace_bytes,
+                                 current_stream()));
+}
+
+// The fastest of `candidates` on these operands: each runs once to warm up, then kTimedRuns
+// times between two events, and the host waits for the last event — once per plan, on the
+// first eager call of its shape. The runs write C (and the epilogue's vector), which the
+// caller's own launch then overwrites.
+size_t fastest_candidate(const LtPlan& plan, const std::vector<cublasLtMatmulHeuristicResult_t>& candidates,
+                         const LtOperands& x, const GemmTypes& t, int device) {
+  cudaEvent_t start = nullptr, stop = nullptr;
+  TG_CUDA_CHECK(cudaEventCreate(&start));
+  TG_CUDA_CHECK(cudaEventCreate(&stop));
+  size_t best = 0;
+  float best_ms = INFINITY;
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    const cublasLtMatmulHeuristicResult_t& r = candidates[i];
+    run_lt(plan, r.algo, r.workspaceSize, x, t, device, /*accumulate=*/false);
+    TG_CUDA_CHECK(cudaEventRecord(start, current_stream()));
+    for (int run = 0; run < kTimedRuns; ++run) run_lt(plan, r.algo, r.workspaceSize, x, t, device, false);
+    TG_CUDA_CHECK(cudaEventRecord(stop, current_stream()));
+    TG_CUDA_CHECK(cudaEventSynchronize(stop));
+    float ms = 0;
+    TG_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+    if (ms < best_ms) best_ms = ms, best = i;
+  }
+  TG_CUDA_CHECK(cudaEventDestroy(start));
+  TG_CUDA_CHECK(cudaEventDestroy(stop));
+  return best;
+}
+
+bool capturing(cudaStream_t stream) {
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  TG_CUDA_CHECK(cudaStreamIsCapturing(stream, &status));
+  return status != cudaStreamCaptureStatusNone;
+}
+
+// Builds the plan: descriptors, preferences and a heuristic query, the expensive part of a
+// cuBLASLt call on the host (tens of microseconds), done once per distinct key; with `tune`, the
+// fastest of the heuristic's first kTunedCandidates algorithms (fastest_candidate).
+std::unique_ptr<LtPlan> make_lt_plan(const LtOperands& x, bool trans_a, bool trans_b, const GemmTypes& t,
+                                     const LtPlanKey& key, bool tune) {
   auto plan = std::make_unique<LtPlan>();
   cublasLtMatmulDesc_t raw_desc = nullptr;
   TG_CUBLAS_CHECK(cublasLtMatmulDescCreate(&raw_desc, t.compute, t.scale));
@@ -231,10 +290,11 @@ std::unique_ptr<LtPlan> make_lt_plan(const Tensor& c, const Tensor& a, bool tran
   TG_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(raw_desc, CUBLASLT_MATMUL_DESC_TRANSB, &second_op, sizeof(second_op)));
   TG_CUBLAS_CHECK(
       cublasLtMatmulDescSetAttribute(raw_desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &key.epilogue, sizeof(key.epilogue)));
-  TG_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(raw_desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &vector, sizeof(vector)));
-  plan->first = lt_layout(t.data, b);
-  plan->second = lt_layout(t.data, a);
-  plan->out = lt_layout(t.out, c);
+  TG_CUBLAS_CHECK(
+      cublasLtMatmulDescSetAttribute(raw_desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &x.vector, sizeof(x.vector)));
+  plan->first = lt_layout(t.data, x.b);
+  plan->second = lt_layout(t.data, x.a);
+  plan->out = lt_layout(t.out, x.c);
 
   cublasLtMatmulPreference_t raw_pref = nullptr;
   TG_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&raw_pref));
@@ -254,12 +314,16 @@ std::unique_ptr<LtPlan> make_lt_plan(const Tensor& c, const Tensor& a, bool tran
                                                        &align_out, sizeof(align_out)));
   TG_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(raw_pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES,
                                                        &align_out, sizeof(align_out)));
+  std::vector<cublasLtMatmulHeuristicResult_t> candidates(tune ? kTunedCandidates : 1);
   int found = 0;
-  const cublasStatus_t status =
-      cublasLtMatmulAlgoGetHeuristic(cublaslt_handle(key.device), raw_desc, plan->first.get(), plan->second.get(),
-                                     plan->out.get(), plan->out.get(), raw_pref, 1, &plan->heuristic, &found);
+  const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(
+      cublaslt_handle(key.device), raw_desc, plan->first.get(), plan->second.get(), plan->out.get(), plan->out.get(),
+      raw_pref, static_cast<int>(candidates.size()), candidates.data(), &found);
   if (status != CUBLAS_STATUS_NOT_SUPPORTED) TG_CUBLAS_CHECK(status);
   plan->supported = status == CUBLAS_STATUS_SUCCESS && found > 0;
+  if (!plan->supported) return plan;
+  candidates.resize(static_cast<size_t>(found));
+  plan->heuristic = candidates[found > 1 ? fastest_candidate(*plan, candidates, x, t, key.device) : 0];
   return plan;
 }
 
@@ -275,24 +339,17 @@ bool lt_gemm(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bo
   static std::mutex mutex;
   static auto* plans = new std::unordered_map<LtPlanKey, std::unique_ptr<LtPlan>, LtPlanKeyHash>();
   const LtPlanKey key = lt_plan_key(c, a, trans_a, b, trans_b, t, epilogue, vector);
-  const void* vector_data = vector.defined() ? vector.raw_data() : nullptr;
+  const LtOperands operands{c, a, b, vector.defined() ? vector.raw_data() : nullptr};
   std::lock_guard lock(mutex);  // the cached descriptor's vector pointer is set per call
   std::unique_ptr<LtPlan>& plan = (*plans)[key];
-  if (!plan) plan = make_lt_plan(c, a, trans_a, b, trans_b, t, key, vector_data);
+  if (!plan)
+    plan = make_lt_plan(operands, trans_a, trans_b, t, key,
+                        math.autotune && !accumulate && !capturing(current_stream()));
   if (!plan->supported) return false;
 
-  TG_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc.get(), CUBLASLT_MATMUL_DESC_BIAS_POINTER, &vector_data,
-                                                 sizeof(vector_data)));
-  // Released when this call returns: the caching allocator hands the block out again only to
-  // work enqueued later on the same stream, so the GEMM below is done with it by then.
-  const auto workspace_bytes = static_cast<int64_t>(plan->heuristic.workspaceSize);
-  const Tensor workspace = workspace_bytes > 0 ? empty({workspace_bytes}, DType::u8, c.device()) : Tensor();
-  const Scalar one(1), beta(accumulate ? 1 : 0);
-  TG_CUBLAS_CHECK(cublasLtMatmul(cublaslt_handle(key.device), plan->desc.get(), one.as(t.scale), b.raw_data(),
-                                 plan->first.get(), a.raw_data(), plan->second.get(), beta.as(t.scale), c.raw_data(),
-                                 plan->out.get(), c.raw_data(), plan->out.get(), &plan->heuristic.algo,
-                                 workspace.defined() ? workspace.raw_data() : nullptr, plan->heuristic.workspaceSize,
-                                 current_stream()));
+  TG_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc.get(), CUBLASLT_MATMUL_DESC_BIAS_POINTER, &operands.vector,
+                                                 sizeof(operands.vector)));
+  run_lt(*plan, plan->heuristic.algo, plan->heuristic.workspaceSize, operands, t, key.device, accumulate);
   return true;
 }
 

@@ -299,3 +299,24 @@ TEST_CASE("the CUDA GEMM backend: names, and the CPU ignores it") {
   CHECK(test::host_values(gemm(a, false, b, false)) == automatic);
   set_cuda_gemm_backend(CudaGemmBackend::automatic);
 }
+
+TEST_CASE("the CUDA bias-gradient choice and GEMM autotuning: names, defaults, and the CPU ignores them") {
+  CHECK(parse_cuda_bias_gradient("auto") == CudaBiasGradient::automatic);
+  CHECK(parse_cuda_bias_gradient("epilogue") == CudaBiasGradient::epilogue);
+  CHECK(parse_cuda_bias_gradient("column-sums") == CudaBiasGradient::column_sums);
+  CHECK_THROWS_WITH_AS(parse_cuda_bias_gradient("bgradb"),
+                       "--bias-gradient: unknown value 'bgradb' (expected auto, epilogue, column-sums)", ValueError);
+  CHECK(cuda_bias_gradient() == CudaBiasGradient::automatic);
+  CHECK_FALSE(cuda_gemm_autotune());
+  const Tensor g = test::random_tensor({6, 5}, 92), x = test::random_tensor({6, 4}, 93);
+  const ProductAndRowSums plain = gemm_with_row_sums(g, true, x, false);
+  set_cuda_bias_gradient(CudaBiasGradient::epilogue);
+  set_cuda_gemm_autotune(true);
+  CHECK(cuda_bias_gradient() == CudaBiasGradient::epilogue);
+  CHECK(cuda_gemm_autotune());
+  const ProductAndRowSums set = gemm_with_row_sums(g, true, x, false);
+  CHECK(test::host_values(set.product) == test::host_values(plain.product));
+  CHECK(test::host_values(set.row_sums) == test::host_values(plain.row_sums));
+  set_cuda_bias_gradient(CudaBiasGradient::automatic);
+  set_cuda_gemm_autotune(false);
+}

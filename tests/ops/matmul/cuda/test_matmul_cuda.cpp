@@ -135,28 +135,50 @@ TEST_CASE("bf16 matmul and linear: CUDA matches CPU within 1e-2") {
       {param({2, 65, 192}, 448, bf), test::random_param({768, 192}, 449, -0.1, 0.1), param({768}, 447)}, 1e-2);
 }
 
-TEST_CASE("gemm_with_row_sums on CUDA (cuBLASLt's bias-gradient epilogue) matches the CPU") {
+TEST_CASE("gemm_with_row_sums on CUDA (the BGRADB epilogue, the column sums, autotuned) matches the CPU") {
   struct Case {
     int64_t rows, e, d;  // G [rows, e], X [rows, d]: dW [e, d], db [e]
   };
+  struct SettingsGuard {  // the process-wide defaults come back even when a check throws
+    CudaBiasGradient bias = cuda_bias_gradient();
+    bool autotune = cuda_gemm_autotune();
+    ~SettingsGuard() {
+      set_cuda_bias_gradient(bias);
+      set_cuda_gemm_autotune(autotune);
+    }
+  } guard;
   uint64_t seed = 470;
-  for (const Case& c : {Case{394, 576, 192}, Case{130, 768, 192}, Case{7, 5, 3}, Case{1, 9, 4}}) {
-    for (const auto& [operands, out] : {std::pair{DType::f32, DType::f32}, std::pair{DType::bf16, DType::bf16},
-                                        std::pair{DType::bf16, DType::f32}}) {
-      CAPTURE(c.rows);
-      CAPTURE(c.e);
-      CAPTURE(dtype_name(operands));
-      CAPTURE(dtype_name(out));
-      const Tensor g = random_tensor({c.rows, c.e}, seed++, -1, 1, operands);
-      const Tensor x = random_tensor({c.rows, c.d}, seed++, -1, 1, operands);
-      const ProductAndRowSums cpu = gemm_with_row_sums(g, true, x, false, out);
-      const ProductAndRowSums gpu =
-          gemm_with_row_sums(g.to(Device::cuda(0)), true, x.to(Device::cuda(0)), false, out);
-      REQUIRE(gpu.product.dtype() == out);
-      REQUIRE(gpu.row_sums.dtype() == out);
-      const double tolerance = out == DType::bf16 ? 1e-2 : 1e-5;
-      CHECK(test::relative_error(test::host_values(gpu.product), test::host_values(cpu.product)) < tolerance);
-      CHECK(test::relative_error(test::host_values(gpu.row_sums), test::host_values(cpu.row_sums)) < tolerance);
+  for (const auto& [how, autotune] : {std::pair{CudaBiasGradient::epilogue, false},
+                                      std::pair{CudaBiasGradient::column_sums, false},
+                                      std::pair{CudaBiasGradient::epilogue, true}}) {
+    set_cuda_bias_gradient(how);
+    set_cuda_gemm_autotune(autotune);
+    CAPTURE(static_cast<int>(how));
+    CAPTURE(autotune);
+    for (const Case& c : {Case{394, 576, 192}, Case{130, 768, 192}, Case{7, 5, 3}, Case{1, 9, 4}}) {
+      for (const auto& [operands, out] : {std::pair{DType::f32, DType::f32}, std::pair{DType::bf16, DType::bf16},
+                                          std::pair{DType::bf16, DType::f32}}) {
+        CAPTURE(c.rows);
+        CAPTURE(c.e);
+        CAPTURE(dtype_name(operands));
+        CAPTURE(dtype_name(out));
+        // Autotuned plans are made for shapes no earlier case planned: other rows.
+        const int64_t rows = autotune ? c.rows + 3 : c.rows;
+        const Tensor g = random_tensor({rows, c.e}, seed++, -1, 1, operands);
+        const Tensor x = random_tensor({rows, c.d}, seed++, -1, 1, operands);
+        const ProductAndRowSums cpu = gemm_with_row_sums(g, true, x, false, out);
+        const ProductAndRowSums gpu =
+            gemm_with_row_sums(g.to(Device::cuda(0)), true, x.to(Device::cuda(0)), false, out);
+        REQUIRE(gpu.product.dtype() == out);
+        REQUIRE(gpu.row_sums.dtype() == out);
+        const double tolerance = out == DType::bf16 ? 1e-2 : 1e-5;
+        CHECK(test::relative_error(test::host_values(gpu.product), test::host_values(cpu.product)) < tolerance);
+        CHECK(test::relative_error(test::host_values(gpu.row_sums), test::host_values(cpu.row_sums)) < tolerance);
+        // A second call of the same shape runs the plan the first one made, tuned or not.
+        const ProductAndRowSums again =
+            gemm_with_row_sums(g.to(Device::cuda(0)), true, x.to(Device::cuda(0)), false, out);
+        CHECK(test::relative_error(test::host_values(again.product), test::host_values(cpu.product)) < tolerance);
+      }
     }
   }
 }
@@ -185,15 +207,24 @@ TEST_CASE("linear_gelu: CUDA matches CPU") {
   test::check_cuda_matches_cpu([](const std::vector<Tensor>& in) { return linear_gelu(in[0], in[1], in[2]); }, {x, w, b});
 }
 
-TEST_CASE("every GEMM backend (cuBLAS, cuBLASLt) matches the CPU: every transpose, batched, f32, bf16 and f64") {
-  struct BackendGuard {  // the process-wide default comes back even when a check throws
+TEST_CASE("every GEMM backend (cuBLAS, cuBLASLt, autotuned cuBLASLt) matches the CPU: every transpose, batched, f32, "
+          "bf16 and f64") {
+  struct BackendGuard {  // the process-wide defaults come back even when a check throws
     CudaGemmBackend saved = cuda_gemm_backend();
-    ~BackendGuard() { set_cuda_gemm_backend(saved); }
+    bool autotune = cuda_gemm_autotune();
+    ~BackendGuard() {
+      set_cuda_gemm_backend(saved);
+      set_cuda_gemm_autotune(autotune);
+    }
   } guard;
   uint64_t seed = 480;
-  for (CudaGemmBackend backend : {CudaGemmBackend::cublas, CudaGemmBackend::cublaslt}) {
+  for (const auto& [backend, autotune] : {std::pair{CudaGemmBackend::cublas, false},
+                                          std::pair{CudaGemmBackend::cublaslt, false},
+                                          std::pair{CudaGemmBackend::cublas, true}}) {  // autotune: cuBLASLt
     set_cuda_gemm_backend(backend);
+    set_cuda_gemm_autotune(autotune);
     CAPTURE(static_cast<int>(backend));
+    CAPTURE(autotune);
     // Odd sizes, the attention's batched [65 x 64]·[64 x 65], and a linear's backward.
     check_every_transpose({{{}, 5, 1, 3}, {{2, 3}, 33, 17, 9}, {{12}, 65, 64, 65}, {{}, 130, 768, 192}},
                           {DType::f32, DType::bf16, DType::f64}, seed);
