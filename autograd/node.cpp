@@ -72,6 +72,9 @@ std::vector<Tensor> AccumulateGrad::apply(std::vector<Tensor>&& grad_outputs) {
   } else {
     current.accumulate_(incoming);  // the leaf owns this buffer (stolen or cloned above)
   }
+  incoming = Tensor();  // a stolen buffer is the leaf's alone before the hook runs
+  // A copy: the hook may replace or remove itself.
+  if (const std::function<void(const Tensor&)> hook = impl->autograd->post_accumulate_grad_hook) hook(leaf);
   return {};
 }
 

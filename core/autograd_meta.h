@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 
 #include "core/tensor.h"
@@ -18,6 +19,9 @@ struct AutogradMeta {
   std::shared_ptr<Node> grad_fn;          // node that produced this tensor (null for leaves)
   uint32_t output_nr = 0;                 // which output of grad_fn this tensor is
   std::weak_ptr<Node> grad_accumulator;   // a leaf's AccumulateGrad node, shared by all uses
+  // Runs with the leaf each time a backward pass has accumulated its gradient into `grad`
+  // (Tensor::set_post_accumulate_grad_hook); empty: none.
+  std::function<void(const Tensor&)> post_accumulate_grad_hook;
 };
 
 }  // namespace tg

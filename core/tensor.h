@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <iosfwd>
 #include <memory>
 #include <string>
@@ -109,6 +110,11 @@ class Tensor {
   bool is_leaf() const;                 // not produced by a recorded op
   Tensor grad() const;                  // undefined until a backward reaches this leaf
   void set_grad(const Tensor& grad) const;  // undefined clears it (zero_grad)
+  // For a leaf that requires grad: `hook(leaf)` runs each time a backward pass has accumulated
+  // the leaf's gradient into grad() — its gradient for that pass is then complete (PyTorch's
+  // register_post_accumulate_grad_hook; one hook per leaf, an empty function removes it). The
+  // optimizer in backward (nn::Optimizer::apply_in_backward) updates the parameter there.
+  void set_post_accumulate_grad_hook(std::function<void(const Tensor&)> hook) const;
   std::shared_ptr<Node> grad_fn() const;
   uint32_t output_nr() const;
   Tensor detach() const;                // same storage and view, outside autograd

@@ -43,6 +43,13 @@ void Tensor::set_grad(const Tensor& grad) const {
   autograd_meta().grad = grad;
 }
 
+void Tensor::set_post_accumulate_grad_hook(std::function<void(const Tensor&)> hook) const {
+  TG_CHECK(is_leaf() && requires_grad(), ValueError,
+           "set_post_accumulate_grad_hook: expected a leaf that requires grad (a parameter), got ",
+           is_leaf() ? "a leaf that does not require grad" : "a tensor produced by an operation");
+  autograd_meta().post_accumulate_grad_hook = std::move(hook);
+}
+
 std::shared_ptr<Node> Tensor::grad_fn() const {
   const TensorImpl& t = checked();
   return t.autograd ? t.autograd->grad_fn : nullptr;

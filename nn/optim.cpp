@@ -34,6 +34,22 @@ Optimizer::Optimizer(std::vector<ParamSpec> params, double lr) : params_(std::mo
   if (!params_.empty()) step_scalars_ = zeros({4}, DType::f64, params_.front().param.device());
 }
 
+Optimizer::~Optimizer() {
+  if (in_backward_)
+    for (const ParamSpec& spec : params_) spec.param.set_post_accumulate_grad_hook({});
+}
+
+void Optimizer::apply_in_backward() {
+  for (size_t i = 0; i < params_.size(); ++i)
+    params_[i].param.set_post_accumulate_grad_hook([this, i](const Tensor& param) {
+      NoGradGuard no_grad;
+      const Tensor grad = param.grad();
+      update({{i, grad.is_contiguous() ? grad : grad.raw_contiguous()}});
+      param.set_grad(Tensor());
+    });
+  in_backward_ = true;
+}
+
 Tensor& Optimizer::buffer(size_t index, size_t b) {
   std::vector<Tensor>& buffers = buffers_[index];
   if (buffers.size() <= b) buffers.resize(buffer_names().size());

@@ -27,7 +27,9 @@ std::vector<ParamSpec> decay_specs(const std::vector<std::pair<std::string, Tens
 class Optimizer {
  public:
   explicit Optimizer(std::vector<ParamSpec> params, double lr);
-  virtual ~Optimizer() = default;
+  virtual ~Optimizer();  // removes the hooks of apply_in_backward
+  Optimizer(const Optimizer&) = delete;  // the hooks hold `this`
+  Optimizer& operator=(const Optimizer&) = delete;
   // One update from the current .grad() of each parameter (parameters without one are skipped):
   // prepare_step(), then apply_step().
   void step();
@@ -38,6 +40,15 @@ class Optimizer {
   void prepare_step();
   void apply_step();
   void zero_grad();
+  // The optimizer in backward: from now on each parameter is updated as soon as a backward pass
+  // has completed its gradient (its post-accumulate-grad hook), and the gradient is then
+  // dropped, so that the gradients of the whole model are never alive together (with Adam's
+  // state kept in f32). Call prepare_step() before each backward; apply_step() and zero_grad()
+  // then find no gradients. Incompatible with what needs every gradient at once: global-norm
+  // clipping, accumulation over several backward passes. The same updates as step() after the
+  // same backward, bit for bit (each parameter's update reads only its own gradient and state).
+  void apply_in_backward();
+  bool in_backward() const { return in_backward_; }
   void set_lr(double lr) { lr_ = lr; }
   double lr() const { return lr_; }
   int64_t step_count() const { return steps_; }
@@ -73,6 +84,7 @@ class Optimizer {
   std::vector<std::vector<Tensor>> buffers_;
   double lr_;
   int64_t steps_ = 0;
+  bool in_backward_ = false;
   Tensor step_scalars_;  // StepScalars as [4] f64 on the parameters' device
 };
 

@@ -43,6 +43,9 @@ void add_flags(CLI::App& app, Options& o) {
   app.add_option("--warmup-epochs", o.warmup_epochs, "linear warm-up length in epochs (fractions allowed)");
   app.add_option("--label-smoothing", o.label_smoothing, "label smoothing in [0, 1)");
   app.add_option("--clip-grad", o.clip_grad, "clip the global gradient norm to this value (0: off)");
+  app.add_flag("--optimizer-in-backward", o.optimizer_in_backward,
+               "update each parameter as soon as backward completes its gradient, then free the gradient (no "
+               "whole-model gradient buffer alive; needs --clip-grad 0)");
   app.add_flag("--trivial-augment", o.trivial_augment,
                "TrivialAugment (torchvision's TrivialAugmentWide) on each training image, before crop and flip; "
                "batches are then assembled on the host");
@@ -234,6 +237,9 @@ void validate(Options& o, const std::set<std::string>& given) {
   TG_CHECK(o.label_smoothing >= 0 && o.label_smoothing < 1, ValueError, "--label-smoothing must be in [0, 1), got ",
            o.label_smoothing);
   TG_CHECK(o.clip_grad >= 0, ValueError, "--clip-grad must be >= 0 (0: off), got ", o.clip_grad);
+  TG_CHECK(!o.optimizer_in_backward || o.clip_grad == 0, ValueError,
+           "--optimizer-in-backward updates each parameter as soon as its gradient is complete, so the global "
+           "gradient norm that --clip-grad ", o.clip_grad, " needs never exists: give --clip-grad 0");
   TG_CHECK(o.mixup >= 0 && o.cutmix >= 0, ValueError, "--mixup and --cutmix must be >= 0 (0: off), got ", o.mixup,
            " and ", o.cutmix);
   for (const auto& [flag, value] :
@@ -398,8 +404,8 @@ std::string describe(const Options& o) {
                     std::to_string(o.img));
   line("epochs", o.epochs);
   line("batch size", o.batch_size);
-  line("optimizer", o.optimizer + ", lr " + num(o.lr) + ", weight decay " +
-                        num(o.weight_decay));
+  line("optimizer", o.optimizer + ", lr " + num(o.lr) + ", weight decay " + num(o.weight_decay) +
+                        (o.optimizer_in_backward ? ", applied in backward" : ""));
   line("schedule", "warm-up " + num(o.warmup_epochs) + " epochs, cosine to 0");
   line("label smoothing", o.label_smoothing);
   line("clip grad", o.clip_grad > 0 ? num(o.clip_grad) : "off");
@@ -451,7 +457,8 @@ nlohmann::json to_json(const Options& o) {
           {"patch", o.patch},           {"img", o.img},                   {"depth", model_depth(o)},
           {"epochs", o.epochs},         {"batch_size", o.batch_size},     {"lr", o.lr},
           {"optimizer", o.optimizer},   {"weight_decay", o.weight_decay}, {"warmup_epochs", o.warmup_epochs},
-          {"label_smoothing", o.label_smoothing}, {"clip_grad", o.clip_grad}, {"backward", o.backward},
+          {"label_smoothing", o.label_smoothing}, {"clip_grad", o.clip_grad},
+          {"optimizer_in_backward", o.optimizer_in_backward}, {"backward", o.backward},
           {"trivial_augment", o.trivial_augment}, {"mixup", o.mixup}, {"cutmix", o.cutmix},
           {"mixup_prob", o.mixup_prob}, {"mixup_switch_prob", o.mixup_switch_prob}, {"drop_path", o.drop_path},
           {"model_ema", o.model_ema}, {"model_ema_decay", o.model_ema_decay},

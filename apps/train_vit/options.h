@@ -40,6 +40,9 @@ struct Options {
   double warmup_epochs = 1;
   double label_smoothing = 0.1;
   double clip_grad = 1.0;  // 0: no clipping
+  // Update each parameter as soon as backward completes its gradient, and drop the gradient
+  // (nn::Optimizer::apply_in_backward): no whole-model gradient set alive. Needs --clip-grad 0.
+  bool optimizer_in_backward = false;
   // Regularisers of timm's recipes (0 / false: off).
   bool trivial_augment = false;     // TrivialAugment (wide) on the host before crop/flip
   double mixup = 0, cutmix = 0;     // Beta(alpha, alpha) of mixup and of cutmix

@@ -134,6 +134,7 @@ vit::StepSetup step_setup(const Options& o, int64_t channels, int64_t classes, i
   s.saved_dtype = parse_precision_dtype(o.saved_dtype, "--saved-dtype");
   s.optimizer = o.optimizer;
   s.clip_grad = o.clip_grad > 0;
+  s.optimizer_in_backward = o.optimizer_in_backward;
   // How the linear ops and Trainer::step_body run mixed precision (docs/memory-planning.md): the
   // ops return f32 parameter gradients, and the step holds an AutocastWeightCache.
   s.f32_weight_gradients = true;
@@ -246,6 +247,7 @@ std::optional<RunPlan> resolve_run_plan(const Options& o, const TrainData& data,
   r.setup = step_setup(o, data.train.channels(), data.train.num_classes, resident_data_bytes(data, o.resolved_device));
   vit::PlannerOptions planner;
   planner.budget_bytes = o.memory_budget_bytes;
+  planner.headroom = o.resolved_device.is_cuda() ? vit::kCudaPlanningHeadroom : 0;
   planner.allow_sampling = !o.no_sampling;
   planner.sampling_ratio = o.ratio;
   if (o.calibrate) {

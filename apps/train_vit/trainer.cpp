@@ -149,6 +149,7 @@ void Trainer::setup() {
   const vit::MemoryPlan* chosen = plan_ && plan_->chosen ? &plan_->plan : nullptr;
   model_ = build_model(o_, data_.train.channels(), data_.train.num_classes, chosen);
   optimizer_ = make_optimizer(o_, *model_);
+  if (o_.optimizer_in_backward) optimizer_->apply_in_backward();
   parameters_ = model_->parameters();
   if (o_.model_ema) {
     ema_model_ = build_model(o_, data_.train.channels(), data_.train.num_classes, chosen);
@@ -238,9 +239,11 @@ Tensor Trainer::step_body(const Tensor& images, const Tensor& labels) {
     }
     backward(loss);
   }
-  if (o_.clip_grad > 0) nn::clip_grad_norm(parameters_, o_.clip_grad);
-  optimizer_->apply_step();
-  optimizer_->zero_grad();
+  if (!optimizer_->in_backward()) {  // else backward's hooks have updated every parameter
+    if (o_.clip_grad > 0) nn::clip_grad_norm(parameters_, o_.clip_grad);
+    optimizer_->apply_step();
+    optimizer_->zero_grad();
+  }
   return loss.detach();
 }
 

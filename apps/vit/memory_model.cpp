@@ -126,6 +126,20 @@ Id StepReplay::weight_gradient(const SavedOperand& saved, int64_t rows, int64_t 
   return gw;
 }
 
+// A parameter's f32 gradient as AccumulateGrad stores it (`nbytes`, the parameter's size): kept
+// as .grad until zero_grad; with the optimizer in backward, its hook then updates the parameter
+// (the first step creating the state there) and frees the gradient.
+void StepReplay::store_gradient(Id g, int64_t nbytes) {
+  r_.retag(g, K::gradients);
+  if (!s_.optimizer_in_backward) {
+    grads_.push_back(g);
+    return;
+  }
+  if (!s_.steady_state)
+    for (int64_t m = 0; m < optimizer_moments(); ++m) r_.alloc(nbytes, K::optimizer_state);
+  r_.unref(g);
+}
+
 // The weight's and bias's gradients reach AccumulateGrad: directly (it steals the buffer), or
 // when the linear ops return them in bf16 under autocast, through the casts' backward, which
 // makes f32 copies (weight first: its cast was recorded after the bias's).
@@ -133,13 +147,19 @@ void StepReplay::parameter_gradients(Id weight_grad, int64_t weight_elems, Id bi
   for (auto [g, elems] : {std::pair{weight_grad, weight_elems}, std::pair{bias_grad, bias_elems}}) {
     if (g == kNone) continue;
     if (g_ == 2) {
-      grads_.push_back(r_.alloc(elems * 4, K::gradients));
+      const Id f32 = r_.alloc(elems * 4, K::gradients);
       r_.unref(g);
+      store_gradient(f32, elems * 4);
     } else {
-      r_.retag(g, K::gradients);
-      grads_.push_back(g);
+      store_gradient(g, elems * 4);
     }
   }
+}
+
+// LayerNorm's f32 weight and bias gradients [D]: AccumulateGrad steals the buffers.
+void StepReplay::norm_gradients(Id weight_grad, Id bias_grad) {
+  store_gradient(weight_grad, D_ * 4);
+  store_gradient(bias_grad, D_ * 4);
 }
 
 // NormLinearBackward's recomputed norm output (layer_norm_unrecorded(...).y: the statistics it
@@ -316,7 +336,7 @@ Id StepReplay::block_backward(int64_t b, Id grad_out, bool shared, BlockKeep& k)
       accumulate(hbuf, gx, shared);
       r_.unref(g_gelu);
       parameter_gradients(w1, Hd_ * D_, b1, Hd_);
-      keep_gradients({gn_w, gn_b});
+      norm_gradients(gn_w, gn_b);
     } else {
       r_.at("backward", b, "fc1");
       g_fc1_out = grad(N_ * D_ * a_);
@@ -333,7 +353,7 @@ Id StepReplay::block_backward(int64_t b, Id grad_out, bool shared, BlockKeep& k)
     r_.unref(k.ln2_x);
     r_.unref(k.ln2_mean);
     r_.unref(k.ln2_rstd);
-    keep_gradients({gn_w, gn_b});
+    norm_gradients(gn_w, gn_b);
     accumulate(hbuf, gx, shared);
     r_.unref(g_fc1_out);
   }
@@ -368,7 +388,7 @@ Id StepReplay::block_backward(int64_t b, Id grad_out, bool shared, BlockKeep& k)
     accumulate(xbuf, gx, shared);
     r_.unref(g_qkv);
     parameter_gradients(wq, 3 * D_ * D_, bq, 3 * D_);
-    keep_gradients({gn_w, gn_b});
+    norm_gradients(gn_w, gn_b);
   } else {
     r_.at("backward", b, "qkv");
     const Id gq = grad(N_ * D_ * a_);
@@ -382,7 +402,7 @@ Id StepReplay::block_backward(int64_t b, Id grad_out, bool shared, BlockKeep& k)
     r_.unref(k.ln1_x);
     r_.unref(k.ln1_mean);
     r_.unref(k.ln1_rstd);
-    keep_gradients({gn_w, gn_b});
+    norm_gradients(gn_w, gn_b);
     accumulate(xbuf, gx, shared);
     r_.unref(gq);
   }

@@ -32,6 +32,9 @@ struct StepSetup {
   std::optional<DType> saved_dtype;   // --saved-dtype bf16: what matmul nodes keep
   std::string optimizer = "adamw";    // adam | adamw (two state tensors per parameter) | sgd (one)
   bool clip_grad = true;              // --clip-grad > 0
+  // --optimizer-in-backward: each parameter's update runs when its gradient reaches
+  // AccumulateGrad (creating its state there in the first step), and the gradient is freed then.
+  bool optimizer_in_backward = false;
   // Allocated on the step's device outside the step, besides parameters and optimizer state:
   // the loaders' datasets (train_vit keeps them on the device). The batch is counted apart.
   int64_t resident_bytes = 0;

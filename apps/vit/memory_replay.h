@@ -216,15 +216,12 @@ class StepReplay {
   static constexpr int64_t kPatch = -1, kHead = -2;
   Id weight_gradient(const SavedOperand& saved, int64_t rows, int64_t in, int64_t out);
   void parameter_gradients(Id weight_grad, int64_t weight_elems, Id bias_grad, int64_t bias_elems);
+  // State tensors per parameter: 2 for Adam and AdamW, 1 for SGD (its momentum).
+  int64_t optimizer_moments() const { return s_.optimizer == "sgd" ? 1 : 2; }
   void accumulate(Id& buffer, Id incoming, bool& shared);
   Id recompute_norm_output();
-  // f32 gradients of f32 parameters (LayerNorm's): AccumulateGrad steals the buffers.
-  void keep_gradients(std::initializer_list<Id> ids) {
-    for (Id g : ids) {
-      r_.retag(g, K::gradients);
-      grads_.push_back(g);
-    }
-  }
+  void norm_gradients(Id weight_grad, Id bias_grad);
+  void store_gradient(Id g, int64_t nbytes);
   Id block_forward(int64_t b, Id x, bool record, BlockKeep& k);
   Id block_backward(int64_t b, Id grad_out, bool shared, BlockKeep& k);
 

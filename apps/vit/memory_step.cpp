@@ -16,7 +16,7 @@ MemoryPrediction StepReplay::run() {
   const std::vector<int64_t> params = parameter_sizes();
   r_.at("start of step", -1, "");
   for (int64_t n : params) r_.persistent(n * 4, K::parameters);
-  const int64_t moments = s_.optimizer == "sgd" ? 1 : 2;
+  const int64_t moments = optimizer_moments();
   r_.persistent(4 * 8, K::optimizer_state);  // the optimizer's step scalars, [4] f64
   if (s_.steady_state)
     for (int64_t m = 0; m < moments; ++m)
@@ -117,7 +117,7 @@ MemoryPrediction StepReplay::run() {
   r_.unref(g_head_out);
   parameter_gradients(head_w, C_ * D_, head_b, C_);
   const Id g_token = grad(B_ * D_ * 4), gn_w = grad(D_ * 4), gn_b = grad(D_ * 4);
-  keep_gradients({gn_w, gn_b});
+  norm_gradients(gn_w, gn_b);
   r_.unref(final_x);
   r_.unref(norm_mean);
   r_.unref(norm_rstd);
@@ -150,8 +150,8 @@ MemoryPrediction StepReplay::run() {
   // linear's weight gradient from the embedded part of g (a strided view: a copy of its rows in
   // f32; under autocast the cast's backward makes the bf16 copy and g is gone before the GEMM).
   r_.at("backward", -1, "patch embedding");
-  grads_.push_back(r_.alloc(T_ * D_ * 4, K::gradients));
-  grads_.push_back(r_.alloc(D_ * 4, K::gradients));
+  store_gradient(r_.alloc(T_ * D_ * 4, K::gradients), T_ * D_ * 4);
+  store_gradient(r_.alloc(D_ * 4, K::gradients), D_ * 4);
   const Id g_embedded = grad(B_ * Np_ * D_ * a_);
   if (cast) r_.unref(g);
   const Id patch_w = weight_gradient(patch_saved, B_ * Np_, P_, D_), patch_b = grad(D_ * g_);
@@ -170,10 +170,10 @@ MemoryPrediction StepReplay::run() {
     r_.unref(norm);
     r_.unref(coef);
   }
-  if (!s_.steady_state)
+  if (!s_.steady_state && !s_.optimizer_in_backward)  // in backward: created by the hooks
     for (int64_t m = 0; m < moments; ++m)
       for (int64_t n : params) r_.alloc(n * 4, K::optimizer_state);
-  for (Id grad_id : grads_) r_.unref(grad_id);  // zero_grad
+  for (Id grad_id : grads_) r_.unref(grad_id);  // zero_grad (none left with the optimizer in backward)
   r_.unref(loss);
   MemoryPrediction p = r_.result();
   p.after_forward = std::move(after_forward.after_forward);

@@ -2,7 +2,10 @@
 #include "apps/vit/planner.h"
 
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
 #include <functional>
+#include <string>
 
 #include "core/memory_stats.h"
 
@@ -85,8 +88,15 @@ bool better(const PlanChoice& a, const PlanChoice& b) {
 // model (fast) and relative time; the smallest peak seen; and the fitting plans by increasing
 // cost, each then checked with the caching model (a reused cached block that is not split can
 // take a plan over the budget) until one fits.
+// What the plans may predict: the budget less the headroom.
+int64_t usable_bytes(const PlannerOptions& o) {
+  TG_CHECK(o.headroom >= 0 && o.headroom < 1, ValueError, "planner: expected a headroom in [0, 1), got ", o.headroom);
+  return o.budget_bytes - static_cast<int64_t>(std::ceil(static_cast<double>(o.budget_bytes) * o.headroom));
+}
+
 bool search(const StepSetup& setup, const PlannerOptions& o, bool with_sampling, PlanChoice& best,
             PlanChoice& smallest) {
+  const int64_t limit = usable_bytes(o);
   std::vector<PlanChoice> fitting;
   bool any = false;
   for_each_plan(setup, ladder(o), with_sampling, [&](const MemoryPlan& plan, bool samples) {
@@ -94,18 +104,32 @@ bool search(const StepSetup& setup, const PlannerOptions& o, bool with_sampling,
                  o.step_time ? o.step_time(plan) : relative_step_time(setup, plan), samples};
     if (!any || c.prediction.peak_bytes < smallest.prediction.peak_bytes) smallest = c;
     any = true;
-    if (c.prediction.peak_bytes <= o.budget_bytes) fitting.push_back(std::move(c));
+    if (c.prediction.peak_bytes <= limit) fitting.push_back(std::move(c));
   });
   std::sort(fitting.begin(), fitting.end(), better);
   constexpr size_t kChecks = 64;
   for (size_t i = 0; i < fitting.size() && i < kChecks; ++i) {
     fitting[i].prediction = predict_memory(setup, fitting[i].plan, AllocatorModel::caching);
-    if (fitting[i].prediction.peak_bytes <= o.budget_bytes) {
+    if (fitting[i].prediction.peak_bytes <= limit) {
       best = fitting[i];
       return true;
     }
   }
   return false;
+}
+
+}  // namespace
+
+namespace {
+
+// "; plans must fit X (the budget less its Y% headroom for ...)", or nothing without headroom.
+std::string headroom_note(const PlannerOptions& o) {
+  if (o.headroom == 0) return "";
+  const int64_t limit = usable_bytes(o);
+  char percent[32];
+  std::snprintf(percent, sizeof percent, "%.1f%%", 100 * o.headroom);
+  return "; plans must predict at most " + format_bytes(limit) + " (" + std::to_string(limit) +
+         " bytes: the budget less its " + percent + " headroom for what the memory model does not see)";
 }
 
 }  // namespace
@@ -120,7 +144,8 @@ PlanChoice choose_plan(const StepSetup& setup, const PlannerOptions& o) {
   TG_THROW(ValueError, "--memory-budget ", format_bytes(o.budget_bytes), " (", o.budget_bytes,
            " bytes) cannot be met at batch ", setup.batch, ": the smallest achievable peak is ",
            format_bytes(smallest.prediction.peak_bytes), " (", smallest.prediction.peak_bytes, " bytes, with ",
-           one_line(smallest.plan), ")", o.allow_sampling ? "" : "; sampling is not allowed (--no-sampling)");
+           one_line(smallest.plan), ")", headroom_note(o),
+           o.allow_sampling ? "" : "; sampling is not allowed (--no-sampling)");
 }
 
 PlanChoice smallest_plan(const StepSetup& setup, const PlannerOptions& o) {

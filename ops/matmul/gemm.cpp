@@ -26,10 +26,7 @@ GemmMath gemm_math(DType operands) {
           autotune};
 }
 
-bool bias_gradient_in_epilogue(DType operands) {
-  const CudaBiasGradient how = g_cuda_bias_gradient.load();
-  return how == CudaBiasGradient::epilogue || (how == CudaBiasGradient::automatic && operands == DType::bf16);
-}
+bool bias_gradient_in_epilogue() { return g_cuda_bias_gradient.load() == CudaBiasGradient::epilogue; }
 
 Shape leading_dims(const Tensor& x) {
   return Shape(std::vector<int64_t>(x.shape().begin(), x.shape().end() - 2));
@@ -192,7 +189,7 @@ ProductAndRowSums gemm_with_row_sums(const Tensor& a, bool trans_a, const Tensor
            a.shape().str(), " and ", b.shape().str());
   const MatmulShape s = check_matmul(a, b, trans_a, trans_b);
   const DType out_type = gemm_out_dtype(a.dtype(), out_dtype, /*has_bias=*/false);
-  if (a.device().is_cuda() && bias_gradient_in_epilogue(a.dtype()) && !policy_rounds(a) && s.k > 0 && s.m > 0 &&
+  if (a.device().is_cuda() && bias_gradient_in_epilogue() && !policy_rounds(a) && s.k > 0 && s.m > 0 &&
       s.n > 0) {
     const GemmOperand ga = gemm_operand(a, trans_a, 1), gb = gemm_operand(b, trans_b, 1);
     ProductAndRowSums result{empty({s.m, s.n}, out_type, a.device()), empty({s.m}, out_type, a.device())};

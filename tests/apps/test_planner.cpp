@@ -4,6 +4,7 @@
 // --find-max-batch, --plan-only's output and --memory-report's per-block view.
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <sstream>
 
 #include "apps/train_vit/planning.h"
@@ -142,6 +143,28 @@ TEST_CASE("a budget between two plans' peaks gets the cheaper plan that fits") {
   for (const vit::BlockPlan& b : {vit::BlockPlan{}, norms, gelu, ckpt, ckpt_gelu})
     if (peak(uniform(b)) <= (low + high) / 2)
       CHECK(mid.relative_time <= vit::relative_step_time(small_setup(), uniform(b)));
+}
+
+TEST_CASE("the headroom: plans fit the budget less its share, and an impossible budget says so") {
+  vit::BlockPlan norms;
+  norms.recompute_norms = true;
+  vit::MemoryPlan first_norms = uniform({});
+  first_norms.blocks[0] = norms;
+  const int64_t exact = peak(uniform({}));
+  // A budget the exact plan meets exactly, less 1%: the exact plan no longer fits.
+  vit::PlannerOptions o = options(exact, true);
+  o.headroom = 0.01;
+  const vit::PlanChoice c = vit::choose_plan(small_setup(), o);
+  CHECK(c.prediction.peak_bytes <= exact - static_cast<int64_t>(std::ceil(exact * 0.01)));
+  CHECK(c.plan != uniform({}));
+  // Nothing fits 1 MB less 1.5%: the message gives the limit the plans had to meet.
+  vit::PlannerOptions tiny = options(1000000, false);
+  tiny.headroom = 0.015;
+  const std::string e = error_of([&] { vit::choose_plan(small_setup(), tiny); });
+  CHECK(e.find("; plans must predict at most 961.91 KiB (985000 bytes: the budget less its 1.5% headroom for what the "
+               "memory model does not see); sampling is not allowed (--no-sampling)") != std::string::npos);
+  tiny.headroom = 1;
+  CHECK(error_of([&] { vit::choose_plan(small_setup(), tiny); }) == "planner: expected a headroom in [0, 1), got 1");
 }
 
 TEST_CASE("an impossible budget states the smallest achievable peak; --no-sampling says it was not allowed") {

@@ -150,6 +150,28 @@ TEST_CASE("--wta-blocks selects blocks by index and range") {
   CHECK(train::strategy_targets(o) == std::set<nn::MatmulTarget>{nn::MatmulTarget::qkv, nn::MatmulTarget::fc2});
 }
 
+TEST_CASE("--optimizer-in-backward: the same losses bit for bit, and no clipping") {
+  CHECK(parse_error({"--device", "cpu", "--optimizer-in-backward"}) ==
+        "--optimizer-in-backward updates each parameter as soon as its gradient is complete, so the global gradient "
+        "norm that --clip-grad 1 needs never exists: give --clip-grad 0");
+  test::ScratchDir dir("train_vit_optimizer_in_backward");
+  int runs = 0;
+  auto losses = [&](const std::vector<std::string>& extra) {
+    std::string output;
+    const std::string file = dir / ("run" + std::to_string(runs++) + ".jsonl");
+    (void)run(with(with(test::tiny_run_args(), extra), {"--max-steps", "6", "--clip-grad", "0", "--metrics-out", file}),
+              &output);
+    CHECK((output.find(", applied in backward") != std::string::npos) == (extra.size() > 0));
+    std::vector<double> out;
+    for (const nlohmann::json& r : test::read_jsonl(file))
+      if (r["type"] == "train") out.push_back(r["loss"].get<double>());
+    return out;
+  };
+  const std::vector<double> plain = losses({});
+  REQUIRE(plain.size() == 6);
+  CHECK(losses({"--optimizer-in-backward"}) == plain);
+}
+
 // (What checkpointing saves in memory is tested on the model: tests/apps/test_vit.cpp.)
 TEST_CASE("--checkpoint-blocks: the blocks rerun in backward, and the losses stay bit for bit") {
   CHECK(train::checkpointed_blocks(parse_args({"--device", "cpu", "--depth", "4"})).empty());

@@ -33,6 +33,37 @@ TEST_CASE("gradients flow to leaves and accumulate across uses and calls") {
   CHECK_FALSE(x.grad().defined());
 }
 
+TEST_CASE("a post-accumulate-grad hook runs once per backward, after the leaf's whole gradient is in") {
+  const Tensor w = leaf({1, 2}, {2}), x = leaf({3, 4}, {2});
+  std::vector<std::vector<double>> seen;
+  w.set_post_accumulate_grad_hook([&](const Tensor& param) {
+    CHECK(param.impl_ptr() == w.impl_ptr());
+    seen.push_back(param.grad().to_vector<double>());
+  });
+  // w is used twice: the hook sees the sum of both paths, once.
+  backward(sum(w * x + w * w));  // dw = x + 2w = {5, 8}
+  REQUIRE(seen.size() == 1);
+  CHECK(seen[0] == std::vector<double>{5, 8});
+  backward(sum(w * 3.0));  // accumulates: {8, 11}
+  REQUIRE(seen.size() == 2);
+  CHECK(seen[1] == std::vector<double>{8, 11});
+  // A hook may free the gradient; an empty function removes the hook.
+  w.set_post_accumulate_grad_hook([](const Tensor& param) { param.set_grad(Tensor()); });
+  backward(sum(w * 3.0));
+  CHECK_FALSE(w.grad().defined());
+  w.set_post_accumulate_grad_hook({});
+  backward(sum(w * 3.0));
+  CHECK(w.grad().to_vector<double>() == std::vector<double>{3, 3});
+  CHECK_THROWS_WITH_AS(sum(w * 2.0).set_post_accumulate_grad_hook({}),
+                       "set_post_accumulate_grad_hook: expected a leaf that requires grad (a parameter), got a "
+                       "tensor produced by an operation",
+                       ValueError);
+  CHECK_THROWS_WITH_AS(from_vector<double>({1}, {1}).set_post_accumulate_grad_hook({}),
+                       "set_post_accumulate_grad_hook: expected a leaf that requires grad (a parameter), got a leaf "
+                       "that does not require grad",
+                       ValueError);
+}
+
 TEST_CASE("a diamond graph adds both paths; leaves never share a gradient buffer") {
   const Tensor a = leaf({3}, {1});
   const Tensor b = leaf({4}, {1});

@@ -2,8 +2,12 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <memory>
 
+#include "autograd/engine.h"
 #include "nn/optim.h"
+#include "ops/elementwise.h"
+#include "ops/reduce.h"
 #include "tests/support/op_checks.h"
 
 using namespace tg;
@@ -112,6 +116,50 @@ TEST_CASE("optimizer state round-trips for an exact resume") {
   second.step();
   CHECK(a.param.to_vector<double>() == b.param.to_vector<double>());
   CHECK_THROWS_WITH_AS(second.load_state_dict({}), "optimizer load_state_dict: missing key 'step'", ValueError);
+}
+
+TEST_CASE("the optimizer in backward: the same parameters as step(), bit for bit, and no gradient left") {
+  // Two parameters in one graph, y = sum(w1 * x * w2 + w2): each is updated when backward has
+  // completed its gradient, from that gradient alone.
+  const Tensor x = from_vector<double>({0.3, -1.2, 2.0, 0.7}, {4});
+  auto run = [&](bool in_backward, bool sgd) {
+    Fixture a, b;
+    b.param.detach().copy_(from_vector<double>({1.5, 0.25, -0.5, 1.0}, {4}));
+    std::vector<ParamSpec> specs{{"a", a.param, true}, {"b", b.param, false}};
+    std::unique_ptr<Optimizer> opt;
+    if (sgd) opt = std::make_unique<SGD>(specs, SgdOptions{});
+    else opt = std::make_unique<Adam>(specs, adamw_options(0.01, 0.1));
+    if (in_backward) opt->apply_in_backward();
+    CHECK(opt->in_backward() == in_backward);
+    for (int t = 0; t < 4; ++t) {
+      opt->prepare_step();
+      backward(sum(a.param * x * b.param + b.param));
+      if (in_backward) {
+        CHECK_FALSE(a.param.grad().defined());  // consumed by the hook
+        CHECK_FALSE(b.param.grad().defined());
+      } else {
+        opt->apply_step();
+        opt->zero_grad();
+      }
+    }
+    std::vector<double> values = a.param.to_vector<double>();
+    for (double v : b.param.to_vector<double>()) values.push_back(v);
+    return values;
+  };
+  for (bool sgd : {false, true}) {
+    CAPTURE(sgd);
+    CHECK(run(true, sgd) == run(false, sgd));
+  }
+}
+
+TEST_CASE("an optimizer's destructor removes its in-backward hooks") {
+  Fixture f;
+  {
+    Adam adam({{"w", f.param, true}}, AdamOptions{});
+    adam.apply_in_backward();
+  }
+  backward(sum(f.param * 2.0));
+  CHECK(f.param.grad().to_vector<double>() == std::vector<double>{2, 2, 2, 2});  // kept: no hook ran
 }
 
 TEST_CASE("clip_grad_norm scales to the max norm and reports the norm before clipping") {

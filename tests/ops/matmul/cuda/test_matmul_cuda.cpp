@@ -135,18 +135,26 @@ TEST_CASE("bf16 matmul and linear: CUDA matches CPU within 1e-2") {
       {param({2, 65, 192}, 448, bf), test::random_param({768, 192}, 449, -0.1, 0.1), param({768}, 447)}, 1e-2);
 }
 
+namespace {
+// The process-wide GEMM settings (ops/matmul/gemm.h) come back when a test ends, even when a
+// check throws.
+struct GemmSettingsGuard {
+  CudaGemmBackend backend = cuda_gemm_backend();
+  bool autotune = cuda_gemm_autotune();
+  CudaBiasGradient bias = cuda_bias_gradient();
+  ~GemmSettingsGuard() {
+    set_cuda_gemm_backend(backend);
+    set_cuda_gemm_autotune(autotune);
+    set_cuda_bias_gradient(bias);
+  }
+};
+}  // namespace
+
 TEST_CASE("gemm_with_row_sums on CUDA (the BGRADB epilogue, the column sums, autotuned) matches the CPU") {
   struct Case {
     int64_t rows, e, d;  // G [rows, e], X [rows, d]: dW [e, d], db [e]
   };
-  struct SettingsGuard {  // the process-wide defaults come back even when a check throws
-    CudaBiasGradient bias = cuda_bias_gradient();
-    bool autotune = cuda_gemm_autotune();
-    ~SettingsGuard() {
-      set_cuda_bias_gradient(bias);
-      set_cuda_gemm_autotune(autotune);
-    }
-  } guard;
+  const GemmSettingsGuard guard;
   uint64_t seed = 470;
   for (const auto& [how, autotune] : {std::pair{CudaBiasGradient::epilogue, false},
                                       std::pair{CudaBiasGradient::column_sums, false},
@@ -209,14 +217,7 @@ TEST_CASE("linear_gelu: CUDA matches CPU") {
 
 TEST_CASE("every GEMM backend (cuBLAS, cuBLASLt, autotuned cuBLASLt) matches the CPU: every transpose, batched, f32, "
           "bf16 and f64") {
-  struct BackendGuard {  // the process-wide defaults come back even when a check throws
-    CudaGemmBackend saved = cuda_gemm_backend();
-    bool autotune = cuda_gemm_autotune();
-    ~BackendGuard() {
-      set_cuda_gemm_backend(saved);
-      set_cuda_gemm_autotune(autotune);
-    }
-  } guard;
+  const GemmSettingsGuard guard;
   uint64_t seed = 480;
   for (const auto& [backend, autotune] : {std::pair{CudaGemmBackend::cublas, false},
                                           std::pair{CudaGemmBackend::cublaslt, false},
