@@ -185,7 +185,7 @@ void Adam::update(const std::vector<GradientOf>& gradients) {
   }
 }
 
-Tensor clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
+Tensor clip_grad_norm(const std::vector<Tensor>& params, double max_norm, Tensor* coefficient) {
   TG_CHECK(max_norm > 0, ValueError, "clip_grad_norm: max_norm must be positive, got ", max_norm);
   NoGradGuard no_grad;
   // Every parameter's gradient counts in the norm (a gradient shared by two parameters twice, as
@@ -210,6 +210,7 @@ Tensor clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
   const Tensor norm = empty({}, DType::f32, device), coef = empty({}, DType::f32, device);
   TG_DEVICE_DISPATCH(device, clip_coefficient, grads, max_norm, norm, coef);
   TG_DEVICE_DISPATCH(device, scale_by_coefficient, distinct, coef);
+  if (coefficient) *coefficient = coef;
   return norm;
 }
 

@@ -130,9 +130,10 @@ inline AdamOptions adamw_options(double lr, double weight_decay = 0.01) {
 
 // Scales all gradients in place so their global L2 norm is at most max_norm (PyTorch's
 // clip_grad_norm_); returns the norm before clipping as a 0-dim f32 tensor on the parameters'
-// device. On the GPU: a few multi-tensor launches for all parameters, no host synchronisation,
-// and no pass over the gradients at all when they are within the limit.
-Tensor clip_grad_norm(const std::vector<Tensor>& params, double max_norm);
+// device, and when `coefficient` is given, stores there the factor applied, min(1, max_norm /
+// (norm + 1e-6)), as another. On the GPU: a few multi-tensor launches for all parameters, no
+// host synchronisation, and no pass over the gradients at all when they are within the limit.
+Tensor clip_grad_norm(const std::vector<Tensor>& params, double max_norm, Tensor* coefficient = nullptr);
 
 // Learning rate at `step` (0-based): linear warm-up to base_lr over warmup_steps, then a
 // cosine decay to min_lr at total_steps.

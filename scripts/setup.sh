@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(cmake make g++ libeigen3-dev doctest-dev libcli11-dev nlohmann-json3-dev zlib1g-dev
-          dataset-fashion-mnist)
+          dataset-fashion-mnist gnuplot-nox)
 
 missing=()
 for package in "${packages[@]}"; do

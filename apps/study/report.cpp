@@ -30,11 +30,7 @@ std::vector<std::string> differences(const nlohmann::json& a, const nlohmann::js
   return out;
 }
 
-std::string regime(const nlohmann::json& options) {
-  return options.value("init_from", std::string()).empty() ? "scratch" : "fine-tune";
-}
 bool exact(const nlohmann::json& options) { return options.value("backward", std::string()) == "exact"; }
-double ratio(const nlohmann::json& options) { return exact(options) ? 1.0 : options.value("ratio", 0.0); }
 
 struct Stats {
   double mean = 0, std = 0;
@@ -61,17 +57,19 @@ std::string mean_std(const Stats& s, int digits) {
   return s.n > 1 ? fixed(s.mean, digits) + " ± " + fixed(s.std, digits) : fixed(s.mean, digits);
 }
 
-struct Row {
-  std::vector<const RunMetrics*> runs;
-  const nlohmann::json& options() const { return runs.front()->options; }
-  std::vector<double> values(double RunMetrics::*field) const {
-    std::vector<double> out;
-    for (const RunMetrics* r : runs) out.push_back(r->*field);
-    return out;
-  }
-};
+std::vector<double> values(const SeedGroup& row, double RunMetrics::*field) {
+  std::vector<double> out;
+  for (const RunMetrics* r : row.runs) out.push_back(r->*field);
+  return out;
+}
 
 }  // namespace
+
+std::string regime_of(const nlohmann::json& options) {
+  return options.value("init_from", std::string()).empty() ? "scratch" : "fine-tune";
+}
+
+double ratio_of(const nlohmann::json& options) { return exact(options) ? 1.0 : options.value("ratio", 0.0); }
 
 RunMetrics read_run(const std::string& path) {
   std::ifstream in(path);
@@ -100,6 +98,9 @@ RunMetrics read_run(const std::string& path) {
     if (type != "train" && type != "eval") continue;
     run.peak_allocated_bytes = std::max(run.peak_allocated_bytes, record.value("peak_allocated_bytes", int64_t{0}));
     (type == "eval" ? accuracies : throughputs).push_back(record.value(type == "eval" ? "test_acc" : "img_per_s", 0.0));
+    if (type == "eval")
+      run.accuracy_by_epoch.emplace_back(record.value("epoch", static_cast<int64_t>(accuracies.size())),
+                                         accuracies.back());
   }
   TG_CHECK(configured, IoError, "study report: '", path,
            "' has no config record (expected a train_vit --metrics-out file)");
@@ -112,12 +113,12 @@ RunMetrics read_run(const std::string& path) {
   return run;
 }
 
-std::string report_markdown(const std::vector<RunMetrics>& runs) {
-  // Rows: runs whose trajectories differ in the seed only.
-  std::vector<Row> rows;
+std::vector<SeedGroup> group_by_seed(const std::vector<RunMetrics>& runs) {
+  std::vector<SeedGroup> rows;
   for (const RunMetrics& run : runs) {
-    auto row = std::find_if(rows.begin(), rows.end(), [&](const Row& r) {
-      return regime(r.options()) == regime(run.options) && differences(r.options(), run.options, {"--seed"}).empty();
+    auto row = std::find_if(rows.begin(), rows.end(), [&](const SeedGroup& r) {
+      return regime_of(r.options()) == regime_of(run.options) &&
+             differences(r.options(), run.options, {"--seed"}).empty();
     });
     if (row == rows.end()) {
       rows.push_back({{&run}});
@@ -129,12 +130,17 @@ std::string report_markdown(const std::vector<RunMetrics>& runs) {
                "' and '", run.file, "' are the same run (same configuration and seed ", seed.dump(), ")");
     row->runs.push_back(&run);
   }
-  auto key = [](const Row& r) {
+  auto key = [](const SeedGroup& r) {
     const nlohmann::json& o = r.options();
-    return std::make_tuple(regime(o), o.value("dataset", std::string()), !exact(o), -ratio(o),
+    return std::make_tuple(regime_of(o), o.value("dataset", std::string()), !exact(o), -ratio_of(o),
                            o.value("wta_targets", std::string()), r.runs.front()->file);
   };
-  std::sort(rows.begin(), rows.end(), [&](const Row& a, const Row& b) { return key(a) < key(b); });
+  std::sort(rows.begin(), rows.end(), [&](const SeedGroup& a, const SeedGroup& b) { return key(a) < key(b); });
+  return rows;
+}
+
+std::string report_markdown(const std::vector<RunMetrics>& runs) {
+  const std::vector<SeedGroup> rows = group_by_seed(runs);
 
   // The exact row a row is compared with: the same regime, equal but for the backward and what
   // saves memory.
@@ -143,27 +149,27 @@ std::string report_markdown(const std::vector<RunMetrics>& runs) {
   std::string out =
       "| regime | dataset | backward | ratio | targets | seeds | final acc (%) | Δ final vs exact | best acc (%) | "
       "peak allocated | step (ms) | img/s |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n";
-  for (const Row& row : rows) {
+  for (const SeedGroup& row : rows) {
     const nlohmann::json& o = row.options();
-    const Stats final_acc = stats(row.values(&RunMetrics::final_acc)), best = stats(row.values(&RunMetrics::best_acc));
-    const Stats throughput = stats(row.values(&RunMetrics::img_per_s));
+    const Stats final_acc = stats(values(row, &RunMetrics::final_acc)), best = stats(values(row, &RunMetrics::best_acc));
+    const Stats throughput = stats(values(row, &RunMetrics::img_per_s));
     std::vector<double> step_ms, peaks;
     for (const RunMetrics* r : row.runs) {
       step_ms.push_back(1000.0 * static_cast<double>(o.value("batch_size", int64_t{0})) / r->img_per_s);
       peaks.push_back(static_cast<double>(r->peak_allocated_bytes));
     }
     std::string delta = "-";
-    for (const Row& reference : rows)
-      if (!exact(o) && exact(reference.options()) && regime(reference.options()) == regime(o) &&
+    for (const SeedGroup& reference : rows)
+      if (!exact(o) && exact(reference.options()) && regime_of(reference.options()) == regime_of(o) &&
           differences(reference.options(), o, memory_flags).empty()) {
-        const double d = final_acc.mean - stats(reference.values(&RunMetrics::final_acc)).mean;
+        const double d = final_acc.mean - stats(values(reference, &RunMetrics::final_acc)).mean;
         char text[64];
         std::snprintf(text, sizeof text, "%+.2f", d);
         delta = text;
       }
     const double peak_max = *std::max_element(peaks.begin(), peaks.end());
-    out += "| " + regime(o) + " | " + o.value("dataset", std::string()) + " | " + o.value("backward", std::string()) +
-           " | " + fixed(ratio(o), 2) + " | " + (exact(o) ? std::string("-") : o.value("wta_targets", std::string())) +
+    out += "| " + regime_of(o) + " | " + o.value("dataset", std::string()) + " | " + o.value("backward", std::string()) +
+           " | " + fixed(ratio_of(o), 2) + " | " + (exact(o) ? std::string("-") : o.value("wta_targets", std::string())) +
            " | " + std::to_string(row.runs.size()) + " | " + mean_std(final_acc, 2) + " | " + delta + " | " +
            mean_std(best, 2) + " | " + format_bytes(static_cast<int64_t>(peak_max)) + " | " +
            mean_std(stats(step_ms), 1) + " | " + mean_std(throughput, 0) + " |\n";

@@ -22,11 +22,28 @@ struct RunMetrics {
   nlohmann::json options;  // the config record's "options"
   double final_acc = 0, best_acc = 0, img_per_s = 0;
   int64_t peak_allocated_bytes = 0;
+  // Test accuracy by epoch: each eval record's (epoch, test_acc), in file order (the record's
+  // position, 1-based, when it has no epoch).
+  std::vector<std::pair<int64_t, double>> accuracy_by_epoch;
 };
 
 // Reads one metrics file. IoError naming the file when it cannot be read, a line is not JSON,
 // there is no config record, the config records disagree, or there is no eval or train record.
 RunMetrics read_run(const std::string& path);
+
+// The runs of one configuration that differ only in the seed: one row of the report.
+struct SeedGroup {
+  std::vector<const RunMetrics*> runs;
+  const nlohmann::json& options() const { return runs.front()->options; }
+};
+
+// `runs` grouped into rows and sorted (regime, dataset, exact first, ratio descending, targets).
+// ValueError naming both files when two runs of a row share a seed.
+std::vector<SeedGroup> group_by_seed(const std::vector<RunMetrics>& runs);
+
+// "fine-tune" (the run has --init-from) or "scratch"; the ratio (1 for exact).
+std::string regime_of(const nlohmann::json& options);
+double ratio_of(const nlohmann::json& options);
 
 // The markdown tables of `runs` (one row per group of runs of one regime that differ only in the
 // seed, sorted by regime, dataset, then exact first and ratio descending). ValueError naming both files when

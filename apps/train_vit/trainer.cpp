@@ -60,9 +60,14 @@ class Trainer {
   void setup();
   void init_from_file();
   void train_step();
+  // What a step hands back, on the device: the loss and, with clipping, the gradients' norm
+  // before clipping and the factor applied, min(1, --clip-grad / norm) (undefined without).
+  struct StepOutputs {
+    Tensor loss, grad_norm, clip_factor;
+  };
   // Forward, loss, backward, clipping and the optimizer's update on `images` and `labels`; the
-  // gradients are cleared at the end. Returns the loss. What a CUDA graph captures.
-  Tensor step_body(const Tensor& images, const Tensor& labels);
+  // gradients are cleared at the end. What a CUDA graph captures.
+  StepOutputs step_body(const Tensor& images, const Tensor& labels);
 #if TG_WITH_CUDA
   // Captures step_body on copies of `batch` as the graph (BackendError when it cannot be).
   void capture_step(const data::Batch& batch);
@@ -91,8 +96,9 @@ class Trainer {
   TrainPosition position_;
   int64_t steps_per_epoch_ = 0, schedule_steps_ = 0, warmup_steps_ = 0, last_step_ = 0;
   double lr_ = 0;
-  // Loss of the steps since the last progress line, summed on the device.
-  Tensor running_loss_;
+  // Loss (and, with clipping, gradient norm and clip factor) of the steps since the last progress
+  // line, summed on the device.
+  Tensor running_loss_, running_grad_norm_, running_clip_factor_;
   int64_t running_steps_ = 0, running_images_ = 0;
   Clock::time_point start_, interval_start_;
   double paused_seconds_ = 0;      // evaluation and checkpoint time, left out of img/s
@@ -110,7 +116,8 @@ class Trainer {
   std::unique_ptr<CudaGraph> graph_;
   bool graph_failed_ = false;  // the capture failed: the run goes on eagerly
 #endif
-  Tensor graph_images_, graph_labels_, graph_loss_;
+  Tensor graph_images_, graph_labels_;
+  StepOutputs graph_outputs_;
   // The memory plan with its predicted peaks (nullopt where the model does not apply), and
   // whether the run stops after printing it (--plan-only, --find-max-batch).
   std::optional<RunPlan> plan_;
@@ -218,8 +225,8 @@ void Trainer::check_free_space() {
            " bytes free, a checkpoint of this run needs about ", bytes);
 }
 
-Tensor Trainer::step_body(const Tensor& images, const Tensor& labels) {
-  Tensor loss;
+Trainer::StepOutputs Trainer::step_body(const Tensor& images, const Tensor& labels) {
+  Tensor loss, grad_norm, clip_factor;
   {
     // Mixed precision: the step's bf16 copies of the linears' weights in one pass, alive until
     // backward is done (ops/precision.h); the update below changes the f32 masters after.
@@ -240,11 +247,11 @@ Tensor Trainer::step_body(const Tensor& images, const Tensor& labels) {
     backward(loss);
   }
   if (!optimizer_->in_backward()) {  // else backward's hooks have updated every parameter
-    if (o_.clip_grad > 0) nn::clip_grad_norm(parameters_, o_.clip_grad);
+    if (o_.clip_grad > 0) grad_norm = nn::clip_grad_norm(parameters_, o_.clip_grad, &clip_factor);
     optimizer_->apply_step();
     optimizer_->zero_grad();
   }
-  return loss.detach();
+  return {loss.detach(), grad_norm, clip_factor};
 }
 
 #if TG_WITH_CUDA
@@ -253,7 +260,7 @@ void Trainer::capture_step(const data::Batch& batch) {
   graph_images_ = batch.images.clone();
   graph_labels_ = batch.labels.clone();
   graph_ = std::make_unique<CudaGraph>(device_);
-  graph_->capture([&] { graph_loss_ = step_body(graph_images_, graph_labels_); });
+  graph_->capture([&] { graph_outputs_ = step_body(graph_images_, graph_labels_); });
   out_ << "cuda graphs: captured the training step at step " << position_.step + 1 << "\n";
 }
 #endif
@@ -263,7 +270,7 @@ void Trainer::train_step() {
   lr_ = nn::cosine_lr(position_.step, schedule_steps_, warmup_steps_, o_.lr);
   optimizer_->set_lr(lr_);
   optimizer_->prepare_step();
-  Tensor loss;
+  StepOutputs step;
 #if TG_WITH_CUDA
   if (o_.cuda_graphs == "on" && !graph_failed_ && steps_this_run_ >= kEagerSteps && !graph_) {
     try {
@@ -280,17 +287,22 @@ void Trainer::train_step() {
     graph_images_.copy_(batch.images);
     graph_labels_.copy_(batch.labels);
     graph_->replay();
-    loss = graph_loss_;
+    step = graph_outputs_;
   } else {
-    loss = step_body(batch.images, batch.labels);
+    step = step_body(batch.images, batch.labels);
   }
 #else
-  loss = step_body(batch.images, batch.labels);
+  step = step_body(batch.images, batch.labels);
 #endif
   if (ema_) ema_->update();
   {
     NoGradGuard no_grad;
-    running_loss_ = running_loss_.defined() ? add(running_loss_, loss) : loss.clone();
+    auto sum_into = [](Tensor& running, const Tensor& value) {
+      if (value.defined()) running = running.defined() ? add(running, value) : value.clone();
+    };
+    sum_into(running_loss_, step.loss);
+    sum_into(running_grad_norm_, step.grad_norm);
+    sum_into(running_clip_factor_, step.clip_factor);
   }
   running_steps_ += 1;
   running_images_ += batch.images.size(0);
@@ -300,7 +312,8 @@ void Trainer::train_step() {
 }
 
 void Trainer::log_progress() {
-  // The one host synchronization of the steps: reading the summed loss.
+  // The one host synchronization of the steps: reading the summed loss (the other sums were
+  // complete before it).
   const double loss = running_loss_.item() / static_cast<double>(running_steps_);
   const double interval = std::max(seconds_since(interval_start_), 1e-9);
   const double img_per_s = static_cast<double>(running_images_) / interval;
@@ -318,9 +331,13 @@ void Trainer::log_progress() {
   out_ << line << std::flush;
   record.update({{"type", "train"}, {"epoch", position_.epoch + 1}, {"step", position_.step}, {"loss", loss},
                  {"lr", lr_}, {"img_per_s", img_per_s}, {"elapsed_s", seconds_since(start_)}});
+  if (running_grad_norm_.defined()) {  // with clipping: the means over the logged steps
+    const auto steps = static_cast<double>(running_steps_);
+    record.update({{"grad_norm", running_grad_norm_.item() / steps}, {"clip_factor", running_clip_factor_.item() / steps}});
+  }
   metrics_.write(record);
   trained_images_ += running_images_;
-  running_loss_ = Tensor();
+  running_loss_ = running_grad_norm_ = running_clip_factor_ = Tensor();
   running_steps_ = running_images_ = 0;
   interval_start_ = Clock::now();
 }

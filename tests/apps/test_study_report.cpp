@@ -4,7 +4,9 @@
 #include <doctest/doctest.h>
 
 #include <fstream>
+#include <iterator>
 
+#include "apps/study/plots.h"
 #include "apps/study/report.h"
 #include "core/error.h"
 #include "tests/apps/train_vit_fixture.h"
@@ -70,6 +72,42 @@ TEST_CASE("the study report: one row per configuration over its seeds, compared 
         "\nMean ± sample standard deviation over the seeds of a row (the value alone for one seed). Δ: the row's mean "
         "final accuracy minus that of the exact row of the same configuration. Peak allocated: the largest over the "
         "row's runs. Step time: batch size / img/s.\n");
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+TEST_CASE("the study's plots: the rows' data files and one PNG per plot, drawn by gnuplot") {
+  test::ScratchDir dir("study_plots");
+  const std::vector<std::string> sampled = {"--backward", "wta-crs", "--ratio", "0.5", "--wta-targets", "qkv,proj,fc1,fc2"};
+  std::vector<study::RunMetrics> runs;
+  for (const std::string& file : {write_run(dir, "e0.jsonl", flags("0"), {55, 61, 60}, 3 << 29),
+                                  write_run(dir, "e1.jsonl", flags("1"), {63, 62}, 3 << 29),
+                                  write_run(dir, "s0.jsonl", flags("0", sampled), {50, 57}, 1 << 30),
+                                  write_run(dir, "s1.jsonl", flags("1", sampled), {58}, 1 << 29)})
+    runs.push_back(study::read_run(file));
+  CHECK(runs[0].accuracy_by_epoch == std::vector<std::pair<int64_t, double>>{{1, 55}, {2, 61}, {3, 60}});
+  const std::string plots = dir / "plots";
+  const std::vector<std::string> pngs = study::write_plots(runs, plots);
+  CHECK(pngs == std::vector<std::string>{plots + "/accuracy_scratch_synthetic.png", plots + "/memory_scratch_synthetic.png",
+                                         plots + "/accuracy_memory_scratch_synthetic.png"});
+  for (const std::string& png : pngs) {
+    CAPTURE(png);
+    CHECK(read_file(png).rfind("\x89PNG\r\n\x1a\n", 0) == 0);
+  }
+  // Epochs every seed evaluated: the exact row's 1 and 2 (seed 1 stopped there), the sampled row's 1.
+  CHECK(read_file(plots + "/accuracy_scratch_synthetic_0.dat") ==
+        "# epoch mean_test_acc min_test_acc max_test_acc (2 seeds)\n1 59.0000 55.0000 63.0000\n2 61.5000 61.0000 62.0000\n");
+  CHECK(read_file(plots + "/accuracy_scratch_synthetic_1.dat") ==
+        "# epoch mean_test_acc min_test_acc max_test_acc (2 seeds)\n1 54.0000 50.0000 58.0000\n");
+  CHECK(read_file(plots + "/memory_scratch_synthetic.dat") ==
+        "# ratio peak_allocated_GB label\n1.00 1.6106 \"exact\"\n0.50 1.0737 \"wta-crs 0.50 (qkv,proj,fc1,fc2)\"\n");
+  CHECK(read_file(plots + "/accuracy_memory_scratch_synthetic.dat") ==
+        "# peak_allocated_GB mean_final_test_acc label\n1.6106 61.0000 \"exact\"\n1.0737 57.5000 \"wta-crs 0.50 "
+        "(qkv,proj,fc1,fc2)\"\n");
+  CHECK(read_file(plots + "/plots.gp").find("set terminal pngcairo") != std::string::npos);
 }
 
 TEST_CASE("the study report refuses files that are not finished runs, and two files of one run") {

@@ -150,6 +150,20 @@ TEST_CASE("--wta-blocks selects blocks by index and range") {
   CHECK(train::strategy_targets(o) == std::set<nn::MatmulTarget>{nn::MatmulTarget::qkv, nn::MatmulTarget::fc2});
 }
 
+TEST_CASE("without clipping the train records carry no gradient norm or clip factor") {
+  test::ScratchDir dir("train_vit_no_clip_metrics");
+  const std::string file = dir / "m.jsonl";
+  (void)run(with(test::tiny_run_args(), {"--max-steps", "3", "--clip-grad", "0", "--metrics-out", file}));
+  int train_records = 0;
+  for (const nlohmann::json& r : test::read_jsonl(file))
+    if (r["type"] == "train") {
+      ++train_records;
+      CHECK_FALSE(r.contains("grad_norm"));
+      CHECK_FALSE(r.contains("clip_factor"));
+    }
+  CHECK(train_records == 3);
+}
+
 TEST_CASE("--optimizer-in-backward: the same losses bit for bit, and no clipping") {
   CHECK(parse_error({"--device", "cpu", "--optimizer-in-backward"}) ==
         "--optimizer-in-backward updates each parameter as soon as its gradient is complete, so the global gradient "
@@ -267,6 +281,10 @@ TEST_CASE("train_vit writes JSON Lines records with the documented keys, and the
       CHECK(r["type"] == "train");
       CHECK(r["step"].get<int64_t>() == train_records);
       CHECK(std::isfinite(r["loss"].get<double>()));
+      // Clipping at the default 1.0, one step per record: the factor it applied to that norm.
+      const double norm = r["grad_norm"].get<double>(), factor = r["clip_factor"].get<double>();
+      CHECK(norm > 0);
+      CHECK(factor == doctest::Approx(std::min(1.0, 1.0 / (norm + 1e-6))).epsilon(1e-6));
     }
   }
   CHECK(train_records == 10);
