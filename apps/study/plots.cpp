@@ -126,7 +126,7 @@ std::vector<std::string> write_plots(const std::vector<RunMetrics>& runs, const 
     pngs.push_back("accuracy_" + stem + ".png");
     script += "set output " + gnuplot_quoted(pngs.back()) + "\nset title " +
               gnuplot_quoted(title + ": test accuracy (mean over seeds, band: lowest to highest)") +
-              "\nset xlabel 'epoch'\nset ylabel 'test accuracy (%)'\nset key bottom right\n"
+              "\nset xlabel 'epoch'\nset ylabel 'test accuracy (%)'\nset key bottom right\nset offsets 0, 0, 0, 0\n"
               "set style fill transparent solid 0.2 noborder\n" + plot + "\n";
     // Peak memory against the ratio, and final accuracy against peak memory: a point per row.
     std::string memory, frontier;
@@ -146,18 +146,18 @@ std::vector<std::string> write_plots(const std::vector<RunMetrics>& runs, const 
     const std::string memory_file = writer.data("memory_" + stem + ".dat", "ratio peak_allocated_GB label", memory);
     const std::string frontier_file =
         writer.data("accuracy_memory_" + stem + ".dat", "peak_allocated_GB mean_final_test_acc label", frontier);
-    pngs.push_back("memory_" + stem + ".png");
-    script += "set output " + gnuplot_quoted(pngs.back()) + "\nset title " +
-              gnuplot_quoted(title + ": peak allocated memory") +
-              "\nset xlabel 'ratio (1: exact)'\nset ylabel 'peak allocated (GB)'\nset key off\nplot " +
-              gnuplot_quoted(memory_file) + " using 1:2 with points pt 7 ps 1.5, " + gnuplot_quoted(memory_file) +
-              " using 1:2:3 with labels offset 0,1 font ',9'\n";
-    pngs.push_back("accuracy_memory_" + stem + ".png");
-    script += "set output " + gnuplot_quoted(pngs.back()) + "\nset title " +
-              gnuplot_quoted(title + ": final test accuracy (mean over seeds) against peak memory") +
-              "\nset xlabel 'peak allocated (GB)'\nset ylabel 'test accuracy (%)'\nset key off\nplot " +
-              gnuplot_quoted(frontier_file) + " using 1:2 with points pt 7 ps 1.5, " + gnuplot_quoted(frontier_file) +
-              " using 1:2:3 with labels offset 0,1 font ',9'\n";
+    // A labelled point per row of `file` (x y "label").
+    auto points = [&](const std::string& png, const std::string& what, const std::string& xlabel,
+                      const std::string& ylabel, const std::string& file) {
+      pngs.push_back(png);
+      script += "set output " + gnuplot_quoted(png) + "\nset title " + gnuplot_quoted(title + ": " + what) +
+                "\nset xlabel " + gnuplot_quoted(xlabel) + "\nset ylabel " + gnuplot_quoted(ylabel) +
+                "\nset key off\nset offsets graph 0.1, graph 0.1, graph 0.1, graph 0.1\nplot " + gnuplot_quoted(file) + " using 1:2 with points pt 7 ps 1.5, " +
+                gnuplot_quoted(file) + " using 1:2:3 with labels offset 0,1 font ',9'\n";
+    };
+    points("memory_" + stem + ".png", "peak allocated memory", "ratio (1: exact)", "peak allocated (GB)", memory_file);
+    points("accuracy_memory_" + stem + ".png", "final test accuracy (mean over seeds) against peak memory",
+           "peak allocated (GB)", "test accuracy (%)", frontier_file);
   }
   script += "unset output\n";
   writer.data("plots.gp", "gnuplot script of the study's plots (study_report --plots); run: gnuplot plots.gp", script);
