@@ -74,6 +74,16 @@ TEST_CASE("the study report: one row per configuration over its seeds, compared 
         "row's runs. Step time: batch size / img/s.\n");
 }
 
+TEST_CASE("a sampled row on the explicit attention is compared with the exact row on the fused one") {
+  test::ScratchDir dir("study_report_attention");
+  const std::vector<std::string> all = {"--backward", "wta-crs", "--ratio", "0.5", "--wta-targets", "all",
+                                        "--attention", "explicit"};
+  const std::vector<study::RunMetrics> runs = {study::read_run(write_run(dir, "e.jsonl", flags("0"), {60}, 1 << 30)),
+                                               study::read_run(write_run(dir, "a.jsonl", flags("0", all), {57}, 1 << 29))};
+  CHECK(study::report_markdown(runs).find("| scratch | synthetic | wta-crs | 0.50 | all | 1 | 57.00 | -3.00 | 57.00 |") !=
+        std::string::npos);
+}
+
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
