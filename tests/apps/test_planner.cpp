@@ -263,3 +263,24 @@ TEST_CASE("--calibrate times the uniform plans and predicts the step time in ms"
   const size_t exact = output.find("exact ", output.find("calibration ("));
   CHECK(ms == doctest::Approx(std::stod(output.substr(exact + 6))).epsilon(0.01));
 }
+
+TEST_CASE("--plan-only with --optimizer-in-backward: calibrated with it, and a lower peak where gradients set it") {
+  auto predicted_peak = [](const std::vector<std::string>& extra, std::string& output) {
+    std::vector<std::string> args = {"--dataset", "synthetic", "--device", "cpu", "--model", "vit-tiny", "--depth", "2",
+                                     "--img", "16", "--patch", "4", "--batch-size", "2", "--test-subset", "64",
+                                     "--clip-grad", "0", "--plan-only", "--calibrate"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    test::run(args, &output);
+    const size_t line = output.find("predicted peak allocated");
+    REQUIRE(line != std::string::npos);
+    const size_t open = output.find('(', line);
+    return std::stoll(output.substr(open + 1));
+  };
+  std::string plain_output, in_backward_output;
+  const int64_t plain = predicted_peak({}, plain_output);
+  const int64_t in_backward = predicted_peak({"--optimizer-in-backward"}, in_backward_output);
+  CHECK(in_backward_output.find("calibration (median of 3 timed steps, batch 2): exact ") != std::string::npos);
+  // At batch 2 the activations are small: the peak is the end of backward, with every gradient
+  // alive unless the optimizer has consumed it.
+  CHECK(in_backward < plain);
+}
