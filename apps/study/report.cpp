@@ -144,9 +144,10 @@ std::string report_markdown(const std::vector<RunMetrics>& runs) {
 
   // The exact row a row is compared with: the same regime, equal but for the backward and what
   // saves memory (the attention too: sampling the attention matmuls needs the explicit one, the
-  // same function as the fused attention of the exact run).
-  const std::vector<std::string> memory_flags = {"--seed",           "--backward",    "--ratio",    "--wta-targets",
-                                                 "--wta-blocks",     "--recompute-gelu", "--saved-dtype", "--attention"};
+  // same function as the fused attention of the exact run), and the estimator's knobs.
+  const std::vector<std::string> memory_flags = {
+      "--seed",          "--backward",        "--ratio",      "--wta-targets",  "--wta-blocks",    "--wta-proxy",
+      "--wta-ema-beta",  "--wta-k-min",       "--wta-alpha",  "--recompute-gelu", "--saved-dtype", "--attention"};
   std::string out =
       "| regime | dataset | backward | ratio | targets | seeds | final acc (%) | Δ final vs exact | best acc (%) | "
       "peak allocated | step (ms) | img/s |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n";

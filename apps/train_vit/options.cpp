@@ -65,6 +65,13 @@ void add_flags(CLI::App& app, Options& o) {
   app.add_option("--wta-targets", o.wta_targets,
                  "comma list of qkv,proj,fc1,fc2,attn-scores,attn-context, or all (default: the four linears)");
   app.add_option("--wta-blocks", o.wta_blocks, "blocks using the strategy: all, or indices and ranges like 0-5,11");
+  app.add_option("--wta-proxy", o.wta_proxy,
+                 "position-ema | none: the sampled estimator's proxy of each row's gradient norm (an EMA per token "
+                 "position of earlier backward passes, or none: probabilities from the activation rows alone)")
+      ->check(CLI::IsMember({"position-ema", "none"}));
+  app.add_option("--wta-ema-beta", o.wta_ema_beta, "the proxy's EMA factor in [0, 1] (proxy = beta * proxy + (1 - beta) * new)");
+  app.add_option("--wta-k-min", o.wta_k_min, "the least rows a sampled operand keeps per item (>= 1)");
+  app.add_option("--wta-alpha", o.wta_alpha, "the uniform share of the sampling probabilities, in [0, 1]");
   app.add_flag("--recompute-gelu", o.recompute_gelu,
                "fc1+GELU keeps fc1's input only and recomputes its output in backward (less activation memory)");
   app.add_option("--saved-dtype", o.saved_dtype,
@@ -227,7 +234,9 @@ void validate(Options& o, const std::set<std::string>& given) {
                                                    {"--mixup-switch-prob", o.mixup_switch_prob},
                                                    {"--drop-path", o.drop_path},
                                                    {"--model-ema-decay", o.model_ema_decay},
-                                                   {"--ratio", o.ratio}};
+                                                   {"--ratio", o.ratio},
+                                                   {"--wta-ema-beta", o.wta_ema_beta},
+                                                   {"--wta-alpha", o.wta_alpha}};
   for (const auto& [flag, value] : reals)
     TG_CHECK(std::isfinite(value), ValueError, flag, " must be a finite number, got ", value);
   TG_CHECK(o.lr > 0, ValueError, "--lr must be positive, got ", o.lr);
@@ -258,6 +267,10 @@ void validate(Options& o, const std::set<std::string>& given) {
            "--model-ema-decay has no effect without --model-ema");
 
   TG_CHECK(o.ratio > 0 && o.ratio <= 1, ValueError, "--ratio must be in (0, 1], got ", o.ratio);
+  TG_CHECK(o.wta_ema_beta >= 0 && o.wta_ema_beta <= 1, ValueError, "--wta-ema-beta must be in [0, 1], got ",
+           o.wta_ema_beta);
+  TG_CHECK(o.wta_alpha >= 0 && o.wta_alpha <= 1, ValueError, "--wta-alpha must be in [0, 1], got ", o.wta_alpha);
+  TG_CHECK(o.wta_k_min >= 1, ValueError, "--wta-k-min must be at least 1, got ", o.wta_k_min);
   const std::set<nn::MatmulTarget> targets = strategy_targets(o);  // throws for an unknown target
   TG_CHECK(!(o.recompute_gelu && o.backward != "exact" && targets.count(nn::MatmulTarget::fc1)), ValueError,
            "--recompute-gelu keeps fc1's input for the recomputation, so a sampled fc1 would save nothing (its weight "
@@ -283,7 +296,8 @@ void validate(Options& o, const std::set<std::string>& given) {
   if (o.backward == "exact") {
     std::vector<std::string> sampled = strategy_names();
     sampled.erase(std::find(sampled.begin(), sampled.end(), strategy_info(StrategyKind::exact).name));
-    for (const char* flag : {"--ratio", "--wta-targets", "--wta-blocks"})
+    for (const char* flag :
+         {"--ratio", "--wta-targets", "--wta-blocks", "--wta-proxy", "--wta-ema-beta", "--wta-k-min", "--wta-alpha"})
       TG_CHECK(!given.count(flag) || (o.memory_budget_bytes > 0 && std::string(flag) == "--ratio"), ValueError, flag, " has no effect with --backward exact; choose a sampled backward (--backward ",
                join_names(sampled), ")");
   }
@@ -379,6 +393,10 @@ StrategyConfig strategy_config(const Options& o) {
   config.kind = parse_strategy(o.backward);
   config.ratio = o.ratio;
   config.seed = o.seed;
+  config.proxy = o.wta_proxy == "none" ? ProxyKind::none : ProxyKind::position_ema;
+  config.ema_beta = o.wta_ema_beta;
+  config.k_min = o.wta_k_min;
+  config.alpha = o.wta_alpha;
   return config;
 }
 
@@ -422,6 +440,8 @@ std::string describe(const Options& o) {
     std::string blocks;
     for (int64_t b : strategy_blocks(o)) blocks += (blocks.empty() ? "" : ",") + std::to_string(b);
     line("backward", o.backward + ", ratio " + num(o.ratio));
+    line("estimator", "proxy " + o.wta_proxy + (o.wta_proxy == "none" ? "" : " (beta " + num(o.wta_ema_beta) + ")") +
+                          ", k min " + std::to_string(o.wta_k_min) + ", alpha " + num(o.wta_alpha));
     std::vector<std::string> targets;
     for (nn::MatmulTarget t : strategy_targets(o)) targets.push_back(nn::target_name(t));
     line("targets", join(targets, ","));
@@ -462,7 +482,9 @@ nlohmann::json to_json(const Options& o) {
           {"trivial_augment", o.trivial_augment}, {"mixup", o.mixup}, {"cutmix", o.cutmix},
           {"mixup_prob", o.mixup_prob}, {"mixup_switch_prob", o.mixup_switch_prob}, {"drop_path", o.drop_path},
           {"model_ema", o.model_ema}, {"model_ema_decay", o.model_ema_decay},
-          {"ratio", o.ratio},           {"wta_targets", o.wta_targets},   {"wta_blocks", o.wta_blocks}, {"recompute_gelu", o.recompute_gelu},
+          {"ratio", o.ratio},           {"wta_targets", o.wta_targets},   {"wta_blocks", o.wta_blocks},
+          {"wta_proxy", o.wta_proxy},   {"wta_ema_beta", o.wta_ema_beta}, {"wta_k_min", o.wta_k_min},
+          {"wta_alpha", o.wta_alpha},   {"recompute_gelu", o.recompute_gelu},
           {"saved_dtype", o.saved_dtype},
           {"device", o.resolved_device.str()}, {"precision", o.precision}, {"attention", o.attention},
           {"attention_backend", o.attention_backend}, {"checkpoint_blocks", o.checkpoint_blocks},
@@ -481,7 +503,8 @@ std::vector<std::string> trajectory_differences(const nlohmann::json& saved, con
                                         "recompute_gelu", "saved_dtype", "precision", "seed"};
   // Fields added later: a checkpoint written before them was trained with their defaults.
   static const char* const kAdded[] = {"trivial_augment",   "mixup",     "cutmix",    "mixup_prob",
-                                       "mixup_switch_prob", "drop_path", "model_ema", "model_ema_decay"};
+                                       "mixup_switch_prob", "drop_path", "model_ema", "model_ema_decay",
+                                       "wta_proxy",         "wta_ema_beta", "wta_k_min", "wta_alpha"};
   const nlohmann::json defaults = to_json(Options{});
   std::vector<std::pair<std::string, nlohmann::json>> fields;
   for (const char* field : kFields) fields.emplace_back(field, nlohmann::json());

@@ -57,6 +57,13 @@ struct Options {
   // matmuls needs the explicit attention and costs more accuracy (docs/results.md).
   std::string wta_targets = "qkv,proj,fc1,fc2";
   std::string wta_blocks = "all";
+  // The sampled estimator's knobs (StrategyConfig, ops/matmul/strategy.h): the proxy of the
+  // gradient rows' norms (position-ema | none), its EMA factor, the least rows kept per item and
+  // the uniform share of the sampling probabilities.
+  std::string wta_proxy = "position-ema";
+  double wta_ema_beta = 0.9;
+  int64_t wta_k_min = 10;
+  double wta_alpha = 0.05;
   bool recompute_gelu = false;      // fc1+GELU recomputes fc1's output in backward
   std::string saved_dtype = "same";  // same | bf16: dtype of what the six targets keep for backward
   // Execution.

@@ -150,6 +150,55 @@ TEST_CASE("--wta-blocks selects blocks by index and range") {
   CHECK(train::strategy_targets(o) == std::set<nn::MatmulTarget>{nn::MatmulTarget::qkv, nn::MatmulTarget::fc2});
 }
 
+TEST_CASE("the estimator's knobs: --wta-proxy, --wta-ema-beta, --wta-k-min, --wta-alpha") {
+  const StrategyConfig defaults = train::strategy_config(parse_args({"--device", "cpu", "--backward", "wta-crs"}));
+  CHECK(defaults.proxy == ProxyKind::position_ema);
+  CHECK(defaults.ema_beta == 0.9);
+  CHECK(defaults.k_min == 10);
+  CHECK(defaults.alpha == 0.05);
+  const StrategyConfig set = train::strategy_config(parse_args({"--device", "cpu", "--backward", "wta-crs", "--wta-proxy",
+                                                                "none", "--wta-ema-beta", "0.5", "--wta-k-min", "32",
+                                                                "--wta-alpha", "0.2"}));
+  CHECK(set.proxy == ProxyKind::none);
+  CHECK(set.ema_beta == 0.5);
+  CHECK(set.k_min == 32);
+  CHECK(set.alpha == 0.2);
+  CHECK(parse_error({"--backward", "wta-crs", "--wta-ema-beta", "1.5"}) == "--wta-ema-beta must be in [0, 1], got 1.5");
+  CHECK(parse_error({"--backward", "wta-crs", "--wta-alpha", "-0.1"}) == "--wta-alpha must be in [0, 1], got -0.1");
+  CHECK(parse_error({"--backward", "wta-crs", "--wta-k-min", "0"}) == "--wta-k-min must be at least 1, got 0");
+  CHECK(parse_error({"--wta-alpha", "0.2"}) ==
+        "--wta-alpha has no effect with --backward exact; choose a sampled backward (--backward wta-crs, crs, topk or "
+        "wta-wor)");
+  // They reach the sampler: without the proxy the same seed draws other rows, and the run differs.
+  test::ScratchDir dir("train_vit_estimator_knobs");
+  auto losses = [&](const std::vector<std::string>& extra, const std::string& name) {
+    std::string output;
+    const std::string file = dir / name;
+    (void)run(with(with(test::tiny_run_args(), {"--backward", "wta-crs", "--ratio", "0.3", "--max-steps", "4",
+                                                "--metrics-out", file}),
+                   extra),
+              &output);
+    CHECK(output.find(extra.empty() ? "proxy position-ema (beta 0.9), k min 10, alpha 0.05" : "proxy none, k min 10") !=
+          std::string::npos);
+    std::vector<double> out;
+    for (const nlohmann::json& r : test::read_jsonl(file))
+      if (r["type"] == "train") out.push_back(r["loss"].get<double>());
+    return out;
+  };
+  const std::vector<double> with_proxy = losses({}, "proxy.jsonl"), without = losses({"--wta-proxy", "none"}, "none.jsonl");
+  REQUIRE(with_proxy.size() == 4);
+  CHECK(with_proxy.front() == without.front());  // the first loss comes before any sampled update
+  CHECK(with_proxy != without);
+  // A checkpoint's trajectory fields name them: resuming with another value is refused.
+  nlohmann::json saved = train::to_json(parse_args({"--device", "cpu", "--backward", "wta-crs"}));
+  const nlohmann::json current = train::to_json(parse_args({"--device", "cpu", "--backward", "wta-crs", "--wta-k-min", "32"}));
+  CHECK(train::trajectory_differences(saved, current) ==
+        std::vector<std::string>{"--wta-k-min 10 (checkpoint) vs 32 (this run)"});
+  saved.erase("wta_k_min");  // a checkpoint from before the knob was trained with its default
+  CHECK(train::trajectory_differences(saved, train::to_json(parse_args({"--device", "cpu", "--backward", "wta-crs"})))
+            .empty());
+}
+
 TEST_CASE("without clipping the train records carry no gradient norm or clip factor") {
   test::ScratchDir dir("train_vit_no_clip_metrics");
   const std::string file = dir / "m.jsonl";
