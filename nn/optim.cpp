@@ -43,8 +43,7 @@ void Optimizer::apply_in_backward() {
   for (size_t i = 0; i < params_.size(); ++i)
     params_[i].param.set_post_accumulate_grad_hook([this, i](const Tensor& param) {
       NoGradGuard no_grad;
-      const Tensor grad = param.grad();
-      update({{i, grad.is_contiguous() ? grad : grad.raw_contiguous()}});
+      update({gradient_of(i, param.grad())});
       param.set_grad(Tensor());
     });
   in_backward_ = true;
@@ -75,7 +74,7 @@ void Optimizer::apply_step() {
   std::vector<GradientOf> gradients;
   for (size_t i = 0; i < params_.size(); ++i) {
     const Tensor grad = params_[i].param.grad();
-    if (grad.defined()) gradients.push_back({i, grad.is_contiguous() ? grad : grad.raw_contiguous()});
+    if (grad.defined()) gradients.push_back(gradient_of(i, grad));
   }
   if (!gradients.empty()) update(gradients);
 }

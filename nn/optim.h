@@ -65,6 +65,9 @@ class Optimizer {
     size_t index;
     Tensor grad;
   };
+  static GradientOf gradient_of(size_t index, const Tensor& grad) {
+    return {index, grad.is_contiguous() ? grad : grad.raw_contiguous()};
+  }
   // This step's updates, in parameter order, of the parameters that have a gradient.
   virtual void update(const std::vector<GradientOf>& gradients) = 0;
   virtual std::vector<std::string> buffer_names() const = 0;

@@ -84,16 +84,16 @@ bool better(const PlanChoice& a, const PlanChoice& b) {
   return a.prediction.peak_bytes < b.prediction.peak_bytes;
 }
 
-// One phase of the search (exact rungs only, or all): every assignment's peak by the rounding
-// model (fast) and relative time; the smallest peak seen; and the fitting plans by increasing
-// cost, each then checked with the caching model (a reused cached block that is not split can
-// take a plan over the budget) until one fits.
 // What the plans may predict: the budget less the headroom.
 int64_t usable_bytes(const PlannerOptions& o) {
   TG_CHECK(o.headroom >= 0 && o.headroom < 1, ValueError, "planner: expected a headroom in [0, 1), got ", o.headroom);
   return o.budget_bytes - static_cast<int64_t>(std::ceil(static_cast<double>(o.budget_bytes) * o.headroom));
 }
 
+// One phase of the search (exact rungs only, or all): every assignment's peak by the rounding
+// model (fast) and relative time; the smallest peak seen; and the fitting plans by increasing
+// cost, each then checked with the caching model (a reused cached block that is not split can
+// take a plan over the budget) until one fits.
 bool search(const StepSetup& setup, const PlannerOptions& o, bool with_sampling, PlanChoice& best,
             PlanChoice& smallest) {
   const int64_t limit = usable_bytes(o);
@@ -118,11 +118,8 @@ bool search(const StepSetup& setup, const PlannerOptions& o, bool with_sampling,
   return false;
 }
 
-}  // namespace
-
-namespace {
-
-// "; plans must fit X (the budget less its Y% headroom for ...)", or nothing without headroom.
+// "; plans must predict at most X (... the budget less its Y% headroom ...)", or nothing without
+// headroom.
 std::string headroom_note(const PlannerOptions& o) {
   if (o.headroom == 0) return "";
   const int64_t limit = usable_bytes(o);

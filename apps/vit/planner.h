@@ -44,8 +44,8 @@ struct PlanChoice {
 };
 
 // The cheapest plan (by relative_step_time, then by peak) whose predicted peak is at most the
-// budget less its headroom. ValueError when none is, stating the smallest achievable peak (and, with sampling
-// forbidden, that sampling was not allowed).
+// budget less its headroom. ValueError when none is, stating the smallest achievable peak (and,
+// with sampling forbidden, that sampling was not allowed).
 PlanChoice choose_plan(const StepSetup& setup, const PlannerOptions& options);
 
 // On CUDA the model's prediction was up to 1.3% below the measured peak over 31 plans of ViT-S/4
