@@ -18,6 +18,7 @@
 #include "ops/attention.h"
 #include "ops/loss.h"
 #include "ops/matmul/gemm.h"
+#include "ops/matmul/sampled.h"
 #include "ops/precision.h"
 #if TG_WITH_CUDA
 #include <cuda_profiler_api.h>
@@ -38,7 +39,7 @@ int main(int argc, char** argv) {
   double ratio = 1.0;
   bool recompute_gelu = false, recompute_norms = false;
   std::string saved_dtype = "same", attention = "fused", attention_backend = "auto", gemm_backend = "auto",
-              gemm_autotune = "off", bias_gradient = "auto", cuda_graphs = "off";
+              gemm_autotune = "off", bias_gradient = "auto", cuda_graphs = "off", sampler_stream = "side";
   CLI::App app{"bench_vit: ViT training-step time and peak memory (tapegrad side of torch_vit_bench.py)"};
   app.add_option("--preset", preset, "vit-tiny, vit-small or vit-base");
   app.add_option("--dim", dim, "override the preset's width");
@@ -61,6 +62,9 @@ int main(int argc, char** argv) {
   app.add_option("--bias-gradient", bias_gradient,
                  "auto | epilogue | column-sums: how a linear's bias gradient is formed on CUDA")
       ->check(CLI::IsMember({"auto", "epilogue", "column-sums"}));
+  app.add_option("--sampler-stream", sampler_stream,
+                 "side | current: where sampled nodes select their rows on CUDA (side: beside the next layers' work)")
+      ->check(CLI::IsMember({"side", "current"}));
   app.add_option("--backward", backward_name)->check(CLI::IsMember(strategy_names()));
   app.add_option("--ratio", ratio);
   app.add_option("--targets", targets, "comma list of qkv,proj,fc1,fc2,attn-scores,attn-context or all (default: the linears)");
@@ -99,6 +103,7 @@ int main(int argc, char** argv) {
     set_cuda_gemm_backend(parse_cuda_gemm_backend(gemm_backend));
     set_cuda_gemm_autotune(gemm_autotune == "on");
     set_cuda_bias_gradient(parse_cuda_bias_gradient(bias_gradient));
+    set_cuda_sampler_side_stream(sampler_stream == "side");
     PrecisionPolicy policy = precision_mode(precision);
     policy.saved_dtype = parse_precision_dtype(saved_dtype, "--saved-dtype");
     PrecisionGuard precision_guard(policy);
@@ -204,7 +209,7 @@ int main(int argc, char** argv) {
                                    {"batch", batch}, {"precision", precision}, {"attention", attention},
                                    {"attention_backend", attention_backend}, {"gemm_backend", gemm_backend},
                                    {"gemm_autotune", gemm_autotune}, {"bias_gradient", bias_gradient},
-                                   {"cuda_graphs", cuda_graphs},
+                                   {"cuda_graphs", cuda_graphs}, {"sampler_stream", sampler_stream},
                                    {"backward", backward_name},
                                    {"ratio", ratio}, {"recompute_gelu", recompute_gelu}, {"checkpoint_blocks", checkpoint_blocks},
                                    {"recompute_norms", recompute_norms}, {"saved_dtype", saved_dtype},

@@ -11,7 +11,7 @@ namespace tg {
 using namespace alloc_constants;
 
 namespace {
-// Private pool keys live above every stream handle's value.
+// Private pool ids carry the top bit: none is 0, which means no pool.
 constexpr uintptr_t kPrivatePoolBit = uintptr_t{1} << (sizeof(uintptr_t) * 8 - 1);
 bool is_private_key(uintptr_t key) { return (key & kPrivatePoolBit) != 0; }
 }  // namespace
@@ -19,7 +19,7 @@ bool is_private_key(uintptr_t key) { return (key & kPrivatePoolBit) != 0; }
 struct CachingAllocator::Block {
   size_t size;            // bytes of this block
   size_t requested = 0;   // bytes the caller asked for (while allocated)
-  uintptr_t stream;       // owner: the stream (0 on the host) or a private pool's key
+  Owner owner;            // the private pool (or none) and the stream it serves
   char* ptr;              // start of the block
   bool small;             // pool membership
   bool allocated = false;
@@ -30,7 +30,7 @@ struct CachingAllocator::Block {
 };
 
 bool CachingAllocator::BlockLess::operator()(const Block* a, const Block* b) const {
-  if (a->stream != b->stream) return a->stream < b->stream;
+  if (a->owner != b->owner) return a->owner < b->owner;
   if (a->size != b->size) return a->size < b->size;
   return reinterpret_cast<uintptr_t>(a->ptr) < reinterpret_cast<uintptr_t>(b->ptr);
 }
@@ -59,9 +59,11 @@ CachingAllocator::BlockPool& CachingAllocator::pool_of(const Block* block) {
   return block->small ? small_pool_ : large_pool_;
 }
 
-uintptr_t CachingAllocator::owner_key(uintptr_t stream) const { return active_pool_ ? *active_pool_ : stream; }
+CachingAllocator::Owner CachingAllocator::owner_for(uintptr_t stream) const { return {active_pool_.value_or(0), stream}; }
 
-bool CachingAllocator::is_live_private(uintptr_t key) const { return is_private_key(key) && live_pools_.count(key) > 0; }
+bool CachingAllocator::is_live_private(uintptr_t pool) const {
+  return is_private_key(pool) && live_pools_.count(pool) > 0;
+}
 
 uint64_t CachingAllocator::create_private_pool() {
   std::lock_guard<std::mutex> lock(mutex_);
@@ -91,24 +93,26 @@ void CachingAllocator::release_private_pool(uint64_t pool) {
   release_cached_segments();  // its free whole segments; blocks still in use go when freed
 }
 
+void* CachingAllocator::allocate(size_t nbytes) { return allocate(nbytes, backing_->current_stream()); }
+
 void* CachingAllocator::allocate(size_t nbytes, uintptr_t caller_stream) {
   if (nbytes == 0) return nullptr;
   std::lock_guard<std::mutex> lock(mutex_);
-  const uintptr_t stream = owner_key(caller_stream);
+  const Owner owner = owner_for(caller_stream);
   const size_t size = round_size(nbytes);
   const bool small = size <= kSmallSize;
   if (!caching_) {
-    Block* block = allocate_segment(small, size, stream, /*is_retry=*/false);
+    Block* block = allocate_segment(small, size, owner, /*is_retry=*/false);
     if (block == nullptr) throw_oom(nbytes, size);
     return activate(block, size, nbytes);
   }
-  Block* block = find_free_block(small ? small_pool_ : large_pool_, size, stream);
+  Block* block = find_free_block(small ? small_pool_ : large_pool_, size, owner);
   if (block == nullptr) {
     const size_t segment_bytes = segment_size(size);
-    block = allocate_segment(small, segment_bytes, stream, /*is_retry=*/false);
+    block = allocate_segment(small, segment_bytes, owner, /*is_retry=*/false);
     if (block == nullptr) {
       release_cached_segments();
-      block = allocate_segment(small, segment_bytes, stream, /*is_retry=*/true);
+      block = allocate_segment(small, segment_bytes, owner, /*is_retry=*/true);
     }
     if (block == nullptr) throw_oom(nbytes, segment_bytes);
   }
@@ -116,17 +120,17 @@ void* CachingAllocator::allocate(size_t nbytes, uintptr_t caller_stream) {
 }
 
 CachingAllocator::Block* CachingAllocator::find_free_block(BlockPool& pool, size_t size,
-                                                           uintptr_t stream) {
-  Block key{size, 0, stream, nullptr, false};
+                                                           const Owner& owner) {
+  Block key{size, 0, owner, nullptr, false};
   auto it = pool.lower_bound(&key);
-  if (it == pool.end() || (*it)->stream != stream) return nullptr;
+  if (it == pool.end() || (*it)->owner != owner) return nullptr;
   Block* block = *it;
   pool.erase(it);
   return block;
 }
 
 CachingAllocator::Block* CachingAllocator::allocate_segment(bool small, size_t size,
-                                                            uintptr_t stream, bool is_retry) {
+                                                            const Owner& owner, bool is_retry) {
   if (is_retry) ++stats_.num_alloc_retries;
   void* ptr = backing_->allocate(size);
   if (ptr == nullptr) return nullptr;
@@ -135,15 +139,15 @@ CachingAllocator::Block* CachingAllocator::allocate_segment(bool small, size_t s
     stats_.segment[t].update(1);
     stats_.reserved_bytes[t].update(static_cast<int64_t>(size));
   });
-  if (is_private_key(stream)) stats_.private_pool_reserved_bytes.update(static_cast<int64_t>(size));
-  return new Block{size, 0, stream, static_cast<char*>(ptr), small};
+  if (owner.pool != 0) stats_.private_pool_reserved_bytes.update(static_cast<int64_t>(size));
+  return new Block{size, 0, owner, static_cast<char*>(ptr), small};
 }
 
 void CachingAllocator::release_segment(Block* block) {
   TG_INTERNAL_ASSERT(!block->is_split() && !block->allocated, "only whole free segments are released");
   backing_->release(block->ptr, block->size);
   ++stats_.num_device_free;
-  if (is_private_key(block->stream)) stats_.private_pool_reserved_bytes.update(-static_cast<int64_t>(block->size));
+  if (block->owner.pool != 0) stats_.private_pool_reserved_bytes.update(-static_cast<int64_t>(block->size));
   for_stat_types(block->small, [&](size_t t) {
     stats_.segment[t].update(-1);
     stats_.reserved_bytes[t].update(-static_cast<int64_t>(block->size));
@@ -155,7 +159,7 @@ void CachingAllocator::release_cached_segments() {
   for (BlockPool* pool : {&small_pool_, &large_pool_}) {
     for (auto it = pool->begin(); it != pool->end();) {
       Block* block = *it;
-      if (block->is_split() || is_live_private(block->stream)) {
+      if (block->is_split() || is_live_private(block->owner.pool)) {
         ++it;
         continue;
       }
@@ -174,7 +178,7 @@ void* CachingAllocator::activate(Block* block, size_t size, size_t requested) {
   const bool already_split = block->is_split();
   if (caching_ && should_split(block->size, size, block->small)) {
     Block* remaining = block;
-    block = new Block{size, 0, remaining->stream, remaining->ptr, remaining->small};
+    block = new Block{size, 0, remaining->owner, remaining->ptr, remaining->small};
     block->prev = remaining->prev;
     if (block->prev) block->prev->next = block;
     block->next = remaining;
@@ -235,7 +239,7 @@ void CachingAllocator::deallocate(void* ptr) {
   }
   free_block(block);
   // A whole free segment of a released private pool goes back at once: nobody can reuse it.
-  if (is_private_key(block->stream) && !is_live_private(block->stream) && !block->is_split()) {
+  if (block->owner.pool != 0 && !is_live_private(block->owner.pool) && !block->is_split()) {
     pool_of(block).erase(block);
     release_segment(block);
   }

@@ -1,7 +1,7 @@
 // Device-independent caching allocator with PyTorch's CUDACachingAllocator semantics
 // (DESIGN.md §3): 512 B rounding; a small pool (requests <= 1 MiB) carved from 2 MiB segments;
 // 20 MiB segments for requests in (1, 10) MiB; requests >= 10 MiB rounded up to 2 MiB; best
-// fit by (stream, size, address); blocks split and merged inside a segment; on a backing
+// fit by (private pool, stream, size, address); blocks split and merged inside a segment; on a backing
 // failure all cached unsplit segments are released and the request retried once, then a typed
 // OutOfMemoryError. Private pools (for CUDA graphs, as PyTorch's graph pools): while one is
 // active, every allocation comes from segments of that pool only, and its blocks, freed or not,
@@ -37,6 +37,8 @@ class MemoryBacking {
   // Sets `nbytes` at `ptr` to `byte` (ordered with the device's work; used for poisoning).
   virtual void fill(void* ptr, size_t nbytes, uint8_t byte) = 0;
   virtual std::string device_name() const = 0;
+  // The stream the calling thread's work is queued on (0: the host, or CUDA's legacy stream).
+  virtual uintptr_t current_stream() const { return 0; }
 };
 
 // Host memory (aligned to 512 B), optionally limited to `capacity` bytes so that tests can
@@ -61,7 +63,12 @@ class CachingAllocator {
   CachingAllocator& operator=(const CachingAllocator&) = delete;
 
   // Returns nullptr for nbytes == 0. Throws OutOfMemoryError when the backing cannot serve it.
-  void* allocate(size_t nbytes, uintptr_t stream = 0);
+  // The block belongs to `stream` (by default the backing's current stream): once freed it is
+  // handed out again only for that stream, so its reuse is ordered after every use queued there.
+  // Work on another stream that reads it must keep it allocated until that stream has been
+  // joined back (as PyTorch's allocator requires without record_stream).
+  void* allocate(size_t nbytes);
+  void* allocate(size_t nbytes, uintptr_t stream);
   void deallocate(void* ptr);
 
   MemoryStats stats() const;
@@ -96,11 +103,18 @@ class CachingAllocator {
   };
   using BlockPool = std::set<Block*, BlockLess>;
 
-  // The key blocks are matched on: the caller's stream, or the active private pool.
-  uintptr_t owner_key(uintptr_t stream) const;
-  bool is_live_private(uintptr_t key) const;
-  Block* find_free_block(BlockPool& pool, size_t size, uintptr_t stream);
-  Block* allocate_segment(bool small, size_t size, uintptr_t stream, bool is_retry);
+  // Whose free blocks a request may take: the private pool being allocated from (0: none) and
+  // the caller's stream (a private pool keeps its streams apart too, as a captured graph's
+  // branches run concurrently).
+  struct Owner {
+    uintptr_t pool = 0;
+    uintptr_t stream = 0;
+    auto operator<=>(const Owner&) const = default;
+  };
+  Owner owner_for(uintptr_t stream) const;
+  bool is_live_private(uintptr_t pool) const;
+  Block* find_free_block(BlockPool& pool, size_t size, const Owner& owner);
+  Block* allocate_segment(bool small, size_t size, const Owner& owner, bool is_retry);
   void release_segment(Block* block);
   void release_cached_segments();
   void* activate(Block* block, size_t size, size_t requested);

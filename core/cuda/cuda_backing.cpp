@@ -4,26 +4,12 @@
 #include "core/allocator.h"
 #include "core/cuda/cuda_check.h"
 #include "core/cuda/device_guard.h"
+#include "core/cuda/graph.h"
 #include "core/cuda/launch.h"
 
 namespace tg {
 
 namespace {
-
-// cudaMalloc and cudaFree are "potentially unsafe" calls that a thread capturing a CUDA graph
-// (core/cuda/graph.h) may not make in its capture mode; a private pool's first segments are
-// allocated during capture, so for their duration the thread's mode is relaxed (as PyTorch's
-// allocator does). Outside a capture this changes nothing.
-class RelaxedCaptureMode {
- public:
-  RelaxedCaptureMode() { TG_CUDA_CHECK(cudaThreadExchangeStreamCaptureMode(&mode_)); }
-  ~RelaxedCaptureMode() { (void)cudaThreadExchangeStreamCaptureMode(&mode_); }
-  RelaxedCaptureMode(const RelaxedCaptureMode&) = delete;
-  RelaxedCaptureMode& operator=(const RelaxedCaptureMode&) = delete;
-
- private:
-  cudaStreamCaptureMode mode_ = cudaStreamCaptureModeRelaxed;
-};
 
 class CudaBacking final : public MemoryBacking {
  public:
@@ -31,6 +17,8 @@ class CudaBacking final : public MemoryBacking {
 
   void* allocate(size_t nbytes) override {
     DeviceGuard guard(index_);
+    // cudaMalloc is "potentially unsafe" in a capture: a private pool's first segments are
+    // allocated during one.
     const RelaxedCaptureMode relaxed;
     void* ptr = nullptr;
     const cudaError_t status = cudaMalloc(&ptr, nbytes);
@@ -54,9 +42,10 @@ class CudaBacking final : public MemoryBacking {
   }
   void fill(void* ptr, size_t nbytes, uint8_t byte) override {
     DeviceGuard guard(index_);
-    TG_CUDA_CHECK(cudaMemsetAsync(ptr, byte, nbytes, current_stream()));
+    TG_CUDA_CHECK(cudaMemsetAsync(ptr, byte, nbytes, tg::current_stream()));
   }
   std::string device_name() const override { return "cuda:" + std::to_string(index_); }
+  uintptr_t current_stream() const override { return reinterpret_cast<uintptr_t>(tg::current_stream()); }
 
  private:
   const int index_;

@@ -8,8 +8,12 @@
 #include "core/cuda/cuda_check.h"
 #include "core/cuda/device_guard.h"
 #include "core/cuda/launch.h"
+#include "core/side_work.h"
 
 namespace tg {
+
+RelaxedCaptureMode::RelaxedCaptureMode() { TG_CUDA_CHECK(cudaThreadExchangeStreamCaptureMode(&mode_)); }
+RelaxedCaptureMode::~RelaxedCaptureMode() { (void)cudaThreadExchangeStreamCaptureMode(&mode_); }
 
 CudaGraph::CudaGraph(Device device) : device_(device) {
   TG_CHECK(device.is_cuda(), ValueError, "CudaGraph: expected a CUDA device, got ", device.str());
@@ -33,6 +37,8 @@ void CudaGraph::capture(const std::function<void()>& body) {
   CachingAllocator& allocator = allocator_for(device_);
   if (!stream_) TG_CUDA_CHECK(cudaStreamCreate(&stream_));  // blocking: ordered with the legacy stream
   if (!pool_) pool_ = allocator.create_private_pool();
+  // Side work forked outside the capture cannot be joined inside it (core/side_work.h).
+  join_side_work(device_);
   // The pool cannot reuse blocks cached outside it: give those segments back first, so that the
   // graph's memory replaces the eager steps' cache instead of adding to it.
   allocator.empty_cache();
@@ -45,8 +51,13 @@ void CudaGraph::capture(const std::function<void()>& body) {
     TG_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
     try {
       body();
+      join_side_work(device_);  // a capture must end with every forked stream joined
     } catch (...) {
       failure = std::current_exception();
+      try {
+        join_side_work(device_);  // best effort: the capture has failed already, and that is reported
+      } catch (...) {
+      }
     }
     end = cudaStreamEndCapture(stream_, &graph);
     allocator.end_private_pool();

@@ -16,6 +16,22 @@
 
 namespace tg {
 
+// cudaMalloc, cudaFree, cudaStreamCreate and the like are "potentially unsafe" calls that a
+// thread capturing a CUDA graph may not make in its capture mode. Where they are needed during a
+// capture (a private pool's first segments, the sampler's side stream), the thread's mode is
+// relaxed for the guard's lifetime (as PyTorch's allocator does). Outside a capture this changes
+// nothing.
+class RelaxedCaptureMode {
+ public:
+  RelaxedCaptureMode();
+  ~RelaxedCaptureMode();
+  RelaxedCaptureMode(const RelaxedCaptureMode&) = delete;
+  RelaxedCaptureMode& operator=(const RelaxedCaptureMode&) = delete;
+
+ private:
+  cudaStreamCaptureMode mode_ = cudaStreamCaptureModeRelaxed;
+};
+
 class CudaGraph {
  public:
   explicit CudaGraph(Device device);

@@ -1,9 +1,11 @@
 // Sampled strategies (WTA-CRS, CRS, top-k): what a node keeps and how it contracts.
 #include "ops/matmul/sampled.h"
 
+#include <atomic>
 #include <cmath>
 
 #include "autograd/grad_mode.h"
+#include "core/side_work.h"
 #include "ops/elementwise.h"
 #include "ops/matmul/gemm.h"
 #include "ops/reduce.h"
@@ -21,6 +23,7 @@ class SampledOperand final : public SavedOperand {
       : rows_(std::move(rows)), sample_(std::move(sample)), proxy_(std::move(proxy)), beta_(beta) {}
 
   Tensor contract(const Tensor& grad, std::optional<DType> out_dtype) override {
+    join_side_work(rows_.device());  // the rows, indices and weights may come from the side stream
     if (proxy_.defined()) update_row_norm_ema(proxy_, grad, beta_);
     // Σ_slots w·g_idxᵀ x_idx: scale the gathered rows of G, then one GEMM over the k slots.
     const Tensor scaled = gather_scaled_rows(grad, sample_.indices, sample_.weights);  // [batch, k, E]
@@ -41,7 +44,13 @@ class SampledOperand final : public SavedOperand {
   double beta_;
 };
 
+std::atomic<bool> g_cuda_sampler_side_stream{true};
+
 }  // namespace
+
+void set_cuda_sampler_side_stream(bool on) { g_cuda_sampler_side_stream.store(on); }
+
+bool cuda_sampler_side_stream() { return g_cuda_sampler_side_stream.load(); }
 
 SamplingVariant sampling_variant(StrategyKind kind) {
   switch (kind) {
@@ -72,21 +81,25 @@ std::unique_ptr<SavedOperand> SamplingStrategy::save(const Tensor& input, int64_
   const int64_t k = sample_budget(rows, config_.ratio, config_.k_min);
   if (k >= rows) return exact_.save(input, period);
   NoGradGuard no_grad;
-  // Centring is exact when the gradients' rows sum to zero, and the sampler then sees only the
-  // rows' differences (a transient copy of the operand, dead once its rows are gathered).
-  const Tensor operand = gradient_rows_sum_to_zero ? sub(input, mean(input, {1}, /*keepdim=*/true)) : input;
-  if (!step_.defined()) step_ = zeros({1}, DType::i64, operand.device());
-  else if (step_.device() != operand.device()) step_ = step_.to(operand.device());
+  if (!step_.defined()) step_ = zeros({1}, DType::i64, input.device());
+  else if (step_.device() != input.device()) step_ = step_.to(input.device());
   const bool use_proxy = config_.proxy == ProxyKind::position_ema;
   if (use_proxy) {
     const int64_t positions = period > 0 ? period : rows;
     TG_CHECK((batch * rows) % positions == 0, ShapeError, name(), ": ", batch * rows,
              " rows are not a whole number of periods of ", positions, " positions");
     if (!proxy_.defined() || proxy_.numel() != positions)
-      proxy_ = ones({positions}, DType::f32, operand.device());  // no gradient seen yet: g ≡ 1
-    else if (proxy_.device() != operand.device())
-      proxy_ = proxy_.to(operand.device());  // restored from a checkpoint on the host
+      proxy_ = ones({positions}, DType::f32, input.device());  // no gradient seen yet: g ≡ 1
+    else if (proxy_.device() != input.device())
+      proxy_ = proxy_.to(input.device());  // restored from a checkpoint on the host
   }
+  // Nothing of this layer's forward waits for the selection: on CUDA it runs beside the next
+  // layers' work. The operand is the current stream's; it stays allocated until the join.
+  SideWork side(input.device(), cuda_sampler_side_stream());
+  side.hold(input);
+  // Centring is exact when the gradients' rows sum to zero, and the sampler then sees only the
+  // rows' differences (a transient copy of the operand, dead once its rows are gathered).
+  const Tensor operand = gradient_rows_sum_to_zero ? sub(input, mean(input, {1}, /*keepdim=*/true)) : input;
   // s_r = ||x_r||·ĝ[r % P]: row r holds token position r % P.
   const Tensor scores = row_norms(operand, use_proxy ? proxy_ : Tensor());  // f32 [batch, K]
   // The sampler's own Philox key, so no node's draws reuse the numbers the data augmentation
@@ -100,6 +113,7 @@ std::unique_ptr<SavedOperand> SamplingStrategy::save(const Tensor& input, int64_
 }
 
 std::map<std::string, Tensor> SamplingStrategy::state_dict() const {
+  if (step_.defined()) join_side_work(step_.device());  // the side stream advances the step
   std::map<std::string, Tensor> state{
       {"step", step_.defined() ? step_.to(Device::cpu()).clone() : from_vector<int64_t>({0}, {1})}};
   if (proxy_.defined()) state["proxy"] = proxy_;

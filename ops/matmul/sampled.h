@@ -4,7 +4,8 @@
 // X [batch, K, D] is reduced to k sampled rows per item (plus i32 indices and f32 weights);
 // in backward Gᵀ·X is estimated from them with one GEMM over k instead of K. The sampling
 // probabilities use ||x_i|| times a per-position EMA of ||g_i|| from earlier backward passes.
-// Everything runs on the tensors' device with no host synchronisation.
+// Everything runs on the tensors' device with no host synchronisation; on CUDA the forward part
+// (scores, selection, gather) runs on the side stream (core/side_work.h), off the critical path.
 #pragma once
 
 #include "ops/matmul/exact.h"
@@ -18,6 +19,11 @@ SamplingVariant sampling_variant(StrategyKind kind);
 
 // The budget of WTACRS.md §2: k = min(max(floor(ratio * K), k_min), K).
 int64_t sample_budget(int64_t rows, double ratio, int64_t k_min);
+
+// Whether sampled nodes select their rows on the CUDA side stream (default on); off, they run
+// on the current stream like every other op. Process-wide; the results are the same bits.
+void set_cuda_sampler_side_stream(bool on);
+bool cuda_sampler_side_stream();
 
 class SamplingStrategy final : public BackwardStrategy {
  public:

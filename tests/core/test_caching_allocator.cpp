@@ -292,3 +292,37 @@ TEST_CASE("private pools: allocations inside come from the pool's own segments, 
   alloc->deallocate(other);
   CHECK(alloc->stats().allocated_bytes[kAll].current == 0);
 }
+
+TEST_CASE("streams: a freed block is handed out again only for its own stream, inside a private pool too") {
+  auto alloc = fresh_allocator();
+  constexpr uintptr_t kCurrent = 0, kSide = 0x1000;  // stream keys (never dereferenced)
+  void* current_block = alloc->allocate(4 * KiB, kCurrent);
+  alloc->deallocate(current_block);
+  void* side_block = alloc->allocate(4 * KiB, kSide);
+  CHECK(side_block != current_block);  // the side stream takes a segment of its own
+  CHECK(alloc->stats().segment[kAll].current == 2);
+  alloc->deallocate(side_block);
+  void* current_again = alloc->allocate(4 * KiB);  // the backing's current stream: 0 here
+  void* side_again = alloc->allocate(4 * KiB, kSide);
+  CHECK(current_again == current_block);
+  CHECK(side_again == side_block);
+  alloc->deallocate(current_again);
+  alloc->deallocate(side_again);
+  // A captured graph's branches: the pool keeps its streams apart as well.
+  const uint64_t pool = alloc->create_private_pool();
+  alloc->begin_private_pool(pool);
+  void* pool_current = alloc->allocate(4 * KiB, kCurrent);
+  alloc->deallocate(pool_current);
+  void* pool_side = alloc->allocate(4 * KiB, kSide);
+  CHECK(pool_side != pool_current);
+  CHECK(alloc->stats().private_pool_reserved_bytes.current == 2 * 2 * MiB);
+  alloc->deallocate(pool_side);
+  CHECK(alloc->allocate(4 * KiB, kSide) == pool_side);
+  CHECK(alloc->allocate(4 * KiB, kCurrent) == pool_current);
+  alloc->end_private_pool();
+  alloc->deallocate(pool_side);
+  alloc->deallocate(pool_current);
+  alloc->release_private_pool(pool);
+  CHECK(alloc->stats().private_pool_reserved_bytes.current == 0);
+  CHECK(alloc->stats().allocated_bytes[kAll].current == 0);
+}

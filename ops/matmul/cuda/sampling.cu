@@ -1,11 +1,16 @@
 // CUDA kernels of the sampling family: the row sampler (WTA-CRS, CRS, top-k, WTA-WOR). A sort orders every item's rows
 // by descending score, then one block per item computes the probabilities, the tail sums and
 // the winner rule, draws by inverse CDF, merges duplicates and writes the slots. Items of up to
-// 4,352 rows do all of it in one launch, sorted by a block radix sort into shared memory; longer
-// ones are sorted by CUB's device-wide (one item) or segmented (several) radix sort and staged
-// into shared memory for the selection when they fit (global scratch beyond). No host synchronisation: sizes are known on the host, decisions are made on
-// the device. The double-precision sums follow the chunked order of ops/matmul/
-// sampling_kernels.h (thread t owns chunk t), which ops/cpu/sampling.cpp mirrors.
+// 13,312 rows (a ViT-B/16 linear's 64 x 197 rows) do all of it in one launch: a block radix sort
+// (256 threads for short items, 1,024 for long ones) into shared memory, then the selection from
+// there. Longer items are sorted by CUB's device-wide (one item) or segmented (several) radix
+// sort and staged into shared memory for the selection when they fit (global scratch beyond).
+// The sorted row numbers live in global scratch: the selection reads them only for the k slots
+// it writes, so shared memory holds 16 bytes per row (tail sum, score, draw count). No host
+// synchronisation: sizes are known on the host, decisions are made on the device. The
+// double-precision sums follow the chunked order of ops/matmul/sampling_kernels.h (thread t <
+// kSampleChunks owns chunk t), which ops/cpu/sampling.cpp mirrors; the other passes spread over
+// all the block's threads.
 #include <cub/block/block_radix_sort.cuh>
 #include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
@@ -14,8 +19,8 @@
 #include <thrust/iterator/counting_iterator.h>
 #include <thrust/iterator/transform_iterator.h>
 
+#include <map>
 #include <mutex>
-#include <set>
 #include <utility>
 
 #include "core/cuda/cuda_check.h"
@@ -28,7 +33,8 @@ namespace tg::cuda {
 namespace {
 
 using sampling::chunk_begin;
-constexpr int kThreads = sampling::kSampleChunks;  // thread t sums chunk t
+constexpr int kChunks = sampling::kSampleChunks;  // thread t < kChunks sums chunk t
+constexpr int kWideThreads = 1024;                // the block of the long items' one-launch path
 
 __global__ void row_iota_kernel(int32_t* rows, int64_t K, int64_t n) {
   TG_GRID_STRIDE_LOOP(i, n) rows[i] = static_cast<int32_t>(i % K);
@@ -58,7 +64,8 @@ struct Smaller {
 
 // One item's rows sorted by descending score, with the selection's scratch: in shared memory
 // when the item fits (every pass, and above all the draws' bisections, then stays on chip),
-// else in global memory.
+// else in global memory. The row numbers stay in global memory: they are read only for the
+// slots written.
 struct ItemArrays {
   const float* score;
   const int32_t* rows;
@@ -66,19 +73,18 @@ struct ItemArrays {
   int32_t* count;  // how often position r was drawn
 };
 
-// An item staged in shared memory: tail (f64) first for alignment, then score, rows, count.
+// An item staged in shared memory: tail (f64) first for alignment, then score and count.
 __host__ __device__ constexpr size_t staged_bytes(int64_t K) {
-  return static_cast<size_t>(K) * (sizeof(double) + sizeof(float) + 2 * sizeof(int32_t));
+  return static_cast<size_t>(K) * (sizeof(double) + sizeof(float) + sizeof(int32_t));
 }
 struct StagedItem {
   double* tail;
   float* score;
-  int32_t* rows;
   int32_t* count;
   __device__ StagedItem(unsigned char* smem, int64_t K)
       : tail(reinterpret_cast<double*>(smem)), score(reinterpret_cast<float*>(tail + K)),
-        rows(reinterpret_cast<int32_t*>(score + K)), count(rows + K) {}
-  __device__ ItemArrays arrays() const { return {score, rows, tail, count}; }
+        count(reinterpret_cast<int32_t*>(score + K)) {}
+  __device__ ItemArrays arrays(const int32_t* rows) const { return {score, rows, tail, count}; }
 };
 
 // Chunk sums combined in chunk order by one thread (the order the CPU mirrors). Chunks past
@@ -90,20 +96,31 @@ __device__ double ordered_sum(const double* partial, int used) {
   return total;
 }
 
-// The selection of item b (one block of kThreads): probabilities, tail sums, the winner rule,
-// the draws by inverse CDF, merging duplicates and writing the k slots.
+// [begin, end) of thread t's share when `n` positions are split into kBlockThreads ranges.
+template <int kBlockThreads>
+__device__ int64_t share_begin(int64_t n, int64_t t) {
+  const int64_t length = (n + kBlockThreads - 1) / kBlockThreads;
+  return t * length < n ? t * length : n;
+}
+
+// The selection of item b (one block of kBlockThreads >= kSampleChunks threads): probabilities,
+// tail sums, the winner rule, the draws by inverse CDF, merging duplicates and writing the k
+// slots. The sums run over the kSampleChunks chunks of the CPU's order (threads t < kChunks);
+// everything else is spread over all threads.
+template <int kBlockThreads>
 __device__ void select_item(int32_t* slot_index, float* slot_weight, const ItemArrays& a, int64_t K,
                             const SamplingConfig& config, uint64_t seed, sampling::DrawStream stream, int64_t b) {
+  static_assert(kBlockThreads >= kChunks && kBlockThreads % kChunks == 0);
   const uint64_t subsequence = stream.subsequence();
-  using BlockReduce = cub::BlockReduce<Candidate, kThreads>;
-  using BlockMin = cub::BlockReduce<long long, kThreads>;
-  using BlockScan = cub::BlockScan<int, kThreads>;
+  using BlockReduce = cub::BlockReduce<Candidate, kBlockThreads>;
+  using BlockMin = cub::BlockReduce<long long, kBlockThreads>;
+  using BlockScan = cub::BlockScan<int, kBlockThreads>;
   __shared__ union {
     typename BlockReduce::TempStorage reduce;
     typename BlockMin::TempStorage min;
     typename BlockScan::TempStorage scan;
   } temp;
-  __shared__ double partial[kThreads + 1];  // chunk sums, then carries into each chunk
+  __shared__ double partial[kChunks + 1];  // chunk sums, then carries into each chunk
   __shared__ double total_score;
   __shared__ int64_t shared_winners;
   __shared__ int32_t first_row;
@@ -113,14 +130,15 @@ __device__ void select_item(int32_t* slot_index, float* slot_weight, const ItemA
   const int32_t* rows = a.rows;
   double* tail = a.tail;
   int32_t* count = a.count;
-  const int64_t lo = chunk_begin(K, t), hi = chunk_begin(K, t + 1);
-  const int64_t chunk_length = (K + kThreads - 1) / kThreads;
+  const bool sums = t < kChunks;  // this thread owns chunk t of the ordered sums
+  const int64_t lo = sums ? chunk_begin(K, t) : K, hi = sums ? chunk_begin(K, t + 1) : K;
+  const int64_t chunk_length = (K + kChunks - 1) / kChunks;
   const int used_chunks = static_cast<int>((K + chunk_length - 1) / chunk_length);
 
   // Σ s: each chunk forwards, then the chunk sums in order.
   double chunk = 0;
   for (int64_t r = lo; r < hi; ++r) chunk += static_cast<double>(score[r]);
-  partial[t] = chunk;
+  if (sums) partial[t] = chunk;
   __syncthreads();
   if (t == 0) total_score = ordered_sum(partial, used_chunks);
   __syncthreads();
@@ -130,23 +148,25 @@ __device__ void select_item(int32_t* slot_index, float* slot_weight, const ItemA
   // Tail sums: chunk sums backwards, carries from the last chunk, then each chunk from its carry.
   chunk = 0;
   for (int64_t r = hi - 1; r >= lo; --r) chunk += prob(score[r]);
-  partial[t] = chunk;  // thread 0 finished reading the score sums before the barrier above
+  if (sums) partial[t] = chunk;  // thread 0 finished reading the score sums before the barrier above
   __syncthreads();
   if (t == 0) {
     double carry = 0;
-    partial[kThreads] = 0;
+    partial[kChunks] = 0;
     for (int c = used_chunks - 1; c >= 0; --c) {  // partial[c] of an empty chunk stays 0
       carry += partial[c];
       partial[c] = carry;
     }
   }
   __syncthreads();
-  double running = partial[t + 1];
-  for (int64_t r = hi - 1; r >= lo; --r) {
-    running += prob(score[r]);
-    tail[r] = running;
+  if (sums) {
+    double running = partial[t + 1];
+    for (int64_t r = hi - 1; r >= lo; --r) {
+      running += prob(score[r]);
+      tail[r] = running;
+    }
   }
-  for (int64_t r = lo; r < hi; ++r) count[r] = 0;
+  for (int64_t r = t; r < K; r += kBlockThreads) count[r] = 0;
   __syncthreads();
 
   const bool systematic = config.variant == SamplingVariant::wta_wor;
@@ -154,7 +174,7 @@ __device__ void select_item(int32_t* slot_index, float* slot_weight, const ItemA
     // Take-all rows: the prefix of positions r < k that take_all accepts, ended by the first
     // position that fails (the smallest failing position over the block).
     long long first_failing = k;
-    for (int64_t r = t; r < k; r += kThreads)
+    for (int64_t r = t; r < k; r += kBlockThreads)
       if (!sampling::takes_all(tail, prob(score[r]), k, r)) {
         first_failing = r;
         break;
@@ -164,7 +184,7 @@ __device__ void select_item(int32_t* slot_index, float* slot_weight, const ItemA
   } else {
     // Winner rule: the first minimum of tail[c] / (k - c) over 1 <= c < k.
     Candidate best{INFINITY, 0};
-    for (int64_t c = 1 + t; c < k; c += kThreads) {
+    for (int64_t c = 1 + t; c < k; c += kBlockThreads) {
       const double ratio = sampling::winner_ratio(tail, k, c);
       if (ratio < best.ratio) best = {ratio, c};
     }
@@ -178,26 +198,29 @@ __device__ void select_item(int32_t* slot_index, float* slot_weight, const ItemA
 
   // Draws (i.i.d. or systematic, inverse CDF over the non-winners) counted per position;
   // winners' slots.
-  for (int64_t j = t; j < draws; j += kThreads) {
+  for (int64_t j = t; j < draws; j += kBlockThreads) {
     const double target = systematic ? sampling::systematic_target(start, j, draws, rest)
                                      : sampling::draw_uniform(seed, subsequence, b, k, j) * rest;
     atomicAdd(&count[sampling::find_draw(tail, winners, K, target)], 1);
   }
-  for (int64_t r = t; r < winners; r += kThreads) {
+  for (int64_t r = t; r < winners; r += kBlockThreads) {
     slot_index[r] = rows[r];
     slot_weight[r] = 1.0f;
   }
   if (t == 0 && winners > 0) first_row = rows[0];
   __syncthreads();
 
-  // Merge duplicates: the drawn positions in ascending order, one slot each.
-  const int64_t from = lo > winners ? lo : winners;
+  // Merge duplicates: the drawn positions in ascending order, one slot each (each thread takes
+  // a contiguous share of the positions past the winners).
+  const int64_t drawn = K - winners;
+  const int64_t from = winners + share_begin<kBlockThreads>(drawn, t);
+  const int64_t to = winners + share_begin<kBlockThreads>(drawn, t + 1);
   int distinct = 0;
-  for (int64_t r = from; r < hi; ++r) distinct += count[r] > 0;
+  for (int64_t r = from; r < to; ++r) distinct += count[r] > 0;
   int offset = 0, total_distinct = 0;
   BlockScan(temp.scan).ExclusiveSum(distinct, offset, total_distinct);
   int64_t slot = winners + offset;
-  for (int64_t r = from; r < hi; ++r) {
+  for (int64_t r = from; r < to; ++r) {
     const int32_t m = count[r];
     if (m == 0) continue;
     slot_index[slot] = rows[r];
@@ -206,22 +229,23 @@ __device__ void select_item(int32_t* slot_index, float* slot_weight, const ItemA
     ++slot;
   }
   __syncthreads();
-  for (int64_t pad = winners + total_distinct + t; pad < k; pad += kThreads) {
+  for (int64_t pad = winners + total_distinct + t; pad < k; pad += kBlockThreads) {
     slot_index[pad] = first_row;
     slot_weight[pad] = 0.0f;
   }
 }
 
-// Items of up to kThreads * kItems rows: one block sorts the item (descending score, stable:
-// rows ascending among equal scores, like the device sorts below; padding keys are -inf and
-// sort last) into shared memory and selects from there — one launch, nothing in global memory
-// but the scores read and the slots written. Attention's items (65 or 197 rows) and a ViT-Small
-// linear's 4,160 rows at batch 64 take this path.
-template <int kItems>
-__global__ void __launch_bounds__(kThreads)
-    sort_select_kernel(int32_t* indices, float* weights, const float* scores, int64_t K, SamplingConfig config,
-                       uint64_t seed, sampling::DrawStream stream) {
-  using Sort = cub::BlockRadixSort<float, kThreads, kItems, int32_t>;
+// Items of up to kBlockThreads * kItems rows: one block sorts the item (descending score,
+// stable: rows ascending among equal scores, like the device sorts below; padding keys are -inf
+// and sort last), keeps the sorted scores in shared memory and the sorted rows in
+// `sorted_rows`, and selects — one launch. Attention's items (65 or 197 rows) take 256 threads;
+// the linears' items (4,160 rows for ViT-S/4 at batch 64, 8,320 at 128, 12,608 for ViT-B/16 at
+// 64) take 1,024.
+template <int kBlockThreads, int kItems>
+__global__ void __launch_bounds__(kBlockThreads)
+    sort_select_kernel(int32_t* indices, float* weights, int32_t* sorted_rows, const float* scores, int64_t K,
+                       SamplingConfig config, uint64_t seed, sampling::DrawStream stream) {
+  using Sort = cub::BlockRadixSort<float, kBlockThreads, kItems, int32_t>;
   extern __shared__ __align__(16) unsigned char smem[];  // the sort's storage, then the item's arrays
   const int64_t b = blockIdx.x;
   float keys[kItems];
@@ -234,21 +258,23 @@ __global__ void __launch_bounds__(kThreads)
   Sort(*reinterpret_cast<typename Sort::TempStorage*>(smem)).SortDescending(keys, rows);
   __syncthreads();  // the item's arrays reuse the sort's storage
   const StagedItem item(smem, K);
+  int32_t* item_rows = sorted_rows + b * K;
   for (int i = 0; i < kItems; ++i) {
     const int64_t r = static_cast<int64_t>(threadIdx.x) * kItems + i;
     if (r < K) {
       item.score[r] = keys[i];
-      item.rows[r] = rows[i];
+      item_rows[r] = rows[i];
     }
   }
-  __syncthreads();
-  select_item(indices + b * config.k, weights + b * config.k, item.arrays(), K, config, seed, stream, b);
+  __syncthreads();  // also orders the rows' global writes before the selection reads them
+  select_item<kBlockThreads>(indices + b * config.k, weights + b * config.k, item.arrays(item_rows), K, config, seed,
+                             stream, b);
 }
 
-// Items sorted by a device-wide sort: one block per item, its rows copied into shared memory
-// first when they fit (kStaged), else selected in place with global scratch.
+// Items sorted by a device-wide sort: one block per item, its scores copied into shared memory
+// with room for the scratch when they fit (kStaged), else selected in place with global scratch.
 template <bool kStaged>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kChunks)
     select_kernel(int32_t* indices, float* weights, const float* sorted_scores, const int32_t* sorted_rows,
                   double* tails, int32_t* counts, int64_t K, SamplingConfig config, uint64_t seed,
                   sampling::DrawStream stream) {
@@ -257,46 +283,53 @@ __global__ void __launch_bounds__(kThreads)
   ItemArrays a{sorted_scores + b * K, sorted_rows + b * K, tails + b * K, counts + b * K};
   if constexpr (kStaged) {
     const StagedItem item(smem, K);
-    for (int64_t r = threadIdx.x; r < K; r += kThreads) {
-      item.score[r] = a.score[r];
-      item.rows[r] = a.rows[r];
-    }
-    a = item.arrays();
+    for (int64_t r = threadIdx.x; r < K; r += kChunks) item.score[r] = a.score[r];
+    a = item.arrays(a.rows);
     __syncthreads();
   }
-  select_item(indices + b * config.k, weights + b * config.k, a, K, config, seed, stream, b);
+  select_item<kChunks>(indices + b * config.k, weights + b * config.k, a, K, config, seed, stream, b);
 }
 
-// The largest item staged in shared memory (200 KiB of the H100/H200's 227 KiB per block).
-constexpr size_t kMaxStagedBytes = 200 * 1024;
-constexpr int64_t kMaxStagedRows = kMaxStagedBytes / staged_bytes(1);
-
-// Dynamic shared memory beyond the default 48 KiB must be allowed per kernel and device: done
-// once, for the most any launch here asks (the attribute is a limit, not a reservation).
+// The dynamic shared memory `kernel` may use on the current device: the device's opt-in limit per
+// block less the kernel's static shared memory. The first query per kernel and device also
+// raises the kernel's limit to it (beyond the default 48 KiB it must be allowed explicitly; the
+// attribute is a limit, not a reservation).
 template <class Kernel>
-void allow_shared_bytes(Kernel kernel, size_t bytes) {
-  if (bytes <= 48 * 1024) return;
-  TG_INTERNAL_ASSERT(bytes <= kMaxStagedBytes, "a sampler launch asks for more shared memory than allowed");
+size_t dynamic_shared_limit(Kernel kernel) {
   int device = 0;
   TG_CUDA_CHECK(cudaGetDevice(&device));
   static std::mutex mutex;
-  static std::set<std::pair<const void*, int>> allowed;
+  static std::map<std::pair<const void*, int>, size_t> limits;
   std::lock_guard lock(mutex);
-  if (allowed.insert({reinterpret_cast<const void*>(kernel), device}).second)
-    TG_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       static_cast<int>(kMaxStagedBytes)));
+  const auto key = std::make_pair(reinterpret_cast<const void*>(kernel), device);
+  if (const auto found = limits.find(key); found != limits.end()) return found->second;
+  int optin = 0;
+  TG_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  cudaFuncAttributes attributes{};
+  TG_CUDA_CHECK(cudaFuncGetAttributes(&attributes, kernel));
+  const size_t limit = static_cast<size_t>(optin) - attributes.sharedSizeBytes;
+  TG_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(limit)));
+  limits.emplace(key, limit);
+  return limit;
 }
 
-template <int kItems>
-void launch_sort_select(const Tensor& indices, const Tensor& weights, const Tensor& scores, const SamplingConfig& config,
-                        uint64_t seed, sampling::DrawStream draws) {
+// One launch for items of up to kBlockThreads * kItems rows; false (nothing launched) when the
+// item's staged arrays do not fit the device's shared memory.
+template <int kBlockThreads, int kItems>
+bool try_sort_select(const Tensor& indices, const Tensor& weights, const Tensor& scores, const SamplingConfig& config,
+                     uint64_t seed, sampling::DrawStream draws) {
   const int64_t batch = scores.size(0), K = scores.size(1);
-  const size_t bytes = std::max(sizeof(typename cub::BlockRadixSort<float, kThreads, kItems, int32_t>::TempStorage),
-                                staged_bytes(K));
-  allow_shared_bytes(sort_select_kernel<kItems>, bytes);
-  sort_select_kernel<kItems><<<static_cast<unsigned>(batch), kThreads, bytes, current_stream()>>>(
-      indices.data<int32_t>(), weights.data<float>(), scores.data<float>(), K, config, seed, draws);
+  TG_INTERNAL_ASSERT(K <= int64_t{kBlockThreads} * kItems, "sampler item longer than the block sort holds");
+  const auto kernel = sort_select_kernel<kBlockThreads, kItems>;
+  const size_t bytes =
+      std::max(sizeof(typename cub::BlockRadixSort<float, kBlockThreads, kItems, int32_t>::TempStorage), staged_bytes(K));
+  if (bytes > dynamic_shared_limit(kernel)) return false;
+  const Tensor sorted_rows = empty({batch * K}, DType::i32, scores.device());
+  kernel<<<static_cast<unsigned>(batch), kBlockThreads, bytes, current_stream()>>>(
+      indices.data<int32_t>(), weights.data<float>(), sorted_rows.data<int32_t>(), scores.data<float>(), K, config, seed,
+      draws);
   TG_CUDA_CHECK_LAUNCH();
+  return true;
 }
 
 __global__ void advance_counter_kernel(int64_t* counter) { ++*counter; }
@@ -309,9 +342,15 @@ void sample_rows(const Tensor& indices, const Tensor& weights, const Tensor& sco
   DeviceGuard guard(device.index);
   const cudaStream_t stream = current_stream();
   const int batch = static_cast<int>(scores.size(0)), K = static_cast<int>(scores.size(1));
-  if (K <= kThreads) return launch_sort_select<1>(indices, weights, scores, config, seed, draws);
-  if (K <= kThreads * 4) return launch_sort_select<4>(indices, weights, scores, config, seed, draws);
-  if (K <= kThreads * 17) return launch_sort_select<17>(indices, weights, scores, config, seed, draws);
+  // One launch when a block sort holds the item and its arrays fit in shared memory.
+  if (K <= kChunks) return (void)try_sort_select<kChunks, 1>(indices, weights, scores, config, seed, draws);
+  if (K <= kChunks * 4) return (void)try_sort_select<kChunks, 4>(indices, weights, scores, config, seed, draws);
+  const bool one_launch = K <= kWideThreads * 4 ? try_sort_select<kWideThreads, 4>(indices, weights, scores, config, seed, draws)
+                          : K <= kWideThreads * 8
+                              ? try_sort_select<kWideThreads, 8>(indices, weights, scores, config, seed, draws)
+                              : K <= kWideThreads * 13 &&
+                                    try_sort_select<kWideThreads, 13>(indices, weights, scores, config, seed, draws);
+  if (one_launch) return;
 
   const int n = batch * K;  // sample_rows checked that it fits
   const Tensor sorted_rows = empty({n}, DType::i32, device), sorted_scores = empty({n}, DType::f32, device);
@@ -343,18 +382,17 @@ void sample_rows(const Tensor& indices, const Tensor& weights, const Tensor& sco
         sorted_rows.data<int32_t>(), n, batch, starts, starts + 1, 0, 32, stream));
   }
 
-  if (K <= kMaxStagedRows) {
-    const size_t bytes = staged_bytes(K);
-    allow_shared_bytes(select_kernel<true>, bytes);
-    select_kernel<true><<<batch, kThreads, bytes, stream>>>(indices.data<int32_t>(), weights.data<float>(),
+  const size_t staged = staged_bytes(K);
+  if (staged <= dynamic_shared_limit(select_kernel<true>)) {
+    select_kernel<true><<<batch, kChunks, staged, stream>>>(indices.data<int32_t>(), weights.data<float>(),
                                                             sorted_scores.data<float>(), sorted_rows.data<int32_t>(),
                                                             nullptr, nullptr, K, config, seed, draws);
   } else {
     const Tensor tails = empty({n}, DType::f64, device), counts = empty({n}, DType::i32, device);
-    select_kernel<false><<<batch, kThreads, 0, stream>>>(indices.data<int32_t>(), weights.data<float>(),
-                                                         sorted_scores.data<float>(), sorted_rows.data<int32_t>(),
-                                                         tails.data<double>(), counts.data<int32_t>(), K, config, seed,
-                                                         draws);
+    select_kernel<false><<<batch, kChunks, 0, stream>>>(indices.data<int32_t>(), weights.data<float>(),
+                                                        sorted_scores.data<float>(), sorted_rows.data<int32_t>(),
+                                                        tails.data<double>(), counts.data<int32_t>(), K, config, seed,
+                                                        draws);
   }
   TG_CUDA_CHECK_LAUNCH();
 }

@@ -1,11 +1,13 @@
 // CUDA kernels of the sampling family that work on rows of an operand: row norms (one warp per
-// row), the row gathers of the sampled matmul nodes (one warp per slot), and the
-// gradient-norm proxy's moving average (one block per position, fixed-order reduction).
+// row) and the row gathers of the sampled matmul nodes (one warp per slot), both with 16-byte
+// vectors where the rows allow them, and the gradient-norm proxy's moving average (one block per
+// position, fixed-order reduction).
 #include <cub/block/block_reduce.cuh>
 
 #include "core/cuda/cuda_check.h"
 #include "core/cuda/device_guard.h"
 #include "core/cuda/launch.h"
+#include "core/cuda/vector_map.cuh"
 #include "core/strided.h"
 #include "ops/matmul/sampling_kernels.h"
 
@@ -15,21 +17,37 @@ namespace {
 
 constexpr int kWarp = 32;
 
-// One warp per row; times scale[row % positions] when a scale is given.
+// Rows move in 16-byte vectors of W elements when every row starts 16-byte aligned (W = 1
+// otherwise): a warp then reads 512 contiguous bytes per load, and the loads of a row are
+// independent of the stores (the operands do not alias), so they pipeline.
 template <class T>
-__global__ void row_norms_kernel(float* out, const T* x, int64_t rows, int64_t length, const float* scale,
-                                 int64_t positions) {
+constexpr int kRowVector = static_cast<int>(16 / sizeof(T));
+
+template <class T>
+bool rows_vectorizable(int64_t length, std::initializer_list<const void*> pointers) {
+  return length % kRowVector<T> == 0 && vector_map_applies(pointers);
+}
+
+// One warp per row; times scale[row % positions] when a scale is given.
+template <class T, int W>
+__global__ void row_norms_kernel(float* __restrict__ out, const T* __restrict__ x, int64_t rows, int64_t length,
+                                 const float* __restrict__ scale, int64_t positions) {
   using acc = acc_t<T>;
   const int lane = threadIdx.x % kWarp;
   const int64_t warps = static_cast<int64_t>(gridDim.x) * (blockDim.x / kWarp);
+  const int64_t vectors = length / W;
   // `row` is the same for all lanes of a warp, so whole warps take the loop together.
   for (int64_t row = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) / kWarp; row < rows;
        row += warps) {
-    const T* values = x + row * length;
+    const auto* values = reinterpret_cast<const Vector<W, T>*>(x + row * length);
     acc squares = 0;
-    for (int64_t i = lane; i < length; i += kWarp) {
-      const acc v = convert<acc>(values[i]);
-      squares += v * v;
+    for (int64_t i = lane; i < vectors; i += kWarp) {
+      const Vector<W, T> v = values[i];
+#pragma unroll
+      for (int j = 0; j < W; ++j) {
+        const acc e = convert<acc>(v.v[j]);
+        squares += e * e;
+      }
     }
     for (int offset = kWarp / 2; offset > 0; offset /= 2) squares += __shfl_down_sync(0xffffffffu, squares, offset);
     if (lane == 0) {
@@ -48,18 +66,38 @@ unsigned gather_grid(int64_t slots) {
 }
 
 // out[slot, :] = weight(slot) * x[b * K + indices[slot], :] for the slots of [batch, k].
-template <class T, class Weight>
+template <class T, int W, class Weight>
 __global__ void __launch_bounds__(kGatherThreads)
-    gather_kernel(T* out, const T* x, const int32_t* indices, Weight weight, int64_t K, int64_t k, int64_t D,
-                  int64_t slots) {
+    gather_kernel(T* __restrict__ out, const T* __restrict__ x, const int32_t* __restrict__ indices, Weight weight,
+                  int64_t K, int64_t k, int64_t D, int64_t slots) {
   const int lane = threadIdx.x % kWarp;
+  const int64_t vectors = D / W;
   for (int64_t slot = blockIdx.x * static_cast<int64_t>(kSlotsPerBlock) + threadIdx.x / kWarp; slot < slots;
        slot += static_cast<int64_t>(gridDim.x) * kSlotsPerBlock) {
-    const T* src = x + (slot / k * K + indices[slot]) * D;
-    T* dst = out + slot * D;
+    const auto* src = reinterpret_cast<const Vector<W, T>*>(x + (slot / k * K + indices[slot]) * D);
+    auto* dst = reinterpret_cast<Vector<W, T>*>(out + slot * D);
     const auto w = weight(slot);
-    for (int64_t d = lane; d < D; d += kWarp) dst[d] = w(src[d]);
+    for (int64_t i = lane; i < vectors; i += kWarp) {
+      Vector<W, T> v = src[i];
+#pragma unroll
+      for (int j = 0; j < W; ++j) v.v[j] = w(v.v[j]);
+      dst[i] = v;
+    }
   }
+}
+
+// Launches gather_kernel with 16-byte vectors when out, x and the row length allow it.
+template <class T, class Weight>
+void launch_gather(T* out, const T* x, const Tensor& indices, Weight weight, int64_t K, int64_t D) {
+  const int64_t slots = indices.numel(), k = indices.size(1);
+  const unsigned grid = gather_grid(slots);
+  if (rows_vectorizable<T>(D, {out, x}))
+    gather_kernel<T, kRowVector<T>><<<grid, kGatherThreads, 0, current_stream()>>>(out, x, indices.data<int32_t>(),
+                                                                                   weight, K, k, D, slots);
+  else
+    gather_kernel<T, 1><<<grid, kGatherThreads, 0, current_stream()>>>(out, x, indices.data<int32_t>(), weight, K, k,
+                                                                       D, slots);
+  TG_CUDA_CHECK_LAUNCH();
 }
 
 // Copies the row as it is.
@@ -102,8 +140,14 @@ __global__ void __launch_bounds__(kEmaThreads)
 void launch_row_norms(float* out, const Tensor& x, int64_t rows, int64_t length, const float* scale = nullptr,
                       int64_t positions = 1) {
   TG_DISPATCH_FLOATING(x.dtype(), "row_norms", [&] {
-    row_norms_kernel<<<grid_for(rows * kWarp), kBlockSize, 0, current_stream()>>>(
-        out, static_cast<const scalar_t*>(x.raw_data()), rows, length, scale, positions);
+    const auto* values = static_cast<const scalar_t*>(x.raw_data());
+    const unsigned grid = grid_for(rows * kWarp);
+    if (rows_vectorizable<scalar_t>(length, {values}))
+      row_norms_kernel<scalar_t, kRowVector<scalar_t>><<<grid, kBlockSize, 0, current_stream()>>>(
+          out, values, rows, length, scale, positions);
+    else
+      row_norms_kernel<scalar_t, 1><<<grid, kBlockSize, 0, current_stream()>>>(out, values, rows, length, scale,
+                                                                               positions);
     TG_CUDA_CHECK_LAUNCH();
   });
 }
@@ -119,23 +163,17 @@ void row_norms(const Tensor& out, const Tensor& x, const Tensor& position_scale)
 
 void gather_rows(const Tensor& out, const Tensor& x, const Tensor& indices) {
   DeviceGuard guard(x.device().index);
-  const int64_t slots = indices.numel();
   TG_DISPATCH_FLOATING(x.dtype(), "gather_rows", [&] {
-    gather_kernel<<<gather_grid(slots), kGatherThreads, 0, current_stream()>>>(
-        static_cast<scalar_t*>(out.raw_data()), static_cast<const scalar_t*>(x.raw_data()), indices.data<int32_t>(),
-        Unweighted{}, x.size(1), indices.size(1), x.size(2), slots);
-    TG_CUDA_CHECK_LAUNCH();
+    launch_gather(static_cast<scalar_t*>(out.raw_data()), static_cast<const scalar_t*>(x.raw_data()), indices,
+                  Unweighted{}, x.size(1), x.size(2));
   });
 }
 
 void gather_scaled_rows(const Tensor& out, const Tensor& g, const Tensor& indices, const Tensor& weights) {
   DeviceGuard guard(g.device().index);
-  const int64_t slots = indices.numel();
   TG_DISPATCH_FLOATING(g.dtype(), "gather_scaled_rows", [&] {
-    gather_kernel<<<gather_grid(slots), kGatherThreads, 0, current_stream()>>>(
-        static_cast<scalar_t*>(out.raw_data()), static_cast<const scalar_t*>(g.raw_data()), indices.data<int32_t>(),
-        ByWeight<scalar_t>{weights.data<float>()}, g.size(1), indices.size(1), g.size(2), slots);
-    TG_CUDA_CHECK_LAUNCH();
+    launch_gather(static_cast<scalar_t*>(out.raw_data()), static_cast<const scalar_t*>(g.raw_data()), indices,
+                  ByWeight<scalar_t>{weights.data<float>()}, g.size(1), g.size(2));
   });
 }
 

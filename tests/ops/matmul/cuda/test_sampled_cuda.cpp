@@ -1,7 +1,8 @@
 // Sampled strategies on CUDA: the same sample as on the CPU for the same seed (so the same
 // estimate up to GEMM rounding), unbiasedness on the device (the mean over seeds of a linear's
 // dW and of both attention operand gradients, on heavy-tailed rows with winners, within a
-// z-bound of the exact gradient), and the proxy update.
+// z-bound of the exact gradient), the proxy update, and the side stream's results equal to the
+// current stream's.
 #include <doctest/doctest.h>
 
 #include "autograd/engine.h"
@@ -119,5 +120,36 @@ TEST_CASE("sampled strategies are unbiased on the device: mean over seeds of dW 
       return attention_grads(for_a.get(), for_b.get());
     });
     CHECK(test::max_z(att, exact_att, trials) < 4.5);
+  }
+}
+
+TEST_CASE("the sampler on the side stream gives the current stream's bits: weight gradients and the proxy over steps") {
+  // A ViT-B-like linear item (one item of 12,608 rows: the one-launch 1,024-thread path) and a
+  // ViT-S-like one; three steps each, so that the proxy and the step counter carry over.
+  struct Case {
+    int64_t batch, tokens, in, out;
+  };
+  for (const Case c : {Case{64, 197, 48, 24}, Case{128, 65, 40, 16}}) {
+    CAPTURE(c.batch);
+    std::vector<std::vector<float>> gradients, proxies;
+    for (const bool side : {false, true}) {
+      set_cuda_sampler_side_stream(side);
+      StrategyConfig config = sampled("wta-crs", 0.3, 11);
+      config.proxy = ProxyKind::position_ema;
+      SamplingStrategy strategy(config, 7);
+      Tensor w = test::random_tensor({c.out, c.in}, 30).to(kCuda);
+      w.set_requires_grad(true);
+      for (uint64_t step = 0; step < 3; ++step) {
+        const Tensor x = test::random_tensor({c.batch, c.tokens, c.in}, 40 + step).to(kCuda);
+        const Tensor g = test::random_tensor({c.batch, c.tokens, c.out}, 50 + step).to(kCuda);
+        backward(linear(x, w, Tensor(), &strategy), g);
+      }
+      gradients.push_back(w.grad().to(Device::cpu()).to_vector<float>());
+      proxies.push_back(strategy.proxy().to(Device::cpu()).to_vector<float>());
+      CHECK(strategy.state_dict().at("step").to_vector<int64_t>() == std::vector<int64_t>{3});
+    }
+    set_cuda_sampler_side_stream(true);
+    CHECK(gradients[1] == gradients[0]);
+    CHECK(proxies[1] == proxies[0]);
   }
 }

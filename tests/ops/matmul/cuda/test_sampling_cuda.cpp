@@ -61,13 +61,15 @@ TEST_CASE("sample_rows: CUDA indices and weights equal the CPU's") {
   struct Case {
     int64_t batch, K, k;
   };
-  // Every path of the CUDA sampler: one launch with the item sorted in shared memory (up to 256,
-  // 1,024 and 4,352 rows: attention per batch·head, a ViT-Small linear at batch 64), a device
-  // sort then a selection staged in shared memory (one item or several), and a selection from
-  // global memory (a ViT-B linear: 64 images x 197 tokens, rho = 0.3); odd sizes.
+  // Every path of the CUDA sampler: one launch with the item sorted in shared memory by 256
+  // threads (up to 1,024 rows: attention per batch·head) or by 1,024 (up to 4,096, 8,192 and
+  // 13,312 rows: the linears of ViT-S/4 at batch 64 and 128, of ViT-B/16 at 64 images x 197
+  // tokens, one item or several), a device sort then a selection staged in shared memory, and
+  // one from global memory (items too long for shared memory); odd sizes.
   for (const Case c : {Case{1, 12608, 3782}, Case{768, 197, 59}, Case{768, 65, 19}, Case{384, 65, 32},
                        Case{3, 1000, 1}, Case{5, 300, 299}, Case{1, 4160, 2080}, Case{2, 4352, 1305},
-                       Case{1, 6000, 1800}, Case{3, 5000, 2500}}) {
+                       Case{1, 6000, 1800}, Case{3, 5000, 2500}, Case{1, 8320, 2496}, Case{2, 12608, 3782},
+                       Case{1, 13313, 3993}, Case{2, 20000, 6000}}) {
     const Tensor scores = stress_scores(c.batch, c.K, 500 + static_cast<uint64_t>(c.K));
     for (const SamplingVariant variant :
          {SamplingVariant::wta_crs, SamplingVariant::crs, SamplingVariant::topk, SamplingVariant::wta_wor}) {
@@ -105,6 +107,16 @@ TEST_CASE("row helpers: CUDA matches CPU") {
     CHECK(relative_error(host_values(gather_scaled_rows(g.to(kCuda), sample.indices.to(kCuda), sample.weights.to(kCuda))),
                          host_values(cpu_scaled)) < 1e-5);
     CHECK(relative_error(host_values(cuda_ema), host_values(cpu_ema)) < 1e-5);
+  }
+  // Rows of a length that 16-byte vectors do not divide (the one-element kernels).
+  for (const DType dtype : {DType::f32, DType::bf16}) {
+    CAPTURE(dtype_name(dtype));
+    const Tensor x = random_tensor({4, 65, 37}, 24, -2, 2, dtype);
+    const RowSample sample = sample_rows(row_norms(x), {19}, 1, 3);
+    CHECK(relative_error(host_values(row_norms(x.to(kCuda))), host_values(row_norms(x))) < 1e-5);
+    CHECK(host_values(gather_rows(x.to(kCuda), sample.indices.to(kCuda))) == host_values(gather_rows(x, sample.indices)));
+    CHECK(relative_error(host_values(gather_scaled_rows(x.to(kCuda), sample.indices.to(kCuda), sample.weights.to(kCuda))),
+                         host_values(gather_scaled_rows(x, sample.indices, sample.weights))) < 1e-5);
   }
   // A long row (the ViT-B fc2 input, D = 3072) and more positions than rows.
   const Tensor wide = random_tensor({1, 300, 3072}, 22);

@@ -1,0 +1,93 @@
+// Side work (core/side_work.h) on cuda:0: its results once joined, held tensors kept allocated
+// until the join (exact byte counts), a new section joining the previous one, no-op sections on
+// the CPU or when disabled, and side work captured into a CUDA graph as a branch of the step.
+#include <doctest/doctest.h>
+
+#include "core/allocator.h"
+#include "core/cuda/graph.h"
+#include "core/side_work.h"
+#include "core/tensor.h"
+
+using namespace tg;
+
+namespace {
+
+const Device kCuda = Device::cuda(0);
+constexpr int64_t kElements = 1 << 20;  // 4 MiB of f32: a whole large block, no rounding
+constexpr int64_t kBytes = kElements * 4;
+
+int64_t allocated(Device device) { return memory_stats(device).allocated_bytes[0].current; }
+
+Tensor ramp() {
+  std::vector<float> values(kElements);
+  for (int64_t i = 0; i < kElements; ++i) values[static_cast<size_t>(i)] = static_cast<float>(i % 1000);
+  return from_vector(values, {kElements}).to(kCuda);
+}
+
+}  // namespace
+
+TEST_CASE("side work: joined results equal the current stream's; a held operand stays allocated until the join") {
+  const Tensor input = ramp();
+  const int64_t before = allocated(kCuda);
+  Tensor result;
+  {
+    Tensor operand = input.clone();  // the current stream's
+    SideWork side(kCuda, true);
+    CHECK(side.forked());
+    side.hold(operand);
+    result = operand.clone();  // on the side stream
+  }
+  // The operand's last reference is gone, but the pending section still holds it.
+  CHECK(allocated(kCuda) == before + 2 * kBytes);
+  join_side_work(kCuda);
+  CHECK(allocated(kCuda) == before + kBytes);
+  CHECK(result.to_vector<float>() == input.to_vector<float>());
+  join_side_work(kCuda);  // nothing pending: a no-op
+  CHECK(allocated(kCuda) == before + kBytes);
+}
+
+TEST_CASE("side work: a new section joins the previous one first; CPU and disabled sections are no-ops") {
+  const Tensor input = ramp();
+  const int64_t before = allocated(kCuda);
+  Tensor first;
+  {
+    SideWork side(kCuda, true);
+    side.hold(input.clone());
+    first = input.clone();
+  }
+  CHECK(allocated(kCuda) == before + 2 * kBytes);
+  {
+    SideWork side(kCuda, true);  // joins the first section: its held clone is released
+    CHECK(allocated(kCuda) == before + kBytes);
+  }
+  join_side_work(kCuda);
+  CHECK(first.to_vector<float>() == input.to_vector<float>());
+  {
+    SideWork off(kCuda, false), cpu(Device::cpu(), true);
+    CHECK_FALSE(off.forked());
+    CHECK_FALSE(cpu.forked());
+    off.hold(input);
+  }
+  join_side_work(Device::cpu());
+  CHECK(allocated(kCuda) == before + kBytes);
+}
+
+TEST_CASE("side work inside a CUDA graph: captured as a branch, joined by the capture, redone by each replay") {
+  const Tensor input = ramp(), output = zeros({kElements}, DType::f32, kCuda);
+  CudaGraph graph(kCuda);
+  graph.capture([&] {
+    Tensor copy;
+    {
+      SideWork side(kCuda, true);
+      side.hold(input);
+      copy = input.clone();
+    }
+    join_side_work(kCuda);
+    output.copy_(copy);
+    SideWork unjoined(kCuda, true);  // left pending: the capture's end joins it
+    (void)input.clone();
+  });
+  CHECK(output.to_vector<float>() == std::vector<float>(kElements, 0.0f));
+  graph.replay();
+  CHECK(output.to_vector<float>() == input.to_vector<float>());
+}
