@@ -1,4 +1,4 @@
-// SideWork: the per-device side stream, its fork and join events and what a pending section holds.
+// SideWork: the per-device side streams (lanes), their fork and join events and what pending sections hold.
 #include "core/side_work.h"
 
 #include "core/error.h"
@@ -6,6 +6,8 @@
 #if TG_WITH_CUDA
 #include <cuda_runtime.h>
 
+#include <algorithm>
+#include <deque>
 #include <map>
 #include <string>
 #include <utility>
@@ -23,29 +25,53 @@ namespace tg {
 
 namespace {
 
-struct SideState {
+// One lane of side work: a stream and what its pending section holds.
+struct Lane {
   cudaStream_t stream = nullptr;
-  cudaEvent_t forked = nullptr;    // recorded on the current stream at a fork
-  cudaEvent_t finished = nullptr;  // recorded on the side stream at a section's end
-  bool open = false;               // a section is running (sections do not nest)
-  bool pending = false;            // a finished section is not joined yet
-  std::string failure;             // why recording `finished` failed (reported by the join)
+  cudaEvent_t finished = nullptr;  // recorded on the lane at its section's end
   std::vector<Tensor> held;
+};
+
+struct SideState {
+  std::vector<Lane> lanes;         // kSideLanes of them, made at the first fork
+  cudaEvent_t forked = nullptr;    // recorded on the current stream at a fork
+  std::deque<int> pending;         // lanes of finished, unjoined sections, oldest first
+  int next = 0;                    // the lane the next section takes
+  bool open = false;               // a section is running (sections do not nest)
+  std::string failure;             // why recording a section's end failed (reported by the join)
 };
 
 // One state per device for this thread (streams, like the current stream, are per thread).
 SideState& state_for(int device) {
   thread_local std::map<int, SideState> states;
   SideState& state = states[device];
-  if (state.stream == nullptr) {
+  if (state.lanes.empty()) {
     const RelaxedCaptureMode relaxed;  // the first section may come inside a capture
     int least = 0, greatest = 0;
     TG_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
-    TG_CUDA_CHECK(cudaStreamCreateWithPriority(&state.stream, cudaStreamNonBlocking, greatest));
     TG_CUDA_CHECK(cudaEventCreateWithFlags(&state.forked, cudaEventDisableTiming));
-    TG_CUDA_CHECK(cudaEventCreateWithFlags(&state.finished, cudaEventDisableTiming));
+    state.lanes.resize(kSideLanes);
+    for (Lane& lane : state.lanes) {
+      TG_CUDA_CHECK(cudaStreamCreateWithPriority(&lane.stream, cudaStreamNonBlocking, greatest));
+      TG_CUDA_CHECK(cudaEventCreateWithFlags(&lane.finished, cudaEventDisableTiming));
+    }
   }
   return state;
+}
+
+// The current stream waits for the oldest pending section, whose held tensors are then released.
+void join_oldest(SideState& state, int device) {
+  const int index = state.pending.front();
+  state.pending.pop_front();
+  Lane& lane = state.lanes[static_cast<size_t>(index)];
+  if (!state.failure.empty()) {
+    const std::string failure = std::exchange(state.failure, {});
+    (void)cudaStreamSynchronize(lane.stream);  // before the held tensors' memory can be reused
+    lane.held.clear();
+    TG_THROW(BackendError, "side stream of cuda:", device, ": recording the end of its work failed: ", failure);
+  }
+  TG_CUDA_CHECK(cudaStreamWaitEvent(current_stream(), lane.finished, 0));
+  lane.held.clear();  // the current stream's later work runs after the side work that read them
 }
 
 }  // namespace
@@ -55,14 +81,21 @@ SideWork::SideWork(Device device, bool enabled) {
   DeviceGuard guard(device.index);
   SideState& state = state_for(device.index);
   TG_INTERNAL_ASSERT(!state.open, "SideWork: side sections do not nest");
-  join_side_work(device);
+  if (state.pending.size() == state.lanes.size()) join_oldest(state, device.index);
+  const int index = state.next;
+  state.next = (state.next + 1) % static_cast<int>(state.lanes.size());
+  // Lanes are taken in turn and joined oldest first, so the lane taken now has no pending section.
+  TG_INTERNAL_ASSERT(std::find(state.pending.begin(), state.pending.end(), index) == state.pending.end(),
+                     "SideWork: the next lane still has a pending section");
+  const Lane& lane = state.lanes[static_cast<size_t>(index)];
   const cudaStream_t current = current_stream();
   TG_CUDA_CHECK(cudaEventRecord(state.forked, current));
-  TG_CUDA_CHECK(cudaStreamWaitEvent(state.stream, state.forked, 0));
+  TG_CUDA_CHECK(cudaStreamWaitEvent(lane.stream, state.forked, 0));
   state.open = true;
   device_ = device.index;
+  lane_ = index;
   previous_stream_ = reinterpret_cast<uintptr_t>(current);
-  current_stream_slot() = state.stream;
+  current_stream_slot() = lane.stream;
 }
 
 SideWork::~SideWork() {
@@ -71,30 +104,22 @@ SideWork::~SideWork() {
   DeviceGuard guard(device_);
   SideState& state = state_for(device_);
   state.open = false;
-  state.pending = true;
+  state.pending.push_back(lane_);
   // A destructor cannot throw: a failed record is reported by the next join.
-  const cudaError_t status = cudaEventRecord(state.finished, state.stream);
+  const Lane& lane = state.lanes[static_cast<size_t>(lane_)];
+  const cudaError_t status = cudaEventRecord(lane.finished, lane.stream);
   if (status != cudaSuccess) state.failure = cudaGetErrorString(status);
 }
 
 void SideWork::hold(const Tensor& tensor) {
-  if (forked()) state_for(device_).held.push_back(tensor);
+  if (forked()) state_for(device_).lanes[static_cast<size_t>(lane_)].held.push_back(tensor);
 }
 
 void join_side_work(Device device) {
   if (!device.is_cuda()) return;
   DeviceGuard guard(device.index);
   SideState& state = state_for(device.index);
-  if (!state.pending) return;
-  state.pending = false;
-  if (!state.failure.empty()) {
-    const std::string failure = std::exchange(state.failure, {});
-    (void)cudaStreamSynchronize(state.stream);  // before the held tensors' memory can be reused
-    state.held.clear();
-    TG_THROW(BackendError, "side stream of cuda:", device.index, ": recording the end of its work failed: ", failure);
-  }
-  TG_CUDA_CHECK(cudaStreamWaitEvent(current_stream(), state.finished, 0));
-  state.held.clear();  // the current stream's later work runs after the side work that read them
+  while (!state.pending.empty()) join_oldest(state, device.index);
 }
 
 #else

@@ -1,20 +1,21 @@
-// Side work: a second CUDA stream per device (and thread) for work that need not delay the
-// current stream. The WTA-CRS sampler's selection in forward runs there, beside the next layers'
-// GEMMs; only its results' consumers (the node's backward) wait for it.
+// Side work: more CUDA streams per device (and thread) for work that need not delay the current
+// stream. The WTA-CRS sampler's selection in forward runs there, beside the next layers' GEMMs;
+// only its results' consumers (the node's backward) wait for it.
 //
 // A section forks from the current stream with an event (the side stream sees everything queued
 // before the fork) and is joined back with another (the current stream's later work waits for
 // it): stream capture's own fork/join pattern, so a CUDA graph captures side work as a concurrent
-// branch of the step. The side stream is non-blocking (no implicit ordering with the legacy
-// stream) and has the device's highest priority, so its small kernels start as soon as an SM is
-// free.
+// branch of the step. Sections take kSideLanes streams in turn, so that consecutive sections run
+// concurrently (a sampler's selection is one block: one SM each); the streams are non-blocking
+// (no implicit ordering with the legacy stream) and have the device's highest priority, so their
+// small kernels start as soon as an SM is free.
 //
 // Memory: the caching allocator hands a block freed by side work only to side work again, which
 // orders its reuse on the side stream (core/caching_allocator.h). A tensor of the current stream
-// that side work reads must stay allocated until the join: hold() keeps it until then. One
-// section is pending at a time: a new section joins the previous one first, so what is held is at
-// most one section's inputs. On the CPU, in a build without CUDA or when disabled, a section is a
-// no-op and its work runs on the current stream.
+// that side work reads must stay allocated until the join: hold() keeps it until then. At most
+// kSideLanes sections are pending: a new section first joins the oldest when all lanes are busy,
+// so what is held is at most kSideLanes sections' inputs. On the CPU, in a build without CUDA or
+// when disabled, a section is a no-op and its work runs on the current stream.
 #pragma once
 
 #include <cstdint>
@@ -23,6 +24,10 @@
 #include "core/tensor.h"
 
 namespace tg {
+
+// Streams per device for side work. Four keep up with ViT-S/4's sampled linears at batch 128,
+// whose selections take about twice as long as the main stream's work between two of them.
+inline constexpr int kSideLanes = 4;
 
 class SideWork {
  public:
@@ -40,10 +45,11 @@ class SideWork {
 
  private:
   int device_ = -1;               // the CUDA device of a forked section; -1 for a no-op one
+  int lane_ = 0;                  // which of the device's side streams it runs on
   uintptr_t previous_stream_ = 0; // the current stream at the fork, restored at the end
 };
 
-// Makes the current stream wait for the pending side work of `device` (if any) and releases what
+// Makes the current stream wait for all pending side work of `device` (if any) and releases what
 // it held. Whoever reads side work's results calls it first; a no-op on the CPU and when nothing
 // is pending. BackendError when recording the section's completion failed.
 void join_side_work(Device device);

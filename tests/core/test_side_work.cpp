@@ -1,6 +1,7 @@
 // Side work (core/side_work.h) on cuda:0: its results once joined, held tensors kept allocated
-// until the join (exact byte counts), a new section joining the previous one, no-op sections on
-// the CPU or when disabled, and side work captured into a CUDA graph as a branch of the step.
+// until the join (exact byte counts), a new section joining the oldest when every lane is busy,
+// no-op sections on the CPU or when disabled, and side work captured into a CUDA graph as branches
+// of the step.
 #include <doctest/doctest.h>
 
 #include "core/allocator.h"
@@ -46,22 +47,24 @@ TEST_CASE("side work: joined results equal the current stream's; a held operand 
   CHECK(allocated(kCuda) == before + kBytes);
 }
 
-TEST_CASE("side work: a new section joins the previous one first; CPU and disabled sections are no-ops") {
+TEST_CASE("side work: a section joins the oldest when every lane is pending; CPU and disabled sections are no-ops") {
   const Tensor input = ramp();
   const int64_t before = allocated(kCuda);
-  Tensor first;
-  {
+  std::vector<Tensor> copies;
+  for (int section = 0; section < kSideLanes; ++section) {
     SideWork side(kCuda, true);
     side.hold(input.clone());
-    first = input.clone();
+    copies.push_back(input.clone());
   }
-  CHECK(allocated(kCuda) == before + 2 * kBytes);
+  // Every lane pending: each holds its clone, next to the copies it made.
+  CHECK(allocated(kCuda) == before + 2 * kSideLanes * kBytes);
   {
-    SideWork side(kCuda, true);  // joins the first section: its held clone is released
-    CHECK(allocated(kCuda) == before + kBytes);
+    SideWork side(kCuda, true);  // joins the oldest section only: its held clone is released
+    CHECK(allocated(kCuda) == before + (2 * kSideLanes - 1) * kBytes);
   }
   join_side_work(kCuda);
-  CHECK(first.to_vector<float>() == input.to_vector<float>());
+  CHECK(allocated(kCuda) == before + kSideLanes * kBytes);
+  for (const Tensor& copy : copies) CHECK(copy.to_vector<float>() == input.to_vector<float>());
   {
     SideWork off(kCuda, false), cpu(Device::cpu(), true);
     CHECK_FALSE(off.forked());
@@ -69,7 +72,7 @@ TEST_CASE("side work: a new section joins the previous one first; CPU and disabl
     off.hold(input);
   }
   join_side_work(Device::cpu());
-  CHECK(allocated(kCuda) == before + kBytes);
+  CHECK(allocated(kCuda) == before + kSideLanes * kBytes);
 }
 
 TEST_CASE("side work inside a CUDA graph: captured as a branch, joined by the capture, redone by each replay") {
