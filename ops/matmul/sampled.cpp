@@ -19,12 +19,22 @@ namespace {
 // proxy handle lets backward refresh the per-position gradient norms from the full G.
 class SampledOperand final : public SavedOperand {
  public:
-  SampledOperand(Tensor rows, RowSample sample, Tensor proxy, double beta)
-      : rows_(std::move(rows)), sample_(std::move(sample)), proxy_(std::move(proxy)), beta_(beta) {}
+  SampledOperand(Tensor rows, RowSample sample, Tensor proxy, double beta, std::shared_ptr<bool> refresh_pending)
+      : rows_(std::move(rows)), sample_(std::move(sample)), proxy_(std::move(proxy)), beta_(beta),
+        refresh_pending_(std::move(refresh_pending)) {}
 
   Tensor contract(const Tensor& grad, std::optional<DType> out_dtype) override {
     join_side_work(rows_.device());  // the rows, indices and weights may come from the side stream
-    if (proxy_.defined()) update_row_norm_ema(proxy_, grad, beta_);
+    if (proxy_.defined()) {
+      // The proxy serves the next forward's selection: it is refreshed beside this backward.
+      // Holding G keeps its memory from reuse, and from being accumulated into in place (the
+      // engine writes in place only into gradients nobody else holds).
+      SideWork side(grad.device(), cuda_sampler_side_stream());
+      side.hold(grad);
+      side.hold(proxy_);
+      update_row_norm_ema(proxy_, grad, beta_);
+      *refresh_pending_ = side.forked();
+    }
     // Σ_slots w·g_idxᵀ x_idx: scale the gathered rows of G, then one GEMM over the k slots.
     const Tensor scaled = gather_scaled_rows(grad, sample_.indices, sample_.weights);  // [batch, k, E]
     return gemm(scaled, /*trans_a=*/true, rows_.to(grad.dtype()), /*trans_b=*/false, Tensor(), out_dtype);  // [batch, E, D]
@@ -42,6 +52,7 @@ class SampledOperand final : public SavedOperand {
   RowSample sample_;
   Tensor proxy_;  // undefined when the strategy uses no proxy
   double beta_;
+  std::shared_ptr<bool> refresh_pending_;  // the strategy's: a refresh of the proxy is on a side stream
 };
 
 std::atomic<bool> g_cuda_sampler_side_stream{true};
@@ -81,6 +92,10 @@ std::unique_ptr<SavedOperand> SamplingStrategy::save(const Tensor& input, int64_
   const int64_t k = sample_budget(rows, config_.ratio, config_.k_min);
   if (k >= rows) return exact_.save(input, period);
   NoGradGuard no_grad;
+  if (*proxy_refresh_pending_) {  // the last backward's proxy refresh, on another lane than this section
+    join_side_work(input.device());
+    *proxy_refresh_pending_ = false;
+  }
   if (!step_.defined()) step_ = zeros({1}, DType::i64, input.device());
   else if (step_.device() != input.device()) step_ = step_.to(input.device());
   const bool use_proxy = config_.proxy == ProxyKind::position_ema;
@@ -109,11 +124,12 @@ std::unique_ptr<SavedOperand> SamplingStrategy::save(const Tensor& input, int64_
   Tensor kept = gather_rows(operand, sample.indices);  // [batch, k, D]
   if (const std::optional<DType>& saved = precision_policy().saved_dtype) kept = kept.to(*saved);
   return std::make_unique<SampledOperand>(std::move(kept), std::move(sample), use_proxy ? proxy_ : Tensor(),
-                                          config_.ema_beta);
+                                          config_.ema_beta, proxy_refresh_pending_);
 }
 
 std::map<std::string, Tensor> SamplingStrategy::state_dict() const {
-  if (step_.defined()) join_side_work(step_.device());  // the side stream advances the step
+  // The side streams advance the step and refresh the proxy.
+  if (step_.defined()) join_side_work(step_.device());
   std::map<std::string, Tensor> state{
       {"step", step_.defined() ? step_.to(Device::cpu()).clone() : from_vector<int64_t>({0}, {1})}};
   if (proxy_.defined()) state["proxy"] = proxy_;

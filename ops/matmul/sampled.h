@@ -5,8 +5,11 @@
 // in backward Gᵀ·X is estimated from them with one GEMM over k instead of K. The sampling
 // probabilities use ||x_i|| times a per-position EMA of ||g_i|| from earlier backward passes.
 // Everything runs on the tensors' device with no host synchronisation; on CUDA the forward part
-// (scores, selection, gather) runs on the side stream (core/side_work.h), off the critical path.
+// (scores, selection, gather) and backward's proxy refresh run on side streams
+// (core/side_work.h), off the critical path.
 #pragma once
+
+#include <memory>
 
 #include "ops/matmul/exact.h"
 #include "ops/matmul/sampling.h"
@@ -20,8 +23,9 @@ SamplingVariant sampling_variant(StrategyKind kind);
 // The budget of WTACRS.md §2: k = min(max(floor(ratio * K), k_min), K).
 int64_t sample_budget(int64_t rows, double ratio, int64_t k_min);
 
-// Whether sampled nodes select their rows on the CUDA side stream (default on); off, they run
-// on the current stream like every other op. Process-wide; the results are the same bits.
+// Whether sampled nodes select their rows and refresh their proxy on CUDA side streams (default
+// on); off, that runs on the current stream like every other op. Process-wide; the results are the
+// same bits.
 void set_cuda_sampler_side_stream(bool on);
 bool cuda_sampler_side_stream();
 
@@ -51,6 +55,8 @@ class SamplingStrategy final : public BackwardStrategy {
   // replays draw new numbers); on the host after load_state_dict until then.
   Tensor step_;
   Tensor proxy_;       // f32 [P] on the operand's device
+  // Set by a backward that refreshes the proxy on a side stream; the next save joins it first.
+  std::shared_ptr<bool> proxy_refresh_pending_ = std::make_shared<bool>(false);
   ExactStrategy exact_;
 };
 
