@@ -35,7 +35,12 @@ struct Lane {
 struct SideState {
   std::vector<Lane> lanes;         // kSideLanes of them, made at the first fork
   cudaEvent_t forked = nullptr;    // recorded on the current stream at a fork
-  std::deque<int> pending;         // lanes of finished, unjoined sections, oldest first
+  struct Pending {
+    int lane;
+    uint64_t ticket;
+  };
+  std::deque<Pending> pending;     // finished, unjoined sections, oldest (smallest ticket) first
+  uint64_t last_ticket = 0;        // of the latest section forked
   int next = 0;                    // the lane the next section takes
   bool open = false;               // a section is running (sections do not nest)
   std::string failure;             // why recording a section's end failed (reported by the join)
@@ -61,7 +66,7 @@ SideState& state_for(int device) {
 
 // The current stream waits for the oldest pending section, whose held tensors are then released.
 void join_oldest(SideState& state, int device) {
-  const int index = state.pending.front();
+  const int index = state.pending.front().lane;
   state.pending.pop_front();
   Lane& lane = state.lanes[static_cast<size_t>(index)];
   if (!state.failure.empty()) {
@@ -85,7 +90,8 @@ SideWork::SideWork(Device device, bool enabled) {
   const int index = state.next;
   state.next = (state.next + 1) % static_cast<int>(state.lanes.size());
   // Lanes are taken in turn and joined oldest first, so the lane taken now has no pending section.
-  TG_INTERNAL_ASSERT(std::find(state.pending.begin(), state.pending.end(), index) == state.pending.end(),
+  TG_INTERNAL_ASSERT(std::none_of(state.pending.begin(), state.pending.end(),
+                                 [&](const SideState::Pending& p) { return p.lane == index; }),
                      "SideWork: the next lane still has a pending section");
   const Lane& lane = state.lanes[static_cast<size_t>(index)];
   const cudaStream_t current = current_stream();
@@ -94,6 +100,7 @@ SideWork::SideWork(Device device, bool enabled) {
   state.open = true;
   device_ = device.index;
   lane_ = index;
+  ticket_ = ++state.last_ticket;
   previous_stream_ = reinterpret_cast<uintptr_t>(current);
   current_stream_slot() = lane.stream;
 }
@@ -104,7 +111,7 @@ SideWork::~SideWork() {
   DeviceGuard guard(device_);
   SideState& state = state_for(device_);
   state.open = false;
-  state.pending.push_back(lane_);
+  state.pending.push_back({lane_, ticket_});
   // A destructor cannot throw: a failed record is reported by the next join.
   const Lane& lane = state.lanes[static_cast<size_t>(lane_)];
   const cudaError_t status = cudaEventRecord(lane.finished, lane.stream);
@@ -115,11 +122,11 @@ void SideWork::hold(const Tensor& tensor) {
   if (forked()) state_for(device_).lanes[static_cast<size_t>(lane_)].held.push_back(tensor);
 }
 
-void join_side_work(Device device) {
-  if (!device.is_cuda()) return;
+void join_side_work(Device device, uint64_t ticket) {
+  if (!device.is_cuda() || ticket == 0) return;
   DeviceGuard guard(device.index);
   SideState& state = state_for(device.index);
-  while (!state.pending.empty()) join_oldest(state, device.index);
+  while (!state.pending.empty() && state.pending.front().ticket <= ticket) join_oldest(state, device.index);
 }
 
 #else
@@ -127,7 +134,7 @@ void join_side_work(Device device) {
 SideWork::SideWork(Device, bool) {}
 SideWork::~SideWork() = default;
 void SideWork::hold(const Tensor&) {}
-void join_side_work(Device) {}
+void join_side_work(Device, uint64_t) {}
 
 #endif
 

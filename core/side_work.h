@@ -42,16 +42,21 @@ class SideWork {
   // Keeps `tensor` allocated until the section is joined (nothing to do for a no-op section).
   void hold(const Tensor& tensor);
   bool forked() const { return device_ >= 0; }
+  // What join_side_work takes to join this section: increasing per device in fork order; 0 for a
+  // no-op section.
+  uint64_t ticket() const { return ticket_; }
 
  private:
   int device_ = -1;               // the CUDA device of a forked section; -1 for a no-op one
   int lane_ = 0;                  // which of the device's side streams it runs on
+  uint64_t ticket_ = 0;
   uintptr_t previous_stream_ = 0; // the current stream at the fork, restored at the end
 };
 
-// Makes the current stream wait for all pending side work of `device` (if any) and releases what
-// it held. Whoever reads side work's results calls it first; a no-op on the CPU and when nothing
-// is pending. BackendError when recording the section's completion failed.
-void join_side_work(Device device);
+// Makes the current stream wait for the pending side work of `device` up to the section of
+// `ticket` (sections are joined oldest first; all of them by default) and releases what they held.
+// Whoever reads side work's results calls it first; a no-op on the CPU, for ticket 0 and when
+// that section is joined already. BackendError when recording a section's completion failed.
+void join_side_work(Device device, uint64_t ticket = UINT64_MAX);
 
 }  // namespace tg

@@ -19,12 +19,15 @@ namespace {
 // proxy handle lets backward refresh the per-position gradient norms from the full G.
 class SampledOperand final : public SavedOperand {
  public:
-  SampledOperand(Tensor rows, RowSample sample, Tensor proxy, double beta, std::shared_ptr<bool> refresh_pending)
+  SampledOperand(Tensor rows, RowSample sample, Tensor proxy, double beta, std::shared_ptr<uint64_t> refresh)
       : rows_(std::move(rows)), sample_(std::move(sample)), proxy_(std::move(proxy)), beta_(beta),
-        refresh_pending_(std::move(refresh_pending)) {}
+        refresh_(std::move(refresh)) {}
 
   Tensor contract(const Tensor& grad, std::optional<DType> out_dtype) override {
-    join_side_work(rows_.device());  // the rows, indices and weights may come from the side stream
+    // The rows, indices and weights may come from a side stream. Joining every pending section
+    // also ends the previous node's proxy refresh, which releases its G before the engine may
+    // want to accumulate into that memory in place (a residual stream's gradient).
+    join_side_work(rows_.device());
     if (proxy_.defined()) {
       // The proxy serves the next forward's selection: it is refreshed beside this backward.
       // Holding G keeps its memory from reuse, and from being accumulated into in place (the
@@ -33,7 +36,7 @@ class SampledOperand final : public SavedOperand {
       side.hold(grad);
       side.hold(proxy_);
       update_row_norm_ema(proxy_, grad, beta_);
-      *refresh_pending_ = side.forked();
+      *refresh_ = side.ticket();
     }
     // Σ_slots w·g_idxᵀ x_idx: scale the gathered rows of G, then one GEMM over the k slots.
     const Tensor scaled = gather_scaled_rows(grad, sample_.indices, sample_.weights);  // [batch, k, E]
@@ -52,7 +55,7 @@ class SampledOperand final : public SavedOperand {
   RowSample sample_;
   Tensor proxy_;  // undefined when the strategy uses no proxy
   double beta_;
-  std::shared_ptr<bool> refresh_pending_;  // the strategy's: a refresh of the proxy is on a side stream
+  std::shared_ptr<uint64_t> refresh_;  // the strategy's: the side section refreshing the proxy
 };
 
 std::atomic<bool> g_cuda_sampler_side_stream{true};
@@ -92,10 +95,9 @@ std::unique_ptr<SavedOperand> SamplingStrategy::save(const Tensor& input, int64_
   const int64_t k = sample_budget(rows, config_.ratio, config_.k_min);
   if (k >= rows) return exact_.save(input, period);
   NoGradGuard no_grad;
-  if (*proxy_refresh_pending_) {  // the last backward's proxy refresh, on another lane than this section
-    join_side_work(input.device());
-    *proxy_refresh_pending_ = false;
-  }
+  // The last backward's proxy refresh, if still pending (only that: joining every section here would
+  // make each selection wait for the previous layers').
+  join_side_work(input.device(), *proxy_refresh_);
   if (!step_.defined()) step_ = zeros({1}, DType::i64, input.device());
   else if (step_.device() != input.device()) step_ = step_.to(input.device());
   const bool use_proxy = config_.proxy == ProxyKind::position_ema;
@@ -124,7 +126,7 @@ std::unique_ptr<SavedOperand> SamplingStrategy::save(const Tensor& input, int64_
   Tensor kept = gather_rows(operand, sample.indices);  // [batch, k, D]
   if (const std::optional<DType>& saved = precision_policy().saved_dtype) kept = kept.to(*saved);
   return std::make_unique<SampledOperand>(std::move(kept), std::move(sample), use_proxy ? proxy_ : Tensor(),
-                                          config_.ema_beta, proxy_refresh_pending_);
+                                          config_.ema_beta, proxy_refresh_);
 }
 
 std::map<std::string, Tensor> SamplingStrategy::state_dict() const {

@@ -55,8 +55,9 @@ class SamplingStrategy final : public BackwardStrategy {
   // replays draw new numbers); on the host after load_state_dict until then.
   Tensor step_;
   Tensor proxy_;       // f32 [P] on the operand's device
-  // Set by a backward that refreshes the proxy on a side stream; the next save joins it first.
-  std::shared_ptr<bool> proxy_refresh_pending_ = std::make_shared<bool>(false);
+  // The side section of the last backward's proxy refresh (core/side_work.h ticket; 0: none): the
+  // next save joins it first.
+  std::shared_ptr<uint64_t> proxy_refresh_ = std::make_shared<uint64_t>(0);
   ExactStrategy exact_;
 };
 

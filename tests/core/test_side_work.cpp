@@ -94,3 +94,29 @@ TEST_CASE("side work inside a CUDA graph: captured as a branch, joined by the ca
   graph.replay();
   CHECK(output.to_vector<float>() == input.to_vector<float>());
 }
+
+TEST_CASE("side work: joining up to a ticket joins the older sections only") {
+  const Tensor input = ramp();
+  const int64_t before = allocated(kCuda);
+  uint64_t first = 0, second = 0;
+  {
+    SideWork side(kCuda, true);
+    side.hold(input.clone());
+    first = side.ticket();
+  }
+  {
+    SideWork side(kCuda, true);
+    side.hold(input.clone());
+    second = side.ticket();
+  }
+  CHECK(second == first + 1);
+  CHECK(allocated(kCuda) == before + 2 * kBytes);
+  join_side_work(kCuda, first);
+  CHECK(allocated(kCuda) == before + kBytes);
+  join_side_work(kCuda, first);  // joined already: nothing happens
+  CHECK(allocated(kCuda) == before + kBytes);
+  join_side_work(kCuda, second);
+  CHECK(allocated(kCuda) == before);
+  SideWork off(kCuda, false);
+  CHECK(off.ticket() == 0);
+}
