@@ -244,6 +244,13 @@ TrainPosition load_checkpoint(const std::string& dir, vit::VisionTransformer& mo
       nn::parse_bounded_json(metadata(state, state_path, "config"), "'" + state_path + "': metadata entry 'config'");
   TG_CHECK(saved_config.is_object(), IoError, "'", state_path, "': metadata entry 'config' is ",
            saved_config.type_name(), ", expected a JSON object");
+  // Checkpoints from before data parallelism were written by one process.
+  const nlohmann::json saved_world = saved_config.value("world_size", nlohmann::json(1));
+  const int world = options.launch.world_size;
+  TG_CHECK(saved_world == world, ValueError, "--resume ", dir, ": the checkpoint was written by a run of ",
+           saved_world.dump(), " rank(s) and this run has ", world, " (WORLD_SIZE); the global batch (--batch-size x "
+           "world size) and the samples each rank reads at each step depend on it, so resume with WORLD_SIZE=",
+           saved_world.dump(), saved_world == 1 ? " (or without a launcher)" : "");
   const std::vector<std::string> differences = trajectory_differences(saved_config, to_json(options));
   if (!differences.empty()) {
     std::string list;
@@ -297,8 +304,12 @@ TrainPosition load_checkpoint(const std::string& dir, vit::VisionTransformer& mo
   TG_CHECK(position.step == optimizer.step_count(), IoError, "'", state_path, "': metadata step ", position.step,
            " differs from the optimizer's step ", optimizer.step_count());
   for (size_t i = 0; i < generator_states.size(); ++i) {
-    training_generators()[i].generator.manual_seed(generator_states[i].first);
-    training_generators()[i].generator.set_offset(generator_states[i].second);
+    Generator& generator = training_generators()[i].generator;
+    // Rank 0 wrote its own generators. The other ranks of a data-parallel run keep the seeds of
+    // their own streams (rank_seed, set at the start) and take the offsets, which advance alike on
+    // every rank (the same shapes at every step).
+    if (options.launch.rank == 0) generator.manual_seed(generator_states[i].first);
+    generator.set_offset(generator_states[i].second);
   }
   return position;
 }

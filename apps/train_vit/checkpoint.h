@@ -61,8 +61,10 @@ void save_checkpoint(const std::string& dir, const vit::VisionTransformer& model
 // position. IoError naming the file for a file that is not a train_vit checkpoint, for two files
 // of different checkpoints, for missing, extra or mis-shaped state and for metadata out of
 // range (epoch in [0, --epochs], batch in [0, steps_per_epoch), step = epoch * steps_per_epoch
-// + batch); ValueError when the checkpoint's configuration differs from `options` in anything
-// that changes the trajectory (listing the differences). `ema` (--model-ema, else null) gets the
+// + batch); ValueError when the checkpoint was written by a run of another world size (its
+// configuration's world_size; 1 when absent), and when its configuration differs from `options`
+// in anything else that changes the trajectory (listing the differences). In a data-parallel
+// run every rank loads the same checkpoint (rank 0 wrote it; the folder must be shared). `ema` (--model-ema, else null) gets the
 // averaged weights, strictly.
 TrainPosition load_checkpoint(const std::string& dir, vit::VisionTransformer& model, nn::Optimizer& optimizer,
                               const Options& options, int64_t steps_per_epoch, vit::VisionTransformer* ema = nullptr);
