@@ -72,6 +72,49 @@ std::vector<std::vector<int64_t>> DataParallel::gather(const std::string& key, c
   return all;
 }
 
+std::vector<std::map<std::string, Tensor>> DataParallel::gather_tensors(const std::string& key,
+                                                                       const std::map<std::string, Tensor>& tensors) {
+  // Per tensor: "<name>\n<dtype>\n<dims...>\n<bytes>\n", then its bytes.
+  dist::Bytes mine;
+  for (const auto& [name, tensor] : tensors) {
+    const Tensor host = tensor.to(Device::cpu()).raw_contiguous();
+    std::ostringstream header_text;
+    header_text << name << "\n" << dtype_name(host.dtype()) << "\n";
+    for (const int64_t d : host.shape()) header_text << d << " ";
+    header_text << "\n" << host.nbytes() << "\n";
+    const std::string header = header_text.str();
+    mine.insert(mine.end(), header.begin(), header.end());
+    const auto* bytes = static_cast<const uint8_t*>(host.raw_data());
+    mine.insert(mine.end(), bytes, bytes + host.nbytes());
+  }
+  std::vector<std::map<std::string, Tensor>> all;
+  for (const dist::Bytes& blob : dist::all_gather(*store_, kReportPrefix + key, mine)) {
+    all.emplace_back();
+    const std::string text(blob.begin(), blob.end());
+    size_t at = 0;
+    const auto line = [&] {
+      const size_t end = text.find('\n', at);
+      TG_CHECK(end != std::string::npos, DistributedError, "DataParallel: a rank sent malformed tensors for '", key, "'");
+      std::string out = text.substr(at, end - at);
+      at = end + 1;
+      return out;
+    };
+    while (at < text.size()) {
+      const std::string name = line();
+      const DType dtype = dtype_from_name(line());
+      std::vector<int64_t> dims;
+      std::istringstream shape(line());
+      for (int64_t d = 0; shape >> d;) dims.push_back(d);
+      const size_t nbytes = std::stoull(line());
+      TG_CHECK(at + nbytes <= text.size() && nbytes == static_cast<size_t>(Shape(dims).numel()) * dtype_size(dtype),
+               DistributedError, "DataParallel: a rank sent malformed tensors for '", key, "'");
+      all.back()[name] = from_host(text.data() + at, Shape(dims), dtype);
+      at += nbytes;
+    }
+  }
+  return all;
+}
+
 void DataParallel::finish() {
   comm_->synchronize("the end of training");
   if (rank() != 0) {

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -58,6 +59,10 @@ class DataParallel {
   std::vector<double> sum(const std::vector<double>& values, const std::string& what);
   // Every rank's `values`, in rank order (through the store: for reports, not for the step).
   std::vector<std::vector<int64_t>> gather(const std::string& key, const std::vector<int64_t>& values);
+  // Every rank's (small) tensors, in rank order, on the host (through the store: the sampled
+  // strategies' per-rank state for rank 0's checkpoint).
+  std::vector<std::map<std::string, Tensor>> gather_tensors(const std::string& key,
+                                                            const std::map<std::string, Tensor>& tensors);
   // The end of a successful run: the other ranks tell rank 0 they are done with the store, and
   // rank 0 waits for that before its store (which they all use) goes away with the process.
   void finish();

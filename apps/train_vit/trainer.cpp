@@ -15,6 +15,7 @@
 #include "apps/train_vit/metrics.h"
 #include "apps/train_vit/planning.h"
 #include "apps/train_vit/setup.h"
+#include "apps/vit/strategies.h"
 #include "autograd/engine.h"
 #include "core/allocator.h"
 #if TG_WITH_CUDA
@@ -427,13 +428,18 @@ void Trainer::evaluate() {
 }
 
 void Trainer::save() {
-  if (!writes_files()) return;
   const Clock::time_point begin = Clock::now();
-  save_checkpoint(o_.save, *model_, *optimizer_, position_, o_, run_id_, ema_model_.get());
-  last_save_step_ = position_.step;
+  last_save_step_ = position_.step;  // on every rank: the final save is a collective too
+  // Data parallel: each rank's estimator state (the sampled strategies' proxies differ between
+  // ranks) goes into rank 0's checkpoint.
+  std::vector<std::map<std::string, Tensor>> rank_strategies;
+  if (dp_) rank_strategies = dp_->gather_tensors(detail::concat("strategies at step ", position_.step), vit::strategy_state(*model_));
+  if (writes_files()) {
+    save_checkpoint(o_.save, *model_, *optimizer_, position_, o_, run_id_, ema_model_.get(), rank_strategies);
+    out_ << "saved checkpoint " << o_.save << " at step " << position_.step << "\n";
+  }
   paused_seconds_ += seconds_since(begin);
   interval_start_ += Clock::now() - begin;
-  out_ << "saved checkpoint " << o_.save << " at step " << position_.step << "\n";
 }
 
 RunSummary Trainer::run() {
