@@ -36,6 +36,13 @@ constexpr uint64_t stream_seed(uint64_t seed, uint64_t stream) {
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
   return z ^ (z >> 31);
 }
+// The seed of rank `rank` of a data-parallel job: `seed` itself for rank 0 (so that a one-process
+// run and rank 0 draw the same numbers), an independent key for every other rank (stream ids from
+// 2^32 up are ranks', clear of the consumers' below). Consumers whose draws must differ between
+// ranks (sampled backward strategies, dropout) derive their streams from it.
+constexpr uint64_t rank_seed(uint64_t seed, int rank) {
+  return rank == 0 ? seed : stream_seed(seed, (uint64_t{1} << 32) + static_cast<uint64_t>(rank));
+}
 enum RandomStream : uint64_t {
   kInitStream = 1,
   kDropoutStream = 2,

@@ -7,6 +7,7 @@
 //   set:  u8 1, key, blob      -> u8 1
 //   get:  u8 2, key            -> u8 found, blob (empty when not found)
 //   wait: u8 3, u64 timeout_ms, u32 n, n keys  -> u32 m, the m keys still missing at the timeout
+//   erase: u8 4, key           -> u8 erased (0 when the key was not set)
 // The server answers a wait as soon as every key is set, or at its timeout with what is missing.
 #include "dist/store.h"
 
@@ -27,7 +28,7 @@ namespace tg::dist {
 
 namespace {
 
-enum class Op : uint8_t { set = 1, get = 2, wait = 3 };
+enum class Op : uint8_t { set = 1, get = 2, wait = 3, erase = 4 };
 constexpr uint64_t kMaxFrameBytes = uint64_t{64} << 20;  // a value, a key list: far below this
 // The client waits this much longer than the server for a wait's answer (which the server
 // sends at its own timeout).
@@ -210,6 +211,11 @@ class TcpStore::Server {
       const auto found = values_.find(key);
       return found == values_.end() ? out.u8(0).blob({}).frame() : out.u8(1).blob(found->second).frame();
     }
+    if (op == Op::erase) {
+      const std::string key = in.str();
+      std::lock_guard lock(mutex_);
+      return out.u8(values_.erase(key) > 0 ? 1 : 0).frame();
+    }
     TG_CHECK(op == Op::wait, DistributedError, "TcpStore: unknown request ", static_cast<int>(op));
     // At most kMaxWaitMs, so that no timeout a peer sends can overflow the clock's arithmetic.
     const auto deadline = Clock::now() + std::chrono::milliseconds(std::min(in.u64(), kMaxWaitMs));
@@ -270,6 +276,10 @@ Bytes TcpStore::request(const Bytes& message, Clock::time_point deadline) {
 
 void TcpStore::set(const std::string& key, const Bytes& value) {
   request(Writer().u8(static_cast<uint8_t>(Op::set)).str(key).blob(value).frame(), Clock::now() + options_.timeout);
+}
+
+void TcpStore::erase(const std::string& key) {
+  request(Writer().u8(static_cast<uint8_t>(Op::erase)).str(key).frame(), Clock::now() + options_.timeout);
 }
 
 std::vector<std::string> TcpStore::missing_after_wait(const std::vector<std::string>& keys) {

@@ -44,6 +44,9 @@ class TcpStore {
   int port() const { return port_; }  // the port the store listens at (rank 0 knows it first)
 
   void set(const std::string& key, const Bytes& value);
+  // Removes `key` (nothing happens when it is not set): collectives over the store drop what
+  // every rank has read, so the server's memory stays bounded.
+  void erase(const std::string& key);
   // The value of `key`, waiting until it is set; DistributedError at the timeout.
   Bytes get(const std::string& key);
   // Returns when every key is set; DistributedError naming the missing keys at the timeout.

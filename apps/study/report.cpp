@@ -157,7 +157,9 @@ std::string report_markdown(const std::vector<RunMetrics>& runs) {
     const Stats throughput = stats(values(row, &RunMetrics::img_per_s));
     std::vector<double> step_ms, peaks;
     for (const RunMetrics* r : row.runs) {
-      step_ms.push_back(1000.0 * static_cast<double>(o.value("batch_size", int64_t{0})) / r->img_per_s);
+      // img/s counts the whole job: the global batch is --batch-size x the world size.
+      const int64_t batch = o.value("batch_size", int64_t{0}) * o.value("world_size", int64_t{1});
+      step_ms.push_back(1000.0 * static_cast<double>(batch) / r->img_per_s);
       peaks.push_back(static_cast<double>(r->peak_allocated_bytes));
     }
     std::string delta = "-";

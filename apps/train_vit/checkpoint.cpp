@@ -28,6 +28,7 @@ namespace {
 const char* const kFormat = "tapegrad.train_vit.v2";
 const char* const kStrategyPrefix = "backward_strategy.";
 const char* const kEmaPrefix = "model_ema.";  // --model-ema's weights
+const char* const kRankPrefix = "rank";       // "rank<r>.": rank r's strategy state (r >= 1)
 const char* const kModelFile = "model.safetensors";
 const char* const kStateFile = "train_state.safetensors";
 const char* const kVersionPrefix = "step-";  // version folders: step-<12 digits>-<16 hex digits>
@@ -122,6 +123,20 @@ void prune(const fs::path& dir, const std::string& keep) {
   }
 }
 
+// The rank of a "rank<r>.backward_strategy.<name>" key and, in `rest`, <name>; -1 for other keys.
+int strategy_rank(const std::string& key, std::string& rest) {
+  size_t at = std::string(kRankPrefix).size();
+  if (key.rfind(kRankPrefix, 0) != 0 || at >= key.size() || !std::isdigit(static_cast<unsigned char>(key[at]))) return -1;
+  int rank = 0;
+  for (; at < key.size() && std::isdigit(static_cast<unsigned char>(key[at])) && rank < 1'000'000; ++at)
+    rank = rank * 10 + (key[at] - '0');
+  const std::string tail = key.substr(at);
+  const std::string prefix = std::string(".") + kStrategyPrefix;
+  if (tail.rfind(prefix, 0) != 0) return -1;
+  rest = tail.substr(prefix.size());
+  return rank;
+}
+
 // Runs `load` and puts the file's name before any tg::Error it throws.
 template <class Load>
 void naming_file(const std::string& path, Load&& load) {
@@ -177,7 +192,7 @@ CheckpointFiles checkpoint_files(const std::string& dir) {
 
 void save_checkpoint(const std::string& dir, const vit::VisionTransformer& model, const nn::Optimizer& optimizer,
                      const TrainPosition& position, const Options& options, const std::string& run_id,
-                     const vit::VisionTransformer* ema) {
+                     const vit::VisionTransformer* ema, const std::vector<std::map<std::string, Tensor>>& rank_strategies) {
   const fs::path root(dir);
   std::error_code error;
   fs::create_directories(root, error);
@@ -201,6 +216,9 @@ void save_checkpoint(const std::string& dir, const vit::VisionTransformer& model
   for (auto& [name, tensor] : vit::strategy_state(model)) tensors[kStrategyPrefix + name] = tensor;
   if (ema)
     for (auto& [name, tensor] : ema->state_dict()) tensors[kEmaPrefix + name] = tensor;
+  for (size_t r = 1; r < rank_strategies.size(); ++r)
+    for (auto& [name, tensor] : rank_strategies[r])
+      tensors[kRankPrefix + std::to_string(r) + "." + kStrategyPrefix + name] = tensor;
 
   const fs::path temp = root / (kTempPrefix + id), version = root / id;
   fs::remove_all(temp, error);
@@ -244,6 +262,13 @@ TrainPosition load_checkpoint(const std::string& dir, vit::VisionTransformer& mo
       nn::parse_bounded_json(metadata(state, state_path, "config"), "'" + state_path + "': metadata entry 'config'");
   TG_CHECK(saved_config.is_object(), IoError, "'", state_path, "': metadata entry 'config' is ",
            saved_config.type_name(), ", expected a JSON object");
+  // Checkpoints from before data parallelism were written by one process.
+  const nlohmann::json saved_world = saved_config.value("world_size", nlohmann::json(1));
+  const int world = options.launch.world_size;
+  TG_CHECK(saved_world == world, ValueError, "--resume ", dir, ": the checkpoint was written by a run of ",
+           saved_world.dump(), " rank(s) and this run has ", world, " (WORLD_SIZE); the global batch (--batch-size x "
+           "world size) and the samples each rank reads at each step depend on it, so resume with WORLD_SIZE=",
+           saved_world.dump(), saved_world == 1 ? " (or without a launcher)" : "");
   const std::vector<std::string> differences = trajectory_differences(saved_config, to_json(options));
   if (!differences.empty()) {
     std::string list;
@@ -282,9 +307,13 @@ TrainPosition load_checkpoint(const std::string& dir, vit::VisionTransformer& mo
                                   metadata_u64(state, state_path, std::string(g.name) + ".offset"));
 
   naming_file(files.model, [&] { model.load_state_dict(weights.tensors, /*strict=*/true); });
-  std::map<std::string, Tensor> optimizer_state, strategies, averaged;
+  std::map<std::string, Tensor> optimizer_state, strategies, own_strategies, averaged;
+  const int rank = options.launch.rank;
   for (const auto& [name, tensor] : state.tensors) {
-    if (name.rfind(kStrategyPrefix, 0) == 0) strategies[name.substr(std::string(kStrategyPrefix).size())] = tensor;
+    std::string rest;
+    if (const int owner = strategy_rank(name, rest); owner >= 0) {
+      if (owner == rank) own_strategies[rest] = tensor;
+    } else if (name.rfind(kStrategyPrefix, 0) == 0) strategies[name.substr(std::string(kStrategyPrefix).size())] = tensor;
     else if (name.rfind(kEmaPrefix, 0) == 0) averaged[name.substr(std::string(kEmaPrefix).size())] = tensor;
     else optimizer_state[name] = tensor;
   }
@@ -293,12 +322,17 @@ TrainPosition load_checkpoint(const std::string& dir, vit::VisionTransformer& mo
            " model_ema.* tensors, but the run has no --model-ema");
   if (ema) naming_file(state_path, [&] { ema->load_state_dict(averaged, /*strict=*/true); });
   naming_file(state_path, [&] { optimizer.load_state_dict(optimizer_state); });
-  naming_file(state_path, [&] { vit::load_strategy_state(model, strategies); });
+  // Rank r >= 1 of a data-parallel run continues its own estimators where the checkpoint has them.
+  naming_file(state_path, [&] { vit::load_strategy_state(model, own_strategies.empty() ? strategies : own_strategies); });
   TG_CHECK(position.step == optimizer.step_count(), IoError, "'", state_path, "': metadata step ", position.step,
            " differs from the optimizer's step ", optimizer.step_count());
   for (size_t i = 0; i < generator_states.size(); ++i) {
-    training_generators()[i].generator.manual_seed(generator_states[i].first);
-    training_generators()[i].generator.set_offset(generator_states[i].second);
+    Generator& generator = training_generators()[i].generator;
+    // Rank 0 wrote its own generators. The other ranks of a data-parallel run keep the seeds of
+    // their own streams (rank_seed, set at the start) and take the offsets, which advance alike on
+    // every rank (the same shapes at every step).
+    if (options.launch.rank == 0) generator.manual_seed(generator_states[i].first);
+    generator.set_offset(generator_states[i].second);
   }
   return position;
 }

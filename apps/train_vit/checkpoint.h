@@ -18,7 +18,9 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
+#include <vector>
 
 #include "apps/train_vit/options.h"
 #include "apps/vit/vit.h"
@@ -52,17 +54,23 @@ std::string new_run_id();
 void check_save_dir(const std::string& dir);
 
 // Publishes a checkpoint of (model, optimizer, position) in `dir` (Note [checkpoint publication]).
-// `ema`: the --model-ema weights, or null.
+// `ema`: the --model-ema weights, or null. `rank_strategies`: in a data-parallel run, every
+// rank's vit::strategy_state in rank order (rank 0 writes; the sampled estimators' proxies differ
+// between ranks), kept as "rank<r>.backward_strategy.*" for the ranks r >= 1.
 void save_checkpoint(const std::string& dir, const vit::VisionTransformer& model, const nn::Optimizer& optimizer,
                      const TrainPosition& position, const Options& options, const std::string& run_id,
-                     const vit::VisionTransformer* ema = nullptr);
+                     const vit::VisionTransformer* ema = nullptr,
+                     const std::vector<std::map<std::string, Tensor>>& rank_strategies = {});
 
 // Restores model, optimizer and the generators from the checkpoint in `dir` and returns the
 // position. IoError naming the file for a file that is not a train_vit checkpoint, for two files
 // of different checkpoints, for missing, extra or mis-shaped state and for metadata out of
 // range (epoch in [0, --epochs], batch in [0, steps_per_epoch), step = epoch * steps_per_epoch
-// + batch); ValueError when the checkpoint's configuration differs from `options` in anything
-// that changes the trajectory (listing the differences). `ema` (--model-ema, else null) gets the
+// + batch); ValueError when the checkpoint was written by a run of another world size (its
+// configuration's world_size; 1 when absent), and when its configuration differs from `options`
+// in anything else that changes the trajectory (listing the differences). In a data-parallel
+// run every rank loads the same checkpoint (rank 0 wrote it; the folder must be shared), rank r
+// its own strategy state (rank<r>.*) where the checkpoint has it. `ema` (--model-ema, else null) gets the
 // averaged weights, strictly.
 TrainPosition load_checkpoint(const std::string& dir, vit::VisionTransformer& model, nn::Optimizer& optimizer,
                               const Options& options, int64_t steps_per_epoch, vit::VisionTransformer* ema = nullptr);

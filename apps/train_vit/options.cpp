@@ -15,6 +15,8 @@
 #include "ops/attention.h"
 #include "apps/vit/vit.h"
 #include "core/error.h"
+#include "core/rng.h"
+#include "dist/data_parallel.h"
 
 namespace tg::train {
 
@@ -122,6 +124,9 @@ void add_flags(CLI::App& app, Options& o) {
                "times in ms from those per-technique costs");
   app.add_flag("--find-max-batch", o.find_max_batch,
                "with --memory-budget: print the largest batch whose best plan fits the budget, then exit");
+  app.add_option("--dist-timeout", o.dist_timeout,
+                 "data-parallel runs (WORLD_SIZE > 1): seconds any rank waits for the others (rendezvous, "
+                 "collectives) before it fails naming the ranks that did not answer");
 }
 
 std::string join(const std::vector<std::string>& items, const char* separator) {
@@ -195,6 +200,27 @@ void validate_planning(Options& o, const std::set<std::string>& given) {
            "--memory-budget needs --attention fused: the memory model does not cover the explicit attention");
 }
 
+// --dist-timeout, and what a data-parallel run (WORLD_SIZE > 1) needs from the build and refuses.
+void validate_data_parallel(const Options& o) {
+  TG_CHECK(o.dist_timeout > 0 && o.dist_timeout <= 1e6, ValueError,
+           "--dist-timeout must be a number of seconds in (0, 1000000], got ", o.dist_timeout);
+  const dist::LaunchEnv& env = o.launch;
+  if (!env.distributed()) return;
+  if (o.resolved_device.is_cuda()) dist::require_cuda_data_parallel(env);
+  TG_CHECK(!o.optimizer_in_backward, ValueError,
+           "--optimizer-in-backward updates each parameter from this rank's gradient inside backward, before the "
+           "all-reduce has averaged it over the ", env.world_size, " ranks (WORLD_SIZE=", env.world_size,
+           "); drop --optimizer-in-backward, or run one process");
+  TG_CHECK(o.cuda_graphs == "off", NotImplementedError, "--cuda-graphs on with data parallelism (WORLD_SIZE=",
+           env.world_size,
+           "): the gradient all-reduce is launched from backward's hooks on a stream of its own and each step waits "
+           "for it on the host with a timeout, which a captured graph cannot do; use --cuda-graphs off (the default "
+           "of data-parallel runs)");
+  TG_CHECK(!o.calibrate, ValueError, "--calibrate times steps on each of the ", env.world_size,
+           " ranks separately, which could choose different plans for different ranks; drop --calibrate in "
+           "data-parallel runs (without it the plan depends on the flags alone)");
+}
+
 void validate(Options& o, const std::set<std::string>& given) {
   check_choice("--dataset", o.dataset, {"fashion-mnist", "cifar10", "cifar100", "cifar100-coarse", "synthetic"});
   check_choice("--augment", o.augment, {"auto", "none", "crop-flip"});
@@ -236,7 +262,8 @@ void validate(Options& o, const std::set<std::string>& given) {
                                                    {"--model-ema-decay", o.model_ema_decay},
                                                    {"--ratio", o.ratio},
                                                    {"--wta-ema-beta", o.wta_ema_beta},
-                                                   {"--wta-alpha", o.wta_alpha}};
+                                                   {"--wta-alpha", o.wta_alpha},
+                                                   {"--dist-timeout", o.dist_timeout}};
   for (const auto& [flag, value] : reals)
     TG_CHECK(std::isfinite(value), ValueError, flag, " must be a finite number, got ", value);
   TG_CHECK(o.lr > 0, ValueError, "--lr must be positive, got ", o.lr);
@@ -319,16 +346,18 @@ void validate(Options& o, const std::set<std::string>& given) {
     }
   }
   // Before any work: an unwritable --save would otherwise fail after the first epoch.
-  if (!o.save.empty()) check_save_dir(o.save);
+  if (!o.save.empty()) check_save_dir(o.save);  // on every rank (rank 0 alone writes)
   TG_CHECK(!o.reset_head || !o.init_from.empty(), ValueError,
            "--reset-head needs --init-from FILE (it re-initialises the classifier of the weights loaded from FILE)");
   TG_CHECK(o.init_from.empty() || fs::is_regular_file(o.init_from), ValueError, "--init-from: '", o.init_from,
            "' does not exist (expected a safetensors file)");
+  validate_data_parallel(o);
 }
 
 }  // namespace
 
-std::optional<Options> parse_command_line(int argc, const char* const* argv, std::ostream& out) {
+std::optional<Options> parse_command_line(int argc, const char* const* argv, std::ostream& out,
+                                          const dist::LaunchEnv& env) {
   CLI::App app("train_vit: train a Vision Transformer with exact or sampled (WTA-CRS) backward", "train_vit");
   Options options;
   add_flags(app, options);
@@ -343,13 +372,21 @@ std::optional<Options> parse_command_line(int argc, const char* const* argv, std
   std::set<std::string> given;
   for (const CLI::Option* option : app.get_options())
     if (option->count() > 0) given.insert(option->get_name());
-  resolve_options(options, given);
+  resolve_options(options, given, env);
   return options;
 }
 
-void resolve_options(Options& o, const std::set<std::string>& given) {
+void resolve_options(Options& o, const std::set<std::string>& given, const dist::LaunchEnv& env) {
   check_choice("--device", o.device.rfind("cuda:", 0) == 0 ? std::string("cuda") : o.device, {"auto", "cpu", "cuda"});
-  o.resolved_device = o.device == "auto" ? (cuda_is_available() ? Device::cuda(0) : Device::cpu()) : Device::parse(o.device);
+  o.launch = env;
+  // Every rank of a data-parallel job has a GPU of its own: cuda:LOCAL_RANK.
+  TG_CHECK(!env.distributed() || o.device.rfind("cuda:", 0) != 0, ValueError, "--device ", o.device,
+           " names one GPU, but each rank of a data-parallel job (WORLD_SIZE=", env.world_size,
+           ") uses its own, cuda:LOCAL_RANK; give --device cuda or auto");
+  const int gpu = env.distributed() ? env.local_rank : 0;
+  if (o.device == "auto") o.resolved_device = cuda_is_available() ? Device::cuda(gpu) : Device::cpu();
+  else if (o.device == "cuda") o.resolved_device = Device::cuda(gpu);
+  else o.resolved_device = Device::parse(o.device);
   check_device_usable(o.resolved_device);
   if (o.resolved_device.is_cpu()) apply_cpu_recipe(o, given);
   // The default decay suits AdamW's decoupled form; as an L2 term (adam, sgd) it would not.
@@ -357,7 +394,9 @@ void resolve_options(Options& o, const std::set<std::string>& given) {
   if (!given.count("--attention") && samples_attention(o)) o.attention = "explicit";
   // Graphs are a CUDA feature, and replay what they captured: mixup's and drop path's draws are
   // chosen on the host per step, so those runs stay eager.
-  if (!given.count("--cuda-graphs") && (o.resolved_device.is_cpu() || draws_on_host(o))) o.cuda_graphs = "off";
+  // Data-parallel steps wait for their all-reduce on the host (validate_data_parallel).
+  if (!given.count("--cuda-graphs") && (o.resolved_device.is_cpu() || draws_on_host(o) || env.distributed()))
+    o.cuda_graphs = "off";
   validate(o, given);
 }
 
@@ -392,7 +431,9 @@ StrategyConfig strategy_config(const Options& o) {
   StrategyConfig config;
   config.kind = parse_strategy(o.backward);
   config.ratio = o.ratio;
-  config.seed = o.seed;
+  // Each rank samples from a stream of its own (rank 0's is the one-process run's): the ranks'
+  // estimates are independent, and their average stays unbiased (docs/WTACRS.md).
+  config.seed = rank_seed(o.seed, o.launch.rank);
   config.proxy = o.wta_proxy == "none" ? ProxyKind::none : ProxyKind::position_ema;
   config.ema_beta = o.wta_ema_beta;
   config.k_min = o.wta_k_min;
@@ -421,7 +462,12 @@ std::string describe(const Options& o) {
   line("model", o.model + ", depth " + std::to_string(model_depth(o)) + ", patch " + std::to_string(o.patch) + ", img " +
                     std::to_string(o.img));
   line("epochs", o.epochs);
-  line("batch size", o.batch_size);
+  if (o.launch.distributed())
+    line("batch size", std::to_string(o.batch_size) + " per rank, global " +
+                           std::to_string(o.batch_size * o.launch.world_size) + " over " +
+                           std::to_string(o.launch.world_size) + " ranks");
+  else
+    line("batch size", o.batch_size);
   line("optimizer", o.optimizer + ", lr " + num(o.lr) + ", weight decay " + num(o.weight_decay) +
                         (o.optimizer_in_backward ? ", applied in backward" : ""));
   line("schedule", "warm-up " + num(o.warmup_epochs) + " epochs, cosine to 0");
@@ -468,6 +514,10 @@ std::string describe(const Options& o) {
     line("memory budget", o.memory_budget + " = " + std::to_string(o.memory_budget_bytes) + " bytes" +
                               (o.no_sampling ? ", no sampling" : "") + (o.find_max_batch ? ", find max batch" : ""));
   if (o.plan_only) line("plan only", "on");
+  if (o.launch.distributed())
+    line("data parallel", "rank " + std::to_string(o.launch.rank) + " of " + std::to_string(o.launch.world_size) +
+                              ", store at " + o.launch.master_addr + ":" + std::to_string(o.launch.master_port) +
+                              ", timeout " + num(o.dist_timeout) + " s");
   return s.str();
 }
 
@@ -491,7 +541,8 @@ nlohmann::json to_json(const Options& o) {
           {"recompute_norms", o.recompute_norms},
           {"cuda_graphs", o.cuda_graphs}, {"seed", o.seed},
           {"max_steps", o.max_steps},   {"eval_every", o.eval_every},     {"log_every", o.log_every},
-          {"init_from", o.init_from},   {"reset_head", o.reset_head}};
+          {"init_from", o.init_from},   {"reset_head", o.reset_head},
+          {"world_size", o.launch.world_size}};
 }
 
 std::vector<std::string> trajectory_differences(const nlohmann::json& saved, const nlohmann::json& current) {

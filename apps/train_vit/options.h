@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/device.h"
+#include "dist/env.h"
 #include "nn/layers.h"
 #include "ops/matmul/strategy.h"
 #include "ops/precision.h"
@@ -100,23 +101,32 @@ struct Options {
   bool no_sampling = false;
   bool find_max_batch = false;
   bool calibrate = false;       // time uniform plans first; predict and minimise step time in ms
+  // Data parallelism (docs/distributed.md): how long any rank waits for the others (store,
+  // rendezvous, every collective) before it fails naming the ranks that did not answer.
+  double dist_timeout = 300;    // seconds
 
   // Filled by resolve_options.
   Device resolved_device;
   bool cpu_recipe = false;          // the CPU-sized defaults were applied
   std::string recipe_flags;         // the flags the recipe set, as a command-line fragment
   int64_t memory_budget_bytes = 0;  // --memory-budget in bytes (0: none)
+  // The launcher environment the run was resolved in (rank 0 of 1 without one): each rank reads
+  // its shard of the data, and the global batch is batch_size x launch.world_size.
+  dist::LaunchEnv launch;
 };
 
-// Parses argv and resolves the result (resolve_options). Returns nullopt after printing the
-// help to `out` for --help; ValueError for anything CLI11 rejects (unknown flag, malformed
-// number) and for every problem resolve_options finds.
-std::optional<Options> parse_command_line(int argc, const char* const* argv, std::ostream& out);
+// Parses argv and resolves the result (resolve_options) for the launcher environment `env`.
+// Returns nullopt after printing the help to `out` for --help; ValueError for anything CLI11
+// rejects (unknown flag, malformed number) and for every problem resolve_options finds.
+std::optional<Options> parse_command_line(int argc, const char* const* argv, std::ostream& out,
+                                          const dist::LaunchEnv& env = {});
 
-// Picks the device (auto: CUDA when a GPU is usable), applies the recipe of that device to
-// every flag not in `given` (the long names of the flags on the command line, e.g. "--model"),
-// and validates the result; ValueError / NotImplementedError on the first problem.
-void resolve_options(Options& options, const std::set<std::string>& given);
+// Picks the device (auto: CUDA when a GPU is usable; in a data-parallel job, auto and cuda mean
+// cuda:LOCAL_RANK), applies the recipe of that device to every flag not in `given` (the long
+// names of the flags on the command line, e.g. "--model"), and validates the result, for a
+// data-parallel `env` too (what such runs refuse: docs/distributed.md); ValueError /
+// NotImplementedError on the first problem.
+void resolve_options(Options& options, const std::set<std::string>& given, const dist::LaunchEnv& env = {});
 
 // The block count after --depth; the targets and blocks that use the strategy (vit::parse_*
 // with the flag's name in the message).
@@ -126,7 +136,8 @@ std::set<int64_t> strategy_blocks(const Options& options);
 // The blocks of --checkpoint-blocks (empty for none); ValueError naming the flag otherwise.
 std::set<int64_t> checkpointed_blocks(const Options& options);
 
-// --backward, --ratio and --seed as the strategy factory's configuration.
+// --backward, --ratio and --seed as the strategy factory's configuration (the seed of this
+// rank: rank_seed, core/rng.h).
 StrategyConfig strategy_config(const Options& options);
 // --precision and --saved-dtype as the precision policy of the run.
 PrecisionPolicy precision_policy(const Options& options);

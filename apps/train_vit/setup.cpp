@@ -62,6 +62,8 @@ TrainData load_data(const Options& o) {
 
   d.train_loader.batch_size = o.batch_size;
   d.train_loader.seed = o.seed;
+  // Every rank draws the epoch's order from the same seed and reads its own part of it.
+  d.train_loader.shard = {o.launch.rank, o.launch.world_size};
   const bool crop_flip = o.augment == "crop-flip" || (o.augment == "auto" && o.dataset.rfind("cifar", 0) == 0);
   if (crop_flip) {
     d.train_loader.augment.crop_padding = 4;
@@ -72,6 +74,7 @@ TrainData load_data(const Options& o) {
   set_normalization(o.dataset, d.train_loader.augment);
 
   d.test_loader.batch_size = o.batch_size;
+  d.test_loader.shard = d.train_loader.shard;
   d.test_loader.shuffle = false;
   d.test_loader.drop_last = false;
   d.test_loader.augment.output_size = o.img;

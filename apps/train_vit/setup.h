@@ -19,7 +19,8 @@ struct TrainData {
 };
 
 // Loads (or generates) both splits, applies the subsets and picks augmentation and
-// normalization for the dataset. IoError naming the file for a missing or corrupt dataset.
+// normalization for the dataset; in a data-parallel run both loaders serve this rank's shard
+// (data/shard.h). IoError naming the file for a missing or corrupt dataset.
 TrainData load_data(const Options& options);
 
 // The ViT of --model/--depth/--patch/--img for `channels` x `classes`, on the run's device,

@@ -10,16 +10,19 @@
 #include <ostream>
 
 #include "apps/train_vit/checkpoint.h"
+#include "apps/train_vit/data_parallel.h"
 #include "apps/train_vit/memory_report.h"
 #include "apps/train_vit/metrics.h"
 #include "apps/train_vit/planning.h"
 #include "apps/train_vit/setup.h"
+#include "apps/vit/strategies.h"
 #include "autograd/engine.h"
 #include "core/allocator.h"
 #if TG_WITH_CUDA
 #include "core/cuda/graph.h"
 #endif
 #include "core/file_io.h"
+#include "core/rng.h"
 #include "nn/ema.h"
 #include "nn/layers.h"
 #include "nn/mixup.h"
@@ -52,8 +55,12 @@ std::string format_duration(double seconds) {
 
 class Trainer {
  public:
-  Trainer(const Options& options, std::ostream& out)
-      : o_(options), out_(out), device_(options.resolved_device), run_id_(new_run_id()) {}
+  Trainer(const Options& options, std::ostream& out, const CommunicatorFactory& make_cuda_communicator)
+      : o_(options),
+        out_(out),
+        device_(options.resolved_device),
+        run_id_(new_run_id()),
+        make_cuda_communicator_(make_cuda_communicator) {}
   RunSummary run();
 
  private:
@@ -78,11 +85,14 @@ class Trainer {
   void check_free_space();
   void print_summary(const RunSummary& summary);
   int64_t epoch_label() const { return std::min(position_.epoch + 1, o_.epochs); }  // 1-based, for output
+  bool writes_files() const { return o_.launch.rank == 0; }  // metrics and checkpoints: rank 0 alone
 
   const Options& o_;
   std::ostream& out_;
   Device device_;
   std::string run_id_;  // ties the two files of each checkpoint this run writes
+  CommunicatorFactory make_cuda_communicator_;
+  std::unique_ptr<DataParallel> dp_;  // WORLD_SIZE > 1 only
   TrainData data_;
   std::unique_ptr<data::DataLoader> train_loader_, test_loader_;
   std::unique_ptr<vit::VisionTransformer> model_;
@@ -129,9 +139,13 @@ void Trainer::setup() {
   if (o_.cpu_recipe)
     out_ << "train_vit: no GPU in use: chose the CPU-sized run (" << o_.recipe_flags
          << "); give any of these flags to change it, or run on a GPU for the full recipe\n";
-  // Dropout masks get a stream of their own (the model initialization draws from another).
-  nn::dropout_generator().manual_seed(stream_seed(o_.seed, kDropoutStream));
-  default_generator().manual_seed(o_.seed);
+  // First, before anything touches a GPU: the NCCL join makes cuda:LOCAL_RANK current.
+  if (o_.launch.distributed()) dp_ = std::make_unique<DataParallel>(o_, make_cuda_communicator_);
+  // Dropout masks get a stream of their own (the model initialization draws from another); each
+  // rank draws its own masks (rank_seed: rank 0's are the one-process run's).
+  const uint64_t seed = rank_seed(o_.seed, o_.launch.rank);
+  nn::dropout_generator().manual_seed(stream_seed(seed, kDropoutStream));
+  default_generator().manual_seed(seed);
 
   data_ = load_data(o_);
   train_loader_ = std::make_unique<data::DataLoader>(data_.train, device_, data_.train_loader);
@@ -171,16 +185,21 @@ void Trainer::setup() {
   if (mix.enabled()) mixup_.emplace(mix, o_.seed);
   out_ << "model: " << o_.model << ", depth " << model_->config().depth << ", dim " << model_->config().dim
        << ", " << model_->config().tokens() << " tokens, " << model_->num_parameters() << " parameters\n";
-  if (!o_.save.empty()) check_free_space();
+  if (!o_.save.empty() && writes_files()) check_free_space();
   if (!o_.resume.empty()) {
     position_ = load_checkpoint(o_.resume, *model_, *optimizer_, o_, steps_per_epoch_, ema_model_.get());
     out_ << "resumed from " << o_.resume << " at epoch " << position_.epoch + 1 << ", step " << position_.step << "\n";
   } else if (!o_.init_from.empty()) {
     init_from_file();
   }
+  if (dp_) {
+    dp_->share_parameters(*model_, *optimizer_, o_.resume.empty() ? std::nullopt : std::optional(position_.step));
+    dp_->reduce_gradients(*model_);
+  }
   // The EMA starts as the model (after --init-from); a resumed one was loaded above.
   if (ema_model_ && o_.resume.empty()) ema_model_->load_state_dict(model_->state_dict());
-  if (!o_.metrics_out.empty()) metrics_ = MetricsWriter(o_.metrics_out, /*append=*/!o_.resume.empty());
+  if (!o_.metrics_out.empty() && writes_files())
+    metrics_ = MetricsWriter(o_.metrics_out, /*append=*/!o_.resume.empty());
   nlohmann::json sampled = nlohmann::json::array();
   for (const vit::SampledSlot& slot : vit::sampled_slots(*model_))
     sampled.push_back({{"block", slot.block}, {"slot", slot.slot}, {"strategy", slot.strategy}});
@@ -245,6 +264,9 @@ Trainer::StepOutputs Trainer::step_body(const Tensor& images, const Tensor& labe
       allocated_at_peak_ = memory_stats(device_).allocated_bytes[static_cast<size_t>(StatType::all)].current;
     }
     backward(loss);
+    // Data parallel: the buckets' averages were launched from backward's hooks; clipping (on the
+    // global gradient norm) and the update run after them.
+    if (dp_) dp_->finish_backward();
   }
   if (!optimizer_->in_backward()) {  // else backward's hooks have updated every parameter
     if (o_.clip_grad > 0) grad_norm = nn::clip_grad_norm(parameters_, o_.clip_grad, &clip_factor);
@@ -294,6 +316,9 @@ void Trainer::train_step() {
 #else
   step = step_body(batch.images, batch.labels);
 #endif
+  // Data parallel: the host waits for this step's all-reduce (with the timeout) while the device
+  // runs the update, so that no later host wait can hang on a rank that stopped answering.
+  if (dp_) dp_->synchronize(detail::concat("the gradient all-reduce of step ", position_.step + 1));
   if (ema_) ema_->update();
   {
     NoGradGuard no_grad;
@@ -312,10 +337,17 @@ void Trainer::train_step() {
 }
 
 void Trainer::log_progress() {
+  // Data parallel: the mean over the ranks' batches is the loss of the global batch; the gradient
+  // norm and clip factor are the same on every rank (taken after the all-reduce).
+  if (dp_) {
+    dp_->average(running_loss_);
+    dp_->synchronize(detail::concat("the loss average of step ", position_.step));
+  }
   // The one host synchronization of the steps: reading the summed loss (the other sums were
   // complete before it).
   const double loss = running_loss_.item() / static_cast<double>(running_steps_);
   const double interval = std::max(seconds_since(interval_start_), 1e-9);
+  running_images_ *= o_.launch.world_size;  // the whole job's images
   const double img_per_s = static_cast<double>(running_images_) / interval;
   const double eta = interval / static_cast<double>(running_steps_) * static_cast<double>(last_step_ - position_.step);
   TG_CHECK(std::isfinite(loss), ValueError, "training diverged: the mean loss of steps ",
@@ -348,8 +380,10 @@ void Trainer::evaluate() {
   const vit::VisionTransformer& evaluated = ema_model_ ? *ema_model_ : *model_;
   model_->eval();
   NoGradGuard no_grad;
-  // Predictions and the loss stay on the device until the end: one synchronization in total.
-  std::vector<Tensor> predictions;
+  // Predictions and the loss stay on the device until the end: one synchronization in total. In
+  // a data-parallel run each rank evaluates its block of the test set (data/shard.h) and the
+  // counts are summed over the ranks.
+  std::vector<Tensor> predictions, labels;
   Tensor loss_sum;
   for (int64_t i = 0; i < test_loader_->batches_per_epoch(); ++i) {
     const data::Batch batch = test_loader_->batch(0, i);
@@ -357,15 +391,21 @@ void Trainer::evaluate() {
     const Tensor loss = mul(cross_entropy(logits, batch.labels), static_cast<double>(batch.labels.size(0)));
     loss_sum = loss_sum.defined() ? add(loss_sum, loss) : loss;
     predictions.push_back(argmax(logits, 1));
+    labels.push_back(batch.labels);
   }
   model_->train();
-  const std::vector<int64_t> predicted = concat(predictions, 0).to_vector<int64_t>();
-  const std::vector<int64_t> labels = data_.test.labels.to_vector<int64_t>();
+  const auto values = [](const std::vector<Tensor>& parts) {
+    return parts.empty() ? std::vector<int64_t>() : concat(parts, 0).to_vector<int64_t>();
+  };
+  const std::vector<int64_t> predicted = values(predictions), truth = values(labels);
   int64_t correct = 0;
-  for (size_t i = 0; i < labels.size(); ++i) correct += predicted[i] == labels[i];
-  const auto count = static_cast<double>(labels.size());
-  const double acc = 100.0 * static_cast<double>(correct) / count;
-  const double test_loss = loss_sum.item() / count;
+  for (size_t i = 0; i < truth.size(); ++i) correct += predicted[i] == truth[i];
+  std::vector<double> sums = {static_cast<double>(correct), static_cast<double>(truth.size()),
+                              loss_sum.defined() ? loss_sum.item() : 0.0};
+  if (dp_) sums = dp_->sum(sums, detail::concat("the evaluation sums at step ", position_.step));
+  const double count = sums[1];
+  const double acc = 100.0 * sums[0] / count;
+  const double test_loss = sums[2] / count;
   const double seconds = seconds_since(begin);
   paused_seconds_ += seconds;
   interval_start_ += Clock::now() - begin;
@@ -389,16 +429,25 @@ void Trainer::evaluate() {
 
 void Trainer::save() {
   const Clock::time_point begin = Clock::now();
-  save_checkpoint(o_.save, *model_, *optimizer_, position_, o_, run_id_, ema_model_.get());
-  last_save_step_ = position_.step;
+  last_save_step_ = position_.step;  // on every rank: the final save is a collective too
+  // Data parallel: each rank's estimator state (the sampled strategies' proxies differ between
+  // ranks) goes into rank 0's checkpoint.
+  std::vector<std::map<std::string, Tensor>> rank_strategies;
+  if (dp_) rank_strategies = dp_->gather_tensors(detail::concat("strategies at step ", position_.step), vit::strategy_state(*model_));
+  if (writes_files()) {
+    save_checkpoint(o_.save, *model_, *optimizer_, position_, o_, run_id_, ema_model_.get(), rank_strategies);
+    out_ << "saved checkpoint " << o_.save << " at step " << position_.step << "\n";
+  }
   paused_seconds_ += seconds_since(begin);
   interval_start_ += Clock::now() - begin;
-  out_ << "saved checkpoint " << o_.save << " at step " << position_.step << "\n";
 }
 
 RunSummary Trainer::run() {
   setup();
-  if (planning_only_) return RunSummary{};
+  if (planning_only_) {
+    if (dp_) dp_->finish();
+    return RunSummary{};
+  }
   reset_peak_memory_stats(device_);
   start_ = interval_start_ = Clock::now();
   const int64_t first_step = position_.step;
@@ -440,12 +489,15 @@ RunSummary Trainer::run() {
   const double train_seconds = std::max(summary.wall_seconds - paused_seconds_, 1e-9);
   summary.train_img_per_s = position_.step > first_step ? static_cast<double>(trained_images_) / train_seconds : 0;
   print_summary(summary);
+  if (dp_) dp_->finish();
   return summary;
 }
 
 void Trainer::print_summary(const RunSummary& s) {
   if (o_.memory_report) {
-    out_ << "\nmemory report (" << device_.str() << ")\n" << allocator_for(device_).memory_summary() << "\n";
+    out_ << "\nmemory report (" << device_.str()
+         << (dp_ ? detail::concat(", rank 0 of ", dp_->world_size()) : std::string()) << ")\n"
+         << allocator_for(device_).memory_summary() << "\n";
     out_ << format_sampled_slots(vit::sampled_slots(*model_));
     if (plan_ && !saved_at_peak_.empty())  // the walk was taken in this run's first step
       out_ << format_kept_by_block(plan_->plan, o_.resume.empty() ? plan_->first_step : plan_->steady,
@@ -460,17 +512,26 @@ void Trainer::print_summary(const RunSummary& s) {
                 s.best_test_acc, s.final_test_acc, static_cast<long long>(s.steps),
                 format_bytes(s.peak_allocated_bytes).c_str(), format_bytes(s.peak_reserved_bytes).c_str(),
                 format_duration(s.wall_seconds).c_str(), s.train_img_per_s);
-  out_ << line << std::flush;
+  out_ << line;
+  if (dp_) {  // every rank's peaks, gathered on rank 0
+    const auto peaks = dp_->gather("memory peaks", {s.peak_allocated_bytes, s.peak_reserved_bytes});
+    for (size_t r = 0; r < peaks.size(); ++r)
+      out_ << "         rank " << r << ": peak allocated " << format_bytes(peaks[r].at(0)) << ", peak reserved "
+           << format_bytes(peaks[r].at(1)) << "\n";
+  }
+  out_ << std::flush;
 }
 
 }  // namespace
 
-RunSummary run_training(const Options& options, std::ostream& out) {
+RunSummary run_training(const Options& options, std::ostream& out, const CommunicatorFactory& make_cuda_communicator) {
   // One policy for the whole run: forward and backward GEMMs and saved operands alike; the bf16
   // attention's kernels are a process-wide setting, set for the run here too.
   PrecisionGuard precision(precision_policy(options));
   set_cuda_attention_backend(parse_cuda_attention_backend(options.attention_backend));
-  return Trainer(options, out).run();
+  // Rank 0 alone prints; the other ranks' output goes nowhere (their errors reach stderr).
+  std::ostream silent(nullptr);
+  return Trainer(options, options.launch.rank == 0 ? out : silent, make_cuda_communicator).run();
 }
 
 }  // namespace tg::train

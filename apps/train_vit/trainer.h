@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <iosfwd>
 
+#include "apps/train_vit/data_parallel.h"
 #include "apps/train_vit/options.h"
 
 namespace tg::train {
@@ -23,7 +24,9 @@ struct RunSummary {
 };
 
 // Runs the training that `options` (resolved by parse_command_line / resolve_options)
-// describes, printing the configuration, progress, evaluations and the summary to `out`.
-RunSummary run_training(const Options& options, std::ostream& out);
+// describes, printing the configuration, progress, evaluations and the summary to `out` (rank 0
+// of a data-parallel job; the other ranks print nothing). `make_cuda_communicator`: the NCCL
+// communicator of data-parallel runs on CUDA (none: such runs are refused).
+RunSummary run_training(const Options& options, std::ostream& out, const CommunicatorFactory& make_cuda_communicator = {});
 
 }  // namespace tg::train

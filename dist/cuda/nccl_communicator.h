@@ -20,6 +20,7 @@
 #include <string>
 
 #include "core/tensor.h"
+#include "dist/communicator.h"
 #include "dist/env.h"
 #include "dist/store.h"
 
@@ -32,8 +33,6 @@ using NcclUniqueId = std::array<uint8_t, kNcclUniqueIdBytes>;
 
 // A fresh unique id (rank 0 makes it and sends it to the others through the store).
 NcclUniqueId make_nccl_unique_id();
-
-enum class ReduceOp { sum, average };
 
 class NcclCommunicator {
  public:

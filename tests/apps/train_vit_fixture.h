@@ -39,6 +39,14 @@ inline std::vector<nlohmann::json> read_jsonl(const std::string& path) {
   return records;
 }
 
+// The loss of every training record of a metrics file, in order.
+inline std::vector<double> train_losses(const std::string& path) {
+  std::vector<double> out;
+  for (const nlohmann::json& r : read_jsonl(path))
+    if (r["type"] == "train") out.push_back(r["loss"].get<double>());
+  return out;
+}
+
 // A one-block ViT-Tiny on 256 Fashion-MNIST images at 28 px (8 steps of 32 per epoch): a run
 // of a few seconds on one core.
 inline std::vector<std::string> tiny_run_args() {
@@ -74,13 +82,7 @@ inline void check_bitwise_resume(const std::vector<std::string>& base) {
   ScratchDir dir("train_vit_resume");
   run(with(base, {"--max-steps", std::to_string(kSteps), "--save", dir / "straight", "--metrics-out",
                   dir / "straight.jsonl"}));
-  auto losses = [](const std::string& path) {
-    std::vector<double> out;
-    for (const nlohmann::json& r : read_jsonl(path))
-      if (r["type"] == "train") out.push_back(r["loss"].get<double>());
-    return out;
-  };
-  const std::vector<double> straight = losses(dir / "straight.jsonl");
+  const std::vector<double> straight = train_losses(dir / "straight.jsonl");
   REQUIRE(straight.size() == kSteps);
   const train::CheckpointFiles straight_files = train::checkpoint_files(dir / "straight");
   const nn::SafetensorsFile straight_state = nn::load_safetensors(straight_files.train_state);
@@ -93,7 +95,7 @@ inline void check_bitwise_resume(const std::vector<std::string>& base) {
     const train::RunSummary resumed =
         run(with(base, {"--max-steps", std::to_string(kSteps), "--resume", ckpt, "--save", ckpt, "--metrics-out", metrics}));
     CHECK(resumed.steps == kSteps);
-    const std::vector<double> split_losses = losses(metrics);
+    const std::vector<double> split_losses = train_losses(metrics);
     REQUIRE(split_losses.size() == kSteps);
     for (int i = 0; i < kSteps; ++i) {
       CAPTURE(i);

@@ -105,16 +105,17 @@ TEST_CASE("malformed and out-of-range values are refused with what was found") {
         "launcher environment: MASTER_ADDR must be a host name or address, got ''");
 }
 
-TEST_CASE("a build's data-parallel availability decides whether a distributed environment is refused") {
-  CHECK(data_parallel_available() == (TG_EXPECT_NCCL != 0));  // what CMake found
-  CHECK_NOTHROW(require_data_parallel(parse({})));
-  const std::string message = test::thrown_message<NotImplementedError>([] { require_data_parallel(parse(kTorchrun)); });
-  if (data_parallel_available()) {
+TEST_CASE("a build's NCCL availability decides whether a distributed environment on CUDA is refused") {
+  CHECK(cuda_data_parallel_available() == (TG_EXPECT_NCCL != 0));  // what CMake found
+  CHECK_NOTHROW(require_cuda_data_parallel(parse({})));
+  const std::string message =
+      test::thrown_message<NotImplementedError>([] { require_cuda_data_parallel(parse(kTorchrun)); });
+  if (cuda_data_parallel_available()) {
     CHECK(message == "(no error)");
   } else {
     CHECK(message ==
-          "data parallelism is unavailable: the launcher environment asks for WORLD_SIZE=4 ranks, but this build of "
-          "tapegrad has no NCCL; configure with the CUDA backend and -DTAPEGRAD_NCCL=ON (nccl.h and libnccl under "
-          "/usr/local/cuda, or -DTAPEGRAD_NCCL_ROOT=DIR)");
+          "data parallelism on CUDA is unavailable: the launcher environment asks for WORLD_SIZE=4 ranks, but this "
+          "build of tapegrad has no NCCL; configure with the CUDA backend and -DTAPEGRAD_NCCL=ON (nccl.h and libnccl "
+          "under /usr/local/cuda, or -DTAPEGRAD_NCCL_ROOT=DIR), or run the ranks on the CPU (--device cpu)");
   }
 }
