@@ -8,6 +8,7 @@
 
 #include "autograd/pending_grad.h"
 #include "core/autograd_meta.h"
+#include "core/side_work.h"
 
 namespace tg {
 
@@ -132,6 +133,9 @@ void backward(const Tensor& root, const Tensor& grad, bool retain_graph) {
              ", dtype ", dtype_name(root_grad.dtype()), " on ", root_grad.device().str());
   }
   NoGradGuard no_grad;
+  // Side work of the forward (the sampler's selections, core/side_work.h) ends here: the operands
+  // it holds are released before backward's own buffers are allocated, as in the single-stream order.
+  join_side_work(root.device());
   const Edge root_edge = gradient_edge(root);
 
   // Count, for every reachable node, how many edges lead into it.

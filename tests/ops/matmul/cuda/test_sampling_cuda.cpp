@@ -62,14 +62,14 @@ TEST_CASE("sample_rows: CUDA indices and weights equal the CPU's") {
     int64_t batch, K, k;
   };
   // Every path of the CUDA sampler: one launch with the item sorted in shared memory by 256
-  // threads (up to 1,024 rows: attention per batch·head) or by 1,024 (up to 4,096, 8,192 and
+  // threads (up to 1,024 rows: attention per batch·head) or by 1,024 (up to 5,120, 9,216 and
   // 13,312 rows: the linears of ViT-S/4 at batch 64 and 128, of ViT-B/16 at 64 images x 197
   // tokens, one item or several), a device sort then a selection staged in shared memory, and
   // one from global memory (items too long for shared memory); odd sizes.
   for (const Case c : {Case{1, 12608, 3782}, Case{768, 197, 59}, Case{768, 65, 19}, Case{384, 65, 32},
                        Case{3, 1000, 1}, Case{5, 300, 299}, Case{1, 4160, 2080}, Case{2, 4352, 1305},
                        Case{1, 6000, 1800}, Case{3, 5000, 2500}, Case{1, 8320, 2496}, Case{2, 12608, 3782},
-                       Case{1, 13313, 3993}, Case{2, 20000, 6000}}) {
+                       Case{1, 5121, 1536}, Case{1, 9217, 2765}, Case{1, 13313, 3993}, Case{2, 20000, 6000}}) {
     const Tensor scores = stress_scores(c.batch, c.K, 500 + static_cast<uint64_t>(c.K));
     for (const SamplingVariant variant :
          {SamplingVariant::wta_crs, SamplingVariant::crs, SamplingVariant::topk, SamplingVariant::wta_wor}) {
