@@ -52,6 +52,7 @@ class LinearBackward final : public Node {
     check_not_released();
     const Tensor g = rows_of(grads[0]);  // dY [N, D_out]
     Tensor gx, gw, gb;
+    if (needs_input_grad(1)) saved_x_->prepare(g.raw_unsqueeze(0));  // e.g. the sampled rows of G, beside dX's GEMM
     if (needs_input_grad(0)) gx = gemm(g, false, saved(weight_slot_), false).raw_reshape(input_metas()[0].shape);
     if (needs_input_grad(1)) {
       TG_INTERNAL_ASSERT(saved_x_, "LinearBackward: X was not saved");

@@ -23,11 +23,27 @@ class SampledOperand final : public SavedOperand {
       : rows_(std::move(rows)), sample_(std::move(sample)), proxy_(std::move(proxy)), beta_(beta),
         refresh_(std::move(refresh)) {}
 
+  // The weighted gather of G's kept rows starts on a side lane, beside the node's dX GEMM. On
+  // the current stream it waits for contract(), in the single-stream order the memory model
+  // follows.
+  void prepare(const Tensor& grad) override {
+    if (!grad.device().is_cuda() || !cuda_sampler_side_stream()) return;
+    join_backward_inputs();
+    SideWork side(grad.device(), true);
+    side.hold(grad);
+    scaled_ = gather_scaled_rows(grad, sample_.indices, sample_.weights);  // [batch, k, E]
+    gather_ = side.ticket();
+  }
+
   Tensor contract(const Tensor& grad, std::optional<DType> out_dtype) override {
-    // The rows, indices and weights may come from a side stream. Joining every pending section
-    // also ends the previous node's proxy refresh, which releases its G before the engine may
-    // want to accumulate into that memory in place (a residual stream's gradient).
-    join_side_work(rows_.device());
+    Tensor scaled;
+    if (scaled_.defined()) {  // prepared: only that section needs joining
+      join_side_work(rows_.device(), gather_);
+      scaled = std::move(scaled_);
+    } else {
+      join_backward_inputs();
+      scaled = gather_scaled_rows(grad, sample_.indices, sample_.weights);
+    }
     if (proxy_.defined()) {
       // The proxy serves the next forward's selection: it is refreshed beside this backward.
       // Holding G keeps its memory from reuse, and from being accumulated into in place (the
@@ -38,8 +54,7 @@ class SampledOperand final : public SavedOperand {
       update_row_norm_ema(proxy_, grad, beta_);
       *refresh_ = side.ticket();
     }
-    // Σ_slots w·g_idxᵀ x_idx: scale the gathered rows of G, then one GEMM over the k slots.
-    const Tensor scaled = gather_scaled_rows(grad, sample_.indices, sample_.weights);  // [batch, k, E]
+    // Σ_slots w·g_idxᵀ x_idx: the scaled rows of G, then one GEMM over the k slots.
     return gemm(scaled, /*trans_a=*/true, rows_.to(grad.dtype()), /*trans_b=*/false, Tensor(), out_dtype);  // [batch, E, D]
   }
 
@@ -56,6 +71,13 @@ class SampledOperand final : public SavedOperand {
   Tensor proxy_;  // undefined when the strategy uses no proxy
   double beta_;
   std::shared_ptr<uint64_t> refresh_;  // the strategy's: the side section refreshing the proxy
+  Tensor scaled_;                      // prepare()'s gather of G, until contract() takes it
+  uint64_t gather_ = 0;                // the side section of that gather
+
+  // The rows, indices and weights may come from a side stream. Joining every pending section
+  // also ends the previous node's proxy refresh, which releases its G before the engine may want
+  // to accumulate into that memory in place (a residual stream's gradient).
+  void join_backward_inputs() const { join_side_work(rows_.device()); }
 };
 
 std::atomic<bool> g_cuda_sampler_side_stream{true};

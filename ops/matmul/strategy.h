@@ -34,6 +34,10 @@ class SavedOperand {
   // linear's bias gradient), both in `out_dtype`. The exact strategy forms the sums in the same
   // GEMM's epilogue, while it reads G; the default contracts and sums apart.
   virtual ProductAndRowSums contract_with_grad_sums(const Tensor& grad, std::optional<DType> out_dtype);
+  // Called by a node that will contract with `grad` after other work of its backward (a linear's
+  // dX GEMM): a strategy may start what the contraction needs of G beside that work. Nothing by
+  // default.
+  virtual void prepare(const Tensor& grad) { (void)grad; }
   // Bytes this object keeps alive for backward (the report's "saved bytes").
   virtual size_t saved_bytes() const = 0;
   // Appends the storages behind saved_bytes() (Node::saved_storages).
