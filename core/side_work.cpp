@@ -3,6 +3,8 @@
 
 #include "core/error.h"
 
+#include <atomic>
+
 #if TG_WITH_CUDA
 #include <cuda_runtime.h>
 
@@ -21,6 +23,17 @@
 
 namespace tg {
 
+namespace {
+std::atomic<int> g_side_lanes{kSideLanes};
+}  // namespace
+
+void set_side_work_lanes(int lanes) {
+  TG_CHECK(lanes >= 1 && lanes <= 64, ValueError, "side work lanes: expected 1 to 64, got ", lanes);
+  g_side_lanes.store(lanes);
+}
+
+int side_work_lanes() { return g_side_lanes.load(); }
+
 #if TG_WITH_CUDA
 
 namespace {
@@ -33,7 +46,7 @@ struct Lane {
 };
 
 struct SideState {
-  std::vector<Lane> lanes;         // kSideLanes of them, made at the first fork
+  std::vector<Lane> lanes;         // side_work_lanes() of them, made as needed
   cudaEvent_t forked = nullptr;    // recorded on the current stream at a fork
   struct Pending {
     int lane;
@@ -41,6 +54,7 @@ struct SideState {
   };
   std::deque<Pending> pending;     // finished, unjoined sections, oldest (smallest ticket) first
   uint64_t last_ticket = 0;        // of the latest section forked
+  size_t active = 0;               // lanes in use (the first `active` of `lanes`)
   int next = 0;                    // the lane the next section takes
   bool open = false;               // a section is running (sections do not nest)
   std::string failure;             // why recording a section's end failed (reported by the join)
@@ -50,18 +64,24 @@ struct SideState {
 SideState& state_for(int device) {
   thread_local std::map<int, SideState> states;
   SideState& state = states[device];
-  if (state.lanes.empty()) {
-    const RelaxedCaptureMode relaxed;  // the first section may come inside a capture
-    int least = 0, greatest = 0;
-    TG_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
-    TG_CUDA_CHECK(cudaEventCreateWithFlags(&state.forked, cudaEventDisableTiming));
-    state.lanes.resize(kSideLanes);
-    for (Lane& lane : state.lanes) {
-      TG_CUDA_CHECK(cudaStreamCreateWithPriority(&lane.stream, cudaStreamNonBlocking, greatest));
-      TG_CUDA_CHECK(cudaEventCreateWithFlags(&lane.finished, cudaEventDisableTiming));
-    }
-  }
+  if (state.forked == nullptr) TG_CUDA_CHECK(cudaEventCreateWithFlags(&state.forked, cudaEventDisableTiming));
   return state;
+}
+
+// Makes the state's lanes the configured number; the caller has joined everything pending.
+void resize_lanes(SideState& state, size_t lanes) {
+  const RelaxedCaptureMode relaxed;  // the first section may come inside a capture
+  int least = 0, greatest = 0;
+  TG_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
+  while (state.lanes.size() < lanes) {
+    Lane lane;
+    TG_CUDA_CHECK(cudaStreamCreateWithPriority(&lane.stream, cudaStreamNonBlocking, greatest));
+    TG_CUDA_CHECK(cudaEventCreateWithFlags(&lane.finished, cudaEventDisableTiming));
+    state.lanes.push_back(std::move(lane));
+  }
+  // Fewer lanes: the extra streams stay made (for a later increase) but idle.
+  state.active = lanes;
+  state.next = 0;
 }
 
 // The current stream waits for the oldest pending section, whose held tensors are then released.
@@ -86,9 +106,14 @@ SideWork::SideWork(Device device, bool enabled) {
   DeviceGuard guard(device.index);
   SideState& state = state_for(device.index);
   TG_INTERNAL_ASSERT(!state.open, "SideWork: side sections do not nest");
-  if (state.pending.size() == state.lanes.size()) join_oldest(state, device.index);
+  const auto lanes = static_cast<size_t>(side_work_lanes());
+  if (state.active != lanes) {
+    while (!state.pending.empty()) join_oldest(state, device.index);
+    resize_lanes(state, lanes);
+  }
+  if (state.pending.size() == state.active) join_oldest(state, device.index);
   const int index = state.next;
-  state.next = (state.next + 1) % static_cast<int>(state.lanes.size());
+  state.next = (state.next + 1) % static_cast<int>(state.active);
   // Lanes are taken in turn and joined oldest first, so the lane taken now has no pending section.
   TG_INTERNAL_ASSERT(std::none_of(state.pending.begin(), state.pending.end(),
                                  [&](const SideState::Pending& p) { return p.lane == index; }),

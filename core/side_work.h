@@ -5,7 +5,7 @@
 // A section forks from the current stream with an event (the side stream sees everything queued
 // before the fork) and is joined back with another (the current stream's later work waits for
 // it): stream capture's own fork/join pattern, so a CUDA graph captures side work as a concurrent
-// branch of the step. Sections take kSideLanes streams in turn, so that consecutive sections run
+// branch of the step. Sections take the side streams (lanes) in turn, so that consecutive sections run
 // concurrently (a sampler's selection is one block: one SM each); the streams are non-blocking
 // (no implicit ordering with the legacy stream) and have the device's highest priority, so their
 // small kernels start as soon as an SM is free.
@@ -13,8 +13,8 @@
 // Memory: the caching allocator hands a block freed by side work only to side work again, which
 // orders its reuse on the side stream (core/caching_allocator.h). A tensor of the current stream
 // that side work reads must stay allocated until the join: hold() keeps it until then. At most
-// kSideLanes sections are pending: a new section first joins the oldest when all lanes are busy,
-// so what is held is at most kSideLanes sections' inputs. On the CPU, in a build without CUDA or
+// one section per lane is pending: a new section first joins the oldest when all lanes are busy,
+// so what is held is at most that many sections' inputs. On the CPU, in a build without CUDA or
 // when disabled, a section is a no-op and its work runs on the current stream.
 #pragma once
 
@@ -25,9 +25,13 @@
 
 namespace tg {
 
-// Streams per device for side work. Four keep up with ViT-S/4's sampled linears at batch 128,
-// whose selections take about twice as long as the main stream's work between two of them.
+// Streams per device for side work (default kSideLanes). Four keep up with ViT-S/4's sampled
+// linears at batch 128, whose selections take about twice as long as the main stream's work
+// between two of them. Changing the number joins all pending side work first. ValueError outside
+// [1, 64].
 inline constexpr int kSideLanes = 4;
+void set_side_work_lanes(int lanes);
+int side_work_lanes();
 
 class SideWork {
  public:

@@ -120,3 +120,28 @@ TEST_CASE("side work: joining up to a ticket joins the older sections only") {
   SideWork off(kCuda, false);
   CHECK(off.ticket() == 0);
 }
+
+TEST_CASE("side work lanes: a new number joins pending work first and is then used; out of range is refused") {
+  const Tensor input = ramp();
+  const int64_t before = allocated(kCuda);
+  {
+    SideWork side(kCuda, true);
+    side.hold(input.clone());
+  }
+  CHECK(allocated(kCuda) == before + kBytes);
+  set_side_work_lanes(2);
+  for (int section = 0; section < 2; ++section) {
+    SideWork side(kCuda, true);  // the first one joins the section of the old lanes
+    side.hold(input.clone());
+  }
+  CHECK(allocated(kCuda) == before + 2 * kBytes);
+  {
+    SideWork side(kCuda, true);  // both lanes pending: joins the oldest
+    CHECK(allocated(kCuda) == before + kBytes);
+  }
+  join_side_work(kCuda);
+  set_side_work_lanes(kSideLanes);
+  CHECK(allocated(kCuda) == before);
+  CHECK_THROWS_WITH_AS(set_side_work_lanes(0), "side work lanes: expected 1 to 64, got 0", ValueError);
+  CHECK(side_work_lanes() == kSideLanes);
+}
