@@ -36,7 +36,7 @@ int main(int argc, char** argv) {
               blocks = "all", checkpoint_blocks = "none",
               device_name = "cuda";
   int64_t dim = 0, depth = 0, heads = 0, patch = 4, img = 32, channels = 3, classes = 10, batch = 64, warmup = 5,
-          steps = 30, profile_steps = 0, side_lanes = kSideLanes;
+          steps = 30, profile_steps = 0, side_lanes = kSideLanes, gemm_sm_margin = kAutomaticSmMargin;
   double ratio = 1.0;
   bool recompute_gelu = false, recompute_norms = false;
   std::string saved_dtype = "same", attention = "fused", attention_backend = "auto", gemm_backend = "auto",
@@ -67,6 +67,8 @@ int main(int argc, char** argv) {
                  "side | current: where sampled nodes select their rows on CUDA (side: beside the next layers' work)")
       ->check(CLI::IsMember({"side", "current"}));
   app.add_option("--side-lanes", side_lanes, "side streams for the sampler on CUDA (1 to 64)");
+  app.add_option("--gemm-sm-margin", gemm_sm_margin,
+                 "0-64: SMs the GEMMs leave to concurrent work on CUDA; -1 (default): one per side lane once sampling ran");
   app.add_option("--backward", backward_name)->check(CLI::IsMember(strategy_names()));
   app.add_option("--ratio", ratio);
   app.add_option("--targets", targets, "comma list of qkv,proj,fc1,fc2,attn-scores,attn-context or all (default: the linears)");
@@ -107,6 +109,7 @@ int main(int argc, char** argv) {
     set_cuda_bias_gradient(parse_cuda_bias_gradient(bias_gradient));
     set_cuda_sampler_side_stream(sampler_stream == "side");
     set_side_work_lanes(static_cast<int>(side_lanes));
+    set_cuda_gemm_sm_margin(static_cast<int>(gemm_sm_margin));
     PrecisionPolicy policy = precision_mode(precision);
     policy.saved_dtype = parse_precision_dtype(saved_dtype, "--saved-dtype");
     PrecisionGuard precision_guard(policy);
@@ -212,7 +215,7 @@ int main(int argc, char** argv) {
                                    {"batch", batch}, {"precision", precision}, {"attention", attention},
                                    {"attention_backend", attention_backend}, {"gemm_backend", gemm_backend},
                                    {"gemm_autotune", gemm_autotune}, {"bias_gradient", bias_gradient},
-                                   {"cuda_graphs", cuda_graphs}, {"sampler_stream", sampler_stream}, {"side_lanes", side_lanes},
+                                   {"cuda_graphs", cuda_graphs}, {"sampler_stream", sampler_stream}, {"side_lanes", side_lanes}, {"gemm_sm_margin", gemm_sm_margin},
                                    {"backward", backward_name},
                                    {"ratio", ratio}, {"recompute_gelu", recompute_gelu}, {"checkpoint_blocks", checkpoint_blocks},
                                    {"recompute_norms", recompute_norms}, {"saved_dtype", saved_dtype},

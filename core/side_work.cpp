@@ -25,7 +25,10 @@ namespace tg {
 
 namespace {
 std::atomic<int> g_side_lanes{kSideLanes};
+std::atomic<bool> g_side_work_started{false};
 }  // namespace
+
+bool side_work_started() { return g_side_work_started.load(); }
 
 void set_side_work_lanes(int lanes) {
   TG_CHECK(lanes >= 1 && lanes <= 64, ValueError, "side work lanes: expected 1 to 64, got ", lanes);
@@ -126,6 +129,7 @@ SideWork::SideWork(Device device, bool enabled) {
   device_ = device.index;
   lane_ = index;
   ticket_ = ++state.last_ticket;
+  g_side_work_started.store(true);
   previous_stream_ = reinterpret_cast<uintptr_t>(current);
   current_stream_slot() = lane.stream;
 }

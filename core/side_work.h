@@ -32,6 +32,8 @@ namespace tg {
 inline constexpr int kSideLanes = 4;
 void set_side_work_lanes(int lanes);
 int side_work_lanes();
+// Whether a section has forked in this process (on any device and thread).
+bool side_work_started();
 
 class SideWork {
  public:

@@ -3,6 +3,7 @@
 
 #include <atomic>
 
+#include "core/side_work.h"
 #include "ops/dispatch.h"
 #include "ops/matmul/gemm_kernels.h"
 #include "ops/precision.h"
@@ -15,6 +16,14 @@ namespace {
 std::atomic<CudaGemmBackend> g_cuda_gemm_backend{CudaGemmBackend::automatic};
 std::atomic<bool> g_cuda_gemm_autotune{false};
 std::atomic<CudaBiasGradient> g_cuda_bias_gradient{CudaBiasGradient::automatic};
+std::atomic<int> g_cuda_gemm_sm_margin{kAutomaticSmMargin};
+
+// The margin the GEMMs leave now: automatic is one SM per side lane once side work has run.
+int resolved_sm_margin() {
+  const int margin = g_cuda_gemm_sm_margin.load();
+  if (margin != kAutomaticSmMargin) return margin;
+  return side_work_started() ? side_work_lanes() : 0;
+}
 
 // What the policy and the process-wide settings allow a GEMM on `operands`.
 GemmMath gemm_math(DType operands) {
@@ -23,7 +32,7 @@ GemmMath gemm_math(DType operands) {
   return {precision_policy().allow_tf32,
           autotune || backend == CudaGemmBackend::cublaslt ||
               (backend == CudaGemmBackend::automatic && operands == DType::f32),
-          autotune};
+          autotune, resolved_sm_margin()};
 }
 
 bool bias_gradient_in_epilogue() { return g_cuda_bias_gradient.load() == CudaBiasGradient::epilogue; }
@@ -88,6 +97,14 @@ CudaGemmBackend parse_cuda_gemm_backend(const std::string& name) {
 }
 
 void set_cuda_gemm_autotune(bool on) { g_cuda_gemm_autotune.store(on); }
+
+void set_cuda_gemm_sm_margin(int sms) {
+  TG_CHECK(sms == kAutomaticSmMargin || (sms >= 0 && sms <= 64), ValueError,
+           "GEMM SM margin: expected 0 to 64 or automatic, got ", sms);
+  g_cuda_gemm_sm_margin.store(sms);
+}
+
+int cuda_gemm_sm_margin() { return g_cuda_gemm_sm_margin.load(); }
 
 bool cuda_gemm_autotune() { return g_cuda_gemm_autotune.load(); }
 

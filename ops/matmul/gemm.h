@@ -58,6 +58,17 @@ CudaGemmBackend parse_cuda_gemm_backend(const std::string& name);
 void set_cuda_gemm_autotune(bool on);
 bool cuda_gemm_autotune();
 
+// How many SMs the GEMMs on CUDA leave free for concurrent work, process-wide (cuBLAS's SM count
+// target and cuBLASLt's CUBLASLT_MATMUL_DESC_SM_COUNT_TARGET; 0: all SMs). A GEMM whose blocks
+// meet SMs held by long one-block kernels of other streams (the sampler's selections) waits for
+// them; a margin keeps SMs for such work. kAutomaticSmMargin (the default): one SM per side lane
+// (core/side_work.h) once side work has run in the process, else 0 — measured on the H200, a
+// margin of 4 takes WTA-CRS ρ 0.3 on ViT-S/4 from 1.153× to 1.109× the exact step and costs an
+// exact step 5% (docs/results.md, device call 28). ValueError outside [0, 64] and automatic.
+inline constexpr int kAutomaticSmMargin = -1;
+void set_cuda_gemm_sm_margin(int sms);
+int cuda_gemm_sm_margin();  // the setting (kAutomaticSmMargin or a count)
+
 // How a linear's bias gradient (the row sums of gemm_with_row_sums) is formed on CUDA,
 // process-wide. epilogue: cuBLASLt's BGRADB epilogue of the weight-gradient GEMM, which on the
 // H200 runs as a separate reduction kernel and restricts TF32 GEMMs to Ampere-generation

@@ -17,6 +17,7 @@ struct GemmMath {
   bool allow_tf32 = false;  // TF32 tensor cores for f32 operands (CUDA only)
   bool cublaslt = false;    // plain GEMMs through cuBLASLt's matmul (CUDA only)
   bool autotune = false;    // cuBLASLt's algorithm by timing its candidates (CUDA only)
+  int sm_margin = 0;        // SMs the GEMMs leave to concurrent work (CUDA only; 0: all SMs)
 };
 
 namespace cpu {

@@ -52,6 +52,18 @@ class HandleCache {
   std::vector<Handle> handles_;  // by device index
 };
 
+// The SMs a GEMM on `device` may use under `math`'s margin (0: all of them).
+int sm_target(int device, GemmMath math) {
+  if (math.sm_margin == 0) return 0;
+  static std::mutex mutex;
+  static std::vector<int> counts;  // by device index
+  std::lock_guard lock(mutex);
+  if (counts.size() <= static_cast<size_t>(device)) counts.resize(static_cast<size_t>(device) + 1, 0);
+  int& count = counts[static_cast<size_t>(device)];
+  if (count == 0) TG_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
+  return std::max(count - math.sm_margin, 1);
+}
+
 // The caller has made `device` current.
 cublasHandle_t cublas_handle(int device) {
   static HandleCache<cublasHandle_t> cache;
@@ -185,6 +197,7 @@ struct LtPlanKey {
   bool trans_a, trans_b;
   std::array<int64_t, 15> geometry;  // per operand (c, a, b): batch, rows, cols, row and batch stride
   std::array<uint32_t, 4> alignments;  // c, a, b and the epilogue's vector
+  int sm_target;                       // SMs the GEMM may use (0: all)
   bool operator==(const LtPlanKey&) const = default;
 };
 
@@ -193,7 +206,7 @@ struct LtPlanKeyHash {
     size_t h = std::hash<int>{}(key.device) ^ (static_cast<size_t>(key.data) << 8) ^
                (static_cast<size_t>(key.compute) << 16) ^ (static_cast<size_t>(key.trans_a) << 24) ^
                (static_cast<size_t>(key.trans_b) << 25) ^ (static_cast<size_t>(key.out) << 32) ^
-               (static_cast<size_t>(key.epilogue) << 40);
+               (static_cast<size_t>(key.epilogue) << 40) ^ (static_cast<size_t>(key.sm_target) << 48);
     for (int64_t v : key.geometry) h = h * 1000003u ^ std::hash<int64_t>{}(v);
     for (uint32_t v : key.alignments) h = h * 1000003u ^ v;
     return h;
@@ -210,10 +223,10 @@ struct LtPlan {
 };
 
 LtPlanKey lt_plan_key(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const GemmTypes& t,
-                      cublasLtEpilogue_t epilogue, const Tensor& vector) {
+                      cublasLtEpilogue_t epilogue, const Tensor& vector, int sm_target) {
   const auto vector_bits = vector.defined() ? reinterpret_cast<uintptr_t>(vector.raw_data()) : 0;
   LtPlanKey key{c.device().index, t.data, t.out, t.compute, epilogue, trans_a, trans_b, {},
-                {alignment(c), alignment(a), alignment(b), alignment_of(vector_bits)}};
+                {alignment(c), alignment(a), alignment(b), alignment_of(vector_bits)}, sm_target};
   size_t i = 0;
   for (const Tensor* x : {&c, &a, &b})
     for (int64_t v : {x->size(0), x->size(1), x->size(2), x->stride(1), x->stride(0)}) key.geometry[i++] = v;
@@ -292,6 +305,9 @@ std::unique_ptr<LtPlan> make_lt_plan(const LtOperands& x, bool trans_a, bool tra
       cublasLtMatmulDescSetAttribute(raw_desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &key.epilogue, sizeof(key.epilogue)));
   TG_CUBLAS_CHECK(
       cublasLtMatmulDescSetAttribute(raw_desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &x.vector, sizeof(x.vector)));
+  if (key.sm_target > 0)
+    TG_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(raw_desc, CUBLASLT_MATMUL_DESC_SM_COUNT_TARGET, &key.sm_target,
+                                                   sizeof(key.sm_target)));
   plan->first = lt_layout(t.data, x.b);
   plan->second = lt_layout(t.data, x.a);
   plan->out = lt_layout(t.out, x.c);
@@ -338,7 +354,7 @@ bool lt_gemm(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bo
   if (t.data == CUDA_R_64F) return false;  // cuBLASLt's epilogues cover f32 and bf16
   static std::mutex mutex;
   static auto* plans = new std::unordered_map<LtPlanKey, std::unique_ptr<LtPlan>, LtPlanKeyHash>();
-  const LtPlanKey key = lt_plan_key(c, a, trans_a, b, trans_b, t, epilogue, vector);
+  const LtPlanKey key = lt_plan_key(c, a, trans_a, b, trans_b, t, epilogue, vector, sm_target(c.device().index, math));
   const LtOperands operands{c, a, b, vector.defined() ? vector.raw_data() : nullptr};
   std::lock_guard lock(mutex);  // the cached descriptor's vector pointer is set per call
   std::unique_ptr<LtPlan>& plan = (*plans)[key];
@@ -361,8 +377,10 @@ void gemm(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool 
   const GemmTypes t = gemm_types(a.dtype(), c.dtype(), math);
   const ColumnMajorShape s = column_major_shape(c, a, trans_a);
   const Scalar one(1), beta(accumulate ? 1 : 0);
+  const cublasHandle_t handle = cublas_handle(c.device().index);
+  TG_CUBLAS_CHECK(cublasSetSmCountTarget(handle, sm_target(c.device().index, math)));
   TG_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
-      cublas_handle(c.device().index), blas_op(trans_b), blas_op(trans_a), checked_int(s.m, "N"), checked_int(s.n, "M"),
+      handle, blas_op(trans_b), blas_op(trans_a), checked_int(s.m, "N"), checked_int(s.n, "M"),
       checked_int(s.k, "K"), one.as(t.scale), b.raw_data(), t.data, checked_int(b.stride(1), "ldb"), b.stride(0),
       a.raw_data(), t.data, checked_int(a.stride(1), "lda"), a.stride(0), beta.as(t.scale), c.raw_data(), t.out,
       checked_int(c.stride(1), "ldc"), c.stride(0), checked_int(c.size(0), "batch"), t.compute, CUBLAS_GEMM_DEFAULT));

@@ -320,3 +320,18 @@ TEST_CASE("the CUDA bias-gradient choice and GEMM autotuning: names, defaults, a
   set_cuda_bias_gradient(CudaBiasGradient::automatic);
   set_cuda_gemm_autotune(false);
 }
+
+TEST_CASE("the GEMM SM margin: automatic by default, counts 0 to 64, anything else refused, the CPU ignores it") {
+  CHECK(cuda_gemm_sm_margin() == kAutomaticSmMargin);
+  const Tensor a = test::random_tensor({6, 5}, 94), b = test::random_tensor({5, 4}, 95);
+  const std::vector<double> plain = test::host_values(gemm(a, false, b, false));
+  set_cuda_gemm_sm_margin(8);
+  CHECK(cuda_gemm_sm_margin() == 8);
+  CHECK(test::host_values(gemm(a, false, b, false)) == plain);
+  CHECK_THROWS_WITH_AS(set_cuda_gemm_sm_margin(65), "GEMM SM margin: expected 0 to 64 or automatic, got 65",
+                       ValueError);
+  CHECK_THROWS_WITH_AS(set_cuda_gemm_sm_margin(-2), "GEMM SM margin: expected 0 to 64 or automatic, got -2",
+                       ValueError);
+  CHECK(cuda_gemm_sm_margin() == 8);
+  set_cuda_gemm_sm_margin(kAutomaticSmMargin);
+}

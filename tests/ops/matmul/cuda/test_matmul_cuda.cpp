@@ -142,7 +142,9 @@ struct GemmSettingsGuard {
   CudaGemmBackend backend = cuda_gemm_backend();
   bool autotune = cuda_gemm_autotune();
   CudaBiasGradient bias = cuda_bias_gradient();
+  int sm_margin = cuda_gemm_sm_margin();
   ~GemmSettingsGuard() {
+    set_cuda_gemm_sm_margin(sm_margin);
     set_cuda_gemm_backend(backend);
     set_cuda_gemm_autotune(autotune);
     set_cuda_bias_gradient(bias);
@@ -234,5 +236,23 @@ TEST_CASE("every GEMM backend (cuBLAS, cuBLASLt, autotuned cuBLASLt) matches the
     // product accumulated onto it.
     check_cuda_matches_cpu(linear_bias, {param({2, 33, 17}, seed++, DType::f64), param({13, 17}, seed++, DType::f64),
                                          param({13}, seed++, DType::f64)});
+  }
+}
+
+TEST_CASE("GEMMs with an SM margin (cuBLAS and cuBLASLt, plain and with bias) give the results of all SMs") {
+  const GemmSettingsGuard guard;
+  const Device kCuda = Device::cuda(0);
+  const Tensor a = test::random_tensor({4, 300, 96}, 610), w = test::random_tensor({160, 96}, 611);
+  const Tensor bias = test::random_tensor({160}, 612);
+  for (const CudaGemmBackend backend : {CudaGemmBackend::cublas, CudaGemmBackend::cublaslt}) {
+    CAPTURE(static_cast<int>(backend));
+    set_cuda_gemm_backend(backend);
+    std::vector<std::vector<double>> results;
+    for (const int margin : {0, 4, 64}) {
+      set_cuda_gemm_sm_margin(margin);
+      results.push_back(test::host_values(linear(a.to(kCuda), w.to(kCuda), bias.to(kCuda))));
+    }
+    CHECK(test::relative_error(results[1], results[0]) < 1e-5);
+    CHECK(test::relative_error(results[2], results[0]) < 1e-5);
   }
 }
