@@ -19,11 +19,15 @@ namespace sampling {
 
 inline constexpr int kSampleChunks = 256;
 
-// First position of chunk c when K positions are split into kSampleChunks chunks.
-TG_HOST_DEVICE inline int64_t chunk_begin(int64_t K, int64_t c) {
-  const int64_t length = (K + kSampleChunks - 1) / kSampleChunks;
-  return c * length < K ? c * length : K;
+// First position of part c when n positions are split into `parts` contiguous parts of equal
+// length (the last ones shorter or empty).
+TG_HOST_DEVICE inline int64_t part_begin(int64_t n, int64_t parts, int64_t c) {
+  const int64_t length = (n + parts - 1) / parts;
+  return c * length < n ? c * length : n;
 }
+
+// First position of chunk c when K positions are split into kSampleChunks chunks.
+TG_HOST_DEVICE inline int64_t chunk_begin(int64_t K, int64_t c) { return part_begin(K, kSampleChunks, c); }
 
 // p = (1 - alpha) * s / total + alpha / K, or 1/K when every score is zero.
 struct Probability {

@@ -55,12 +55,8 @@ class HandleCache {
 // The SMs a GEMM on `device` may use under `math`'s margin (0: all of them).
 int sm_target(int device, GemmMath math) {
   if (math.sm_margin == 0) return 0;
-  static std::mutex mutex;
-  static std::vector<int> counts;  // by device index
-  std::lock_guard lock(mutex);
-  if (counts.size() <= static_cast<size_t>(device)) counts.resize(static_cast<size_t>(device) + 1, 0);
-  int& count = counts[static_cast<size_t>(device)];
-  if (count == 0) TG_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
+  int count = 0;
+  TG_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
   return std::max(count - math.sm_margin, 1);
 }
 

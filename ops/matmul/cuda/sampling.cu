@@ -96,13 +96,6 @@ __device__ double ordered_sum(const double* partial, int used) {
   return total;
 }
 
-// [begin, end) of thread t's share when `n` positions are split into kBlockThreads ranges.
-template <int kBlockThreads>
-__device__ int64_t share_begin(int64_t n, int64_t t) {
-  const int64_t length = (n + kBlockThreads - 1) / kBlockThreads;
-  return t * length < n ? t * length : n;
-}
-
 // The selection of item b (one block of kBlockThreads >= kSampleChunks threads): probabilities,
 // tail sums, the winner rule, the draws by inverse CDF, merging duplicates and writing the k
 // slots. The sums run over the kSampleChunks chunks of the CPU's order (threads t < kChunks);
@@ -213,8 +206,8 @@ __device__ void select_item(int32_t* slot_index, float* slot_weight, const ItemA
   // Merge duplicates: the drawn positions in ascending order, one slot each (each thread takes
   // a contiguous share of the positions past the winners).
   const int64_t drawn = K - winners;
-  const int64_t from = winners + share_begin<kBlockThreads>(drawn, t);
-  const int64_t to = winners + share_begin<kBlockThreads>(drawn, t + 1);
+  const int64_t from = winners + sampling::part_begin(drawn, kBlockThreads, t);
+  const int64_t to = winners + sampling::part_begin(drawn, kBlockThreads, t + 1);
   int distinct = 0;
   for (int64_t r = from; r < to; ++r) distinct += count[r] > 0;
   int offset = 0, total_distinct = 0;
