@@ -29,6 +29,7 @@ const char* const kFormat = "tapegrad.train_vit.v2";
 const char* const kStrategyPrefix = "backward_strategy.";
 const char* const kEmaPrefix = "model_ema.";  // --model-ema's weights
 const char* const kRankPrefix = "rank";       // "rank<r>.": rank r's strategy state (r >= 1)
+const char* const kAllocationKey = "wta_allocation";  // metadata: --wta-allocation variance's ratios
 const char* const kModelFile = "model.safetensors";
 const char* const kStateFile = "train_state.safetensors";
 const char* const kVersionPrefix = "step-";  // version folders: step-<12 digits>-<16 hex digits>
@@ -56,14 +57,6 @@ std::string checkpoint_id(int64_t step, const std::string& run_id) {
   return text;
 }
 
-// The generators a training step can draw from: dropout masks and ops given no generator.
-struct NamedGenerator {
-  const char* name;
-  Generator& generator;
-};
-std::vector<NamedGenerator> training_generators() {
-  return {{"dropout_generator", nn::dropout_generator()}, {"default_generator", default_generator()}};
-}
 
 const std::string& metadata(const nn::SafetensorsFile& file, const std::string& path, const std::string& key) {
   auto it = file.metadata.find(key);
@@ -190,9 +183,27 @@ CheckpointFiles checkpoint_files(const std::string& dir) {
   return {(version / kModelFile).string(), (version / kStateFile).string()};
 }
 
+std::vector<NamedGenerator> training_generators() {
+  return {{"dropout_generator", nn::dropout_generator()}, {"default_generator", default_generator()}};
+}
+
+std::optional<AllocatedRatios> load_allocated_ratios(const std::string& dir) {
+  const std::string path = checkpoint_files(dir).train_state;
+  const nn::SafetensorsFile state = nn::load_safetensors(path);
+  const auto entry = state.metadata.find(kAllocationKey);
+  if (entry == state.metadata.end()) return std::nullopt;
+  try {
+    return nlohmann::json::parse(entry->second).get<AllocatedRatios>();
+  } catch (const nlohmann::json::exception&) {
+    TG_THROW(IoError, "'", path, "': metadata ", kAllocationKey, " is '", entry->second.substr(0, 64),
+             "', expected per block a list of four ratios");
+  }
+}
+
 void save_checkpoint(const std::string& dir, const vit::VisionTransformer& model, const nn::Optimizer& optimizer,
                      const TrainPosition& position, const Options& options, const std::string& run_id,
-                     const vit::VisionTransformer* ema, const std::vector<std::map<std::string, Tensor>>& rank_strategies) {
+                     const vit::VisionTransformer* ema, const std::vector<std::map<std::string, Tensor>>& rank_strategies,
+                     const AllocatedRatios* allocation) {
   const fs::path root(dir);
   std::error_code error;
   fs::create_directories(root, error);
@@ -207,6 +218,7 @@ void save_checkpoint(const std::string& dir, const vit::VisionTransformer& model
       // Round-trip precision, so that the resumed run's "best" line matches the straight run's.
       {"best_test_acc", nlohmann::json(position.best_test_acc).dump()},
       {"config", to_json(options).dump()}};
+  if (allocation) meta[kAllocationKey] = nlohmann::json(*allocation).dump();
   for (const NamedGenerator& g : training_generators()) {
     meta[std::string(g.name) + ".seed"] = std::to_string(g.generator.seed());
     meta[std::string(g.name) + ".offset"] = std::to_string(g.generator.offset());

@@ -16,14 +16,17 @@
 // bit on the CPU.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <map>
 #include <string>
 #include <vector>
 
 #include "apps/train_vit/options.h"
 #include "apps/vit/vit.h"
+#include "core/rng.h"
 #include "nn/optim.h"
 
 namespace tg::train {
@@ -53,14 +56,31 @@ std::string new_run_id();
 // --save and the reason (exists as a file, read-only, ...), for validation before any work.
 void check_save_dir(const std::string& dir);
 
+// The generators a training step draws from (dropout masks and drop path, and ops given no
+// generator), by the names checkpoints store their states under.
+struct NamedGenerator {
+  const char* name;
+  Generator& generator;
+};
+std::vector<NamedGenerator> training_generators();
+
+// Per block, the ratios of qkv, proj, fc1 and fc2 (0: exact) that --wta-allocation variance chose.
+using AllocatedRatios = std::vector<std::array<double, 4>>;
+
 // Publishes a checkpoint of (model, optimizer, position) in `dir` (Note [checkpoint publication]).
 // `ema`: the --model-ema weights, or null. `rank_strategies`: in a data-parallel run, every
 // rank's vit::strategy_state in rank order (rank 0 writes; the sampled estimators' proxies differ
-// between ranks), kept as "rank<r>.backward_strategy.*" for the ranks r >= 1.
+// between ranks), kept as "rank<r>.backward_strategy.*" for the ranks r >= 1. `allocation`: the
+// ratios of --wta-allocation variance (metadata "wta_allocation"), or null.
 void save_checkpoint(const std::string& dir, const vit::VisionTransformer& model, const nn::Optimizer& optimizer,
                      const TrainPosition& position, const Options& options, const std::string& run_id,
                      const vit::VisionTransformer* ema = nullptr,
-                     const std::vector<std::map<std::string, Tensor>>& rank_strategies = {});
+                     const std::vector<std::map<std::string, Tensor>>& rank_strategies = {},
+                     const AllocatedRatios* allocation = nullptr);
+
+// The ratios save_checkpoint stored for --wta-allocation variance; nullopt when the checkpoint has
+// none. IoError naming the file for a malformed entry.
+std::optional<AllocatedRatios> load_allocated_ratios(const std::string& dir);
 
 // Restores model, optimizer and the generators from the checkpoint in `dir` and returns the
 // position. IoError naming the file for a file that is not a train_vit checkpoint, for two files

@@ -74,6 +74,11 @@ void add_flags(CLI::App& app, Options& o) {
   app.add_option("--wta-ema-beta", o.wta_ema_beta, "the proxy's EMA factor in [0, 1] (proxy = beta * proxy + (1 - beta) * new)");
   app.add_option("--wta-k-min", o.wta_k_min, "the least rows a sampled operand keeps per item (>= 1)");
   app.add_option("--wta-alpha", o.wta_alpha, "the uniform share of the sampling probabilities, in [0, 1]");
+  app.add_option("--wta-allocation", o.wta_allocation,
+                 "uniform (--ratio for every sampled linear) | variance (per-layer ratios with the least summed "
+                 "predicted variance at the memory of the uniform plan, chosen from calibration passes)");
+  app.add_option("--wta-allocation-batches", o.wta_allocation_batches,
+                 "training batches the variance allocation calibrates on (forward and backward, no update)");
   app.add_flag("--recompute-gelu", o.recompute_gelu,
                "fc1+GELU keeps fc1's input only and recomputes its output in backward (less activation memory)");
   app.add_option("--saved-dtype", o.saved_dtype,
@@ -200,6 +205,30 @@ void validate_planning(Options& o, const std::set<std::string>& given) {
            "--memory-budget needs --attention fused: the memory model does not cover the explicit attention");
 }
 
+// --wta-allocation variance: the memory model and the i.i.d. variance formula must cover the run.
+void validate_allocation(const Options& o, const std::set<std::string>& given) {
+  check_choice("--wta-allocation", o.wta_allocation, {"uniform", "variance"});
+  if (o.wta_allocation == "uniform") {
+    TG_CHECK(!given.count("--wta-allocation-batches"), ValueError,
+             "--wta-allocation-batches has no effect without --wta-allocation variance");
+    return;
+  }
+  const char* const flag = "--wta-allocation variance";
+  TG_CHECK(o.backward == "wta-crs" || o.backward == "crs", ValueError, flag,
+           " predicts the variance of i.i.d. draws: expected --backward wta-crs or crs, got ", o.backward);
+  TG_CHECK(o.wta_allocation_batches >= 1, ValueError, "--wta-allocation-batches must be at least 1, got ",
+           o.wta_allocation_batches);
+  TG_CHECK(!samples_attention(o) && o.attention == "fused", ValueError, flag,
+           " allocates over the four linears with the fused attention (the memory model's scope): expected "
+           "--wta-targets among qkv,proj,fc1,fc2 and --attention fused, got --wta-targets ", o.wta_targets,
+           " and --attention ", o.attention);
+  TG_CHECK(o.memory_budget.empty(), ValueError, flag, " and --memory-budget both choose the ratios; give one");
+  TG_CHECK(!o.optimizer_in_backward, ValueError, flag,
+           " calibrates with backward passes that must not update the weights; drop --optimizer-in-backward");
+  TG_CHECK(!o.launch.distributed(), NotImplementedError, flag, " calibrates on one rank's batches; with WORLD_SIZE=",
+           o.launch.world_size, " the ranks could choose different ratios: run it in one process");
+}
+
 // --dist-timeout, and what a data-parallel run (WORLD_SIZE > 1) needs from the build and refuses.
 void validate_data_parallel(const Options& o) {
   TG_CHECK(o.dist_timeout > 0 && o.dist_timeout <= 1e6, ValueError,
@@ -320,11 +349,13 @@ void validate(Options& o, const std::set<std::string>& given) {
   // Builds one strategy object, so that a bad parameter fails before any work.
   (void)make_strategy(strategy_config(o), 0);
   validate_planning(o, given);
+  validate_allocation(o, given);
   if (o.backward == "exact") {
     std::vector<std::string> sampled = strategy_names();
     sampled.erase(std::find(sampled.begin(), sampled.end(), strategy_info(StrategyKind::exact).name));
     for (const char* flag :
-         {"--ratio", "--wta-targets", "--wta-blocks", "--wta-proxy", "--wta-ema-beta", "--wta-k-min", "--wta-alpha"})
+         {"--ratio", "--wta-targets", "--wta-blocks", "--wta-proxy", "--wta-ema-beta", "--wta-k-min", "--wta-alpha",
+          "--wta-allocation"})
       TG_CHECK(!given.count(flag) || (o.memory_budget_bytes > 0 && std::string(flag) == "--ratio"), ValueError, flag, " has no effect with --backward exact; choose a sampled backward (--backward ",
                join_names(sampled), ")");
   }
@@ -485,7 +516,11 @@ std::string describe(const Options& o) {
   } else {
     std::string blocks;
     for (int64_t b : strategy_blocks(o)) blocks += (blocks.empty() ? "" : ",") + std::to_string(b);
-    line("backward", o.backward + ", ratio " + num(o.ratio));
+    line("backward", o.backward + ", ratio " + num(o.ratio) +
+                         (o.wta_allocation == "variance"
+                              ? " (the memory budget: per-layer ratios by predicted variance, " +
+                                    std::to_string(o.wta_allocation_batches) + " calibration batches)"
+                              : ""));
     line("estimator", "proxy " + o.wta_proxy + (o.wta_proxy == "none" ? "" : " (beta " + num(o.wta_ema_beta) + ")") +
                           ", k min " + std::to_string(o.wta_k_min) + ", alpha " + num(o.wta_alpha));
     std::vector<std::string> targets;
@@ -534,7 +569,8 @@ nlohmann::json to_json(const Options& o) {
           {"model_ema", o.model_ema}, {"model_ema_decay", o.model_ema_decay},
           {"ratio", o.ratio},           {"wta_targets", o.wta_targets},   {"wta_blocks", o.wta_blocks},
           {"wta_proxy", o.wta_proxy},   {"wta_ema_beta", o.wta_ema_beta}, {"wta_k_min", o.wta_k_min},
-          {"wta_alpha", o.wta_alpha},   {"recompute_gelu", o.recompute_gelu},
+          {"wta_alpha", o.wta_alpha},   {"wta_allocation", o.wta_allocation},
+          {"wta_allocation_batches", o.wta_allocation_batches}, {"recompute_gelu", o.recompute_gelu},
           {"saved_dtype", o.saved_dtype},
           {"device", o.resolved_device.str()}, {"precision", o.precision}, {"attention", o.attention},
           {"attention_backend", o.attention_backend}, {"checkpoint_blocks", o.checkpoint_blocks},
@@ -555,7 +591,8 @@ std::vector<std::string> trajectory_differences(const nlohmann::json& saved, con
   // Fields added later: a checkpoint written before them was trained with their defaults.
   static const char* const kAdded[] = {"trivial_augment",   "mixup",     "cutmix",    "mixup_prob",
                                        "mixup_switch_prob", "drop_path", "model_ema", "model_ema_decay",
-                                       "wta_proxy",         "wta_ema_beta", "wta_k_min", "wta_alpha"};
+                                       "wta_proxy",         "wta_ema_beta", "wta_k_min", "wta_alpha",
+                                       "wta_allocation",    "wta_allocation_batches"};
   const nlohmann::json defaults = to_json(Options{});
   std::vector<std::pair<std::string, nlohmann::json>> fields;
   for (const char* field : kFields) fields.emplace_back(field, nlohmann::json());

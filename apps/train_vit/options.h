@@ -65,6 +65,11 @@ struct Options {
   double wta_ema_beta = 0.9;
   int64_t wta_k_min = 10;
   double wta_alpha = 0.05;
+  // uniform | variance: one --ratio for every sampled linear, or per-(block, linear) ratios that
+  // minimise the predicted variance at the uniform plan's memory (apps/vit/ratio_allocation.h),
+  // from --wta-allocation-batches calibration passes before training.
+  std::string wta_allocation = "uniform";
+  int64_t wta_allocation_batches = 4;
   bool recompute_gelu = false;      // fc1+GELU recomputes fc1's output in backward
   std::string saved_dtype = "same";  // same | bf16: dtype of what the six targets keep for backward
   // Execution.

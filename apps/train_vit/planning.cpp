@@ -228,6 +228,15 @@ StepCalibration calibrate_step_time(const Options& o, const vit::StepSetup& setu
   return c;
 }
 
+void set_plan(RunPlan& run, const vit::MemoryPlan& plan) {
+  run.plan = plan;
+  run.steady = vit::predict_memory(run.setup, plan);
+  vit::StepSetup first = run.setup;
+  first.steady_state = false;
+  run.first_step = vit::predict_memory(first, plan);
+  run.relative_time = vit::relative_step_time(run.setup, plan);
+}
+
 std::optional<RunPlan> resolve_run_plan(const Options& o, const TrainData& data, std::ostream& out) {
   const bool asked = o.plan_only || !o.memory_budget.empty() || o.find_max_batch;
   if (o.attention != "fused") {
@@ -274,11 +283,7 @@ std::optional<RunPlan> resolve_run_plan(const Options& o, const TrainData& data,
   } else {
     r.plan = plan_from_flags(o);
   }
-  r.steady = vit::predict_memory(r.setup, r.plan);
-  vit::StepSetup first = r.setup;
-  first.steady_state = false;
-  r.first_step = vit::predict_memory(first, r.plan);
-  r.relative_time = vit::relative_step_time(r.setup, r.plan);
+  set_plan(r, r.plan);
   out << "memory plan (" << (r.chosen ? "chosen for --memory-budget " + bytes_text(o.memory_budget_bytes) : "from the flags")
       << ", batch " << r.setup.batch << "):\n"
       << vit::describe(r.plan) << vit::format_prediction(r.steady) << "  (data: " << bytes_text(r.setup.resident_bytes)

@@ -62,6 +62,9 @@ struct RunPlan {
   bool chosen = false;  // by the planner (--memory-budget), not by the flags
 };
 
+// Makes `plan` the run's and predicts it: the steady and first-step peaks, the relative step time.
+void set_plan(RunPlan& run, const vit::MemoryPlan& plan);
+
 // The plan of the run: the planner's for --memory-budget (ValueError when it cannot be met,
 // stating the smallest achievable peak), else the flags'. Prints it per block with the predicted
 // peak and its breakdown; with --find-max-batch prints the largest batch that fits instead.

@@ -9,6 +9,7 @@
 #include <optional>
 #include <ostream>
 
+#include "apps/train_vit/allocation.h"
 #include "apps/train_vit/checkpoint.h"
 #include "apps/train_vit/data_parallel.h"
 #include "apps/train_vit/memory_report.h"
@@ -18,6 +19,7 @@
 #include "apps/vit/strategies.h"
 #include "autograd/engine.h"
 #include "core/allocator.h"
+#include "core/memory_stats.h"
 #if TG_WITH_CUDA
 #include "core/cuda/graph.h"
 #endif
@@ -66,6 +68,10 @@ class Trainer {
  private:
   void setup();
   void init_from_file();
+  // --wta-allocation variance: calibration passes, then the per-layer ratios installed (a
+  // resumed run installs the checkpoint's instead).
+  void allocate_ratios();
+  void install_allocation(const AllocatedRatios& ratios);
   void train_step();
   // What a step hands back, on the device: the loss and, with clipping, the gradients' norm
   // before clipping and the factor applied, min(1, --clip-grad / norm) (undefined without).
@@ -132,6 +138,7 @@ class Trainer {
   // whether the run stops after printing it (--plan-only, --find-max-batch).
   std::optional<RunPlan> plan_;
   bool planning_only_ = false;
+  std::optional<AllocatedRatios> allocation_;  // --wta-allocation variance's ratios
 };
 
 void Trainer::setup() {
@@ -186,12 +193,21 @@ void Trainer::setup() {
   out_ << "model: " << o_.model << ", depth " << model_->config().depth << ", dim " << model_->config().dim
        << ", " << model_->config().tokens() << " tokens, " << model_->num_parameters() << " parameters\n";
   if (!o_.save.empty() && writes_files()) check_free_space();
+  const bool allocates = o_.wta_allocation == "variance";
   if (!o_.resume.empty()) {
+    if (allocates) {
+      const std::optional<AllocatedRatios> ratios = load_allocated_ratios(o_.resume);
+      TG_CHECK(ratios, ValueError, "--resume ", o_.resume,
+               ": the checkpoint holds no per-layer ratios, but the run has --wta-allocation variance (it was "
+               "written by a run without it)");
+      install_allocation(*ratios);
+    }
     position_ = load_checkpoint(o_.resume, *model_, *optimizer_, o_, steps_per_epoch_, ema_model_.get());
     out_ << "resumed from " << o_.resume << " at epoch " << position_.epoch + 1 << ", step " << position_.step << "\n";
   } else if (!o_.init_from.empty()) {
     init_from_file();
   }
+  if (allocates && o_.resume.empty()) allocate_ratios();
   if (dp_) {
     dp_->share_parameters(*model_, *optimizer_, o_.resume.empty() ? std::nullopt : std::optional(position_.step));
     dp_->reduce_gradients(*model_);
@@ -203,7 +219,9 @@ void Trainer::setup() {
   nlohmann::json sampled = nlohmann::json::array();
   for (const vit::SampledSlot& slot : vit::sampled_slots(*model_))
     sampled.push_back({{"block", slot.block}, {"slot", slot.slot}, {"strategy", slot.strategy}});
-  metrics_.write({{"type", "config"}, {"options", to_json(o_)}, {"sampled", sampled}});
+  nlohmann::json config{{"type", "config"}, {"options", to_json(o_)}, {"sampled", sampled}};
+  if (allocation_) config["wta_allocation"] = *allocation_;
+  metrics_.write(config);
 }
 
 // --init-from, with --reset-head or with a check that the classifier fits the dataset, so that a
@@ -226,6 +244,23 @@ void Trainer::init_from_file() {
   } catch (const Error& e) {
     rethrow_with_prefix(e, "--init-from '" + o_.init_from + "': ");
   }
+}
+
+void Trainer::allocate_ratios() {
+  // The memory model covers the run (validate_allocation), so resolve_run_plan made plan_.
+  TG_INTERNAL_ASSERT(plan_, "--wta-allocation variance without a memory plan");
+  install_allocation(calibrate_allocation(o_, *model_, *train_loader_, *optimizer_, *plan_, out_));
+}
+
+void Trainer::install_allocation(const AllocatedRatios& ratios) {
+  TG_INTERNAL_ASSERT(plan_, "--wta-allocation variance without a memory plan");
+  vit::MemoryPlan plan = plan_->plan;
+  TG_CHECK(ratios.size() == plan.blocks.size(), ValueError, "per-layer ratios: expected ", plan.blocks.size(),
+           " blocks (the model's depth), got ", ratios.size());
+  for (size_t b = 0; b < ratios.size(); ++b) plan.blocks[b].ratio = ratios[b];
+  vit::apply_plan(*model_, plan, strategy_config(o_));
+  set_plan(*plan_, plan);  // the measured peak is compared with this plan's prediction
+  allocation_ = ratios;
 }
 
 // A checkpoint needs the model and the optimizer's state once more next to the previous one;
@@ -435,7 +470,8 @@ void Trainer::save() {
   std::vector<std::map<std::string, Tensor>> rank_strategies;
   if (dp_) rank_strategies = dp_->gather_tensors(detail::concat("strategies at step ", position_.step), vit::strategy_state(*model_));
   if (writes_files()) {
-    save_checkpoint(o_.save, *model_, *optimizer_, position_, o_, run_id_, ema_model_.get(), rank_strategies);
+    save_checkpoint(o_.save, *model_, *optimizer_, position_, o_, run_id_, ema_model_.get(), rank_strategies,
+                    allocation_ ? &*allocation_ : nullptr);
     out_ << "saved checkpoint " << o_.save << " at step " << position_.step << "\n";
   }
   paused_seconds_ += seconds_since(begin);
