@@ -9,6 +9,9 @@
 #   REGIMES [scratch fine-tune]   DATASETS [cifar10 cifar100 cifar100-coarse]   RATIOS [1.0 0.5 0.3]
 #   SEEDS [0 1 2]   TARGETS [qkv,proj,fc1,fc2] (the sampled runs' targets; the scratch regime also
 #     runs ALL_TARGETS [all] — every sampled matmul — beside them)
+#   ALLOCATIONS [uniform] (the sampled runs' --wta-allocation: "uniform variance" also runs the
+#     per-layer ratios chosen by predicted variance at the memory of each uniform ratio; the four
+#     linears only)
 #   SCRATCH_FLAGS [the 8-epoch study recipe: vit-small/4, batch 64, Adam 3e-4, crop+flip]
 #   FINETUNE_FLAGS [3 epochs at Adam 1e-4, --reset-head]
 #   INIT_CIFAR10 / INIT_CIFAR100: the pretrained checkpoints the fine-tunes start from (CIFAR-10
@@ -32,7 +35,7 @@ mkdir -p "$runs" "$report"
 [ -x "$bin/train_vit" ] && [ -x "$bin/study_report" ] || { echo "study.sh: no train_vit and study_report in $bin (set BIN)" >&2; exit 2; }
 
 # The grid, one line per job: NAME|FLAGS.
-jobs=()
+jobs=() missing_init=()
 for regime in ${REGIMES:-scratch fine-tune}; do
   for dataset in ${DATASETS:-cifar10 cifar100 cifar100-coarse}; do
     init=""
@@ -41,10 +44,8 @@ for regime in ${REGIMES:-scratch fine-tune}; do
         cifar10) init=${INIT_CIFAR100:-} ;;
         *) init=${INIT_CIFAR10:-} ;;
       esac
-      [ -n "$init" ] && [ -f "$init" ] || {
-        echo "study.sh: fine-tuning $dataset needs its pretrained checkpoint (INIT_CIFAR100 for cifar10, INIT_CIFAR10 for the others), got '$init'" >&2
-        exit 2
-      }
+      # Checked below, for the jobs that still have to run.
+      [ -n "$init" ] && [ -f "$init" ] || missing_init+=("$dataset|$init")
     fi
     recipe=$scratch_flags
     [ "$regime" = fine-tune ] && recipe="$finetune_flags --init-from $init"
@@ -53,25 +54,49 @@ for regime in ${REGIMES:-scratch fine-tune}; do
       [ "$regime" = scratch ] && target_sets="$target_sets ${ALL_TARGETS:-all}"
       [ "$ratio" = 1.0 ] && target_sets=exact
       for targets in $target_sets; do
-        for seed in ${SEEDS:-0 1 2}; do
-          backward="--backward exact"
-          [ "$targets" != exact ] && backward="--backward wta-crs --ratio $ratio --wta-targets $targets"
-          name="$regime-$dataset-$ratio-${targets//,/_}-seed$seed"
-          jobs+=("$name|--dataset $dataset $recipe $backward --seed $seed ${EXTRA:-}")
+        allocations=${ALLOCATIONS:-uniform}
+        [ "$targets" = exact ] || [ "$targets" = all ] && allocations=uniform
+        for allocation in $allocations; do
+          for seed in ${SEEDS:-0 1 2}; do
+            backward="--backward exact"
+            [ "$targets" != exact ] && backward="--backward wta-crs --ratio $ratio --wta-targets $targets --wta-allocation $allocation"
+            suffix=""
+            [ "$allocation" = uniform ] || suffix="-$allocation"
+            name="$regime-$dataset-$ratio-${targets//,/_}$suffix-seed$seed"
+            jobs+=("$name|--dataset $dataset $recipe $backward --seed $seed ${EXTRA:-}")
+          done
         done
       done
     done
   done
 done
 
-# CIFAR from the carried archives, converted once per machine.
+finished() { [ -f "$runs/$1.log" ] && [ "$(tail -n 1 "$runs/$1.log")" = "rc=0" ]; }
+for missing in "${missing_init[@]}"; do
+  dataset=${missing%%|*}
+  for job in "${jobs[@]}"; do
+    name=${job%%|*}
+    [[ "$name" == fine-tune-$dataset-* ]] && ! finished "$name" && {
+      echo "study.sh: fine-tuning $dataset needs its pretrained checkpoint (INIT_CIFAR100 for cifar10, INIT_CIFAR10 for the others), got '${missing#*|}'" >&2
+      exit 2
+    }
+  done
+done
+
+# CIFAR from the carried archives, converted once per machine (not at all when every job has run:
+# the report alone is regenerated).
 convert() {  # NAME SCRIPT
   [ -f "$data/$1/.converted" ] && return 0
   mkdir -p "$data/$1"
   python3 "$carry/$2" --archive "$carry/$1-jpeg.tar.gz" "$data/$1" > "$runs/convert-$1.txt" 2>&1 &&
     touch "$data/$1/.converted"
 }
-needs() { printf '%s\n' "${jobs[@]}" | grep -q -- "--dataset $1 "; }
+needs() {
+  for job in "${jobs[@]}"; do
+    finished "${job%%|*}" || { grep -q -- "--dataset $1 " <<< "$job" && return 0; }
+  done
+  return 1
+}
 needs cifar10 && { convert cifar10 cifar10_jpeg_to_bin.py || exit 1; }
 { needs cifar100 || needs cifar100-coarse; } && { convert cifar100 cifar100_to_bin.py || exit 1; }
 data_dir() {
@@ -83,7 +108,7 @@ data_dir() {
 
 run_job() {  # NAME|FLAGS SLOT
   local name=${1%%|*} flags=${1#*|} slot=$2
-  if [ -f "$runs/$name.log" ] && [ "$(tail -n 1 "$runs/$name.log")" = "rc=0" ]; then return 0; fi
+  if finished "$name"; then return 0; fi
   rm -f "$runs/$name.log" "$runs/$name.jsonl"
   local dataset
   dataset=$(sed -n 's/.*--dataset \([^ ]*\).*/\1/p' <<< "$flags")

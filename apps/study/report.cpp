@@ -133,7 +133,8 @@ std::vector<SeedGroup> group_by_seed(const std::vector<RunMetrics>& runs) {
   auto key = [](const SeedGroup& r) {
     const nlohmann::json& o = r.options();
     return std::make_tuple(regime_of(o), o.value("dataset", std::string()), !exact(o), -ratio_of(o),
-                           o.value("wta_targets", std::string()), r.runs.front()->file);
+                           o.value("wta_targets", std::string()), o.value("wta_allocation", std::string()),
+                           r.runs.front()->file);
   };
   std::sort(rows.begin(), rows.end(), [&](const SeedGroup& a, const SeedGroup& b) { return key(a) < key(b); });
   return rows;
@@ -147,7 +148,8 @@ std::string report_markdown(const std::vector<RunMetrics>& runs) {
   // same function as the fused attention of the exact run), and the estimator's knobs.
   const std::vector<std::string> memory_flags = {
       "--seed",          "--backward",        "--ratio",      "--wta-targets",  "--wta-blocks",    "--wta-proxy",
-      "--wta-ema-beta",  "--wta-k-min",       "--wta-alpha",  "--recompute-gelu", "--saved-dtype", "--attention"};
+      "--wta-ema-beta",  "--wta-k-min",       "--wta-alpha",  "--recompute-gelu", "--saved-dtype", "--attention",
+      "--wta-allocation", "--wta-allocation-batches"};
   std::string out =
       "| regime | dataset | backward | ratio | targets | seeds | final acc (%) | Δ final vs exact | best acc (%) | "
       "peak allocated | step (ms) | img/s |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n";
@@ -172,7 +174,10 @@ std::string report_markdown(const std::vector<RunMetrics>& runs) {
         delta = text;
       }
     const double peak_max = *std::max_element(peaks.begin(), peaks.end());
-    out += "| " + regime_of(o) + " | " + o.value("dataset", std::string()) + " | " + o.value("backward", std::string()) +
+    // Per-layer ratios (--wta-allocation variance): the ratio column is the uniform plan's whose memory they keep.
+    const std::string backward = o.value("backward", std::string()) +
+                                 (o.value("wta_allocation", std::string()) == "variance" ? " (variance allocation)" : "");
+    out += "| " + regime_of(o) + " | " + o.value("dataset", std::string()) + " | " + backward +
            " | " + fixed(ratio_of(o), 2) + " | " + (exact(o) ? std::string("-") : o.value("wta_targets", std::string())) +
            " | " + std::to_string(row.runs.size()) + " | " + mean_std(final_acc, 2) + " | " + delta + " | " +
            mean_std(best, 2) + " | " + format_bytes(static_cast<int64_t>(peak_max)) + " | " +

@@ -84,6 +84,23 @@ TEST_CASE("a sampled row on the explicit attention is compared with the exact ro
         std::string::npos);
 }
 
+TEST_CASE("a row with per-layer ratios is its own row, named so, and compared with the exact row") {
+  test::ScratchDir dir("study_report_allocation");
+  const std::vector<std::string> uniform = {"--backward", "wta-crs", "--ratio", "0.5"};
+  std::vector<std::string> allocated = uniform;
+  allocated.insert(allocated.end(), {"--wta-allocation", "variance"});
+  const std::vector<study::RunMetrics> runs = {study::read_run(write_run(dir, "e.jsonl", flags("0"), {60}, 1 << 30)),
+                                               study::read_run(write_run(dir, "v.jsonl", flags("0", allocated), {59.5}, 1 << 29)),
+                                               study::read_run(write_run(dir, "u.jsonl", flags("0", uniform), {58}, 1 << 29))};
+  const std::string report = study::report_markdown(runs);
+  const size_t u = report.find("| scratch | synthetic | wta-crs | 0.50 | qkv,proj,fc1,fc2 | 1 | 58.00 | -2.00 |");
+  const size_t v = report.find(
+      "| scratch | synthetic | wta-crs (variance allocation) | 0.50 | qkv,proj,fc1,fc2 | 1 | 59.50 | -0.50 |");
+  CHECK(u != std::string::npos);
+  CHECK(v != std::string::npos);
+  CHECK(u < v);
+}
+
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
