@@ -10,21 +10,14 @@
 #include "apps/train_vit/planning.h"
 #include "apps/vit/planner.h"
 #include "core/memory_stats.h"
+#include "tests/apps/planning_fixture.h"
 #include "tests/apps/train_vit_fixture.h"
 
 using namespace tg;
 
 namespace {
 
-vit::StepSetup small_setup() {
-  vit::StepSetup s;
-  s.config = vit::preset("vit-tiny");
-  s.config.image_size = 32;
-  s.config.patch_size = 4;
-  s.config.depth = 3;
-  s.batch = 16;
-  return s;
-}
+vit::StepSetup small_setup() { return test::small_planning_setup(); }
 
 vit::MemoryPlan uniform(const vit::BlockPlan& block) { return {std::vector<vit::BlockPlan>(3, block)}; }
 
@@ -39,14 +32,7 @@ vit::PlannerOptions options(int64_t budget, bool sampling) {
 
 int64_t peak(const vit::MemoryPlan& plan) { return vit::predict_memory(small_setup(), plan).peak_bytes; }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const ValueError& e) {
-    return e.what();
-  }
-  return "(no ValueError)";
-}
+using test::error_of;
 
 // The ValueError train_vit's parser raises for these flags (after --dataset synthetic).
 std::string parse_error(std::vector<std::string> args) {

@@ -12,20 +12,14 @@
 #include "ops/loss.h"
 #include "ops/matmul/sampled.h"
 #include "ops/matmul/sampling.h"
+#include "tests/apps/planning_fixture.h"
 #include "tests/apps/train_vit_fixture.h"
 
 using namespace tg;
 
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using test::error_of;
 
 StrategyConfig wta(ProxyKind proxy) {
   StrategyConfig c;
@@ -154,16 +148,6 @@ TEST_CASE("RowStatsRecording: exact gradients, and ||G^T X||^2 equal to each lin
 
 namespace {
 
-vit::StepSetup allocation_setup() {
-  vit::StepSetup s;
-  s.config = vit::preset("vit-tiny");
-  s.config.image_size = 32;
-  s.config.patch_size = 4;
-  s.config.depth = 3;
-  s.batch = 16;
-  return s;
-}
-
 vit::MemoryPlan half_everywhere() {
   vit::BlockPlan block;
   block.ratio = {0.5, 0.5, 0.5, 0.5};
@@ -178,7 +162,7 @@ double synthetic_mse(size_t block, size_t target, double ratio, double weight) {
 }  // namespace
 
 TEST_CASE("allocate_ratios: less predicted variance within the uniform plan's memory") {
-  const vit::StepSetup setup = allocation_setup();
+  const vit::StepSetup setup = test::small_planning_setup();
   const vit::RatioAllocation a =
       vit::allocate_ratios(setup, half_everywhere(), [](size_t b, size_t t, double r) { return synthetic_mse(b, t, r, 10); });
   CHECK(a.uniform_rel_mse == doctest::Approx(13.0 * 0 + 11 * 1.0 + 10.0));  // eleven slots at 1, block 2's fc2 at 10
