@@ -150,6 +150,9 @@ PrecisionPolicy precision_policy(const Options& options);
 // The dataset folder (--data-dir or the dataset's default).
 std::string data_directory(const Options& options);
 
+// The items joined by `separator` ("qkv,fc1"), for messages and the printout.
+std::string join(const std::vector<std::string>& items, const char* separator);
+
 // "key: value" lines of the whole configuration, for the start of a run.
 std::string describe(const Options& options);
 

@@ -19,7 +19,6 @@
 #include "apps/vit/strategies.h"
 #include "autograd/engine.h"
 #include "core/allocator.h"
-#include "core/memory_stats.h"
 #if TG_WITH_CUDA
 #include "core/cuda/graph.h"
 #endif
@@ -68,9 +67,8 @@ class Trainer {
  private:
   void setup();
   void init_from_file();
-  // --wta-allocation variance: calibration passes, then the per-layer ratios installed (a
-  // resumed run installs the checkpoint's instead).
-  void allocate_ratios();
+  // --wta-allocation variance: installs per-layer ratios (calibrated, or a resumed checkpoint's)
+  // on the run's plan and model.
   void install_allocation(const AllocatedRatios& ratios);
   void train_step();
   // What a step hands back, on the device: the loss and, with clipping, the gradients' norm
@@ -194,6 +192,8 @@ void Trainer::setup() {
        << ", " << model_->config().tokens() << " tokens, " << model_->num_parameters() << " parameters\n";
   if (!o_.save.empty() && writes_files()) check_free_space();
   const bool allocates = o_.wta_allocation == "variance";
+  // The memory model covers such a run (validate_allocation), so resolve_run_plan made plan_.
+  TG_INTERNAL_ASSERT(!allocates || plan_, "--wta-allocation variance without a memory plan");
   if (!o_.resume.empty()) {
     if (allocates) {
       const std::optional<AllocatedRatios> ratios = load_allocated_ratios(o_.resume);
@@ -207,7 +207,8 @@ void Trainer::setup() {
   } else if (!o_.init_from.empty()) {
     init_from_file();
   }
-  if (allocates && o_.resume.empty()) allocate_ratios();
+  if (allocates && o_.resume.empty())
+    install_allocation(calibrate_allocation(o_, *model_, *train_loader_, *optimizer_, *plan_, out_));
   if (dp_) {
     dp_->share_parameters(*model_, *optimizer_, o_.resume.empty() ? std::nullopt : std::optional(position_.step));
     dp_->reduce_gradients(*model_);
@@ -246,14 +247,7 @@ void Trainer::init_from_file() {
   }
 }
 
-void Trainer::allocate_ratios() {
-  // The memory model covers the run (validate_allocation), so resolve_run_plan made plan_.
-  TG_INTERNAL_ASSERT(plan_, "--wta-allocation variance without a memory plan");
-  install_allocation(calibrate_allocation(o_, *model_, *train_loader_, *optimizer_, *plan_, out_));
-}
-
 void Trainer::install_allocation(const AllocatedRatios& ratios) {
-  TG_INTERNAL_ASSERT(plan_, "--wta-allocation variance without a memory plan");
   vit::MemoryPlan plan = plan_->plan;
   TG_CHECK(ratios.size() == plan.blocks.size(), ValueError, "per-layer ratios: expected ", plan.blocks.size(),
            " blocks (the model's depth), got ", ratios.size());

@@ -1,12 +1,13 @@
 // Helpers of the memory-planning tests: the small ViT setup the planner and allocation tests
-// predict for, and the message of the error a call raises.
+// predict for, and the ValueError train_vit's parser raises for a command line.
 #pragma once
 
-#include <functional>
 #include <string>
+#include <vector>
 
 #include "apps/vit/memory_model.h"
-#include "core/error.h"
+#include "tests/apps/train_vit_fixture.h"
+#include "tests/support/test_support.h"
 
 namespace tg::test {
 
@@ -21,14 +22,10 @@ inline vit::StepSetup small_planning_setup() {
   return s;
 }
 
-// The message of the tg::Error `f` throws, or "(no error)".
-inline std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
+// The ValueError's message for these flags after --dataset synthetic --device cpu.
+inline std::string planning_parse_error(std::vector<std::string> args) {
+  args.insert(args.begin(), {"--dataset", "synthetic", "--device", "cpu"});
+  return thrown_message<ValueError>([&] { parse_args(args); }, "(no ValueError)");
 }
 
 }  // namespace tg::test

@@ -32,13 +32,9 @@ vit::PlannerOptions options(int64_t budget, bool sampling) {
 
 int64_t peak(const vit::MemoryPlan& plan) { return vit::predict_memory(small_setup(), plan).peak_bytes; }
 
-using test::error_of;
+std::string error_of(const std::function<void()>& f) { return test::thrown_message<ValueError>(f, "(no ValueError)"); }
 
-// The ValueError train_vit's parser raises for these flags (after --dataset synthetic).
-std::string parse_error(std::vector<std::string> args) {
-  args.insert(args.begin(), {"--dataset", "synthetic", "--device", "cpu"});
-  return error_of([&] { test::parse_args(args); });
-}
+std::string parse_error(const std::vector<std::string>& args) { return test::planning_parse_error(args); }
 
 const std::string kForms = "bytes with a unit (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB; e.g. 3GB, 2.5GiB, 800MB)";
 

@@ -19,7 +19,7 @@ using namespace tg;
 
 namespace {
 
-using test::error_of;
+std::string error_of(const std::function<void()>& f) { return test::thrown_message(f); }
 
 StrategyConfig wta(ProxyKind proxy) {
   StrategyConfig c;
@@ -209,10 +209,7 @@ std::vector<std::string> allocated_run(const std::string& allocation) {
   return args;
 }
 
-std::string parse_error(std::vector<std::string> args) {
-  args.insert(args.begin(), {"--dataset", "synthetic", "--device", "cpu"});
-  return error_of([&] { test::parse_args(args); });
-}
+std::string parse_error(const std::vector<std::string>& args) { return test::planning_parse_error(args); }
 
 }  // namespace
 
